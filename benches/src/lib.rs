@@ -1,0 +1,1 @@
+//! Shared fixtures of the criterion benchmarks under `benches/benches/`.

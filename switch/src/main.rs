@@ -1,0 +1,3 @@
+//! `lsw-switch`: the switch's command line (serve, migrate, import).
+
+fn main() {}
