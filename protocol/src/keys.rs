@@ -33,8 +33,9 @@ impl Tmk {
     /// # Errors
     /// [`KeyLengthError`] when the slice has another length.
     pub fn from_slice(bytes: &[u8]) -> Result<Tmk, KeyLengthError> {
-        let array: [u8; KEY_BYTES] =
-            bytes.try_into().map_err(|_| KeyLengthError { len: bytes.len() })?;
+        let array: [u8; KEY_BYTES] = bytes
+            .try_into()
+            .map_err(|_| KeyLengthError { len: bytes.len() })?;
         Ok(Tmk(array))
     }
 
@@ -64,9 +65,15 @@ pub struct KeyLengthError {
     pub len: usize,
 }
 
-/// HKDF-SHA256 (RFC 5869) with an empty salt and a 32-byte output.
+/// HKDF-SHA256 (RFC 5869) of a TMK with an empty salt and a 32-byte output.
 pub fn derive(tmk: &Tmk, info: &[u8]) -> [u8; KEY_BYTES] {
-    let hkdf = Hkdf::<Sha256>::new(None, &tmk.0);
+    hkdf_sha256(&tmk.0, info)
+}
+
+/// HKDF-SHA256 (RFC 5869), empty salt, 32-byte output, over any input key material (exposed
+/// for the RFC's test cases, whose keys are not 32 bytes).
+pub fn hkdf_sha256(ikm: &[u8], info: &[u8]) -> [u8; KEY_BYTES] {
+    let hkdf = Hkdf::<Sha256>::new(None, ikm);
     let mut out = [0_u8; KEY_BYTES];
     // A 32-byte output is far below HKDF-SHA256's 255 * 32 limit, so expand cannot fail.
     if hkdf.expand(info, &mut out).is_err() {

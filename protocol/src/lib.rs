@@ -14,8 +14,30 @@
 #![deny(missing_docs)]
 #![deny(clippy::indexing_slicing)]
 
+pub mod bitmap;
+pub mod builder;
+#[cfg(feature = "codec")]
+pub mod codec;
+pub mod codes;
+pub mod envelope;
+pub mod field;
+pub mod field54;
+pub mod field7;
+pub mod field90;
+pub mod frame;
+pub mod ids;
 pub mod keys;
+pub mod mac;
+pub mod message;
 pub mod pan;
+pub mod response;
+pub mod spec;
 
+pub use codes::{Mti, NetworkCode, ProcessingCode, ResponseCode};
+pub use field::RawMessage;
+pub use field7::TransmissionTime;
+pub use field90::OriginalData;
+pub use ids::{Amount, ApprovalCode, Currency, Ksi, Rrn, Stan, TerminalId};
 pub use keys::{Tmk, WorkingKeys};
+pub use message::{Body, Kind, Reject, Request};
 pub use pan::Pan;

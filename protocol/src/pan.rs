@@ -149,7 +149,7 @@ impl Drop for Pan {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     fn check(text: &str, expected: Result<bool, PanError>) {
