@@ -1,0 +1,188 @@
+//! Money and rates: [`Rials`] (integer minor units) and [`Percent`] (a `Decimal`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::domain::Invalid;
+
+/// An amount of Iranian rials (ISO 4217 364, no minor unit), `0..=999_999_999_999`.
+///
+/// The upper bound is the n12 amount field of ISO 8583 (field 4), so every value fits the wire
+/// and any sum of two values fits an `i64` many times over. Negative amounts do not exist:
+/// a refund or a debit is a separate movement, not a negative amount.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rials(i64);
+
+impl Rials {
+    /// Zero rials.
+    pub const ZERO: Rials = Rials(0);
+    /// The largest amount: 12 digits, the width of ISO 8583 field 4.
+    pub const MAX: Rials = Rials(999_999_999_999);
+
+    /// Wraps `value` when it is within `0..=Rials::MAX`.
+    pub const fn new(value: i64) -> Option<Rials> {
+        if value < 0 || value > Rials::MAX.0 {
+            None
+        } else {
+            Some(Rials(value))
+        }
+    }
+
+    /// The amount as an integer number of rials.
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+
+    /// `self + other`, or `None` when the sum passes [`Rials::MAX`].
+    pub fn checked_add(self, other: Rials) -> Option<Rials> {
+        self.0.checked_add(other.0).and_then(Rials::new)
+    }
+
+    /// `self - other`, or `None` when the difference would be negative.
+    pub fn checked_sub(self, other: Rials) -> Option<Rials> {
+        self.0.checked_sub(other.0).and_then(Rials::new)
+    }
+
+    /// `floor(self × rate / 100)`: the share of this amount at a percent rate, rounded down to
+    /// the rial (DESIGN.md section 4, percent discounts and cashback). The result is never
+    /// more than `self` because a rate is at most 100.
+    pub fn percent_floor(self, rate: Percent) -> Rials {
+        self.percent_rounded(rate, RoundingStrategy::ToNegativeInfinity)
+    }
+
+    /// `self × rate / 100` rounded half up (0.5 rial goes up), the fee rule of DESIGN.md
+    /// section 4. The result is never more than `self`.
+    pub fn percent_half_up(self, rate: Percent) -> Rials {
+        self.percent_rounded(rate, RoundingStrategy::MidpointAwayFromZero)
+    }
+
+    fn percent_rounded(self, rate: Percent, strategy: RoundingStrategy) -> Rials {
+        // At most 10^12 × 100 with at most PERCENT_SCALE_MAX decimals: far inside Decimal's
+        // 96-bit mantissa, so the multiplication is exact.
+        let exact = Decimal::from(self.0) * rate.get() / Decimal::ONE_HUNDRED;
+        let rounded = exact.round_dp_with_strategy(0, strategy);
+        let share = rounded.to_i64().and_then(Rials::new).unwrap_or(Rials::ZERO);
+        assert!(
+            share <= self,
+            "a share of at most 100 percent exceeds its base"
+        );
+        share
+    }
+}
+
+impl fmt::Debug for Rials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Rials({})", self.0)
+    }
+}
+
+impl fmt::Display for Rials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Most decimal places a rate may have. Six places (0.000001 percent) is finer than any fee or
+/// campaign needs and keeps every product with an amount exact.
+pub const PERCENT_SCALE_MAX: u32 = 6;
+
+/// A rate in percent, `0..=100`, with at most [`PERCENT_SCALE_MAX`] decimal places.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Percent(Decimal);
+
+impl Percent {
+    /// Zero percent.
+    pub const ZERO: Percent = Percent(Decimal::ZERO);
+
+    /// Wraps `rate` when it is within `0..=100` and has at most [`PERCENT_SCALE_MAX`] decimals.
+    ///
+    /// # Errors
+    /// [`Invalid`] naming the broken bound.
+    pub fn new(rate: Decimal) -> Result<Percent, Invalid> {
+        if rate.is_sign_negative() && !rate.is_zero() {
+            return Err(Invalid::new("must not be negative"));
+        }
+        if rate > Decimal::ONE_HUNDRED {
+            return Err(Invalid::new("must be at most 100"));
+        }
+        if rate.normalize().scale() > PERCENT_SCALE_MAX {
+            return Err(Invalid::new("has more than 6 decimal places"));
+        }
+        Ok(Percent(rate.normalize()))
+    }
+
+    /// Parses a decimal such as `"1.5"` (no exponent, no sign other than none).
+    ///
+    /// # Errors
+    /// [`Invalid`] when the text is not a decimal or is out of range.
+    pub fn parse(text: &str) -> Result<Percent, Invalid> {
+        let rate = Decimal::from_str(text).map_err(|_| Invalid::new("must be a decimal number"))?;
+        Percent::new(rate)
+    }
+
+    /// The rate, e.g. `1.5` for 1.5 percent.
+    pub fn get(self) -> Decimal {
+        self.0
+    }
+}
+
+impl fmt::Debug for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Percent({})", self.0)
+    }
+}
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn check(gross: i64, rate: &str, floor: i64, half_up: i64) {
+        let gross = Rials::new(gross).unwrap();
+        let rate = Percent::parse(rate).unwrap();
+        assert_eq!(
+            gross.percent_floor(rate).get(),
+            floor,
+            "floor {gross} {rate}"
+        );
+        assert_eq!(
+            gross.percent_half_up(rate).get(),
+            half_up,
+            "half up {gross} {rate}"
+        );
+    }
+
+    #[test]
+    fn percent_rounding() {
+        check(480_000, "1.5", 7_200, 7_200);
+        check(333, "1.5", 4, 5); // 4.995
+        check(100, "0.5", 0, 1); // 0.5 exactly goes up
+        check(99, "0.5", 0, 0); // 0.495
+        check(999_999_999_999, "100", 999_999_999_999, 999_999_999_999);
+        check(1, "0", 0, 0);
+    }
+
+    #[test]
+    fn bounds() {
+        assert_eq!(Rials::new(-1), None);
+        assert_eq!(Rials::new(1_000_000_000_000), None);
+        assert_eq!(Rials::MAX.checked_add(Rials::new(1).unwrap()), None);
+        assert_eq!(Rials::ZERO.checked_sub(Rials::new(1).unwrap()), None);
+        assert!(Percent::parse("100.000001").is_err());
+        assert!(Percent::parse("-1").is_err());
+        assert!(Percent::parse("1.0000001").is_err());
+        assert_eq!(
+            Percent::parse("2.50").unwrap(),
+            Percent::parse("2.5").unwrap()
+        );
+    }
+}
