@@ -1,0 +1,134 @@
+//! The discount: the largest eligible rule wins, ties go to the lowest rule id (DESIGN.md
+//! section 4, step 1).
+
+use crate::domain::{GroupId, LocalDateTime, Merchant, Rials, Rule, RuleId, RuleKind, TierId};
+use crate::domain::{RuleTerms, UnixMillis};
+
+/// The engine's answer to "may this rule give this discount now?": its total budget and the
+/// member's daily use limit are state, which pricing does not keep.
+pub trait RuleUsage {
+    /// Whether `rule` may give `discount` to this purchase's member.
+    fn allows(&self, rule: RuleId, discount: Rials) -> bool;
+}
+
+/// A [`RuleUsage`] that allows everything: for rules without budgets or limits, and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unlimited;
+
+impl RuleUsage for Unlimited {
+    fn allows(&self, _rule: RuleId, _discount: Rials) -> bool {
+        true
+    }
+}
+
+/// The facts of one purchase that rules are matched against.
+#[derive(Debug, Clone, Copy)]
+pub struct Purchase<'a> {
+    /// The gross amount G.
+    pub gross: Rials,
+    /// The merchant: id, groups and local time offset.
+    pub merchant: &'a Merchant,
+    /// The terminal's groups, sorted ascending.
+    pub terminal_groups: &'a [GroupId],
+    /// The card's BIN.
+    pub bin: &'a [u8; 6],
+    /// The card's tier.
+    pub tier: Option<TierId>,
+    /// The card's member's groups, sorted ascending.
+    pub member_groups: &'a [GroupId],
+    /// The time of the request.
+    pub now: UnixMillis,
+}
+
+/// The discount one rule gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleDiscount {
+    /// The rule.
+    pub rule: RuleId,
+    /// The discount, `0 < amount <= G`.
+    pub amount: Rials,
+}
+
+/// The best discount among `rules` for `purchase`: the largest amount; among equal amounts,
+/// the lowest rule id. A rule counts when it is eligible (see [`crate::domain::Eligibility`]),
+/// its window is open at `purchase.now` in the merchant's local time, G reaches its minimum
+/// basket, its discount is above zero, and `usage` allows it. `None` when no rule counts.
+///
+/// # Panics
+/// When the chosen discount exceeds G (a bug).
+pub fn discount<'r>(
+    rules: impl IntoIterator<Item = &'r Rule>,
+    purchase: &Purchase<'_>,
+    usage: &impl RuleUsage,
+) -> Option<RuleDiscount> {
+    let local = LocalDateTime::at(purchase.now, purchase.merchant.profile.utc_offset_minutes);
+    let mut best: Option<RuleDiscount> = None;
+    for rule in rules {
+        if !eligible(rule, purchase) || !rule.terms.window.contains(&local) {
+            continue;
+        }
+        let amount = rule_discount(&rule.terms, purchase.gross);
+        if amount == Rials::ZERO || !usage.allows(rule.id, amount) {
+            continue;
+        }
+        let better = best.is_none_or(|current| {
+            amount > current.amount || (amount == current.amount && rule.id < current.rule)
+        });
+        if better {
+            best = Some(RuleDiscount {
+                rule: rule.id,
+                amount,
+            });
+        }
+    }
+    if let Some(chosen) = best {
+        assert!(chosen.amount <= purchase.gross);
+    }
+    best
+}
+
+/// What one rule gives on `gross`, ignoring eligibility and time: zero below the minimum
+/// basket; otherwise `floor(G × rate / 100)` (percent) or the amount (fixed), then capped by
+/// the rule's cap and by G.
+pub fn rule_discount(terms: &RuleTerms, gross: Rials) -> Rials {
+    if gross < terms.basket_rials_min {
+        return Rials::ZERO;
+    }
+    let raw = match terms.kind {
+        RuleKind::Percent(rate) => gross.percent_floor(rate),
+        RuleKind::Fixed(amount) => amount,
+    };
+    let capped = terms.discount_rials_max.map_or(raw, |cap| raw.min(cap));
+    capped.min(gross)
+}
+
+fn eligible(rule: &Rule, purchase: &Purchase<'_>) -> bool {
+    let who = &rule.eligibility;
+    let merchant = who.any_merchant()
+        || who.merchants.binary_search(&purchase.merchant.id).is_ok()
+        || intersects(&who.merchant_groups, &purchase.merchant.groups);
+    let tier = who.tiers.is_empty() || purchase.tier.is_some_and(|t| who.tiers.contains(&t));
+    let member =
+        who.member_groups.is_empty() || intersects(&who.member_groups, purchase.member_groups);
+    let terminal = who.terminal_groups.is_empty()
+        || intersects(&who.terminal_groups, purchase.terminal_groups);
+    let bin = who.bins.is_empty() || who.bins.iter().any(|range| range.contains(purchase.bin));
+    merchant && tier && member && terminal && bin
+}
+
+/// Whether two ascending lists share an element (a merge walk: both lists are short).
+fn intersects(left: &[GroupId], right: &[GroupId]) -> bool {
+    let (mut left, mut right) = (left.iter().peekable(), right.iter().peekable());
+    while let (Some(a), Some(b)) = (left.peek(), right.peek()) {
+        match a.cmp(b) {
+            std::cmp::Ordering::Less => {
+                left.next();
+            }
+            std::cmp::Ordering::Greater => {
+                right.next();
+            }
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
