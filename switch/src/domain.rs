@@ -27,7 +27,7 @@ pub use card::{Card, CardExpiry, CardStatus, Member, PanToken, PanTokenKey};
 pub use ids::{CardId, Code, GroupId, MemberId, MerchantId, RuleId, TerminalRowId, TierId};
 pub use merchant::{CurrencyCode, FeeSchedule, Iban, Merchant, MerchantProfile, MerchantStatus};
 pub use money::{Percent, Rials};
-pub use reference::{ReferenceData, RowIds};
+pub use reference::{LoadedReference, ReferenceData, RowIds};
 pub use rule::{BinRange, Eligibility, MinuteWindow, Rule, RuleKind, RuleTerms, Window};
 pub use sealing::{Kek, SealError};
 pub use terminal::{KeySetId, Terminal, TerminalCode, TerminalStatus};

@@ -175,3 +175,15 @@ pub struct RowIds {
     /// Rules by code.
     pub rules: HashMap<Code, RuleId>,
 }
+
+/// Reference data as read back from the store: the records, the row ids of their codes and the
+/// version the store counts up on every import that changed something.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LoadedReference {
+    /// `reference_meta.version`; 0 before the first import.
+    pub version: u64,
+    /// The records.
+    pub data: ReferenceData,
+    /// Their row ids.
+    pub ids: RowIds,
+}

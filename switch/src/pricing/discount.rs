@@ -7,8 +7,9 @@ use crate::domain::{RuleTerms, UnixMillis};
 /// The engine's answer to "may this rule give this discount now?": its total budget and the
 /// member's daily use limit are state, which pricing does not keep.
 pub trait RuleUsage {
-    /// Whether `rule` may give `discount` to this purchase's member.
-    fn allows(&self, rule: RuleId, discount: Rials) -> bool;
+    /// Whether `rule` may give `discount` to this purchase's member. The rule is passed whole
+    /// so the engine can read its budget and daily limit.
+    fn allows(&self, rule: &Rule, discount: Rials) -> bool;
 }
 
 /// A [`RuleUsage`] that allows everything: for rules without budgets or limits, and tests.
@@ -16,7 +17,7 @@ pub trait RuleUsage {
 pub struct Unlimited;
 
 impl RuleUsage for Unlimited {
-    fn allows(&self, _rule: RuleId, _discount: Rials) -> bool {
+    fn allows(&self, _rule: &Rule, _discount: Rials) -> bool {
         true
     }
 }
@@ -68,7 +69,7 @@ pub fn discount<'r>(
             continue;
         }
         let amount = rule_discount(&rule.terms, purchase.gross);
-        if amount == Rials::ZERO || !usage.allows(rule.id, amount) {
+        if amount == Rials::ZERO || !usage.allows(rule, amount) {
             continue;
         }
         let better = best.is_none_or(|current| {
