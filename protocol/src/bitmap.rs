@@ -68,7 +68,17 @@ impl Bitmap {
 
     /// The present field numbers in ascending order, field 1 included.
     pub fn fields(self) -> impl Iterator<Item = u8> {
-        (1..=128_u8).filter(move |n| self.has(*n))
+        // Walks only the set bits: field n is bit 127 - (n - 1), counted from the least
+        // significant bit, so the leading zeros give the next field number.
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let leading = bits.leading_zeros();
+            bits &= !(1_u128 << (127 - leading));
+            u8::try_from(leading + 1).ok()
+        })
     }
 
     fn mask(number: u8) -> Option<u128> {

@@ -24,6 +24,7 @@ pub struct RawMessage {
     bytes: Bytes,
     bitmap: Bitmap,
     spans: [Span; 129],
+    read: Bitmap,
     defect: Option<FieldError>,
 }
 
@@ -31,7 +32,6 @@ pub struct RawMessage {
 struct Span {
     start: u16,
     len: u16,
-    present: bool,
 }
 
 /// Why a field could not be read.
@@ -118,6 +118,7 @@ impl RawMessage {
             bytes,
             bitmap,
             spans: [Span::default(); 129],
+            read: Bitmap::EMPTY,
             defect: None,
         };
         for number in bitmap.fields().filter(|n| *n != spec::SECONDARY_BITMAP) {
@@ -160,28 +161,30 @@ impl RawMessage {
 
     /// Field `number`'s value bytes (without its length prefix), if it was read.
     pub fn field(&self, number: u8) -> Option<&[u8]> {
-        let span = self.spans.get(usize::from(number))?;
-        if !span.present {
+        if !self.read.has(number) {
             return None;
         }
+        let span = self.spans.get(usize::from(number))?;
         let start = usize::from(span.start);
         self.bytes.get(start..start + usize::from(span.len))
     }
 
     /// Field `number`'s value as a `Bytes` sharing the message's buffer.
     pub fn field_bytes(&self, number: u8) -> Option<Bytes> {
-        let span = self.spans.get(usize::from(number))?;
-        if !span.present {
+        if !self.read.has(number) {
             return None;
         }
+        let span = self.spans.get(usize::from(number))?;
         let start = usize::from(span.start);
         Some(self.bytes.slice(start..start + usize::from(span.len)))
     }
 
     /// Where field `number`'s value starts in the message, if it was read.
     pub fn field_offset(&self, number: u8) -> Option<usize> {
-        let span = self.spans.get(usize::from(number))?;
-        span.present.then_some(usize::from(span.start))
+        if !self.read.has(number) {
+            return None;
+        }
+        self.spans.get(usize::from(number)).map(|span| usize::from(span.start))
     }
 
     /// The whole message.
@@ -210,11 +213,8 @@ impl RawMessage {
         }
         let start = u16::try_from(start).map_err(|_| error(FieldErrorKind::Truncated))?;
         if let Some(span) = self.spans.get_mut(usize::from(number)) {
-            *span = Span {
-                start,
-                len,
-                present: true,
-            };
+            *span = Span { start, len };
+            self.read.set(number);
         }
         Ok(end)
     }
