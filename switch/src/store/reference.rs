@@ -1,0 +1,1330 @@
+//! Reference data in SQLite: [`save`] an import in one transaction, [`load`] it back.
+//!
+//! Records are upserted by code (terminals by terminal id), so row ids stay stable across
+//! imports; nothing is deleted (an operator retires a record by its status). A record is
+//! written only when it differs from the stored one, and `reference_meta.version` goes up only
+//! when something was written, so importing the same file twice is a no-op. Balances in a file
+//! are openings: each creates an account that does not exist yet; the same opening again is a
+//! no-op, and another amount for an existing account is refused.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use protocol::Tmk;
+use rand::RngCore;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use crate::domain::reference::{
+    CardRecord, ClubOpening, GroupRecord, MemberRecord, MerchantRecord, RuleRecord,
+    StoreCreditOpening, TerminalRecord, TierRecord,
+};
+use crate::domain::{
+    BinRange, CardExpiry, CardId, CardStatus, CivilDate, Code, CurrencyCode, Eligibility,
+    FeeSchedule, GroupId, Iban, Invalid, Kek, KeySetId, LoadedReference, MemberId, MerchantId,
+    MerchantProfile, MerchantStatus, MinuteWindow, PanToken, Percent, ReferenceData, Rials, RowIds,
+    RuleId, RuleKind, RuleTerms, TerminalCode, TerminalRowId, TerminalStatus, TierId, UnixMillis,
+    Weekdays, Window,
+};
+use crate::import::Problem;
+use crate::store::StoreError;
+
+/// What an import changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// The reference version after the import.
+    pub version: u64,
+    /// Records that did not exist before.
+    pub inserted: u64,
+    /// Records that existed and differed.
+    pub updated: u64,
+    /// Opening balances created.
+    pub openings: u64,
+}
+
+impl ImportOutcome {
+    /// Whether the import changed nothing.
+    pub fn is_noop(&self) -> bool {
+        self.inserted == 0 && self.updated == 0 && self.openings == 0
+    }
+}
+
+impl fmt::Display for ImportOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_noop() {
+            write!(f, "no changes; reference version {}", self.version)
+        } else {
+            write!(
+                f,
+                "reference version {}: {} inserted, {} updated, {} opening balances",
+                self.version, self.inserted, self.updated, self.openings
+            )
+        }
+    }
+}
+
+/// Loads every reference record, its row id and the reference version, in one read
+/// transaction, opening each sealed TMK with `kek`.
+///
+/// # Errors
+/// [`StoreError`] when the database fails, a row is invalid or a TMK does not open.
+pub async fn load(pool: &SqlitePool, kek: &Kek) -> Result<LoadedReference, StoreError> {
+    let mut tx = pool.begin().await?;
+    let loaded = read_all(&mut tx, kek).await?;
+    tx.commit().await?;
+    Ok(loaded)
+}
+
+/// Saves `data` in one transaction: upserts every record that is new or differs, creates the
+/// opening balances of accounts that do not exist yet, and bumps the reference version (with
+/// `file_sha256` and `now`) when anything changed.
+///
+/// # Errors
+/// [`StoreError::Rejected`] when an opening balance differs from a stored account's;
+/// other [`StoreError`]s when the database fails. Nothing is changed on any error.
+pub async fn save(
+    pool: &SqlitePool,
+    data: &ReferenceData,
+    file_sha256: &[u8; 32],
+    kek: &Kek,
+    now: UnixMillis,
+) -> Result<ImportOutcome, StoreError> {
+    let mut tx = pool.begin().await?;
+    let current = read_all(&mut tx, kek).await?;
+    let accounts = Accounts::read(&mut tx).await?;
+    check_openings(data, &current, &accounts)?;
+    let mut writer = Writer {
+        conn: &mut tx,
+        ids: current.ids.clone(),
+        count: Count::default(),
+    };
+    writer.tiers(&data.tiers, &current.data.tiers).await?;
+    writer
+        .groups(
+            "merchant",
+            &data.merchant_groups,
+            &current.data.merchant_groups,
+        )
+        .await?;
+    writer
+        .groups("member", &data.member_groups, &current.data.member_groups)
+        .await?;
+    writer
+        .groups(
+            "terminal",
+            &data.terminal_groups,
+            &current.data.terminal_groups,
+        )
+        .await?;
+    writer
+        .merchants(&data.merchants, &current.data.merchants)
+        .await?;
+    writer
+        .terminals(&data.terminals, &current.data.terminals, kek)
+        .await?;
+    writer.members(&data.members, &current.data.members).await?;
+    writer.cards(&data.cards, &current.data.cards).await?;
+    writer.rules(&data.rules, &current.data.rules).await?;
+    writer.openings(data, &accounts, now).await?;
+    let count = writer.count;
+    let changed = count.inserted + count.updated + count.openings > 0;
+    let version = if changed {
+        current.version + 1
+    } else {
+        current.version
+    };
+    if changed {
+        sqlx::query(
+            "INSERT INTO reference_meta (id, version, imported_at_ms, file_sha256) VALUES (1, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version,
+                 imported_at_ms = excluded.imported_at_ms, file_sha256 = excluded.file_sha256",
+        )
+        .bind(i64::try_from(version).unwrap_or(i64::MAX))
+        .bind(now.get())
+        .bind(hex::encode(file_sha256))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(ImportOutcome {
+        version,
+        inserted: count.inserted,
+        updated: count.updated,
+        openings: count.openings,
+    })
+}
+
+/// The balance accounts that exist, whatever created them.
+struct Accounts {
+    club: HashSet<i64>,
+    store_credit: HashSet<(i64, i64)>,
+}
+
+impl Accounts {
+    async fn read(conn: &mut SqliteConnection) -> Result<Accounts, StoreError> {
+        let club = sqlx::query("SELECT card_id FROM club_balances")
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?;
+        let store_credit = sqlx::query("SELECT card_id, merchant_id FROM store_credit_accounts")
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(Accounts { club, store_credit })
+    }
+}
+
+const OPENINGS_ONLY: &str = "balances are openings only; use a top-up";
+
+/// Refuses openings for accounts that exist with another opening (or none).
+fn check_openings(
+    data: &ReferenceData,
+    current: &LoadedReference,
+    accounts: &Accounts,
+) -> Result<(), StoreError> {
+    let mut problems = Vec::new();
+    let club: HashMap<&Code, &ClubOpening> = current
+        .data
+        .club_openings
+        .iter()
+        .map(|o| (&o.card, o))
+        .collect();
+    for (index, opening) in data.club_openings.iter().enumerate() {
+        let Some(card) = current.ids.cards.get(&opening.card) else {
+            continue;
+        };
+        if accounts.club.contains(&card.get()) && club.get(&opening.card) != Some(&opening) {
+            problems.push(Problem {
+                path: format!("balances.club[{index}].amount_rials"),
+                message: OPENINGS_ONLY.to_string(),
+            });
+        }
+    }
+    let store: HashMap<(&Code, &Code), &StoreCreditOpening> = current
+        .data
+        .store_credit_openings
+        .iter()
+        .map(|o| ((&o.card, &o.merchant), o))
+        .collect();
+    for (index, opening) in data.store_credit_openings.iter().enumerate() {
+        let card = current.ids.cards.get(&opening.card);
+        let merchant = current.ids.merchants.get(&opening.merchant);
+        let (Some(card), Some(merchant)) = (card, merchant) else {
+            continue;
+        };
+        let exists = accounts
+            .store_credit
+            .contains(&(card.get(), merchant.get()));
+        if exists && store.get(&(&opening.card, &opening.merchant)) != Some(&opening) {
+            problems.push(Problem {
+                path: format!("balances.store_credit[{index}].amount_rials"),
+                message: OPENINGS_ONLY.to_string(),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Rejected { problems })
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Count {
+    inserted: u64,
+    updated: u64,
+    openings: u64,
+}
+
+/// Writes records inside the import's transaction, keeping the code → id maps current.
+struct Writer<'c> {
+    conn: &'c mut SqliteConnection,
+    ids: RowIds,
+    count: Count,
+}
+
+/// How a record compares with the stored one of the same code.
+enum Change<Id> {
+    Same,
+    Insert,
+    Update(Id),
+}
+
+fn change<'a, K, R, Id>(
+    key: &K,
+    record: &R,
+    stored: &HashMap<&'a K, &'a R>,
+    ids: &HashMap<K, Id>,
+) -> Change<Id>
+where
+    K: std::hash::Hash + Eq,
+    R: PartialEq,
+    Id: Copy,
+{
+    match (stored.get(key), ids.get(key)) {
+        (Some(old), Some(_)) if *old == record => Change::Same,
+        (_, Some(id)) => Change::Update(*id),
+        (_, None) => Change::Insert,
+    }
+}
+
+fn by_code<'a, R>(records: &'a [R], key: impl Fn(&'a R) -> &'a Code) -> HashMap<&'a Code, &'a R> {
+    records.iter().map(|record| (key(record), record)).collect()
+}
+
+impl Writer<'_> {
+    async fn tiers(&mut self, new: &[TierRecord], old: &[TierRecord]) -> Result<(), StoreError> {
+        let stored = by_code(old, |r| &r.code);
+        for record in new {
+            let rate = record.cashback_rate.to_string();
+            match change(&record.code, record, &stored, &self.ids.tiers) {
+                Change::Same => {}
+                Change::Insert => {
+                    let id = sqlx::query(
+                        "INSERT INTO tiers (code, name, cashback_rate) VALUES (?, ?, ?)",
+                    )
+                    .bind(record.code.as_str())
+                    .bind(&record.name)
+                    .bind(rate)
+                    .execute(&mut *self.conn)
+                    .await?
+                    .last_insert_rowid();
+                    self.ids.tiers.insert(record.code.clone(), TierId::new(id));
+                    self.count.inserted += 1;
+                }
+                Change::Update(id) => {
+                    sqlx::query("UPDATE tiers SET name = ?, cashback_rate = ? WHERE id = ?")
+                        .bind(&record.name)
+                        .bind(rate)
+                        .bind(id.get())
+                        .execute(&mut *self.conn)
+                        .await?;
+                    self.count.updated += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn groups(
+        &mut self,
+        kind: &'static str,
+        new: &[GroupRecord],
+        old: &[GroupRecord],
+    ) -> Result<(), StoreError> {
+        let stored = by_code(old, |r| &r.code);
+        for record in new {
+            let ids = self.group_ids(kind);
+            match change(&record.code, record, &stored, ids) {
+                Change::Same => {}
+                Change::Insert => {
+                    let id = sqlx::query("INSERT INTO groups (kind, code, name) VALUES (?, ?, ?)")
+                        .bind(kind)
+                        .bind(record.code.as_str())
+                        .bind(&record.name)
+                        .execute(&mut *self.conn)
+                        .await?
+                        .last_insert_rowid();
+                    self.group_ids_mut(kind)
+                        .insert(record.code.clone(), GroupId::new(id));
+                    self.count.inserted += 1;
+                }
+                Change::Update(id) => {
+                    sqlx::query("UPDATE groups SET name = ? WHERE id = ?")
+                        .bind(&record.name)
+                        .bind(id.get())
+                        .execute(&mut *self.conn)
+                        .await?;
+                    self.count.updated += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn group_ids(&self, kind: &str) -> &HashMap<Code, GroupId> {
+        match kind {
+            "merchant" => &self.ids.merchant_groups,
+            "member" => &self.ids.member_groups,
+            _ => &self.ids.terminal_groups,
+        }
+    }
+
+    fn group_ids_mut(&mut self, kind: &str) -> &mut HashMap<Code, GroupId> {
+        match kind {
+            "merchant" => &mut self.ids.merchant_groups,
+            "member" => &mut self.ids.member_groups,
+            _ => &mut self.ids.terminal_groups,
+        }
+    }
+
+    async fn merchants(
+        &mut self,
+        new: &[MerchantRecord],
+        old: &[MerchantRecord],
+    ) -> Result<(), StoreError> {
+        let stored = by_code(old, |r| &r.code);
+        for record in new {
+            let id = match change(&record.code, record, &stored, &self.ids.merchants) {
+                Change::Same => continue,
+                Change::Insert => {
+                    let id = sqlx::query("INSERT INTO merchants (code, name, iban, status, currency, fee_rate, fee_rials_min, fee_rials_max, amount_rials_max, cashback_allowed, credit_expiry_days, utc_offset_minutes) VALUES (?, '', '', 'inactive', 364, '0', 0, 0, 0, 0, 1, 0)")
+                        .bind(record.code.as_str())
+                        .execute(&mut *self.conn)
+                        .await?
+                        .last_insert_rowid();
+                    self.ids
+                        .merchants
+                        .insert(record.code.clone(), MerchantId::new(id));
+                    self.count.inserted += 1;
+                    id
+                }
+                Change::Update(id) => {
+                    self.count.updated += 1;
+                    id.get()
+                }
+            };
+            let profile = &record.profile;
+            let fee = &profile.fee;
+            sqlx::query(
+                "UPDATE merchants SET name = ?, iban = ?, status = ?, currency = ?, fee_rate = ?,
+                 fee_rials_min = ?, fee_rials_max = ?, amount_rials_max = ?, cashback_allowed = ?,
+                 credit_expiry_days = ?, utc_offset_minutes = ? WHERE id = ?",
+            )
+            .bind(&profile.name)
+            .bind(profile.iban.as_str())
+            .bind(merchant_status_text(profile.status))
+            .bind(i64::from(profile.currency.get()))
+            .bind(fee.rate().to_string())
+            .bind(fee.fee_rials_min().get())
+            .bind(fee.fee_rials_max().get())
+            .bind(profile.amount_rials_max.get())
+            .bind(i64::from(profile.cashback_allowed))
+            .bind(i64::from(profile.credit_expiry_days))
+            .bind(i64::from(profile.utc_offset_minutes))
+            .bind(id)
+            .execute(&mut *self.conn)
+            .await?;
+            let groups = resolve_all(&self.ids.merchant_groups, &record.groups, |g| g.get())?;
+            self.links(
+                "merchant_group_members",
+                "merchant_id",
+                id,
+                "group_id",
+                &groups,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the link rows of `owner` in `table` with `targets`.
+    async fn links(
+        &mut self,
+        table: &'static str,
+        owner_column: &'static str,
+        owner: i64,
+        target_column: &'static str,
+        targets: &[i64],
+    ) -> Result<(), StoreError> {
+        // Table and column names are constants of this module, never input.
+        sqlx::query(&format!("DELETE FROM {table} WHERE {owner_column} = ?"))
+            .bind(owner)
+            .execute(&mut *self.conn)
+            .await?;
+        let insert = format!("INSERT INTO {table} ({owner_column}, {target_column}) VALUES (?, ?)");
+        for target in targets {
+            sqlx::query(&insert)
+                .bind(owner)
+                .bind(*target)
+                .execute(&mut *self.conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn terminals(
+        &mut self,
+        new: &[TerminalRecord],
+        old: &[TerminalRecord],
+        kek: &Kek,
+    ) -> Result<(), StoreError> {
+        let stored: HashMap<&TerminalCode, &TerminalRecord> =
+            old.iter().map(|r| (&r.terminal_id, r)).collect();
+        for record in new {
+            let merchant = resolve(&self.ids.merchants, &record.merchant)?.get();
+            let sealed = seal(kek, record)?;
+            let id = match change(&record.terminal_id, record, &stored, &self.ids.terminals) {
+                Change::Same => continue,
+                Change::Insert => {
+                    let id = sqlx::query("INSERT INTO terminals (terminal_id, ksi, merchant_id, status, tmk_sealed) VALUES (?, ?, ?, ?, ?)")
+                        .bind(record.terminal_id.as_str())
+                        .bind(record.ksi.as_str())
+                        .bind(merchant)
+                        .bind(terminal_status_text(record.status))
+                        .bind(sealed)
+                        .execute(&mut *self.conn)
+                        .await?
+                        .last_insert_rowid();
+                    self.ids
+                        .terminals
+                        .insert(record.terminal_id, TerminalRowId::new(id));
+                    self.count.inserted += 1;
+                    id
+                }
+                Change::Update(id) => {
+                    sqlx::query("UPDATE terminals SET ksi = ?, merchant_id = ?, status = ?, tmk_sealed = ? WHERE id = ?")
+                        .bind(record.ksi.as_str())
+                        .bind(merchant)
+                        .bind(terminal_status_text(record.status))
+                        .bind(sealed)
+                        .bind(id.get())
+                        .execute(&mut *self.conn)
+                        .await?;
+                    self.count.updated += 1;
+                    id.get()
+                }
+            };
+            let groups = resolve_all(&self.ids.terminal_groups, &record.groups, |g| g.get())?;
+            self.links(
+                "terminal_group_members",
+                "terminal_id",
+                id,
+                "group_id",
+                &groups,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn members(
+        &mut self,
+        new: &[MemberRecord],
+        old: &[MemberRecord],
+    ) -> Result<(), StoreError> {
+        let stored = by_code(old, |r| &r.code);
+        for record in new {
+            let id = match change(&record.code, record, &stored, &self.ids.members) {
+                Change::Same => continue,
+                Change::Insert => {
+                    let id = sqlx::query("INSERT INTO members (code) VALUES (?)")
+                        .bind(record.code.as_str())
+                        .execute(&mut *self.conn)
+                        .await?
+                        .last_insert_rowid();
+                    self.ids
+                        .members
+                        .insert(record.code.clone(), MemberId::new(id));
+                    self.count.inserted += 1;
+                    id
+                }
+                Change::Update(id) => {
+                    self.count.updated += 1;
+                    id.get()
+                }
+            };
+            let groups = resolve_all(&self.ids.member_groups, &record.groups, |g| g.get())?;
+            self.links("member_group_members", "member_id", id, "group_id", &groups)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn cards(&mut self, new: &[CardRecord], old: &[CardRecord]) -> Result<(), StoreError> {
+        let stored = by_code(old, |r| &r.code);
+        for record in new {
+            let member = resolve(&self.ids.members, &record.member)?.get();
+            let tier = match &record.tier {
+                Some(code) => Some(resolve(&self.ids.tiers, code)?.get()),
+                None => None,
+            };
+            let bin = ascii(&record.bin);
+            let last4 = ascii(&record.last4);
+            match change(&record.code, record, &stored, &self.ids.cards) {
+                Change::Same => {}
+                Change::Insert => {
+                    let id = sqlx::query("INSERT INTO cards (code, member_id, pan_token, bin, last4, status, expiry_year, expiry_month, tier_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                        .bind(record.code.as_str())
+                        .bind(member)
+                        .bind(record.token.as_bytes().as_slice())
+                        .bind(bin)
+                        .bind(last4)
+                        .bind(card_status_text(record.status))
+                        .bind(i64::from(record.expiry.year()))
+                        .bind(i64::from(record.expiry.month()))
+                        .bind(tier)
+                        .execute(&mut *self.conn)
+                        .await?
+                        .last_insert_rowid();
+                    self.ids.cards.insert(record.code.clone(), CardId::new(id));
+                    self.count.inserted += 1;
+                }
+                Change::Update(id) => {
+                    sqlx::query("UPDATE cards SET member_id = ?, pan_token = ?, bin = ?, last4 = ?, status = ?, expiry_year = ?, expiry_month = ?, tier_id = ? WHERE id = ?")
+                        .bind(member)
+                        .bind(record.token.as_bytes().as_slice())
+                        .bind(bin)
+                        .bind(last4)
+                        .bind(card_status_text(record.status))
+                        .bind(i64::from(record.expiry.year()))
+                        .bind(i64::from(record.expiry.month()))
+                        .bind(tier)
+                        .bind(id.get())
+                        .execute(&mut *self.conn)
+                        .await?;
+                    self.count.updated += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn rules(&mut self, new: &[RuleRecord], old: &[RuleRecord]) -> Result<(), StoreError> {
+        let stored = by_code(old, |r| &r.code);
+        for record in new {
+            let id = match change(&record.code, record, &stored, &self.ids.rules) {
+                Change::Same => continue,
+                Change::Insert => {
+                    let id = sqlx::query("INSERT INTO rules (code, name, fixed_rials, basket_rials_min, weekdays) VALUES (?, '', 0, 0, 127)")
+                        .bind(record.code.as_str())
+                        .execute(&mut *self.conn)
+                        .await?
+                        .last_insert_rowid();
+                    self.ids.rules.insert(record.code.clone(), RuleId::new(id));
+                    self.count.inserted += 1;
+                    id
+                }
+                Change::Update(id) => {
+                    self.count.updated += 1;
+                    id.get()
+                }
+            };
+            self.rule_row(id, &record.terms).await?;
+            self.rule_eligibility(id, &record.eligibility).await?;
+        }
+        Ok(())
+    }
+
+    async fn rule_row(&mut self, id: i64, terms: &RuleTerms) -> Result<(), StoreError> {
+        let (percent, fixed) = match terms.kind {
+            RuleKind::Percent(rate) => (Some(rate.to_string()), None),
+            RuleKind::Fixed(amount) => (None, Some(amount.get())),
+        };
+        let window = &terms.window;
+        sqlx::query(
+            "UPDATE rules SET name = ?, percent = ?, fixed_rials = ?, basket_rials_min = ?,
+             discount_rials_max = ?, valid_from = ?, valid_until = ?, weekdays = ?,
+             minute_from = ?, minute_until = ?, budget_rials = ?, member_daily_uses_max = ?
+             WHERE id = ?",
+        )
+        .bind(&terms.name)
+        .bind(percent)
+        .bind(fixed)
+        .bind(terms.basket_rials_min.get())
+        .bind(terms.discount_rials_max.map(Rials::get))
+        .bind(window.valid_from.map(|date| date.to_string()))
+        .bind(window.valid_until.map(|date| date.to_string()))
+        .bind(i64::from(window.weekdays.mask()))
+        .bind(window.hours.map(|hours| i64::from(hours.from())))
+        .bind(window.hours.map(|hours| i64::from(hours.until())))
+        .bind(terms.budget_rials.map(Rials::get))
+        .bind(terms.member_daily_uses_max.map(i64::from))
+        .bind(id)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn rule_eligibility(
+        &mut self,
+        id: i64,
+        who: &Eligibility<Code, Code, Code>,
+    ) -> Result<(), StoreError> {
+        let merchants = resolve_all(&self.ids.merchants, &who.merchants, |m| m.get())?;
+        self.links("rule_merchants", "rule_id", id, "merchant_id", &merchants)
+            .await?;
+        let tiers = resolve_all(&self.ids.tiers, &who.tiers, |t| t.get())?;
+        self.links("rule_tiers", "rule_id", id, "tier_id", &tiers)
+            .await?;
+        let mut groups = resolve_all(&self.ids.merchant_groups, &who.merchant_groups, |g| g.get())?;
+        groups.extend(resolve_all(
+            &self.ids.member_groups,
+            &who.member_groups,
+            |g| g.get(),
+        )?);
+        groups.extend(resolve_all(
+            &self.ids.terminal_groups,
+            &who.terminal_groups,
+            |g| g.get(),
+        )?);
+        self.links("rule_groups", "rule_id", id, "group_id", &groups)
+            .await?;
+        sqlx::query("DELETE FROM rule_bins WHERE rule_id = ?")
+            .bind(id)
+            .execute(&mut *self.conn)
+            .await?;
+        for range in &who.bins {
+            sqlx::query("INSERT INTO rule_bins (rule_id, bin_low, bin_high) VALUES (?, ?, ?)")
+                .bind(id)
+                .bind(ascii(range.low()))
+                .bind(ascii(range.high()))
+                .execute(&mut *self.conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn openings(
+        &mut self,
+        data: &ReferenceData,
+        accounts: &Accounts,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        for opening in &data.club_openings {
+            let card = resolve(&self.ids.cards, &opening.card)?.get();
+            if accounts.club.contains(&card) {
+                continue; // The same opening, checked before writing.
+            }
+            sqlx::query(
+                "INSERT INTO club_balances (card_id, ledger_rials, held_rials) VALUES (?, ?, 0)",
+            )
+            .bind(card)
+            .bind(opening.amount.get())
+            .execute(&mut *self.conn)
+            .await?;
+            self.movement(card, None, "club", opening.amount, now)
+                .await?;
+        }
+        for opening in &data.store_credit_openings {
+            let card = resolve(&self.ids.cards, &opening.card)?.get();
+            let merchant = resolve(&self.ids.merchants, &opening.merchant)?.get();
+            if accounts.store_credit.contains(&(card, merchant)) {
+                continue;
+            }
+            sqlx::query("INSERT INTO store_credit_accounts (card_id, merchant_id, ledger_rials, held_rials) VALUES (?, ?, ?, 0)")
+                .bind(card)
+                .bind(merchant)
+                .bind(opening.amount.get())
+                .execute(&mut *self.conn)
+                .await?;
+            sqlx::query("INSERT INTO store_credit_lots (card_id, merchant_id, remaining_rials, original_rials, expires_at_ms, source) VALUES (?, ?, ?, ?, ?, 'opening')")
+                .bind(card)
+                .bind(merchant)
+                .bind(opening.amount.get())
+                .bind(opening.amount.get())
+                .bind(opening.expires_at.map(UnixMillis::get))
+                .execute(&mut *self.conn)
+                .await?;
+            self.movement(card, Some(merchant), "store_credit", opening.amount, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn movement(
+        &mut self,
+        card: i64,
+        merchant: Option<i64>,
+        account: &'static str,
+        amount: Rials,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO balance_movements (card_id, merchant_id, account, delta_rials, kind, at_ms) VALUES (?, ?, ?, ?, 'opening', ?)")
+            .bind(card)
+            .bind(merchant)
+            .bind(account)
+            .bind(amount.get())
+            .bind(now.get())
+            .execute(&mut *self.conn)
+            .await?;
+        self.count.openings += 1;
+        Ok(())
+    }
+}
+
+fn seal(kek: &Kek, record: &TerminalRecord) -> Result<Vec<u8>, StoreError> {
+    let mut nonce = [0_u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    kek.seal_tmk(&record.terminal_id, &record.tmk, nonce)
+        .map_err(|source| StoreError::Sealed { id: 0, source })
+}
+
+fn resolve<K, Id>(ids: &HashMap<K, Id>, key: &K) -> Result<Id, StoreError>
+where
+    K: std::hash::Hash + Eq + fmt::Debug,
+    Id: Copy,
+{
+    // Validation resolved every reference before saving, so a miss is a bug in the caller.
+    ids.get(key).copied().ok_or_else(|| StoreError::Corrupt {
+        table: "import",
+        id: 0,
+        reason: format!("unresolved reference {key:?}"),
+    })
+}
+
+fn resolve_all<Id: Copy>(
+    ids: &HashMap<Code, Id>,
+    codes: &[Code],
+    raw: impl Fn(Id) -> i64,
+) -> Result<Vec<i64>, StoreError> {
+    codes
+        .iter()
+        .map(|code| resolve(ids, code).map(&raw))
+        .collect()
+}
+
+fn ascii(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn merchant_status_text(status: MerchantStatus) -> &'static str {
+    match status {
+        MerchantStatus::Active => "active",
+        MerchantStatus::Inactive => "inactive",
+    }
+}
+
+fn terminal_status_text(status: TerminalStatus) -> &'static str {
+    match status {
+        TerminalStatus::Active => "active",
+        TerminalStatus::Inactive => "inactive",
+    }
+}
+
+fn card_status_text(status: CardStatus) -> &'static str {
+    match status {
+        CardStatus::Active => "active",
+        CardStatus::Blocked => "blocked",
+    }
+}
+
+/// Reads every reference record, id and opening inside the caller's transaction.
+async fn read_all(conn: &mut SqliteConnection, kek: &Kek) -> Result<LoadedReference, StoreError> {
+    let mut out = LoadedReference::default();
+    let version = sqlx::query("SELECT version FROM reference_meta WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = version {
+        let version: i64 = row.try_get(0)?;
+        out.version = u64::try_from(version)
+            .map_err(|_| corrupt("reference_meta", 1, Invalid::new("negative version")))?;
+    }
+    let tiers = read_tiers(conn, &mut out).await?;
+    let groups = read_groups(conn, &mut out).await?;
+    let merchants = read_merchants(conn, &mut out, &groups).await?;
+    read_terminals(conn, &mut out, &merchants, &groups, kek).await?;
+    let members = read_members(conn, &mut out, &groups).await?;
+    let cards = read_cards(conn, &mut out, &members, &tiers).await?;
+    read_rules(conn, &mut out, &merchants, &groups, &tiers).await?;
+    read_openings(conn, &mut out, &cards, &merchants).await?;
+    Ok(out)
+}
+
+/// Codes by row id, for turning stored references back into codes.
+type Names = HashMap<i64, Code>;
+
+/// Group codes by row id, with their kind.
+type GroupNames = HashMap<i64, (String, Code)>;
+
+fn corrupt(table: &'static str, id: i64, reason: impl fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        id,
+        reason: reason.to_string(),
+    }
+}
+
+/// A column that must pass a domain constructor.
+fn column<T>(
+    row: &SqliteRow,
+    table: &'static str,
+    id: i64,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, Invalid>,
+) -> Result<T, StoreError> {
+    let text: String = row.try_get(name)?;
+    parse(&text).map_err(|invalid| corrupt(table, id, format_args!("{name} {invalid}")))
+}
+
+fn name_of(names: &Names, table: &'static str, id: i64, target: i64) -> Result<Code, StoreError> {
+    names
+        .get(&target)
+        .cloned()
+        .ok_or_else(|| corrupt(table, id, format_args!("dangling reference {target}")))
+}
+
+fn small<T: TryFrom<i64>>(
+    row: &SqliteRow,
+    table: &'static str,
+    id: i64,
+    name: &str,
+) -> Result<T, StoreError> {
+    let value: i64 = row.try_get(name)?;
+    T::try_from(value).map_err(|_| corrupt(table, id, format_args!("{name} out of range")))
+}
+
+fn amount(row: &SqliteRow, table: &'static str, id: i64, name: &str) -> Result<Rials, StoreError> {
+    let value: i64 = row.try_get(name)?;
+    Rials::new(value).ok_or_else(|| corrupt(table, id, format_args!("{name} out of range")))
+}
+
+fn optional_amount(
+    row: &SqliteRow,
+    table: &'static str,
+    id: i64,
+    name: &str,
+) -> Result<Option<Rials>, StoreError> {
+    let value: Option<i64> = row.try_get(name)?;
+    value
+        .map(|v| {
+            Rials::new(v).ok_or_else(|| corrupt(table, id, format_args!("{name} out of range")))
+        })
+        .transpose()
+}
+
+/// Owner id → sorted codes of its link targets, from a two-column link query.
+async fn links(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    names: &Names,
+) -> Result<HashMap<i64, Vec<Code>>, StoreError> {
+    let mut out: HashMap<i64, Vec<Code>> = HashMap::new();
+    for row in sqlx::query(sql).fetch_all(&mut *conn).await? {
+        let owner: i64 = row.try_get(0)?;
+        let target: i64 = row.try_get(1)?;
+        out.entry(owner)
+            .or_default()
+            .push(name_of(names, "links", owner, target)?);
+    }
+    for list in out.values_mut() {
+        list.sort_unstable();
+    }
+    Ok(out)
+}
+
+fn group_names(groups: &GroupNames, kind: &str) -> Names {
+    groups
+        .iter()
+        .filter(|(_, (k, _))| k == kind)
+        .map(|(id, (_, code))| (*id, code.clone()))
+        .collect()
+}
+
+async fn read_tiers(
+    conn: &mut SqliteConnection,
+    out: &mut LoadedReference,
+) -> Result<Names, StoreError> {
+    let mut names = Names::new();
+    for row in sqlx::query("SELECT id, code, name, cashback_rate FROM tiers ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let id: i64 = row.try_get("id")?;
+        let code = column(&row, "tiers", id, "code", Code::parse)?;
+        let record = TierRecord {
+            code: code.clone(),
+            name: row.try_get("name")?,
+            cashback_rate: column(&row, "tiers", id, "cashback_rate", Percent::parse)?,
+        };
+        out.ids.tiers.insert(code.clone(), TierId::new(id));
+        names.insert(id, code);
+        out.data.tiers.push(record);
+    }
+    Ok(names)
+}
+
+async fn read_groups(
+    conn: &mut SqliteConnection,
+    out: &mut LoadedReference,
+) -> Result<GroupNames, StoreError> {
+    let mut names = GroupNames::new();
+    for row in sqlx::query("SELECT id, kind, code, name FROM groups ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let id: i64 = row.try_get("id")?;
+        let kind: String = row.try_get("kind")?;
+        let code = column(&row, "groups", id, "code", Code::parse)?;
+        let record = GroupRecord {
+            code: code.clone(),
+            name: row.try_get("name")?,
+        };
+        let (list, ids) = match kind.as_str() {
+            "merchant" => (&mut out.data.merchant_groups, &mut out.ids.merchant_groups),
+            "member" => (&mut out.data.member_groups, &mut out.ids.member_groups),
+            "terminal" => (&mut out.data.terminal_groups, &mut out.ids.terminal_groups),
+            _ => return Err(corrupt("groups", id, "unknown kind")),
+        };
+        list.push(record);
+        ids.insert(code.clone(), GroupId::new(id));
+        names.insert(id, (kind, code));
+    }
+    Ok(names)
+}
+
+async fn read_merchants(
+    conn: &mut SqliteConnection,
+    out: &mut LoadedReference,
+    groups: &GroupNames,
+) -> Result<Names, StoreError> {
+    let group_codes = group_names(groups, "merchant");
+    let mut memberships = links(
+        conn,
+        "SELECT merchant_id, group_id FROM merchant_group_members",
+        &group_codes,
+    )
+    .await?;
+    let mut names = Names::new();
+    let rows = sqlx::query("SELECT * FROM merchants ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let table = "merchants";
+        let code = column(&row, table, id, "code", Code::parse)?;
+        let fee = FeeSchedule::new(
+            column(&row, table, id, "fee_rate", Percent::parse)?,
+            amount(&row, table, id, "fee_rials_min")?,
+            amount(&row, table, id, "fee_rials_max")?,
+        )
+        .map_err(|invalid| corrupt(table, id, invalid))?;
+        let profile = MerchantProfile {
+            name: row.try_get("name")?,
+            iban: column(&row, table, id, "iban", Iban::parse)?,
+            status: column(&row, table, id, "status", |s| match s {
+                "active" => Ok(MerchantStatus::Active),
+                "inactive" => Ok(MerchantStatus::Inactive),
+                _ => Err(Invalid::new("unknown")),
+            })?,
+            currency: CurrencyCode::new(small(&row, table, id, "currency")?)
+                .map_err(|e| corrupt(table, id, e))?,
+            fee,
+            amount_rials_max: amount(&row, table, id, "amount_rials_max")?,
+            cashback_allowed: row.try_get::<i64, _>("cashback_allowed")? != 0,
+            credit_expiry_days: small(&row, table, id, "credit_expiry_days")?,
+            utc_offset_minutes: small(&row, table, id, "utc_offset_minutes")?,
+        };
+        let groups = memberships.remove(&id).unwrap_or_default();
+        out.ids.merchants.insert(code.clone(), MerchantId::new(id));
+        names.insert(id, code.clone());
+        out.data.merchants.push(MerchantRecord {
+            code,
+            profile,
+            groups,
+        });
+    }
+    Ok(names)
+}
+
+async fn read_terminals(
+    conn: &mut SqliteConnection,
+    out: &mut LoadedReference,
+    merchants: &Names,
+    groups: &GroupNames,
+    kek: &Kek,
+) -> Result<(), StoreError> {
+    let group_codes = group_names(groups, "terminal");
+    let mut memberships = links(
+        conn,
+        "SELECT terminal_id, group_id FROM terminal_group_members",
+        &group_codes,
+    )
+    .await?;
+    let rows = sqlx::query("SELECT * FROM terminals ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let table = "terminals";
+        let terminal_id = column(&row, table, id, "terminal_id", |s| {
+            TerminalCode::parse(s.as_bytes())
+        })?;
+        let sealed: Vec<u8> = row.try_get("tmk_sealed")?;
+        let tmk: Tmk = kek
+            .open_tmk(&terminal_id, &sealed)
+            .map_err(|source| StoreError::Sealed { id, source })?;
+        let record = TerminalRecord {
+            terminal_id,
+            ksi: column(&row, table, id, "ksi", |s| KeySetId::parse(s.as_bytes()))?,
+            merchant: name_of(merchants, table, id, row.try_get("merchant_id")?)?,
+            status: column(&row, table, id, "status", |s| match s {
+                "active" => Ok(TerminalStatus::Active),
+                "inactive" => Ok(TerminalStatus::Inactive),
+                _ => Err(Invalid::new("unknown")),
+            })?,
+            tmk,
+            groups: memberships.remove(&id).unwrap_or_default(),
+        };
+        out.ids
+            .terminals
+            .insert(terminal_id, TerminalRowId::new(id));
+        out.data.terminals.push(record);
+    }
+    Ok(())
+}
+
+async fn read_members(
+    conn: &mut SqliteConnection,
+    out: &mut LoadedReference,
+    groups: &GroupNames,
+) -> Result<Names, StoreError> {
+    let group_codes = group_names(groups, "member");
+    let mut memberships = links(
+        conn,
+        "SELECT member_id, group_id FROM member_group_members",
+        &group_codes,
+    )
+    .await?;
+    let mut names = Names::new();
+    for row in sqlx::query("SELECT id, code FROM members ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let id: i64 = row.try_get("id")?;
+        let code = column(&row, "members", id, "code", Code::parse)?;
+        out.ids.members.insert(code.clone(), MemberId::new(id));
+        names.insert(id, code.clone());
+        out.data.members.push(MemberRecord {
+            code,
+            groups: memberships.remove(&id).unwrap_or_default(),
+        });
+    }
+    Ok(names)
+}
+
+async fn read_cards(
+    conn: &mut SqliteConnection,
+    out: &mut LoadedReference,
+    members: &Names,
+    tiers: &Names,
+) -> Result<Names, StoreError> {
+    let mut names = Names::new();
+    let rows = sqlx::query("SELECT * FROM cards ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?;
+    out.data.cards.reserve(rows.len());
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let table = "cards";
+        let code = column(&row, table, id, "code", Code::parse)?;
+        let token: Vec<u8> = row.try_get("pan_token")?;
+        let token: [u8; 32] = token
+            .try_into()
+            .map_err(|_| corrupt(table, id, "pan_token is not 32 bytes"))?;
+        let tier: Option<i64> = row.try_get("tier_id")?;
+        let record = CardRecord {
+            code: code.clone(),
+            member: name_of(members, table, id, row.try_get("member_id")?)?,
+            token: PanToken::from_bytes(token),
+            bin: column(&row, table, id, "bin", digits::<6>)?,
+            last4: column(&row, table, id, "last4", digits::<4>)?,
+            status: column(&row, table, id, "status", |s| match s {
+                "active" => Ok(CardStatus::Active),
+                "blocked" => Ok(CardStatus::Blocked),
+                _ => Err(Invalid::new("unknown")),
+            })?,
+            expiry: CardExpiry::new(
+                small(&row, table, id, "expiry_year")?,
+                small(&row, table, id, "expiry_month")?,
+            )
+            .map_err(|e| corrupt(table, id, e))?,
+            tier: tier
+                .map(|tier| name_of(tiers, table, id, tier))
+                .transpose()?,
+        };
+        out.ids.cards.insert(code.clone(), CardId::new(id));
+        names.insert(id, code);
+        out.data.cards.push(record);
+    }
+    Ok(names)
+}
+
+fn digits<const N: usize>(text: &str) -> Result<[u8; N], Invalid> {
+    let bytes: [u8; N] = text
+        .as_bytes()
+        .try_into()
+        .map_err(|_| Invalid::new("has the wrong length"))?;
+    if bytes.iter().all(u8::is_ascii_digit) {
+        Ok(bytes)
+    } else {
+        Err(Invalid::new("must be digits"))
+    }
+}
+
+async fn read_rules(
+    conn: &mut SqliteConnection,
+    out: &mut LoadedReference,
+    merchants: &Names,
+    groups: &GroupNames,
+    tiers: &Names,
+) -> Result<(), StoreError> {
+    let mut rule_merchants = links(
+        conn,
+        "SELECT rule_id, merchant_id FROM rule_merchants",
+        merchants,
+    )
+    .await?;
+    let mut rule_tiers = links(conn, "SELECT rule_id, tier_id FROM rule_tiers", tiers).await?;
+    let mut rule_groups: HashMap<i64, Vec<i64>> = HashMap::new();
+    for row in sqlx::query("SELECT rule_id, group_id FROM rule_groups")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        rule_groups
+            .entry(row.try_get(0)?)
+            .or_default()
+            .push(row.try_get(1)?);
+    }
+    let mut rule_bins: HashMap<i64, Vec<BinRange>> = HashMap::new();
+    for row in sqlx::query("SELECT rule_id, bin_low, bin_high FROM rule_bins")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let id: i64 = row.try_get(0)?;
+        let low: String = row.try_get(1)?;
+        let high: String = row.try_get(2)?;
+        let range = BinRange::from_bins(&low, &high).map_err(|e| corrupt("rule_bins", id, e))?;
+        rule_bins.entry(id).or_default().push(range);
+    }
+    let rows = sqlx::query("SELECT * FROM rules ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let code = column(&row, "rules", id, "code", Code::parse)?;
+        let mut eligibility = Eligibility::any();
+        eligibility.merchants = rule_merchants.remove(&id).unwrap_or_default();
+        eligibility.tiers = rule_tiers.remove(&id).unwrap_or_default();
+        for group in rule_groups.remove(&id).unwrap_or_default() {
+            let (kind, group_code) = groups
+                .get(&group)
+                .ok_or_else(|| corrupt("rule_groups", id, "dangling group"))?;
+            let list = match kind.as_str() {
+                "merchant" => &mut eligibility.merchant_groups,
+                "member" => &mut eligibility.member_groups,
+                _ => &mut eligibility.terminal_groups,
+            };
+            list.push(group_code.clone());
+        }
+        eligibility.merchant_groups.sort_unstable();
+        eligibility.member_groups.sort_unstable();
+        eligibility.terminal_groups.sort_unstable();
+        eligibility.bins = rule_bins.remove(&id).unwrap_or_default();
+        eligibility.bins.sort_unstable();
+        let terms = rule_terms(&row, id)?;
+        out.ids.rules.insert(code.clone(), RuleId::new(id));
+        out.data.rules.push(RuleRecord {
+            code,
+            terms,
+            eligibility,
+        });
+    }
+    Ok(())
+}
+
+fn rule_terms(row: &SqliteRow, id: i64) -> Result<RuleTerms, StoreError> {
+    let table = "rules";
+    let percent: Option<String> = row.try_get("percent")?;
+    let kind = match (percent, optional_amount(row, table, id, "fixed_rials")?) {
+        (Some(rate), None) => {
+            RuleKind::Percent(Percent::parse(&rate).map_err(|e| corrupt(table, id, e))?)
+        }
+        (None, Some(amount)) => RuleKind::Fixed(amount),
+        _ => {
+            return Err(corrupt(
+                table,
+                id,
+                "needs exactly one of percent and fixed_rials",
+            ))
+        }
+    };
+    let date = |name: &str| -> Result<Option<CivilDate>, StoreError> {
+        let text: Option<String> = row.try_get(name)?;
+        text.map(|t| CivilDate::parse(&t).map_err(|e| corrupt(table, id, e)))
+            .transpose()
+    };
+    let minute_from: Option<i64> = row.try_get("minute_from")?;
+    let minute_until: Option<i64> = row.try_get("minute_until")?;
+    let hours = match (minute_from, minute_until) {
+        (Some(from), Some(until)) => {
+            let from =
+                u16::try_from(from).map_err(|_| corrupt(table, id, "minute_from out of range"))?;
+            let until = u16::try_from(until)
+                .map_err(|_| corrupt(table, id, "minute_until out of range"))?;
+            Some(MinuteWindow::new(from, until).map_err(|e| corrupt(table, id, e))?)
+        }
+        _ => None,
+    };
+    let uses: Option<i64> = row.try_get("member_daily_uses_max")?;
+    Ok(RuleTerms {
+        name: row.try_get("name")?,
+        kind,
+        basket_rials_min: amount(row, table, id, "basket_rials_min")?,
+        discount_rials_max: optional_amount(row, table, id, "discount_rials_max")?,
+        window: Window {
+            valid_from: date("valid_from")?,
+            valid_until: date("valid_until")?,
+            weekdays: Weekdays::from_mask(small(row, table, id, "weekdays")?)
+                .map_err(|e| corrupt(table, id, e))?,
+            hours,
+        },
+        budget_rials: optional_amount(row, table, id, "budget_rials")?,
+        member_daily_uses_max: uses
+            .map(|u| {
+                u32::try_from(u)
+                    .map_err(|_| corrupt(table, id, "member_daily_uses_max out of range"))
+            })
+            .transpose()?,
+    })
+}
+
+async fn read_openings(
+    conn: &mut SqliteConnection,
+    out: &mut LoadedReference,
+    cards: &Names,
+    merchants: &Names,
+) -> Result<(), StoreError> {
+    let mut expiries: HashMap<(i64, i64), Option<i64>> = HashMap::new();
+    let lots = sqlx::query("SELECT card_id, merchant_id, expires_at_ms FROM store_credit_lots WHERE source = 'opening'")
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in lots {
+        expiries.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+    }
+    let rows = sqlx::query(
+        "SELECT id, card_id, merchant_id, account, delta_rials FROM balance_movements WHERE kind = 'opening' ORDER BY id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let table = "balance_movements";
+        let card_id: i64 = row.try_get("card_id")?;
+        let card = name_of(cards, table, id, card_id)?;
+        let amount = amount(&row, table, id, "delta_rials")?;
+        let merchant_id: Option<i64> = row.try_get("merchant_id")?;
+        match merchant_id {
+            None => out.data.club_openings.push(ClubOpening { card, amount }),
+            Some(merchant_id) => {
+                let merchant = name_of(merchants, table, id, merchant_id)?;
+                let expires_at = expiries
+                    .get(&(card_id, merchant_id))
+                    .copied()
+                    .flatten()
+                    .map(UnixMillis::new);
+                out.data.store_credit_openings.push(StoreCreditOpening {
+                    card,
+                    merchant,
+                    amount,
+                    expires_at,
+                });
+            }
+        }
+    }
+    Ok(())
+}
