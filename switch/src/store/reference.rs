@@ -372,6 +372,8 @@ impl Writer<'_> {
             let id = match change(&record.code, record, &stored, &self.ids.merchants) {
                 Change::Same => continue,
                 Change::Insert => {
+                    // A placeholder row claims the id; the one UPDATE below writes every
+                    // column for new and changed merchants alike, inside this transaction.
                     let id = sqlx::query("INSERT INTO merchants (code, name, iban, status, currency, fee_rate, fee_rials_min, fee_rials_max, amount_rials_max, cashback_allowed, credit_expiry_days, utc_offset_minutes) VALUES (?, '', '', 'inactive', 364, '0', 0, 0, 0, 0, 1, 0)")
                         .bind(record.code.as_str())
                         .execute(&mut *self.conn)
@@ -590,6 +592,7 @@ impl Writer<'_> {
             let id = match change(&record.code, record, &stored, &self.ids.rules) {
                 Change::Same => continue,
                 Change::Insert => {
+                    // A placeholder row claims the id; `rule_row` writes every column.
                     let id = sqlx::query("INSERT INTO rules (code, name, fixed_rials, basket_rials_min, weekdays) VALUES (?, '', 0, 0, 127)")
                         .bind(record.code.as_str())
                         .execute(&mut *self.conn)
