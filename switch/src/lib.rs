@@ -6,10 +6,22 @@
 //! - [`snapshot`]: the immutable in-memory reference data, swapped whole.
 //! - [`import`]: the versioned JSON import file, validated into reference data.
 //! - [`store`]: SQLite persistence of reference data, balances, transactions and effects.
+//! - [`engine`]: the two-phase state machine (pure): decisions and effects.
+//! - [`committer`]: the task that owns the engine and group-commits effects.
+//! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics and health.
+//! - [`app`]: wiring for `serve` and in-process use; [`config`], [`clock`], [`metrics`].
 #![warn(missing_docs)]
 
+pub mod admin;
+pub mod app;
+pub mod clock;
+pub mod committer;
+pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod import;
+pub mod metrics;
 pub mod pricing;
+pub mod server;
 pub mod snapshot;
 pub mod store;

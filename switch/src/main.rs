@@ -1,3 +1,152 @@
-//! `lsw-switch`: the switch's command line (serve, migrate, import).
+//! `lsw-switch`: the switch's command line.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switch::clock::SystemClock;
+use switch::config::{Config, Secrets};
+
+/// The POS loyalty switch: terminals connect over TCP (LSTI-1); operators provision it with
+/// `import`; the database is SQLite by default.
+///
+/// Secrets come from the environment: LSW_KEK and LSW_PAN_TOKEN_KEY (64 hex characters each),
+/// or LSW_KEK_FILE and LSW_PAN_TOKEN_KEY_FILE. See docs/config.md for every option.
+#[derive(Parser)]
+#[command(name = "lsw-switch", version)]
+struct Cli {
+    /// TOML configuration file (optional; LSW_* variables override it).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the database migrations, run the switch until SIGTERM or Ctrl-C, then drain and
+    /// exit 0.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Provision merchants, terminals, cards, balances, tiers and rules from a JSON file
+    /// (docs/import-format.md). A file with any error changes nothing; importing the same
+    /// file twice changes nothing the second time.
+    Import {
+        /// The import file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("lsw-switch: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    init_logs(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(&config).await,
+            Command::Migrate => {
+                let pool = switch::store::open_sqlite(&config.database_url)
+                    .await
+                    .context("opening the database")?;
+                pool.close().await;
+                println!("migrations applied to {}", config.database_url);
+                Ok(())
+            }
+            Command::Import { file } => import(&config, &file).await,
+        }
+    })
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let secrets = Secrets::from_env(|name| std::env::var(name).ok()).context("reading secrets")?;
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    switch::metrics::describe();
+    let running = switch::app::start(config, &secrets, Arc::new(SystemClock), Some(handle))
+        .await
+        .context("starting the switch")?;
+    println!(
+        "lsw-switch listening on {} (admin {})",
+        running.addr, running.admin_addr
+    );
+    wait_for_signal().await;
+    tracing::info!("shutdown requested; draining");
+    running.stop().await;
+    Ok(())
+}
+
+async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let secrets = Secrets::from_env(|name| std::env::var(name).ok()).context("reading secrets")?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let pool = switch::store::open_sqlite(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let now = switch::clock::Clock::now(&SystemClock);
+    let outcome =
+        switch::import::import_text(&pool, &text, &secrets.kek, &secrets.pan_key, now).await;
+    pool.close().await;
+    match outcome {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(())
+        }
+        Err(report) => {
+            eprintln!("{report}");
+            anyhow::bail!("{} was not imported; nothing changed", file.display())
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn init_logs(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -63,7 +63,9 @@ pub async fn load(pool: &SqlitePool, now: UnixMillis) -> Result<State, LedgerErr
             ledger: rials(&row, "ledger_rials", "club_balances")?,
             held: rials(&row, "held_rials", "club_balances")?,
         };
-        state.club.insert(CardId::new(row.try_get("card_id")?), account);
+        state
+            .club
+            .insert(CardId::new(row.try_get("card_id")?), account);
     }
     let stores = sqlx::query(
         "SELECT card_id, merchant_id, ledger_rials, held_rials FROM store_credit_accounts",
@@ -71,7 +73,10 @@ pub async fn load(pool: &SqlitePool, now: UnixMillis) -> Result<State, LedgerErr
     .fetch_all(&mut *conn)
     .await?;
     for row in stores {
-        let key = (CardId::new(row.try_get("card_id")?), MerchantId::new(row.try_get("merchant_id")?));
+        let key = (
+            CardId::new(row.try_get("card_id")?),
+            MerchantId::new(row.try_get("merchant_id")?),
+        );
         let account = StoreAccount {
             ledger: rials(&row, "ledger_rials", "store_credit_accounts")?,
             held: rials(&row, "held_rials", "store_credit_accounts")?,
@@ -88,11 +93,16 @@ pub async fn load(pool: &SqlitePool, now: UnixMillis) -> Result<State, LedgerErr
     for row in lots {
         let id: i64 = row.try_get("id")?;
         lot_max = lot_max.max(id);
-        let key = (CardId::new(row.try_get("card_id")?), MerchantId::new(row.try_get("merchant_id")?));
+        let key = (
+            CardId::new(row.try_get("card_id")?),
+            MerchantId::new(row.try_get("merchant_id")?),
+        );
         let lot = Lot {
             id: LotId(id),
             remaining: rials(&row, "remaining_rials", "store_credit_lots")?,
-            expires_at: row.try_get::<Option<i64>, _>("expires_at_ms")?.map(UnixMillis::new),
+            expires_at: row
+                .try_get::<Option<i64>, _>("expires_at_ms")?
+                .map(UnixMillis::new),
         };
         if let Some(account) = state.store.get_mut(&key) {
             account.lots.push(lot);
@@ -107,7 +117,10 @@ pub async fn load(pool: &SqlitePool, now: UnixMillis) -> Result<State, LedgerErr
     Ok(state)
 }
 
-async fn load_transactions(conn: &mut SqliteConnection, state: &mut State) -> Result<(), LedgerError> {
+async fn load_transactions(
+    conn: &mut SqliteConnection,
+    state: &mut State,
+) -> Result<(), LedgerError> {
     // Every transaction is loaded: a late confirm or reversal of any of them must find it
     // (to answer `00`, or `12` once settled). At scale this wants a bound (README, notes).
     let rows = sqlx::query(
@@ -124,10 +137,16 @@ async fn load_transactions(conn: &mut SqliteConnection, state: &mut State) -> Re
         lots_by_txn
             .entry(row.try_get("txn_id")?)
             .or_default()
-            .push((LotId(row.try_get("lot_id")?), rials(&row, "taken_rials", "capture_lots")?));
+            .push((
+                LotId(row.try_get("lot_id")?),
+                rials(&row, "taken_rials", "capture_lots")?,
+            ));
     }
     let mut member_of: HashMap<i64, i64> = HashMap::new();
-    for row in sqlx::query("SELECT id, member_id FROM cards").fetch_all(&mut *conn).await? {
+    for row in sqlx::query("SELECT id, member_id FROM cards")
+        .fetch_all(&mut *conn)
+        .await?
+    {
         member_of.insert(row.try_get("id")?, row.try_get("member_id")?);
     }
     let mut txn_max = 0_i64;
@@ -222,19 +241,31 @@ async fn load_windows(
         })?;
         let response: Vec<u8> = row.try_get("response")?;
         let at = UnixMillis::new(row.try_get("at_ms")?);
-        state.answered.insert(key, Answered { fingerprint, response: Bytes::from(response), at });
+        state.answered.insert(
+            key,
+            Answered {
+                fingerprint,
+                response: Bytes::from(response),
+                at,
+            },
+        );
     }
     let tombstones = sqlx::query("SELECT ksi, mti, stan, transmitted, at_ms FROM tombstones")
         .fetch_all(&mut *conn)
         .await?;
     for row in tombstones {
-        state.tombstones.insert(key_from_row(&row)?, UnixMillis::new(row.try_get("at_ms")?));
+        state
+            .tombstones
+            .insert(key_from_row(&row)?, UnixMillis::new(row.try_get("at_ms")?));
     }
     Ok(())
 }
 
 fn key_from_row(row: &SqliteRow) -> Result<MessageKey, LedgerError> {
-    let corrupt = |field| LedgerError::Corrupt { table: "message key", field };
+    let corrupt = |field| LedgerError::Corrupt {
+        table: "message key",
+        field,
+    };
     let ksi: String = row.try_get("ksi")?;
     let mti: String = row.try_get("mti")?;
     let stan: i64 = row.try_get("stan")?;
@@ -242,14 +273,23 @@ fn key_from_row(row: &SqliteRow) -> Result<MessageKey, LedgerError> {
     Ok(MessageKey {
         ksi: ksi.as_bytes().try_into().map_err(|_| corrupt("ksi"))?,
         mti: Mti::parse(mti.as_bytes()).ok_or(corrupt("mti"))?,
-        stan: u32::try_from(stan).ok().and_then(|s| Stan::new(s).ok()).ok_or(corrupt("stan"))?,
-        transmitted: transmitted.as_bytes().try_into().map_err(|_| corrupt("transmitted"))?,
+        stan: u32::try_from(stan)
+            .ok()
+            .and_then(|s| Stan::new(s).ok())
+            .ok_or(corrupt("stan"))?,
+        transmitted: transmitted
+            .as_bytes()
+            .try_into()
+            .map_err(|_| corrupt("transmitted"))?,
     })
 }
 
 fn rials(row: &SqliteRow, column: &'static str, table: &'static str) -> Result<Rials, LedgerError> {
     let value: i64 = row.try_get(column)?;
-    Rials::new(value).ok_or(LedgerError::Corrupt { table, field: column })
+    Rials::new(value).ok_or(LedgerError::Corrupt {
+        table,
+        field: column,
+    })
 }
 
 fn text(bytes: &[u8]) -> &str {
@@ -273,7 +313,15 @@ async fn apply_one(conn: &mut SqliteConnection, effect: &Effect) -> Result<(), L
     match effect {
         Effect::Hold { txn } => hold(conn, txn).await,
         Effect::Capture { .. } => capture(conn, effect).await,
-        Effect::Release { txn, card, merchant, club, store_credit, reason, at } => {
+        Effect::Release {
+            txn,
+            card,
+            merchant,
+            club,
+            store_credit,
+            reason,
+            at,
+        } => {
             release_held(conn, txn.0, *card, *merchant, *club, *store_credit).await?;
             let sql = match reason {
                 ReleaseReason::Reversal => {
@@ -285,7 +333,11 @@ async fn apply_one(conn: &mut SqliteConnection, effect: &Effect) -> Result<(), L
                      WHERE id = ? AND state = 'pending'"
                 }
             };
-            let done = sqlx::query(sql).bind(at.get()).bind(txn.0).execute(&mut *conn).await?;
+            let done = sqlx::query(sql)
+                .bind(at.get())
+                .bind(txn.0)
+                .execute(&mut *conn)
+                .await?;
             refused(done.rows_affected(), "release state", txn.0)
         }
         Effect::Return { .. } => give_back(conn, effect).await,
@@ -314,7 +366,12 @@ async fn apply_one(conn: &mut SqliteConnection, effect: &Effect) -> Result<(), L
             .await?;
             Ok(())
         }
-        Effect::Answer { key, fingerprint, response, at } => {
+        Effect::Answer {
+            key,
+            fingerprint,
+            response,
+            at,
+        } => {
             sqlx::query(
                 "INSERT INTO answered_messages \
                  (ksi, mti, stan, transmitted, fingerprint, response, at_ms) \
@@ -423,7 +480,16 @@ async fn capture(conn: &mut SqliteConnection, effect: &Effect) -> Result<(), Led
     }
     let mut store_total = 0_i64;
     for (lot, amount) in lots {
-        take_lot(conn, txn.0, (*card, *merchant), *lot, *amount, "capture", *at).await?;
+        take_lot(
+            conn,
+            txn.0,
+            (*card, *merchant),
+            *lot,
+            *amount,
+            "capture",
+            *at,
+        )
+        .await?;
         sqlx::query("INSERT INTO capture_lots (txn_id, lot_id, taken_rials) VALUES (?, ?, ?)")
             .bind(txn.0)
             .bind(lot.0)
@@ -442,7 +508,15 @@ async fn capture(conn: &mut SqliteConnection, effect: &Effect) -> Result<(), Led
     .execute(&mut *conn)
     .await?;
     for (account, shortfall) in shortfalls {
-        exception(conn, "advice_shortfall", txn.0, account.as_str(), *shortfall, *at).await?;
+        exception(
+            conn,
+            "advice_shortfall",
+            txn.0,
+            account.as_str(),
+            *shortfall,
+            *at,
+        )
+        .await?;
     }
     if let Some(lot) = cashback {
         issue_lot(conn, txn.0, lot, *at).await?;
@@ -495,12 +569,28 @@ async fn issue_lot(
     .bind(lot.merchant.get())
     .execute(&mut *conn)
     .await?;
-    store_movement(conn, (lot.card, lot.merchant), lot.amount.get(), "cashback", txn, at).await
+    store_movement(
+        conn,
+        (lot.card, lot.merchant),
+        lot.amount.get(),
+        "cashback",
+        txn,
+        at,
+    )
+    .await
 }
 
 async fn give_back(conn: &mut SqliteConnection, effect: &Effect) -> Result<(), LedgerError> {
-    let Effect::Return { txn, card, merchant, club, lots, clawback, clawback_shortfall, at } =
-        effect
+    let Effect::Return {
+        txn,
+        card,
+        merchant,
+        club,
+        lots,
+        clawback,
+        clawback_shortfall,
+        at,
+    } = effect
     else {
         return Ok(());
     };
@@ -536,7 +626,16 @@ async fn give_back(conn: &mut SqliteConnection, effect: &Effect) -> Result<(), L
         store_movement(conn, (*card, *merchant), amount.get(), "return", txn.0, *at).await?;
     }
     if let Some((lot, amount)) = clawback.filter(|(_, amount)| *amount > Rials::ZERO) {
-        take_lot(conn, txn.0, (*card, *merchant), lot, amount, "cashback_clawback", *at).await?;
+        take_lot(
+            conn,
+            txn.0,
+            (*card, *merchant),
+            lot,
+            amount,
+            "cashback_clawback",
+            *at,
+        )
+        .await?;
     }
     if *clawback_shortfall > Rials::ZERO {
         let kind = "cashback_clawback_shortfall";
@@ -632,7 +731,11 @@ async fn movement(
     txn: i64,
     at: UnixMillis,
 ) -> Result<(), LedgerError> {
-    let account = if merchant.is_some() { "store_credit" } else { "club" };
+    let account = if merchant.is_some() {
+        "store_credit"
+    } else {
+        "club"
+    };
     sqlx::query(
         "INSERT INTO balance_movements (card_id, merchant_id, account, delta_rials, kind, txn_id, \
          at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -1,0 +1,152 @@
+//! Wiring: opens the store, loads the reference snapshot and the engine's state, and runs the
+//! committer, the terminal listener and the admin listener until shutdown. Used by
+//! `lsw-switch serve` and by in-process tests and the simulator's demo.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::admin::{self, AdminState};
+use crate::clock::Clock;
+use crate::committer;
+use crate::config::{Config, Secrets};
+use crate::engine::Engine;
+use crate::server::{self, Shared};
+use crate::snapshot::Snapshot;
+use crate::store::{self, ledger, reference};
+
+/// A running switch.
+pub struct Running {
+    /// Where terminals connect.
+    pub addr: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` answer.
+    pub admin_addr: SocketAddr,
+    /// The database.
+    pub pool: SqlitePool,
+    /// Publishes a new snapshot to every connection (reference data changes).
+    pub snapshots: watch::Sender<Arc<Snapshot>>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    committer: JoinHandle<()>,
+    admin: JoinHandle<()>,
+}
+
+/// Why the switch could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store failed to open, migrate or load.
+    #[error("store: {0}")]
+    Store(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Starts the switch: migrates the database, loads everything, binds both listeners.
+///
+/// # Errors
+/// [`StartError`] when the store or a listener cannot be set up.
+pub async fn start(
+    config: &Config,
+    secrets: &Secrets,
+    clock: Arc<dyn Clock>,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Result<Running, StartError> {
+    let pool = store::open_sqlite(&config.database_url)
+        .await
+        .map_err(|e| StartError::Store(e.to_string()))?;
+    let data = reference::load(&pool, &secrets.kek)
+        .await
+        .map_err(|e| StartError::Store(e.to_string()))?;
+    let snapshot = Arc::new(Snapshot::build(&data).map_err(|e| StartError::Store(e.to_string()))?);
+    let state = ledger::load(&pool, clock.now())
+        .await
+        .map_err(|e| StartError::Store(e.to_string()))?;
+    info!(
+        version = snapshot.version(),
+        transactions = state.txns.len(),
+        answered = state.answered.len(),
+        "state loaded"
+    );
+    let engine = Engine::new(state, config.engine());
+    let (snapshots, snapshot_rx) = watch::channel(snapshot);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (jobs, jobs_rx) = mpsc::channel(config.queue_max.max(1));
+    let committer = tokio::spawn(committer::run(
+        engine,
+        pool.clone(),
+        clock.clone(),
+        jobs_rx,
+        snapshot_rx.clone(),
+        config.committer(),
+    ));
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.admin_listen,
+            source,
+        })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Listen {
+            addr: config.admin_listen,
+            source,
+        })?;
+    let shared = Arc::new(Shared {
+        snapshots: snapshot_rx,
+        pan_key: Arc::new(secrets.pan_key.clone()),
+        jobs,
+        limits: config.limits(),
+    });
+    let server = tokio::spawn(server::serve(listener, shared, shutdown_rx.clone()));
+    let admin_state = Arc::new(AdminState {
+        metrics,
+        pool: pool.clone(),
+    });
+    let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown_rx));
+    info!(%addr, %admin_addr, "switch listening");
+    Ok(Running {
+        addr,
+        admin_addr,
+        pool,
+        snapshots,
+        shutdown,
+        server,
+        committer,
+        admin,
+    })
+}
+
+impl Running {
+    /// Graceful stop: stop accepting, let connections finish what they have in flight, flush
+    /// the last batch, close the database.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        // Every connection (and so every job sender) is gone: the committer drains and ends.
+        let _ = self.committer.await;
+        let _ = self.admin.await;
+        self.pool.close().await;
+        info!("switch stopped");
+    }
+}

@@ -1,0 +1,291 @@
+//! Configuration: a TOML file plus `LSW_*` environment overrides (DESIGN.md section 8). Every
+//! option and its default is in `docs/config.md`. Secrets (key-encryption key, PAN token key)
+//! come only from the environment or from files the environment names, never from the TOML.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::committer::{CommitterConfig, BATCH_MAX_DEFAULT};
+use crate::domain::{Kek, PanTokenKey};
+use crate::engine::EngineConfig;
+use crate::server::Limits;
+use crate::store::ledger::ANSWERED_WINDOW_MS;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the line and key).
+        message: String,
+    },
+    /// An environment override is not a valid value.
+    #[error("environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A secret is missing or malformed.
+    #[error("secret {name}: {message}")]
+    Secret {
+        /// The variable naming it.
+        name: &'static str,
+        /// What is wrong (never the value).
+        message: &'static str,
+    },
+}
+
+/// The switch's settings, as read from TOML (all optional; defaults below).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Terminal listener.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`).
+    #[serde(default = "defaults::admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// Database URL (`sqlite://path` or a plain path).
+    #[serde(default = "defaults::database_url")]
+    pub database_url: String,
+    /// Confirm timeout of a pending request.
+    #[serde(default = "defaults::hold_timeout_ms")]
+    pub hold_timeout_ms: u64,
+    /// Most open connections.
+    #[serde(default = "defaults::connections_max")]
+    pub connections_max: usize,
+    /// Most requests in flight per connection.
+    #[serde(default = "defaults::in_flight_max")]
+    pub in_flight_max: usize,
+    /// Read timeout of a started frame.
+    #[serde(default = "defaults::frame_read_timeout_ms")]
+    pub frame_read_timeout_ms: u64,
+    /// Idle timeout of a connection.
+    #[serde(default = "defaults::idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Most requests per group commit.
+    #[serde(default = "defaults::batch_max")]
+    pub batch_max: usize,
+    /// Extra wait for a batch that is not full.
+    #[serde(default)]
+    pub batch_window_us: u64,
+    /// Committer queue length (requests waiting for the engine).
+    #[serde(default = "defaults::queue_max")]
+    pub queue_max: usize,
+    /// How often the sweeper runs.
+    #[serde(default = "defaults::sweep_every_ms")]
+    pub sweep_every_ms: u64,
+    /// `pretty` or `json`.
+    #[serde(default = "defaults::log_format")]
+    pub log_format: String,
+}
+
+mod defaults {
+    use std::net::SocketAddr;
+
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 5800))
+    }
+    pub fn admin_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 5880))
+    }
+    pub fn database_url() -> String {
+        "sqlite://lsw.db".to_string()
+    }
+    pub fn hold_timeout_ms() -> u64 {
+        120_000
+    }
+    pub fn connections_max() -> usize {
+        16_384
+    }
+    pub fn in_flight_max() -> usize {
+        64
+    }
+    pub fn frame_read_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn idle_timeout_ms() -> u64 {
+        300_000
+    }
+    pub fn batch_max() -> usize {
+        super::BATCH_MAX_DEFAULT
+    }
+    pub fn queue_max() -> usize {
+        8_192
+    }
+    pub fn sweep_every_ms() -> u64 {
+        1_000
+    }
+    pub fn log_format() -> String {
+        "pretty".to_string()
+    }
+}
+
+impl Config {
+    /// Reads `path` (if given) and applies `LSW_*` overrides.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, line or variable at fault.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let mut config: Config = toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.map_or_else(|| PathBuf::from("<defaults>"), Path::to_path_buf),
+            message: error.to_string(),
+        })?;
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Applies `LSW_*` overrides read through `var`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Env`] for a value that does not parse.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env {
+                name,
+                message: e.to_string(),
+            })
+        }
+        if let Some(v) = var("LSW_LISTEN") {
+            self.listen = parse("LSW_LISTEN", &v)?;
+        }
+        if let Some(v) = var("LSW_ADMIN_LISTEN") {
+            self.admin_listen = parse("LSW_ADMIN_LISTEN", &v)?;
+        }
+        if let Some(v) = var("LSW_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = var("LSW_HOLD_TIMEOUT_MS") {
+            self.hold_timeout_ms = parse("LSW_HOLD_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = var("LSW_CONNECTIONS_MAX") {
+            self.connections_max = parse("LSW_CONNECTIONS_MAX", &v)?;
+        }
+        if let Some(v) = var("LSW_IN_FLIGHT_MAX") {
+            self.in_flight_max = parse("LSW_IN_FLIGHT_MAX", &v)?;
+        }
+        if let Some(v) = var("LSW_FRAME_READ_TIMEOUT_MS") {
+            self.frame_read_timeout_ms = parse("LSW_FRAME_READ_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = var("LSW_IDLE_TIMEOUT_MS") {
+            self.idle_timeout_ms = parse("LSW_IDLE_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = var("LSW_BATCH_MAX") {
+            self.batch_max = parse("LSW_BATCH_MAX", &v)?;
+        }
+        if let Some(v) = var("LSW_BATCH_WINDOW_US") {
+            self.batch_window_us = parse("LSW_BATCH_WINDOW_US", &v)?;
+        }
+        if let Some(v) = var("LSW_LOG_FORMAT") {
+            self.log_format = v;
+        }
+        Ok(())
+    }
+
+    /// Connection limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            connections_max: self.connections_max.max(1),
+            in_flight_max: self.in_flight_max.max(1),
+            frame_read_timeout: Duration::from_millis(self.frame_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+        }
+    }
+
+    /// Engine settings.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            hold_timeout_ms: i64::try_from(self.hold_timeout_ms).unwrap_or(i64::MAX),
+            answered_window_ms: ANSWERED_WINDOW_MS,
+        }
+    }
+
+    /// Committer settings.
+    pub fn committer(&self) -> CommitterConfig {
+        CommitterConfig {
+            batch_max: self.batch_max.max(1),
+            batch_window: Duration::from_micros(self.batch_window_us),
+            sweep_every: Duration::from_millis(self.sweep_every_ms.max(10)),
+        }
+    }
+}
+
+/// The switch's secrets.
+pub struct Secrets {
+    /// Seals TMKs at rest.
+    pub kek: Kek,
+    /// Keys the PAN token.
+    pub pan_key: PanTokenKey,
+}
+
+impl Secrets {
+    /// Reads `LSW_KEK` and `LSW_PAN_TOKEN_KEY` (64 hex characters each), or the files named by
+    /// `LSW_KEK_FILE` and `LSW_PAN_TOKEN_KEY_FILE`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Secret`] when one is missing or not 32 bytes of hex.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Secrets, ConfigError> {
+        let kek = secret(&var, "LSW_KEK", "LSW_KEK_FILE")?;
+        let pan = secret(&var, "LSW_PAN_TOKEN_KEY", "LSW_PAN_TOKEN_KEY_FILE")?;
+        Ok(Secrets {
+            kek: Kek::from_slice(&kek).map_err(|_| ConfigError::Secret {
+                name: "LSW_KEK",
+                message: "must be 32 bytes",
+            })?,
+            pan_key: PanTokenKey::from_slice(&pan).map_err(|_| ConfigError::Secret {
+                name: "LSW_PAN_TOKEN_KEY",
+                message: "must be 32 bytes",
+            })?,
+        })
+    }
+}
+
+fn secret(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    file: &'static str,
+) -> Result<Vec<u8>, ConfigError> {
+    let text = match (var(name), var(file)) {
+        (Some(value), _) => value,
+        (None, Some(path)) => std::fs::read_to_string(&path).map_err(|_| ConfigError::Secret {
+            name: file,
+            message: "file cannot be read",
+        })?,
+        (None, None) => {
+            return Err(ConfigError::Secret {
+                name,
+                message: "not set (nor its _FILE)",
+            })
+        }
+    };
+    hex::decode(text.trim()).map_err(|_| ConfigError::Secret {
+        name,
+        message: "not hex",
+    })
+}

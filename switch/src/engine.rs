@@ -1,0 +1,17 @@
+//! The engine: pure decisions over the reference snapshot, the balances and the clock
+//! (DESIGN.md section 5). It returns a response and a list of effects; it does no I/O.
+//!
+//! - [`decide`]: the [`Engine`] and its per-MTI rules.
+//! - [`decline`]: the one mapping from a decline to its response code.
+//! - [`effect`]: the effects the committer makes durable.
+//! - [`state`]: balances, holds, transactions, the idempotency window.
+
+pub mod decide;
+pub mod decline;
+pub mod effect;
+pub mod state;
+
+pub use decide::{CardRef, Decision, Engine, EngineConfig};
+pub use decline::Decline;
+pub use effect::Effect;
+pub use state::{MessageKey, State, Txn, TxnId, TxnState};

@@ -1,0 +1,1031 @@
+//! The two-phase engine (DESIGN.md section 5, PROTOCOL.md sections 4 and 7): a pure state
+//! machine. Given the reference snapshot, the clock and a verified request, it returns the
+//! response and pushes the effects that must be durable before the response is sent.
+
+use bytes::{Bytes, BytesMut};
+use protocol::field54::{AmountKind, AmountSet, PurchaseAmounts};
+use protocol::message::{Body, FollowUp, Kind};
+use protocol::response::{self, Answer};
+use protocol::{Amount, ApprovalCode, Currency, Mti, ProcessingCode, Request, ResponseCode, Rrn};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{
+    Card, CardStatus, LocalDateTime, Merchant, MerchantStatus, PanToken, Rials, Terminal,
+    TerminalStatus, UnixMillis,
+};
+use crate::engine::decline::{approved, Decline};
+use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
+use crate::engine::state::{
+    Amounts, Answered, Capture, ClubAccount, LotId, MessageKey, State, StoreAccount, Txn, TxnId,
+    TxnState,
+};
+use crate::pricing;
+use crate::snapshot::Snapshot;
+
+/// Engine settings (documented in `docs/config.md`).
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// How long a pending request holds its balances before the sweeper releases them
+    /// (PROTOCOL.md section 4: default 120 s).
+    pub hold_timeout_ms: i64,
+    /// How long answered messages are kept for retransmissions (at least 24 h).
+    pub answered_window_ms: i64,
+}
+
+/// The card identity from a request's envelope, already tokenised: the engine never sees a
+/// PAN.
+#[derive(Debug, Clone, Copy)]
+pub struct CardRef {
+    /// The keyed PAN token.
+    pub token: PanToken,
+    /// Whether the PAN passed the Luhn check.
+    pub luhn_valid: bool,
+    /// The terminal id sealed in the envelope (checked against the KSI's already).
+    pub terminal_id: [u8; 8],
+}
+
+/// What the engine answered.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The response bytes (without frame prefix).
+    pub response: Bytes,
+    /// Its field 39.
+    pub code: ResponseCode,
+    /// Whether effects were pushed: the response may leave only after they are durable.
+    pub durable: bool,
+    /// An earlier answer resent: it may leave only after the batch that made it is durable.
+    pub resent: bool,
+    /// The RRN, when the response has one (for logs).
+    pub rrn: Option<Rrn>,
+}
+
+/// The engine: its state and settings. All methods are pure functions of their inputs.
+#[derive(Debug)]
+pub struct Engine {
+    /// The state (public for the store's loader and for invariant checks).
+    pub state: State,
+    config: EngineConfig,
+    scratch: BytesMut,
+    amounts: BytesMut,
+}
+
+impl Engine {
+    /// An engine over a loaded state.
+    pub fn new(state: State, config: EngineConfig) -> Engine {
+        Engine {
+            state,
+            config,
+            scratch: BytesMut::with_capacity(4096),
+            amounts: BytesMut::with_capacity(128),
+        }
+    }
+
+    /// Decides one verified request (steps 4 to 6 of PROTOCOL.md section 7).
+    pub fn decide(
+        &mut self,
+        snapshot: &Snapshot,
+        terminal: &Terminal,
+        request: &Request,
+        card: Option<&CardRef>,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Decision {
+        let key = MessageKey {
+            ksi: *request.ksi.as_bytes(),
+            mti: request.mti,
+            stan: request.stan,
+            transmitted: request.transmitted_raw,
+        };
+        let fingerprint = fingerprint(request, card);
+        let stored = self
+            .state
+            .answered
+            .get(&key)
+            .or_else(|| self.state.answered_volatile.get(&key));
+        if let Some(answered) = stored {
+            if answered.fingerprint == fingerprint {
+                return Decision {
+                    response: answered.response.clone(),
+                    code: code_of(&answered.response),
+                    durable: false,
+                    resent: true,
+                    rrn: None,
+                };
+            }
+            return self.decline(terminal, request, Decline::DuplicateStan);
+        }
+        let clock_checked = matches!(
+            request.mti,
+            Mti::AuthorizationRequest | Mti::FinancialRequest | Mti::NetworkRequest
+        );
+        let now_seconds = now.get().div_euclid(1000);
+        if clock_checked && !request.transmitted.is_fresh(now_seconds) {
+            return self.decline(terminal, request, Decline::StaleClock);
+        }
+        let kind = match request.classify() {
+            Ok(kind) => kind,
+            Err(reject) => {
+                return self.remember_decline(
+                    terminal,
+                    request,
+                    key,
+                    fingerprint,
+                    now,
+                    Decline::Protocol(reject),
+                );
+            }
+        };
+        let before = effects.len();
+        let outcome = match (kind, &request.body) {
+            (Kind::Network(_), _) => {
+                let answer = Answer {
+                    switch_time: Some(now_seconds),
+                    ..Answer::code(approved())
+                };
+                return self.respond(terminal, request, &answer, false);
+            }
+            (Kind::Purchase { code, amount }, Body::Financial(financial)) => {
+                let context = Context {
+                    snapshot,
+                    terminal,
+                    card,
+                    currency: financial.currency,
+                    now,
+                };
+                self.purchase(&context, key, code, amount, effects)
+            }
+            (Kind::Inquiry { code }, Body::Financial(financial)) => {
+                let context = Context {
+                    snapshot,
+                    terminal,
+                    card,
+                    currency: financial.currency,
+                    now,
+                };
+                self.inquiry(&context, key, code)
+            }
+            (Kind::Confirm, Body::Confirm(follow_up)) => {
+                self.confirm(snapshot, request, follow_up, now, effects)
+            }
+            (Kind::Reversal, Body::Reversal(follow_up)) => {
+                self.reversal(request, follow_up, now, effects)
+            }
+            (_, _) => Err(Decline::Protocol(protocol::Reject::InvalidTransaction)),
+        };
+        match outcome {
+            Ok(reply) => {
+                let durable = effects.len() > before;
+                let amounts = self.amounts.split();
+                let answer = Answer {
+                    code: approved(),
+                    rrn: reply.rrn,
+                    approval: reply.approval,
+                    amounts: (!amounts.is_empty()).then_some(&amounts[..]),
+                    switch_time: None,
+                };
+                let decision = self.respond(terminal, request, &answer, durable);
+                if durable {
+                    effects.push(Effect::Answer {
+                        key,
+                        fingerprint,
+                        response: decision.response.clone(),
+                        at: now,
+                    });
+                    self.state.answered.insert(
+                        key,
+                        Answered {
+                            fingerprint,
+                            response: decision.response.clone(),
+                            at: now,
+                        },
+                    );
+                } else {
+                    self.state.answered_volatile.insert(
+                        key,
+                        Answered {
+                            fingerprint,
+                            response: decision.response.clone(),
+                            at: now,
+                        },
+                    );
+                }
+                decision
+            }
+            Err(decline) => {
+                self.amounts.clear();
+                self.remember_decline(terminal, request, key, fingerprint, now, decline)
+            }
+        }
+    }
+
+    /// Releases the holds of pending requests whose confirm timeout has passed.
+    pub fn sweep(&mut self, now: UnixMillis, effects: &mut Vec<Effect>, max: usize) -> usize {
+        let due: Vec<TxnId> = self
+            .state
+            .pending
+            .iter()
+            .take_while(|(at, _)| *at <= now.get())
+            .take(max)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in &due {
+            self.release(*id, ReleaseReason::Expiry, now, effects);
+        }
+        due.len()
+    }
+
+    /// Forgets answered messages older than the window.
+    pub fn prune(&mut self, now: UnixMillis) {
+        let oldest = now.get() - self.config.answered_window_ms;
+        self.state
+            .answered
+            .retain(|_, answered| answered.at.get() >= oldest);
+        self.state
+            .answered_volatile
+            .retain(|_, answered| answered.at.get() >= oldest);
+    }
+
+    /// A `96` response: the work could not be made durable and nothing was changed.
+    pub fn system_error(&mut self, terminal: &Terminal, request: &Request) -> Decision {
+        self.decline(terminal, request, Decline::System)
+    }
+
+    fn purchase(
+        &mut self,
+        context: &Context<'_>,
+        key: MessageKey,
+        code: ProcessingCode,
+        amount: Amount,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Reply, Decline> {
+        let Context {
+            snapshot,
+            terminal,
+            currency,
+            now,
+            ..
+        } = *context;
+        if self.state.tombstones.contains_key(&key) {
+            return Err(Decline::StateConflict);
+        }
+        let (merchant, card) = checks(context)?;
+        let gross = Rials::new(i64::try_from(amount.get()).map_err(|_| Decline::OverLimit)?)
+            .ok_or(Decline::OverLimit)?;
+        let funds = pricing::Funds {
+            club: self
+                .state
+                .club
+                .get(&card.id)
+                .map_or(Rials::ZERO, ClubAccount::available),
+            store_credit: self
+                .state
+                .store
+                .get(&(card.id, merchant.id))
+                .map_or(Rials::ZERO, |account| account.available(now)),
+        };
+        let local = LocalDateTime::at(now, merchant.profile.utc_offset_minutes);
+        let day = local.date.days_since_epoch();
+        let usage = Usage {
+            state: &self.state,
+            member: card.member,
+            day,
+        };
+        let purchase = snapshot.purchase(merchant, terminal, card, gross, now);
+        let quote = pricing::quote(
+            &purchase,
+            snapshot.rules_for_merchant(merchant.id),
+            &usage,
+            funds,
+            funding(code),
+            snapshot.tier_rate(card),
+        )
+        .map_err(|decline| match decline {
+            pricing::QuoteDecline::AmountZero => Decline::Protocol(protocol::Reject::InvalidAmount),
+            pricing::QuoteDecline::AmountLimit { .. } => Decline::OverLimit,
+            pricing::QuoteDecline::Insufficient(_) => Decline::Insufficient,
+        })?;
+        let amounts = Amounts {
+            gross,
+            discount: quote.split.discount(),
+            fee: quote.fee,
+            store_credit: quote.split.store_credit(),
+            club: quote.split.club(),
+            bank_rest: quote.split.bank_rest(),
+            cashback: quote.cashback,
+        };
+        let id = TxnId(self.state.next_txn);
+        self.state.next_txn += 1;
+        let rrn = self.next_rrn();
+        let txn = Txn {
+            id,
+            key,
+            terminal: terminal.id,
+            merchant: merchant.id,
+            card: card.id,
+            member: card.member,
+            code,
+            amounts,
+            rule: quote.rule.map(|applied| applied.rule),
+            snapshot_version: snapshot.version(),
+            rrn,
+            state: TxnState::Pending,
+            created_at: now,
+            hold_expires_at: UnixMillis::new(now.get() + self.config.hold_timeout_ms),
+            capture: Capture::none(),
+        };
+        self.state.place_holds(&txn);
+        self.state.track(&txn);
+        self.state.count_rule_use(&txn, day);
+        effects.push(Effect::Hold { txn: Box::new(txn) });
+        PurchaseAmounts {
+            discount: to_amount(amounts.discount),
+            fee: to_amount(amounts.fee),
+            store_credit: to_amount(amounts.store_credit),
+            club: to_amount(amounts.club),
+            bank_rest: to_amount(amounts.bank_rest),
+            cashback: to_amount(amounts.cashback),
+        }
+        .write(currency, &mut self.amounts);
+        Ok(Reply {
+            rrn: Some(rrn),
+            approval: Some(approval_code(rrn)),
+        })
+    }
+
+    fn inquiry(
+        &mut self,
+        context: &Context<'_>,
+        key: MessageKey,
+        code: ProcessingCode,
+    ) -> Result<Reply, Decline> {
+        let Context { currency, now, .. } = *context;
+        if self.state.tombstones.contains_key(&key) {
+            return Err(Decline::StateConflict);
+        }
+        let (merchant, card) = checks(context)?;
+        let (ledger_kind, available_kind, ledger, available) = match code {
+            ProcessingCode::ClubInquiry => {
+                let account = self.state.club.get(&card.id);
+                (
+                    AmountKind::ClubLedger,
+                    AmountKind::ClubAvailable,
+                    account.map_or(Rials::ZERO, |a| a.ledger),
+                    account.map_or(Rials::ZERO, ClubAccount::available),
+                )
+            }
+            _ => {
+                let account = self.state.store.get(&(card.id, merchant.id));
+                (
+                    AmountKind::StoreCreditLedger,
+                    AmountKind::StoreCreditAvailable,
+                    account.map_or(Rials::ZERO, |a| a.ledger),
+                    account.map_or(Rials::ZERO, |a| a.available(now)),
+                )
+            }
+        };
+        AmountSet::new(ledger_kind, currency, to_amount(ledger)).write(&mut self.amounts);
+        AmountSet::new(available_kind, currency, to_amount(available)).write(&mut self.amounts);
+        Ok(Reply {
+            rrn: Some(self.next_rrn()),
+            approval: None,
+        })
+    }
+
+    fn confirm(
+        &mut self,
+        snapshot: &Snapshot,
+        request: &Request,
+        follow_up: &FollowUp,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Reply, Decline> {
+        let original = original_key(request, follow_up);
+        let Some(&id) = self.state.txn_keys.get(&original) else {
+            if self.state.answered_volatile.contains_key(&original) {
+                // A declined request or a balance inquiry: nothing to confirm.
+                return Err(Decline::StateConflict);
+            }
+            return Err(Decline::OriginalNotFound);
+        };
+        let txn = self.state.txns.get(&id).ok_or(Decline::OriginalNotFound)?;
+        if follow_up.rrn != Some(txn.rrn) {
+            return Err(Decline::OriginalNotFound);
+        }
+        check_same(txn, follow_up)?;
+        match txn.state {
+            TxnState::Pending | TxnState::Expired => {
+                self.capture(snapshot, id, now, effects);
+                Ok(Reply::empty())
+            }
+            // Confirmed again under a new STAN: 00, and nothing more is captured.
+            TxnState::Confirmed | TxnState::Settled => Ok(Reply::empty()),
+            TxnState::Reversed => Err(Decline::StateConflict),
+        }
+    }
+
+    fn reversal(
+        &mut self,
+        request: &Request,
+        follow_up: &FollowUp,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Reply, Decline> {
+        let original = original_key(request, follow_up);
+        let Some(&id) = self.state.txn_keys.get(&original) else {
+            if !self.state.answered_volatile.contains_key(&original)
+                && !self.state.tombstones.contains_key(&original)
+            {
+                // Never seen: remember it, so the original is declined if it arrives later.
+                self.state.tombstones.insert(original, now);
+                effects.push(Effect::Tombstone {
+                    key: original,
+                    at: now,
+                });
+            }
+            return Ok(Reply::empty());
+        };
+        let txn = self.state.txns.get(&id).ok_or(Decline::OriginalNotFound)?;
+        if follow_up.rrn.is_some_and(|rrn| rrn != txn.rrn) {
+            return Err(Decline::OriginalNotFound);
+        }
+        check_same(txn, follow_up)?;
+        match txn.state {
+            TxnState::Pending => self.release(id, ReleaseReason::Reversal, now, effects),
+            TxnState::Confirmed => self.give_back(id, now, effects),
+            TxnState::Expired => {
+                self.state.set_state(id, TxnState::Reversed);
+                effects.push(Effect::MarkReversed { txn: id, at: now });
+            }
+            TxnState::Reversed => {}
+            TxnState::Settled => return Err(Decline::StateConflict),
+        }
+        Ok(Reply::empty())
+    }
+
+    /// Captures a pending (or, on the advice path, expired) transaction.
+    fn capture(
+        &mut self,
+        snapshot: &Snapshot,
+        id: TxnId,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(txn) = self.state.txns.get(&id).cloned() else {
+            return;
+        };
+        let held = txn.state == TxnState::Pending;
+        let (club_held, store_held) = if held {
+            self.state.release_holds(&txn);
+            (txn.amounts.club, txn.amounts.store_credit)
+        } else {
+            (Rials::ZERO, Rials::ZERO)
+        };
+        let mut shortfalls = Vec::new();
+        let club = self.state.take_club(txn.card, txn.amounts.club);
+        if club < txn.amounts.club {
+            shortfalls.push((Account::Club, minus(txn.amounts.club, club)));
+        }
+        let lots = self
+            .state
+            .take_store(txn.card, txn.merchant, txn.amounts.store_credit);
+        let taken = lots
+            .iter()
+            .fold(Rials::ZERO, |sum, (_, amount)| plus(sum, *amount));
+        if taken < txn.amounts.store_credit {
+            shortfalls.push((Account::StoreCredit, minus(txn.amounts.store_credit, taken)));
+        }
+        let cashback = self.cashback_lot(snapshot, &txn, now);
+        if let Some(lot) = cashback {
+            self.state.add_lot(lot);
+        }
+        let capture = Capture {
+            club,
+            lots: lots.clone(),
+            cashback_lot: cashback.map(|lot| lot.id),
+        };
+        self.state.confirm(id, capture);
+        effects.push(Effect::Capture {
+            txn: id,
+            card: txn.card,
+            merchant: txn.merchant,
+            club_held,
+            store_held,
+            club,
+            lots,
+            shortfalls,
+            cashback,
+            at: now,
+        });
+    }
+
+    fn cashback_lot(&mut self, snapshot: &Snapshot, txn: &Txn, now: UnixMillis) -> Option<NewLot> {
+        let merchant = snapshot.merchant(txn.merchant)?;
+        if !merchant.profile.cashback_allowed || txn.amounts.cashback == Rials::ZERO {
+            return None;
+        }
+        let id = LotId(self.state.next_lot);
+        self.state.next_lot += 1;
+        let days = i64::from(merchant.profile.credit_expiry_days);
+        let expires_at =
+            (days > 0).then(|| UnixMillis::new(now.get() + days * crate::domain::time::DAY_MS));
+        Some(NewLot {
+            id,
+            card: txn.card,
+            merchant: txn.merchant,
+            amount: txn.amounts.cashback,
+            expires_at,
+        })
+    }
+
+    fn release(
+        &mut self,
+        id: TxnId,
+        reason: ReleaseReason,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(txn) = self.state.txns.get(&id).cloned() else {
+            return;
+        };
+        if txn.state != TxnState::Pending {
+            return;
+        }
+        self.state.release_holds(&txn);
+        self.state.untrack_rule_spend(&txn);
+        let state = match reason {
+            ReleaseReason::Reversal => TxnState::Reversed,
+            ReleaseReason::Expiry => TxnState::Expired,
+        };
+        self.state.set_state(id, state);
+        effects.push(Effect::Release {
+            txn: id,
+            card: txn.card,
+            merchant: txn.merchant,
+            club: txn.amounts.club,
+            store_credit: txn.amounts.store_credit,
+            reason,
+            at: now,
+        });
+    }
+
+    /// Reverses a confirmed, unsettled transaction: returns what it captured and claws back
+    /// its cashback (the part already spent becomes an exception, never a negative balance).
+    fn give_back(&mut self, id: TxnId, now: UnixMillis, effects: &mut Vec<Effect>) {
+        let Some(txn) = self.state.txns.get(&id).cloned() else {
+            return;
+        };
+        self.state.return_club(txn.card, txn.capture.club);
+        self.state
+            .return_store(txn.card, txn.merchant, &txn.capture.lots);
+        let (clawback, clawback_shortfall) = match txn.capture.cashback_lot {
+            Some(lot) => {
+                let taken = self
+                    .state
+                    .claw_back(txn.card, txn.merchant, lot, txn.amounts.cashback);
+                (Some((lot, taken)), minus(txn.amounts.cashback, taken))
+            }
+            None => (None, Rials::ZERO),
+        };
+        self.state.untrack_rule_spend(&txn);
+        self.state.set_state(id, TxnState::Reversed);
+        effects.push(Effect::Return {
+            txn: id,
+            card: txn.card,
+            merchant: txn.merchant,
+            club: txn.capture.club,
+            lots: txn.capture.lots.clone(),
+            clawback,
+            clawback_shortfall,
+            at: now,
+        });
+    }
+
+    fn next_rrn(&mut self) -> Rrn {
+        let number = self.state.next_rrn;
+        self.state.next_rrn = (self.state.next_rrn + 1) % 1_000_000_000_000;
+        Rrn::from_number(number).unwrap_or_else(|_| fallback_rrn())
+    }
+
+    fn remember_decline(
+        &mut self,
+        terminal: &Terminal,
+        request: &Request,
+        key: MessageKey,
+        fingerprint: [u8; 32],
+        now: UnixMillis,
+        decline: Decline,
+    ) -> Decision {
+        let decision = self.decline(terminal, request, decline);
+        self.state.answered_volatile.insert(
+            key,
+            Answered {
+                fingerprint,
+                response: decision.response.clone(),
+                at: now,
+            },
+        );
+        decision
+    }
+
+    fn decline(&mut self, terminal: &Terminal, request: &Request, decline: Decline) -> Decision {
+        let answer = Answer::code(decline.response_code());
+        self.respond(terminal, request, &answer, false)
+    }
+
+    fn respond(
+        &mut self,
+        terminal: &Terminal,
+        request: &Request,
+        answer: &Answer<'_>,
+        durable: bool,
+    ) -> Decision {
+        self.scratch.clear();
+        // A build error here is a programmer error (an answer field of the wrong length); the
+        // request fields it echoes were all parsed to their fixed lengths.
+        let built = response::build(
+            &mut self.scratch,
+            request.mti,
+            request.raw(),
+            answer,
+            Some(&terminal.keys),
+        );
+        assert!(built.is_ok(), "response build failed: {built:?}");
+        Decision {
+            response: self.scratch.split().freeze(),
+            code: answer.code,
+            durable,
+            resent: false,
+            rrn: answer.rrn,
+        }
+    }
+}
+
+/// The business checks of step 6 in PROTOCOL.md's order: `13` (currency), `58`, `03`, `14`,
+/// `62`, `54`. (`61` and `51` need the amount and come after.)
+fn checks<'s>(context: &Context<'s>) -> Result<(&'s Merchant, &'s Card), Decline> {
+    let Context {
+        snapshot,
+        terminal,
+        currency,
+        card,
+        now,
+    } = *context;
+    let merchant = snapshot
+        .merchant(terminal.merchant)
+        .ok_or(Decline::MerchantInactive)?;
+    if currency.get() != merchant.profile.currency.get() {
+        return Err(Decline::CurrencyMismatch);
+    }
+    if terminal.status != TerminalStatus::Active {
+        return Err(Decline::TerminalInactive);
+    }
+    if merchant.profile.status != MerchantStatus::Active {
+        return Err(Decline::MerchantInactive);
+    }
+    let card_ref = card.ok_or(Decline::CardUnknown)?;
+    if !card_ref.luhn_valid {
+        return Err(Decline::Luhn);
+    }
+    let card = snapshot
+        .card_by_token(&card_ref.token)
+        .ok_or(Decline::CardUnknown)?;
+    if card.status == CardStatus::Blocked {
+        return Err(Decline::CardBlocked);
+    }
+    let local = LocalDateTime::at(now, merchant.profile.utc_offset_minutes);
+    if card.expiry.is_expired_on(local.date) {
+        return Err(Decline::CardExpired);
+    }
+    Ok((merchant, card))
+}
+
+fn check_same(txn: &Txn, follow_up: &FollowUp) -> Result<(), Decline> {
+    let amount = u64::try_from(txn.amounts.gross.get()).unwrap_or(0);
+    if follow_up.code != *txn.code.as_bytes() || follow_up.amount.get() != amount {
+        return Err(Decline::FollowUpMismatch);
+    }
+    Ok(())
+}
+
+fn original_key(request: &Request, follow_up: &FollowUp) -> MessageKey {
+    MessageKey {
+        ksi: *request.ksi.as_bytes(),
+        mti: follow_up.original.mti,
+        stan: follow_up.original.stan,
+        transmitted: follow_up.original.transmitted,
+    }
+}
+
+/// "The same content" (PROTOCOL.md section 7): fields 3, 4, 49, 90 and 37 where present, and
+/// the terminal id and PAN inside the envelope, the PAN by its keyed token so the hash cannot
+/// be turned back into a card number.
+fn fingerprint(request: &Request, card: Option<&CardRef>) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for number in [3_u8, 4, 49, 90, 37] {
+        match request.raw().field(number) {
+            Some(value) => {
+                hash.update([number, 1]);
+                hash.update(value);
+            }
+            None => hash.update([number, 0]),
+        }
+    }
+    if let Some(card) = card {
+        hash.update(card.terminal_id);
+        hash.update(card.token.as_bytes());
+    }
+    hash.finalize().into()
+}
+
+fn code_of(response: &[u8]) -> ResponseCode {
+    protocol::RawMessage::parse(Bytes::copy_from_slice(response))
+        .ok()
+        .and_then(|raw| {
+            raw.field(protocol::spec::RESPONSE_CODE)
+                .and_then(ResponseCode::parse)
+        })
+        .unwrap_or(ResponseCode::SystemError)
+}
+
+fn approval_code(rrn: Rrn) -> ApprovalCode {
+    let digits = rrn.as_bytes();
+    ApprovalCode::parse(digits.get(6..).unwrap_or(b"000000"))
+        .unwrap_or_else(|_| fallback_approval())
+}
+
+fn fallback_rrn() -> Rrn {
+    // Unreachable: the counter is kept below 10^12. A fixed, valid value keeps this path
+    // panic-free.
+    match Rrn::parse(b"000000000000") {
+        Ok(rrn) => rrn,
+        Err(_) => unreachable!("a literal rrn is valid"),
+    }
+}
+
+fn fallback_approval() -> ApprovalCode {
+    match ApprovalCode::parse(b"000000") {
+        Ok(code) => code,
+        Err(_) => unreachable!("a literal approval code is valid"),
+    }
+}
+
+fn to_amount(rials: Rials) -> Amount {
+    Amount::new(u64::try_from(rials.get()).unwrap_or(0)).unwrap_or(Amount::ZERO)
+}
+
+fn plus(a: Rials, b: Rials) -> Rials {
+    a.checked_add(b).unwrap_or(Rials::MAX)
+}
+
+fn minus(a: Rials, b: Rials) -> Rials {
+    a.checked_sub(b).unwrap_or(Rials::ZERO)
+}
+
+/// What a purchase or inquiry is checked against.
+#[derive(Clone, Copy)]
+struct Context<'s> {
+    snapshot: &'s Snapshot,
+    terminal: &'s Terminal,
+    card: Option<&'s CardRef>,
+    currency: Currency,
+    now: UnixMillis,
+}
+
+struct Reply {
+    rrn: Option<Rrn>,
+    approval: Option<ApprovalCode>,
+}
+
+impl Reply {
+    fn empty() -> Reply {
+        Reply {
+            rrn: None,
+            approval: None,
+        }
+    }
+}
+
+/// Rule budgets and per-member daily limits, from the engine's state.
+struct Usage<'a> {
+    state: &'a State,
+    member: crate::domain::MemberId,
+    day: i64,
+}
+
+impl pricing::RuleUsage for Usage<'_> {
+    fn allows(&self, rule: &crate::domain::Rule, discount: Rials) -> bool {
+        if let Some(budget) = rule.terms.budget_rials {
+            let spent = self
+                .state
+                .rule_spent
+                .get(&rule.id)
+                .copied()
+                .unwrap_or(Rials::ZERO);
+            if spent
+                .checked_add(discount)
+                .is_none_or(|total| total > budget)
+            {
+                return false;
+            }
+        }
+        if let Some(max) = rule.terms.member_daily_uses_max {
+            let key = (rule.id, self.member, self.day);
+            if self.state.rule_uses.get(&key).copied().unwrap_or(0) >= max {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The funding a processing code asks for (PROTOCOL.md section 4).
+fn funding(code: ProcessingCode) -> pricing::Funding {
+    match code {
+        ProcessingCode::BankPurchase
+        | ProcessingCode::ClubInquiry
+        | ProcessingCode::StoreCreditInquiry => pricing::Funding::BankOnly,
+        ProcessingCode::BankPurchaseStoreCredit => pricing::Funding::BankWithStoreCredit,
+        ProcessingCode::ClubPurchase => pricing::Funding::Club,
+        ProcessingCode::StoreCreditPurchase => pricing::Funding::StoreCredit,
+        ProcessingCode::MixedPurchase => pricing::Funding::Mixed,
+    }
+}
+
+impl State {
+    fn place_holds(&mut self, txn: &Txn) {
+        if txn.amounts.club > Rials::ZERO {
+            let account = self.club.entry(txn.card).or_insert(ClubAccount {
+                ledger: Rials::ZERO,
+                held: Rials::ZERO,
+            });
+            account.held = plus(account.held, txn.amounts.club);
+            assert!(account.held <= account.ledger, "club hold over ledger");
+        }
+        if txn.amounts.store_credit > Rials::ZERO {
+            if let Some(account) = self.store.get_mut(&(txn.card, txn.merchant)) {
+                account.held = plus(account.held, txn.amounts.store_credit);
+                assert!(account.held <= account.ledger, "store hold over ledger");
+            }
+        }
+    }
+
+    fn release_holds(&mut self, txn: &Txn) {
+        if let Some(account) = self.club.get_mut(&txn.card) {
+            account.held = minus(account.held, txn.amounts.club);
+        }
+        if let Some(account) = self.store.get_mut(&(txn.card, txn.merchant)) {
+            account.held = minus(account.held, txn.amounts.store_credit);
+        }
+        self.pending.remove(&(txn.hold_expires_at.get(), txn.id));
+    }
+
+    /// Registers a transaction (new or loaded) in the indexes.
+    pub fn track(&mut self, txn: &Txn) {
+        if txn.state == TxnState::Pending {
+            self.pending.insert((txn.hold_expires_at.get(), txn.id));
+        }
+        if matches!(
+            txn.state,
+            TxnState::Pending | TxnState::Confirmed | TxnState::Settled
+        ) {
+            if let Some(rule) = txn.rule {
+                let spent = self.rule_spent.entry(rule).or_insert(Rials::ZERO);
+                *spent = plus(*spent, txn.amounts.discount);
+            }
+        }
+        self.txn_keys.insert(txn.key, txn.id);
+        self.txns.insert(txn.id, txn.clone());
+    }
+
+    fn count_rule_use(&mut self, txn: &Txn, day: i64) {
+        if let Some(rule) = txn.rule {
+            *self.rule_uses.entry((rule, txn.member, day)).or_insert(0) += 1;
+        }
+    }
+
+    fn untrack_rule_spend(&mut self, txn: &Txn) {
+        if let Some(rule) = txn.rule {
+            if let Some(spent) = self.rule_spent.get_mut(&rule) {
+                *spent = minus(*spent, txn.amounts.discount);
+            }
+        }
+    }
+
+    fn set_state(&mut self, id: TxnId, state: TxnState) {
+        if let Some(txn) = self.txns.get_mut(&id) {
+            txn.state = state;
+        }
+    }
+
+    fn confirm(&mut self, id: TxnId, capture: Capture) {
+        if let Some(txn) = self.txns.get_mut(&id) {
+            txn.state = TxnState::Confirmed;
+            txn.capture = capture;
+        }
+    }
+
+    fn take_club(&mut self, card: crate::domain::CardId, wanted: Rials) -> Rials {
+        let Some(account) = self.club.get_mut(&card) else {
+            return Rials::ZERO;
+        };
+        let free = account.available();
+        let taken = wanted.min(free);
+        account.ledger = minus(account.ledger, taken);
+        taken
+    }
+
+    fn take_store(
+        &mut self,
+        card: crate::domain::CardId,
+        merchant: crate::domain::MerchantId,
+        wanted: Rials,
+    ) -> Vec<(LotId, Rials)> {
+        let mut taken = Vec::new();
+        let Some(account) = self.store.get_mut(&(card, merchant)) else {
+            return taken;
+        };
+        let mut left = wanted.min(minus(account.ledger, account.held));
+        for lot in account.lots.iter_mut() {
+            if left == Rials::ZERO {
+                break;
+            }
+            let take = left.min(lot.remaining);
+            if take > Rials::ZERO {
+                lot.remaining = minus(lot.remaining, take);
+                left = minus(left, take);
+                taken.push((lot.id, take));
+            }
+        }
+        let total = taken
+            .iter()
+            .fold(Rials::ZERO, |sum, (_, amount)| plus(sum, *amount));
+        account.ledger = minus(account.ledger, total);
+        taken
+    }
+
+    fn add_lot(&mut self, lot: NewLot) {
+        let account = self
+            .store
+            .entry((lot.card, lot.merchant))
+            .or_insert(StoreAccount {
+                ledger: Rials::ZERO,
+                held: Rials::ZERO,
+                lots: Vec::new(),
+            });
+        account.ledger = plus(account.ledger, lot.amount);
+        account.lots.push(crate::engine::state::Lot {
+            id: lot.id,
+            remaining: lot.amount,
+            expires_at: lot.expires_at,
+        });
+        account.sort_lots();
+    }
+
+    fn return_club(&mut self, card: crate::domain::CardId, amount: Rials) {
+        if amount == Rials::ZERO {
+            return;
+        }
+        let account = self.club.entry(card).or_insert(ClubAccount {
+            ledger: Rials::ZERO,
+            held: Rials::ZERO,
+        });
+        account.ledger = plus(account.ledger, amount);
+    }
+
+    fn return_store(
+        &mut self,
+        card: crate::domain::CardId,
+        merchant: crate::domain::MerchantId,
+        lots: &[(LotId, Rials)],
+    ) {
+        let Some(account) = self.store.get_mut(&(card, merchant)) else {
+            return;
+        };
+        for (id, amount) in lots {
+            if let Some(lot) = account.lots.iter_mut().find(|lot| lot.id == *id) {
+                lot.remaining = plus(lot.remaining, *amount);
+                account.ledger = plus(account.ledger, *amount);
+            }
+        }
+    }
+
+    fn claw_back(
+        &mut self,
+        card: crate::domain::CardId,
+        merchant: crate::domain::MerchantId,
+        lot: LotId,
+        amount: Rials,
+    ) -> Rials {
+        let Some(account) = self.store.get_mut(&(card, merchant)) else {
+            return Rials::ZERO;
+        };
+        let free = minus(account.ledger, account.held);
+        let Some(lot) = account.lots.iter_mut().find(|l| l.id == lot) else {
+            return Rials::ZERO;
+        };
+        let taken = amount.min(lot.remaining).min(free);
+        lot.remaining = minus(lot.remaining, taken);
+        account.ledger = minus(account.ledger, taken);
+        taken
+    }
+}

@@ -1,0 +1,146 @@
+//! Effects: what a decision changes, for the committer to make durable in one database
+//! transaction per batch. Every effect is applied with conditions that make a second
+//! application fail rather than count twice (DESIGN.md sections 5 and 6).
+
+use bytes::Bytes;
+
+use crate::domain::{CardId, MerchantId, Rials, UnixMillis};
+use crate::engine::state::{LotId, MessageKey, Txn, TxnId};
+
+/// Which balance an exception concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account {
+    /// The card's club balance.
+    Club,
+    /// The card's store credit at a merchant.
+    StoreCredit,
+}
+
+impl Account {
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Account::Club => "club",
+            Account::StoreCredit => "store_credit",
+        }
+    }
+}
+
+/// A new store-credit lot (cashback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewLot {
+    /// Its id, assigned by the engine.
+    pub id: LotId,
+    /// Card.
+    pub card: CardId,
+    /// Merchant where it can be used.
+    pub merchant: MerchantId,
+    /// Amount.
+    pub amount: Rials,
+    /// Expiry.
+    pub expires_at: Option<UnixMillis>,
+}
+
+/// One durable change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// An approved request: the transaction row and its holds.
+    Hold {
+        /// The new transaction (state pending).
+        txn: Box<Txn>,
+    },
+    /// A confirm: the holds released and the amounts captured from the ledgers.
+    Capture {
+        /// The transaction.
+        txn: TxnId,
+        /// Card and merchant.
+        card: CardId,
+        /// The merchant.
+        merchant: MerchantId,
+        /// Club held by the request, released now (zero on the advice path).
+        club_held: Rials,
+        /// Store credit held by the request, released now.
+        store_held: Rials,
+        /// Club captured.
+        club: Rials,
+        /// Store credit captured, by lot.
+        lots: Vec<(LotId, Rials)>,
+        /// What the ledger could not cover (advice path), per account.
+        shortfalls: Vec<(Account, Rials)>,
+        /// Cashback issued.
+        cashback: Option<NewLot>,
+        /// When.
+        at: UnixMillis,
+    },
+    /// A reversal of a pending request, or the sweeper's timeout: holds released.
+    Release {
+        /// The transaction.
+        txn: TxnId,
+        /// Card and merchant.
+        card: CardId,
+        /// The merchant.
+        merchant: MerchantId,
+        /// Club released.
+        club: Rials,
+        /// Store credit released.
+        store_credit: Rials,
+        /// Reversed (true) or expired (false) is told by `reversal`.
+        reason: ReleaseReason,
+        /// When.
+        at: UnixMillis,
+    },
+    /// A reversal of a confirmed, unsettled transaction: captured amounts returned, cashback
+    /// clawed back.
+    Return {
+        /// The transaction.
+        txn: TxnId,
+        /// Card and merchant.
+        card: CardId,
+        /// The merchant.
+        merchant: MerchantId,
+        /// Club returned.
+        club: Rials,
+        /// Store credit returned, to the lots it came from.
+        lots: Vec<(LotId, Rials)>,
+        /// Cashback taken back from its lot.
+        clawback: Option<(LotId, Rials)>,
+        /// Cashback already spent, recorded as an exception.
+        clawback_shortfall: Rials,
+        /// When.
+        at: UnixMillis,
+    },
+    /// A reversal of an expired transaction: only its state changes.
+    MarkReversed {
+        /// The transaction.
+        txn: TxnId,
+        /// When.
+        at: UnixMillis,
+    },
+    /// A reversal whose original was never seen.
+    Tombstone {
+        /// The original's key.
+        key: MessageKey,
+        /// When.
+        at: UnixMillis,
+    },
+    /// The response given to a message, for retransmissions.
+    Answer {
+        /// The message's key.
+        key: MessageKey,
+        /// Its content fingerprint.
+        fingerprint: [u8; 32],
+        /// The response bytes.
+        response: Bytes,
+        /// When.
+        at: UnixMillis,
+    },
+}
+
+/// Why holds are released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseReason {
+    /// A reversal.
+    Reversal,
+    /// The confirm timeout.
+    Expiry,
+}

@@ -1,0 +1,234 @@
+//! The engine's mutable state: balances with their holds, transactions, the idempotency window
+//! and reversal tombstones. Rebuilt from the store on start (DESIGN.md section 6).
+
+use std::collections::{BTreeSet, HashMap};
+
+use bytes::Bytes;
+use protocol::{Mti, ProcessingCode, Rrn, Stan};
+
+use crate::domain::{CardId, MemberId, MerchantId, Rials, RuleId, TerminalRowId, UnixMillis};
+
+/// Row id of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxnId(pub i64);
+
+/// Row id of a store-credit lot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LotId(pub i64);
+
+/// A message's identity on the wire: (KSI, MTI, STAN, field 7). It keys the idempotency window
+/// and, with the original's MTI, finds the original of a confirm or reversal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageKey {
+    /// Field 53.
+    pub ksi: [u8; 16],
+    /// The MTI.
+    pub mti: Mti,
+    /// Field 11.
+    pub stan: Stan,
+    /// Field 7 as sent.
+    pub transmitted: [u8; 10],
+}
+
+/// Where a transaction is in its life (DESIGN.md section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnState {
+    /// Holds placed, waiting for a confirm.
+    Pending,
+    /// Holds captured.
+    Confirmed,
+    /// Cancelled by a reversal.
+    Reversed,
+    /// The confirm timeout passed and the holds were released.
+    Expired,
+    /// In a settlement cycle: only the finance team's adjustments can change it.
+    Settled,
+}
+
+impl TxnState {
+    /// The database spelling (settled is `confirmed` with a cycle).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxnState::Pending => "pending",
+            TxnState::Confirmed | TxnState::Settled => "confirmed",
+            TxnState::Reversed => "reversed",
+            TxnState::Expired => "expired",
+        }
+    }
+}
+
+/// The amounts pricing gave a purchase (DESIGN.md section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Amounts {
+    /// G.
+    pub gross: Rials,
+    /// Discount.
+    pub discount: Rials,
+    /// Merchant fee.
+    pub fee: Rials,
+    /// Store credit used (held, then captured).
+    pub store_credit: Rials,
+    /// Club balance used (held, then captured).
+    pub club: Rials,
+    /// Rest by bank card.
+    pub bank_rest: Rials,
+    /// Cashback to issue on confirm.
+    pub cashback: Rials,
+}
+
+/// What a confirm drew from the store-credit lots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    /// Club balance captured.
+    pub club: Rials,
+    /// Store credit captured, lot by lot.
+    pub lots: Vec<(LotId, Rials)>,
+    /// The cashback lot the confirm issued, if any.
+    pub cashback_lot: Option<LotId>,
+}
+
+/// One purchase (0100/0200) and everything that happened to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Txn {
+    /// Row id.
+    pub id: TxnId,
+    /// The request's key.
+    pub key: MessageKey,
+    /// Terminal, merchant, card and member.
+    pub terminal: TerminalRowId,
+    /// The merchant.
+    pub merchant: MerchantId,
+    /// The card.
+    pub card: CardId,
+    /// The card's member.
+    pub member: MemberId,
+    /// Its processing code.
+    pub code: ProcessingCode,
+    /// Its amounts.
+    pub amounts: Amounts,
+    /// The rule that priced the discount.
+    pub rule: Option<RuleId>,
+    /// The reference-data version that priced it.
+    pub snapshot_version: u64,
+    /// The RRN the switch assigned.
+    pub rrn: Rrn,
+    /// Its state.
+    pub state: TxnState,
+    /// When the request was approved.
+    pub created_at: UnixMillis,
+    /// When its holds time out.
+    pub hold_expires_at: UnixMillis,
+    /// What its confirm captured (empty until then).
+    pub capture: Capture,
+}
+
+impl Capture {
+    /// Nothing captured yet.
+    pub fn none() -> Capture {
+        Capture {
+            club: Rials::ZERO,
+            lots: Vec::new(),
+            cashback_lot: None,
+        }
+    }
+}
+
+/// A club balance: the ledger and what pending requests hold of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClubAccount {
+    /// Money in the account.
+    pub ledger: Rials,
+    /// Held by pending requests.
+    pub held: Rials,
+}
+
+/// A lot of store credit with its own expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lot {
+    /// Row id.
+    pub id: LotId,
+    /// What is left of it.
+    pub remaining: Rials,
+    /// When it stops being usable; `None` never.
+    pub expires_at: Option<UnixMillis>,
+}
+
+/// Store credit of one card at one merchant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreAccount {
+    /// Sum of the lots' remaining amounts.
+    pub ledger: Rials,
+    /// Held by pending requests.
+    pub held: Rials,
+    /// The lots, in the order they are used: earliest expiry first, never-expiring last.
+    pub lots: Vec<Lot>,
+}
+
+impl StoreAccount {
+    /// Usable credit at `now`: unexpired lots minus holds, never below zero.
+    pub fn available(&self, now: UnixMillis) -> Rials {
+        let usable = self
+            .lots
+            .iter()
+            .filter(|lot| lot.expires_at.is_none_or(|at| at > now))
+            .fold(Rials::ZERO, |sum, lot| {
+                sum.checked_add(lot.remaining).unwrap_or(Rials::MAX)
+            });
+        usable.checked_sub(self.held).unwrap_or(Rials::ZERO)
+    }
+
+    /// Sorts lots into their use order.
+    pub fn sort_lots(&mut self) {
+        self.lots
+            .sort_by_key(|lot| (lot.expires_at.map_or(i64::MAX, UnixMillis::get), lot.id));
+    }
+}
+
+impl ClubAccount {
+    /// Ledger minus holds.
+    pub fn available(&self) -> Rials {
+        self.ledger.checked_sub(self.held).unwrap_or(Rials::ZERO)
+    }
+}
+
+/// An answered message, kept for retransmissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    /// Hash of the fields that make "the same content" (PROTOCOL.md section 7).
+    pub fingerprint: [u8; 32],
+    /// The exact response bytes.
+    pub response: Bytes,
+    /// When it was answered (for pruning the window).
+    pub at: UnixMillis,
+}
+
+/// Everything the engine remembers between messages.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Club balances by card.
+    pub club: HashMap<CardId, ClubAccount>,
+    /// Store credit by card and merchant.
+    pub store: HashMap<(CardId, MerchantId), StoreAccount>,
+    /// Transactions by id.
+    pub txns: HashMap<TxnId, Txn>,
+    /// Transactions by their request key.
+    pub txn_keys: HashMap<MessageKey, TxnId>,
+    /// Answered messages within the window.
+    pub answered: HashMap<MessageKey, Answered>,
+    /// Declines and inquiries answered since start (not durable: they changed nothing).
+    pub answered_volatile: HashMap<MessageKey, Answered>,
+    /// Pending transactions by (hold expiry in ms, id), for the sweeper.
+    pub pending: BTreeSet<(i64, TxnId)>,
+    /// Reversals whose original was never seen.
+    pub tombstones: HashMap<MessageKey, UnixMillis>,
+    /// Discount given per rule (for budgets), over pending and confirmed transactions.
+    pub rule_spent: HashMap<RuleId, Rials>,
+    /// Uses per (rule, member, local day number), for daily limits.
+    pub rule_uses: HashMap<(RuleId, MemberId, i64), u32>,
+    /// Next transaction id.
+    pub next_txn: i64,
+    /// Next lot id.
+    pub next_lot: i64,
+    /// Next RRN number.
+    pub next_rrn: u64,
+}

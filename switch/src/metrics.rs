@@ -1,0 +1,37 @@
+//! Every metric name, in one place (STYLE.md section 9). Labels come from closed sets only.
+
+/// Messages answered, by `mti` and `response_code`.
+pub const MESSAGES_TOTAL: &str = "lsw_messages_total";
+/// Time from a whole frame read to its response queued, in seconds.
+pub const MESSAGE_DURATION_SECONDS: &str = "lsw_message_duration_seconds";
+/// Effects per group commit.
+pub const COMMIT_BATCH_SIZE: &str = "lsw_commit_batch_size";
+/// Group commits that failed (each answered `96` and reloaded the state).
+pub const COMMIT_FAILURES_TOTAL: &str = "lsw_commit_failures_total";
+/// Open terminal connections.
+pub const CONNECTIONS_OPEN: &str = "lsw_connections_open";
+/// Connections refused because `connections_max` was reached.
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "lsw_connections_refused_total";
+/// Pending requests holding balances.
+pub const HOLDS_OPEN: &str = "lsw_holds_open";
+/// Frames rejected, by `reason` (bad_length, unparseable, read_timeout, idle_timeout).
+pub const FRAMES_REJECTED_TOTAL: &str = "lsw_frames_rejected_total";
+
+/// Describes every metric once, at start-up.
+pub fn describe() {
+    metrics::describe_counter!(
+        MESSAGES_TOTAL,
+        "messages answered, by mti and response code"
+    );
+    metrics::describe_histogram!(
+        MESSAGE_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "time from a whole frame to its response"
+    );
+    metrics::describe_histogram!(COMMIT_BATCH_SIZE, "effects per group commit");
+    metrics::describe_counter!(COMMIT_FAILURES_TOTAL, "group commits that failed");
+    metrics::describe_gauge!(CONNECTIONS_OPEN, "open terminal connections");
+    metrics::describe_counter!(CONNECTIONS_REFUSED_TOTAL, "connections over the limit");
+    metrics::describe_gauge!(HOLDS_OPEN, "pending requests holding balances");
+    metrics::describe_counter!(FRAMES_REJECTED_TOTAL, "frames rejected, by reason");
+}

@@ -1,0 +1,307 @@
+//! The TCP server: one task per connection, pipelined requests, limits on everything
+//! (DESIGN.md section 8, PROTOCOL.md sections 1 and 7 steps 1 to 3).
+//!
+//! A connection's reader takes frames off the socket, answers format (`30`) and security
+//! (`63`) failures itself, and hands verified requests to the committer; its writer sends
+//! responses in whatever order they come. A misbehaving peer closes only its own connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use protocol::frame::{self, FRAME_BYTES_MAX};
+use protocol::message::{Reject, SecurityError};
+use protocol::response::{self, Answer};
+use protocol::{Ksi, Mti, RawMessage, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::committer::Job;
+use crate::domain::{PanToken, PanTokenKey};
+use crate::engine::CardRef;
+use crate::metrics as m;
+use crate::snapshot::Snapshot;
+
+/// Unparseable frames a connection may send, in total, before it is closed (PROTOCOL.md
+/// section 7, step 1).
+pub const UNPARSEABLE_FRAMES_MAX: u32 = 3;
+
+/// Connection limits (documented in `docs/config.md`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most open connections; more are accepted and closed at once.
+    pub connections_max: usize,
+    /// Most requests one connection may have in flight; its reader waits beyond that.
+    pub in_flight_max: usize,
+    /// How long a started frame may take to arrive (slow senders).
+    pub frame_read_timeout: Duration,
+    /// How long a connection may stay silent.
+    pub idle_timeout: Duration,
+}
+
+/// What every connection shares.
+pub struct Shared {
+    /// The current reference snapshot.
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The PAN token key: the PAN is tokenised here and never goes further.
+    pub pan_key: Arc<PanTokenKey>,
+    /// The committer's queue.
+    pub jobs: mpsc::Sender<Job>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// Accepts connections until `shutdown` turns true, then returns (open connections finish
+/// the requests they have in flight and close).
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(shared.limits.connections_max));
+    let mut next_id = 0_u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(cause) => {
+                // Accept errors (e.g. out of file descriptors) must not end the listener.
+                warn!(%cause, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL).increment(1);
+            warn!(%peer, "connection refused: connections_max reached");
+            drop(stream);
+            continue;
+        };
+        next_id += 1;
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let span = info_span!("connection", conn_id = next_id, %peer);
+        tasks.spawn(
+            async move {
+                metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
+                connection(stream, peer, &shared, shutdown).await;
+                metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
+                drop(slot);
+            }
+            .instrument(span),
+        );
+        while tasks.try_join_next().is_some() {}
+    }
+    info!("listener closed; waiting for connections to finish");
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    // Room for every in-flight response plus the reader's own immediate answers.
+    let (reply, replies) = mpsc::channel::<Bytes>(shared.limits.in_flight_max + 8);
+    let writer = tokio::spawn(write_loop(writer, replies));
+    let reason = read_loop(reader, shared, reply, shutdown).await;
+    debug!(%peer, reason, "connection reader done");
+    // The writer ends when every reply sender (ours and the in-flight jobs') is dropped.
+    let _ = writer.await;
+}
+
+async fn write_loop(mut writer: OwnedWriteHalf, mut replies: mpsc::Receiver<Bytes>) {
+    let mut out = BytesMut::with_capacity(FRAME_BYTES_MAX + 2);
+    while let Some(response) = replies.recv().await {
+        out.clear();
+        if frame::encode(&response, &mut out).is_err() {
+            continue;
+        }
+        // Batch whatever else is ready into the same write.
+        while let Ok(more) = replies.try_recv() {
+            if frame::encode(&more, &mut out).is_err() {
+                continue;
+            }
+        }
+        if writer.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn read_loop(
+    mut reader: OwnedReadHalf,
+    shared: &Shared,
+    reply: mpsc::Sender<Bytes>,
+    mut shutdown: watch::Receiver<bool>,
+) -> &'static str {
+    let in_flight = Arc::new(Semaphore::new(shared.limits.in_flight_max));
+    let mut buf = BytesMut::with_capacity(FRAME_BYTES_MAX + 2);
+    let mut unparseable = 0_u32;
+    loop {
+        match frame::decode(&mut buf) {
+            Err(_) => {
+                metrics::counter!(m::FRAMES_REJECTED_TOTAL, "reason" => "bad_length").increment(1);
+                warn!("bad frame length; closing");
+                return "bad_length";
+            }
+            Ok(Some(message)) => {
+                let received = Instant::now();
+                match handle(message, shared, &reply, &in_flight, received).await {
+                    Handled::Done => {}
+                    Handled::Unparseable => {
+                        unparseable += 1;
+                        metrics::counter!(m::FRAMES_REJECTED_TOTAL, "reason" => "unparseable")
+                            .increment(1);
+                        if unparseable >= UNPARSEABLE_FRAMES_MAX {
+                            warn!(unparseable, "too many unparseable frames; closing");
+                            return "unparseable";
+                        }
+                    }
+                    Handled::Closed => return "committer_closed",
+                }
+                continue;
+            }
+            Ok(None) => {}
+        }
+        let wait = if buf.is_empty() {
+            shared.limits.idle_timeout
+        } else {
+            shared.limits.frame_read_timeout
+        };
+        let read = tokio::select! {
+            read = tokio::time::timeout(wait, reader.read_buf(&mut buf)) => read,
+            _ = shutdown.changed() => return "shutdown",
+        };
+        match read {
+            Ok(Ok(0)) => return "peer_closed",
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return "read_error",
+            Err(_) => {
+                let reason = if buf.is_empty() {
+                    "idle_timeout"
+                } else {
+                    "read_timeout"
+                };
+                metrics::counter!(m::FRAMES_REJECTED_TOTAL, "reason" => reason).increment(1);
+                return reason;
+            }
+        }
+    }
+}
+
+enum Handled {
+    Done,
+    Unparseable,
+    Closed,
+}
+
+/// Steps 2 and 3 of PROTOCOL.md section 7; verified requests go on to the committer.
+async fn handle(
+    message: Bytes,
+    shared: &Shared,
+    reply: &mpsc::Sender<Bytes>,
+    in_flight: &Arc<Semaphore>,
+    received: Instant,
+) -> Handled {
+    let Ok(raw) = RawMessage::parse(message) else {
+        return Handled::Unparseable;
+    };
+    let Some(mti) = Mti::parse(&raw.mti_bytes()).filter(|mti| mti.is_request()) else {
+        return Handled::Unparseable;
+    };
+    let snapshot = shared.snapshots.borrow().clone();
+    let ksi = raw
+        .field(protocol::spec::KSI)
+        .and_then(|bytes| Ksi::parse(bytes).ok());
+    let terminal = ksi.and_then(|ksi| snapshot.terminal_by_ksi(ksi.as_bytes()));
+    let keys = terminal.map(|terminal| &terminal.keys);
+    let request = match Request::from_raw(raw.clone()) {
+        Ok(request) => request,
+        Err(error) => {
+            debug!(%error, "format error");
+            return answer_now(reply, mti, &raw, Reject::from(error), keys).await;
+        }
+    };
+    let Some(terminal) = terminal else {
+        return answer_now(
+            reply,
+            mti,
+            &raw,
+            Reject::from(SecurityError::UnknownKsi),
+            None,
+        )
+        .await;
+    };
+    let expected = match protocol::TerminalId::parse(terminal.terminal_id.as_bytes()) {
+        Ok(id) => id,
+        Err(_) => {
+            return answer_now(
+                reply,
+                mti,
+                &raw,
+                Reject::from(SecurityError::OtherTerminal),
+                keys,
+            )
+            .await
+        }
+    };
+    let card = match request.verify(&terminal.keys, &expected) {
+        Ok(identity) => identity.map(|identity| CardRef {
+            token: PanToken::compute(&shared.pan_key, &identity.pan),
+            luhn_valid: identity.pan.luhn_valid(),
+            terminal_id: *identity.terminal_id.as_bytes(),
+        }),
+        Err(error) => {
+            debug!(%error, ksi = %request.ksi, stan = %request.stan, "security violation");
+            return answer_now(reply, mti, &raw, Reject::from(error), keys).await;
+        }
+    };
+    let Ok(permit) = in_flight.clone().acquire_owned().await else {
+        return Handled::Closed;
+    };
+    let job = Job {
+        request,
+        snapshot: snapshot.clone(),
+        card,
+        reply: reply.clone(),
+        permit,
+        received,
+    };
+    if shared.jobs.send(job).await.is_err() {
+        return Handled::Closed;
+    }
+    Handled::Done
+}
+
+async fn answer_now(
+    reply: &mpsc::Sender<Bytes>,
+    mti: Mti,
+    raw: &RawMessage,
+    reject: Reject,
+    keys: Option<&protocol::WorkingKeys>,
+) -> Handled {
+    let code = reject.response_code();
+    let mut out = BytesMut::with_capacity(256);
+    if response::build(&mut out, mti, raw, &Answer::code(code), keys).is_err() {
+        return Handled::Done;
+    }
+    metrics::counter!(m::MESSAGES_TOTAL, "mti" => mti.as_str(), "response_code" => code.as_str())
+        .increment(1);
+    if reply.send(out.freeze()).await.is_err() {
+        return Handled::Closed;
+    }
+    Handled::Done
+}
