@@ -11,6 +11,7 @@
 //! - [`pan`], [`ids`], [`codes`]: validated newtypes for wire values.
 //! - [`message`], [`response`]: typed requests validated against PROTOCOL.md section 4 and the
 //!   response builder.
+//! - [`terminal`]: the terminal side: building requests as a terminal does.
 #![deny(missing_docs)]
 #![deny(clippy::indexing_slicing)]
 
@@ -32,6 +33,7 @@ pub mod message;
 pub mod pan;
 pub mod response;
 pub mod spec;
+pub mod terminal;
 
 pub use codes::{Mti, NetworkCode, ProcessingCode, ResponseCode};
 pub use field::RawMessage;

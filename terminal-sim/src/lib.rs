@@ -1,1 +1,13 @@
-//! The terminal simulator: will speak LSTI-1 as a real terminal does (demo, load, scenario, check). Not built yet.
+//! The terminal simulator: speaks LSTI-1 as a real terminal does, with its own keys, envelope
+//! and MAC, sharing only the `protocol` crate with the switch over the wire.
+//!
+//! - [`client`]: a pipelined TCP connection that matches responses by MTI and STAN.
+//! - [`fixture`]: terminals and cards read from an import file.
+//! - [`load`]: the load generator.
+//! - [`check`]: the conservation invariants on a database.
+#![warn(missing_docs)]
+
+pub mod check;
+pub mod client;
+pub mod fixture;
+pub mod load;

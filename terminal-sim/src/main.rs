@@ -1,0 +1,2 @@
+//! `lsw-sim`: the terminal simulator command line.
+fn main() {}

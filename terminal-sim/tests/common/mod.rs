@@ -1,0 +1,268 @@
+//! The in-process switch the integration tests drive over real TCP: a temporary SQLite file
+//! provisioned from `tests/data/network.json` through the operators' import path, a manual
+//! clock, and terminals built from the same file.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use protocol::field54::AmountKind;
+use protocol::response::Response;
+use protocol::terminal::{Outgoing, Terminal};
+use protocol::{Ksi, Pan, ProcessingCode, ResponseCode, TerminalId, Tmk, WorkingKeys};
+use switch::app::{self, Running};
+use switch::clock::{Clock, ManualClock};
+use switch::config::{Config, Secrets};
+use switch::domain::{Kek, PanTokenKey, UnixMillis};
+use terminal_sim::client::Client;
+
+/// 2026-11-22T18:30:00Z.
+pub const START_MS: i64 = 1_795_372_200_000;
+/// The test network.
+pub const NETWORK: &str = include_str!("../data/network.json");
+
+/// Card PANs of the test network.
+pub const RICH: &str = "6037991111111112";
+pub const POOR: &str = "6037992222222228";
+pub const BLOCKED: &str = "6037993333333334";
+pub const EXPIRED: &str = "6037994444444440";
+
+pub struct Harness {
+    pub running: Option<Running>,
+    pub clock: Arc<ManualClock>,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+pub fn secrets() -> Secrets {
+    Secrets {
+        kek: Kek::from_bytes([0x11; 32]),
+        pan_key: PanTokenKey::from_bytes([0x22; 32]),
+    }
+}
+
+pub fn config(db: &std::path::Path) -> Config {
+    let mut config = Config::load(None).unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    config.database_url = format!("sqlite://{}", db.display());
+    config.sweep_every_ms = 20;
+    config
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(&dir.path().join("lsw.db"));
+        let clock = Arc::new(ManualClock::new(UnixMillis::new(START_MS)));
+        let pool = switch::store::open_sqlite(&config.database_url)
+            .await
+            .unwrap();
+        let secrets = secrets();
+        switch::import::import_text(&pool, NETWORK, &secrets.kek, &secrets.pan_key, clock.now())
+            .await
+            .unwrap();
+        pool.close().await;
+        let running = app::start(&config, &secrets, clock.clone(), None)
+            .await
+            .unwrap();
+        Harness {
+            running: Some(running),
+            clock,
+            dir,
+            config,
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.running().addr).await.unwrap()
+    }
+
+    pub fn now_seconds(&self) -> i64 {
+        self.clock.now().get() / 1000
+    }
+
+    /// Stops gracefully and starts again on the same database.
+    pub async fn restart(&mut self) {
+        self.running.take().unwrap().stop().await;
+        let running = app::start(&self.config, &secrets(), self.clock.clone(), None)
+            .await
+            .unwrap();
+        self.running = Some(running);
+    }
+
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&self.running().pool)
+            .await
+            .unwrap()
+    }
+
+    /// Every row of every table that holds money or transaction state, as text: equal
+    /// before and after means nothing changed.
+    pub async fn state(&self) -> String {
+        let pool = &self.running().pool;
+        let mut out = String::new();
+        for table in [
+            "transactions",
+            "captures",
+            "capture_lots",
+            "club_balances",
+            "store_credit_accounts",
+            "store_credit_lots",
+            "balance_movements",
+            "tombstones",
+            "exceptions",
+            "answered_messages",
+        ] {
+            let columns: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')"))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+            let row = columns
+                .iter()
+                .map(|c| format!("quote({c})"))
+                .collect::<Vec<_>>()
+                .join(" || ',' || ");
+            let rows: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT {row} FROM {table} ORDER BY rowid"))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+            out.push_str(&format!("{table}: {rows:?}\n"));
+        }
+        out
+    }
+}
+
+pub fn terminal(tid: &str, ksi: &str, tmk: &[u8]) -> Terminal {
+    let tmk = Tmk::from_slice(tmk).unwrap();
+    Terminal::new(
+        TerminalId::parse(tid.as_bytes()).unwrap(),
+        Ksi::parse(ksi.as_bytes()).unwrap(),
+        WorkingKeys::derive(&tmk),
+    )
+}
+
+/// TRM00001 at the active merchant M-A.
+pub fn counter() -> Terminal {
+    let tmk: Vec<u8> = (0..32).collect();
+    terminal("TRM00001", "0123456789ABCDEF", &tmk)
+}
+
+/// TRM00002, inactive, at M-A.
+pub fn inactive_terminal() -> Terminal {
+    terminal("TRM00002", "0123456789ABCD02", &[0xa1; 32])
+}
+
+/// TRM00003, active, at the inactive merchant M-OFF.
+pub fn closed_shop() -> Terminal {
+    terminal("TRM00003", "0123456789ABCD03", &[0xb2; 32])
+}
+
+pub fn pan(digits: &str) -> Pan {
+    Pan::parse(digits.as_bytes()).unwrap()
+}
+
+pub fn nonce(n: u8) -> [u8; 12] {
+    [n; 12]
+}
+
+/// Sends and waits for the response, verifying its MAC with the terminal's keys.
+pub async fn exchange(client: &mut Client, terminal: &Terminal, out: &Outgoing) -> Response {
+    let (response, _) = client
+        .exchange(&out.bytes, out.mti, out.stan, Some(terminal.keys()))
+        .await
+        .unwrap();
+    response
+}
+
+pub async fn purchase(
+    client: &mut Client,
+    terminal: &mut Terminal,
+    code: ProcessingCode,
+    amount: u64,
+    card: &str,
+    at: i64,
+) -> (Outgoing, Response) {
+    let out = terminal
+        .purchase(code, Some(amount), &pan(card), at, nonce(7))
+        .unwrap();
+    let response = exchange(client, terminal, &out).await;
+    (out, response)
+}
+
+pub fn amount(response: &Response, kind: AmountKind) -> u64 {
+    response
+        .amount(kind)
+        .unwrap_or_else(|| panic!("no {kind:?} in {response:?}"))
+}
+
+/// Field 54 of an approved purchase: the six sets, and G = discount + store + club + bank.
+pub fn check_split(response: &Response, gross: u64, expected: [u64; 6]) {
+    assert_eq!(response.code, ResponseCode::Approved, "{response:?}");
+    assert!(response.has_mac);
+    let got = [
+        amount(response, AmountKind::Discount),
+        amount(response, AmountKind::MerchantFee),
+        amount(response, AmountKind::StoreCreditUsed),
+        amount(response, AmountKind::ClubUsed),
+        amount(response, AmountKind::BankRest),
+        amount(response, AmountKind::Cashback),
+    ];
+    assert_eq!(got, expected, "discount, fee, store, club, bank, cashback");
+    assert_eq!(
+        got[0] + got[2] + got[3] + got[4],
+        gross,
+        "G = discount + store + club + bank"
+    );
+}
+
+pub async fn balances(
+    client: &mut Client,
+    terminal: &mut Terminal,
+    card: &str,
+    at: i64,
+) -> [u64; 4] {
+    let club = terminal
+        .purchase(ProcessingCode::ClubInquiry, None, &pan(card), at, nonce(1))
+        .unwrap();
+    let club = exchange(client, terminal, &club).await;
+    let store = terminal
+        .purchase(
+            ProcessingCode::StoreCreditInquiry,
+            None,
+            &pan(card),
+            at,
+            nonce(2),
+        )
+        .unwrap();
+    let store = exchange(client, terminal, &store).await;
+    [
+        amount(&club, AmountKind::ClubLedger),
+        amount(&club, AmountKind::ClubAvailable),
+        amount(&store, AmountKind::StoreCreditLedger),
+        amount(&store, AmountKind::StoreCreditAvailable),
+    ]
+}
+
+pub async fn wait_until(mut condition: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn framed(message: &[u8]) -> BytesMut {
+    let mut out = BytesMut::new();
+    protocol::frame::encode(message, &mut out).unwrap();
+    out
+}
