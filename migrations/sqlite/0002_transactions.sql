@@ -77,12 +77,17 @@ CREATE TABLE tombstones (
 );
 
 -- Money the switch could not move and a person must look at: confirm advices whose balance
--- no longer covered the capture, and cashback claw-backs of credit already spent.
+-- no longer covered the capture, cashback claw-backs of credit already spent, and reversals
+-- of transactions already settled (answered 12: paid-out money goes back only through the
+-- finance team's adjustments, PROTOCOL.md section 7). amount_rials is the shortfall, or for a
+-- late reversal the club amount the merchant was paid.
 CREATE TABLE exceptions (
     id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL CHECK (kind IN ('advice_shortfall', 'cashback_clawback_shortfall')),
+    kind TEXT NOT NULL
+        CHECK (kind IN ('advice_shortfall', 'cashback_clawback_shortfall', 'late_reversal')),
     txn_id INTEGER NOT NULL REFERENCES transactions(id),
     account TEXT NOT NULL CHECK (account IN ('club', 'store_credit')),
-    shortfall_rials INTEGER NOT NULL CHECK (shortfall_rials > 0),
+    amount_rials INTEGER NOT NULL CHECK (amount_rials >= 0),
     at_ms INTEGER NOT NULL
 );
+CREATE UNIQUE INDEX exceptions_late_reversal ON exceptions (txn_id) WHERE kind = 'late_reversal';

@@ -184,7 +184,9 @@ impl RawMessage {
         if !self.read.has(number) {
             return None;
         }
-        self.spans.get(usize::from(number)).map(|span| usize::from(span.start))
+        self.spans
+            .get(usize::from(number))
+            .map(|span| usize::from(span.start))
     }
 
     /// The whole message.

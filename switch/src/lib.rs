@@ -8,11 +8,13 @@
 //! - [`store`]: SQLite persistence of reference data, balances, transactions and effects.
 //! - [`engine`]: the two-phase state machine (pure): decisions and effects.
 //! - [`committer`]: the task that owns the engine and group-commits effects.
+//! - [`admission`]: format, MAC and envelope checks of one frame (pure).
 //! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics and health.
 //! - [`app`]: wiring for `serve` and in-process use; [`config`], [`clock`], [`metrics`].
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admission;
 pub mod app;
 pub mod clock;
 pub mod committer;

@@ -11,18 +11,15 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use protocol::frame::{self, FRAME_BYTES_MAX};
-use protocol::message::{Reject, SecurityError};
-use protocol::response::{self, Answer};
-use protocol::{Ksi, Mti, RawMessage, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::admission::{admit, Admission};
 use crate::committer::Job;
-use crate::domain::{PanToken, PanTokenKey};
-use crate::engine::CardRef;
+use crate::domain::PanTokenKey;
 use crate::metrics as m;
 use crate::snapshot::Snapshot;
 
@@ -208,7 +205,8 @@ enum Handled {
     Closed,
 }
 
-/// Steps 2 and 3 of PROTOCOL.md section 7; verified requests go on to the committer.
+/// Steps 2 and 3 of PROTOCOL.md section 7 ([`admit`]); admitted requests go on to the
+/// committer with the snapshot they were checked against.
 async fn handle(
     message: Bytes,
     shared: &Shared,
@@ -216,58 +214,27 @@ async fn handle(
     in_flight: &Arc<Semaphore>,
     received: Instant,
 ) -> Handled {
-    let Ok(raw) = RawMessage::parse(message) else {
-        return Handled::Unparseable;
-    };
-    let Some(mti) = Mti::parse(&raw.mti_bytes()).filter(|mti| mti.is_request()) else {
-        return Handled::Unparseable;
-    };
     let snapshot = shared.snapshots.borrow().clone();
-    let ksi = raw
-        .field(protocol::spec::KSI)
-        .and_then(|bytes| Ksi::parse(bytes).ok());
-    let terminal = ksi.and_then(|ksi| snapshot.terminal_by_ksi(ksi.as_bytes()));
-    let keys = terminal.map(|terminal| &terminal.keys);
-    let request = match Request::from_raw(raw.clone()) {
-        Ok(request) => request,
-        Err(error) => {
-            debug!(%error, "format error");
-            return answer_now(reply, mti, &raw, Reject::from(error), keys).await;
-        }
-    };
-    let Some(terminal) = terminal else {
-        return answer_now(
-            reply,
+    let (request, card) = match admit(message, &snapshot, &shared.pan_key) {
+        Admission::Unparseable => return Handled::Unparseable,
+        Admission::Refused {
+            response,
+            code,
             mti,
-            &raw,
-            Reject::from(SecurityError::UnknownKsi),
-            None,
-        )
-        .await;
-    };
-    let expected = match protocol::TerminalId::parse(terminal.terminal_id.as_bytes()) {
-        Ok(id) => id,
-        Err(_) => {
-            return answer_now(
-                reply,
-                mti,
-                &raw,
-                Reject::from(SecurityError::OtherTerminal),
-                keys,
-            )
-            .await
+        } => {
+            debug!(
+                code = code.as_str(),
+                mti = mti.as_str(),
+                "refused before the engine"
+            );
+            metrics::counter!(m::MESSAGES_TOTAL, "mti" => mti.as_str(), "response_code" => code.as_str())
+                .increment(1);
+            if reply.send(response).await.is_err() {
+                return Handled::Closed;
+            }
+            return Handled::Done;
         }
-    };
-    let card = match request.verify(&terminal.keys, &expected) {
-        Ok(identity) => identity.map(|identity| CardRef {
-            token: PanToken::compute(&shared.pan_key, &identity.pan),
-            luhn_valid: identity.pan.luhn_valid(),
-            terminal_id: *identity.terminal_id.as_bytes(),
-        }),
-        Err(error) => {
-            debug!(%error, ksi = %request.ksi, stan = %request.stan, "security violation");
-            return answer_now(reply, mti, &raw, Reject::from(error), keys).await;
-        }
+        Admission::Admitted { request, card } => (request, card),
     };
     let Ok(permit) = in_flight.clone().acquire_owned().await else {
         return Handled::Closed;
@@ -281,26 +248,6 @@ async fn handle(
         received,
     };
     if shared.jobs.send(job).await.is_err() {
-        return Handled::Closed;
-    }
-    Handled::Done
-}
-
-async fn answer_now(
-    reply: &mpsc::Sender<Bytes>,
-    mti: Mti,
-    raw: &RawMessage,
-    reject: Reject,
-    keys: Option<&protocol::WorkingKeys>,
-) -> Handled {
-    let code = reject.response_code();
-    let mut out = BytesMut::with_capacity(256);
-    if response::build(&mut out, mti, raw, &Answer::code(code), keys).is_err() {
-        return Handled::Done;
-    }
-    metrics::counter!(m::MESSAGES_TOTAL, "mti" => mti.as_str(), "response_code" => code.as_str())
-        .increment(1);
-    if reply.send(out.freeze()).await.is_err() {
         return Handled::Closed;
     }
     Handled::Done

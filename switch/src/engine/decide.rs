@@ -457,7 +457,15 @@ impl Engine {
                 effects.push(Effect::MarkReversed { txn: id, at: now });
             }
             TxnState::Reversed => {}
-            TxnState::Settled => return Err(Decline::StateConflict),
+            TxnState::Settled => {
+                let club = txn.capture.club;
+                effects.push(Effect::LateReversal {
+                    txn: id,
+                    club,
+                    at: now,
+                });
+                return Err(Decline::StateConflict);
+            }
         }
         Ok(Reply::empty())
     }

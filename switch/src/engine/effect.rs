@@ -116,6 +116,15 @@ pub enum Effect {
         /// When.
         at: UnixMillis,
     },
+    /// A reversal of a settled transaction: refused (`12`) and recorded for the finance team.
+    LateReversal {
+        /// The settled transaction.
+        txn: TxnId,
+        /// The club amount its merchant was paid for.
+        club: Rials,
+        /// When.
+        at: UnixMillis,
+    },
     /// A reversal whose original was never seen.
     Tombstone {
         /// The original's key.

@@ -352,6 +352,9 @@ async fn apply_one(conn: &mut SqliteConnection, effect: &Effect) -> Result<(), L
             .await?;
             refused(done.rows_affected(), "mark reversed", txn.0)
         }
+        Effect::LateReversal { txn, club, at } => {
+            exception(conn, "late_reversal", txn.0, "club", *club, *at).await
+        }
         Effect::Tombstone { key, at } => {
             sqlx::query(
                 "INSERT INTO tombstones (ksi, mti, stan, transmitted, at_ms) \
@@ -772,8 +775,8 @@ async fn exception(
     at: UnixMillis,
 ) -> Result<(), LedgerError> {
     sqlx::query(
-        "INSERT INTO exceptions (kind, txn_id, account, shortfall_rials, at_ms) \
-         VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO exceptions (kind, txn_id, account, amount_rials, at_ms) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     )
     .bind(kind)
     .bind(txn)
