@@ -1,2 +1,28 @@
-//! Settlement: will hold cycles, the working-day calendar, payout files and reconciliation
-//! (DESIGN.md section 7), run by the `lsw-settle` binary. Not built yet.
+//! Settlement (DESIGN.md section 7): daily cycles that pay merchants their club-balance takings
+//! exactly once, with every rial explained. Run by the `lsw-settle` binary; documented in
+//! docs/settlement.md.
+//!
+//! Layout:
+//! - [`calendar`]: working days, Fridays and holidays (pure).
+//! - [`cycle`]: cutoffs, amounts and the payout rule (pure).
+//! - [`close`]: closing one cycle or every due one, in one transaction each.
+//! - [`adjustment`]: the finance team's manual adjustments.
+//! - [`store`]: reading cycles back; [`files`]: the payout, summary and exceptions files.
+//! - [`reconcile`]: the proof that a cycle adds up; [`error`]: what can go wrong.
+#![warn(missing_docs)]
+
+pub mod adjustment;
+pub mod calendar;
+pub mod close;
+pub mod cycle;
+pub mod error;
+pub mod files;
+pub mod reconcile;
+pub mod store;
+
+pub use calendar::{Calendar, CalendarError, DayKind};
+pub use close::{close, run, Closed, Settings};
+pub use cycle::{Amounts, Cutoff};
+pub use error::SettleError;
+pub use reconcile::{reconcile, Reconciliation};
+pub use store::{load_cycle, CycleRecord, CycleRef};

@@ -1,0 +1,259 @@
+//! Reconciliation (DESIGN.md section 7): proves that a cycle's stored totals equal the sum of
+//! its lines, that each line equals the sum of its merchant's transactions, adjustments and
+//! carried receivable, and that the club and store-credit ledgers moved by exactly what the
+//! cycle claims. Every equality is printed with both sides.
+
+use std::fmt;
+
+use sqlx::SqlitePool;
+
+use crate::cycle::{Amounts, AMOUNT_COLUMNS};
+use crate::error::SettleError;
+use crate::store::{self, CycleRef};
+
+/// The transaction columns, the first eight of [`AMOUNT_COLUMNS`].
+const TXN_COLUMNS: usize = 8;
+
+/// One equality: a name, and both sides with what they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What is compared.
+    pub name: String,
+    /// The left side's origin.
+    pub left_label: &'static str,
+    /// The left side.
+    pub left: i64,
+    /// The right side's origin.
+    pub right_label: &'static str,
+    /// The right side.
+    pub right: i64,
+}
+
+impl Check {
+    /// Whether both sides are equal.
+    pub fn holds(&self) -> bool {
+        self.left == self.right
+    }
+}
+
+/// The result of reconciling one cycle.
+#[derive(Debug, Clone)]
+pub struct Reconciliation {
+    /// The cycle's id.
+    pub cycle_id: i64,
+    /// Its business date.
+    pub business_date: String,
+    /// Every equality checked, in print order.
+    pub checks: Vec<Check>,
+}
+
+impl Reconciliation {
+    /// Whether every equality holds.
+    pub fn is_balanced(&self) -> bool {
+        self.checks.iter().all(Check::holds)
+    }
+
+    /// The equalities that fail.
+    pub fn differences(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|check| !check.holds())
+    }
+}
+
+impl fmt::Display for Reconciliation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "cycle {} ({})", self.cycle_id, self.business_date)?;
+        for check in &self.checks {
+            let (mark, sign) = if check.holds() {
+                ("ok  ", "=")
+            } else {
+                ("DIFF", "≠")
+            };
+            writeln!(
+                f,
+                "{mark} {}: {} {} {sign} {} {}",
+                check.name, check.left_label, check.left, check.right_label, check.right
+            )?;
+        }
+        let failed = self.differences().count();
+        if failed == 0 {
+            writeln!(f, "balanced: {} checks hold", self.checks.len())
+        } else {
+            writeln!(
+                f,
+                "NOT BALANCED: {failed} of {} checks fail",
+                self.checks.len()
+            )
+        }
+    }
+}
+
+/// Reconciles the cycle `cycle`.
+///
+/// # Errors
+/// [`SettleError::UnknownCycle`]; [`SettleError`] on a database failure. A difference is not
+/// an error: it is a failing [`Check`].
+pub async fn reconcile(pool: &SqlitePool, cycle: &CycleRef) -> Result<Reconciliation, SettleError> {
+    let record = store::load_cycle(pool, cycle).await?;
+    let mut conn = pool.acquire().await?;
+    let id = record.id;
+    let mut checks = Vec::new();
+    let mut check = |name: String, left_label, left, right_label, right| {
+        checks.push(Check {
+            name,
+            left_label,
+            left,
+            right_label,
+            right,
+        });
+    };
+
+    // Totals against lines.
+    let mut summed = Amounts::default();
+    for line in &record.lines {
+        summed = summed.checked_add(&line.amounts)?;
+    }
+    for ((name, total), sum) in AMOUNT_COLUMNS
+        .into_iter()
+        .zip(record.totals.columns())
+        .zip(summed.columns())
+    {
+        check(name.to_owned(), "cycle total", total, "sum of lines", sum);
+    }
+
+    // Lines against transactions, adjustments and receivables.
+    let rows = sqlx::query(&format!(
+        "{} WHERE t.cycle_id = ? GROUP BY t.merchant_id",
+        store::TXN_SUMS
+    ))
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut expected = store::txn_sums(&rows)?;
+    for (merchant, amount) in store::adjustment_sums(&mut conn, id).await? {
+        expected.entry(merchant).or_default().adjustments = amount;
+    }
+    for (merchant, amount) in store::receivables(&mut conn, Some(id)).await? {
+        expected.entry(merchant).or_default().carried_in = amount;
+    }
+    let mut from_sources = Amounts::default();
+    for amounts in expected.values() {
+        from_sources = from_sources.checked_add(amounts)?;
+    }
+    for (index, name) in AMOUNT_COLUMNS.into_iter().enumerate().take(TXN_COLUMNS + 2) {
+        let total = record.totals.columns().get(index).copied().unwrap_or(0);
+        let source = from_sources.columns().get(index).copied().unwrap_or(0);
+        let label = match index {
+            TXN_COLUMNS => "sum of adjustments",
+            9 => "sum of receivables brought in",
+            _ => "sum of transactions",
+        };
+        check(name.to_owned(), "cycle total", total, label, source);
+    }
+    let mut lines_matching = 0_i64;
+    for line in &record.lines {
+        let want = expected.remove(&line.merchant_id).unwrap_or_default();
+        let got = line.amounts.columns();
+        let want = want.columns();
+        let mut same = true;
+        for index in 0..TXN_COLUMNS + 2 {
+            let (left, right) = (got.get(index), want.get(index));
+            if left != right {
+                same = false;
+                let name = AMOUNT_COLUMNS.get(index).copied().unwrap_or("?");
+                let left = left.copied().unwrap_or(0);
+                let right = right.copied().unwrap_or(0);
+                check(
+                    format!("{} {name}", line.merchant_code),
+                    "line",
+                    left,
+                    "sources",
+                    right,
+                );
+            }
+        }
+        let net = line.amounts.net();
+        let paid = line.amounts.payout.checked_add(line.amounts.carried_out);
+        if net != paid || net.is_none() {
+            same = false;
+            let name = format!("{} payout + carried_out", line.merchant_code);
+            check(
+                name,
+                "line",
+                paid.unwrap_or(0),
+                "club − fee + adjustments + carried_in",
+                net.unwrap_or(0),
+            );
+        }
+        lines_matching += i64::from(same);
+    }
+    for merchant in expected.keys() {
+        check(
+            format!("merchant row {merchant} has no line"),
+            "lines",
+            0,
+            "sources",
+            1,
+        );
+    }
+    let lines = i64::try_from(record.lines.len()).unwrap_or(i64::MAX);
+    check(
+        "merchant lines matching their sources".to_owned(),
+        "matching",
+        lines_matching,
+        "lines",
+        lines,
+    );
+
+    // The payout rule over the totals.
+    let totals = &record.totals;
+    check(
+        "payout rule".to_owned(),
+        "payout + carried_out",
+        totals.payout.checked_add(totals.carried_out).unwrap_or(0),
+        "club − fee + adjustments + carried_in",
+        totals.net().unwrap_or(0),
+    );
+
+    // The ledgers.
+    let ledger = sqlx::query(
+        "SELECT \
+         coalesce(sum(CASE WHEN m.account = 'club' AND m.kind = 'capture' \
+                      THEN -m.delta_rials ELSE 0 END), 0) AS club, \
+         coalesce(sum(CASE WHEN m.account = 'store_credit' AND m.kind = 'capture' \
+                      THEN -m.delta_rials ELSE 0 END), 0) AS store_credit, \
+         coalesce(sum(CASE WHEN m.account = 'store_credit' AND m.kind = 'cashback' \
+                      THEN m.delta_rials ELSE 0 END), 0) AS cashback \
+         FROM transactions t JOIN balance_movements m ON m.txn_id = t.id \
+         WHERE t.cycle_id = ?",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    use sqlx::Row;
+    check(
+        "club captured".to_owned(),
+        "cycle total",
+        totals.club,
+        "−Σ club capture movements",
+        ledger.try_get("club")?,
+    );
+    check(
+        "store credit redeemed".to_owned(),
+        "cycle total",
+        totals.store_credit,
+        "−Σ store-credit capture movements",
+        ledger.try_get("store_credit")?,
+    );
+    check(
+        "cashback issued".to_owned(),
+        "cycle total",
+        totals.cashback,
+        "Σ cashback movements",
+        ledger.try_get("cashback")?,
+    );
+    Ok(Reconciliation {
+        cycle_id: id,
+        business_date: record.business_date.to_string(),
+        checks,
+    })
+}
