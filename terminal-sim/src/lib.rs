@@ -5,9 +5,13 @@
 //! - [`fixture`]: terminals and cards read from an import file.
 //! - [`load`]: the load generator.
 //! - [`check`]: the conservation invariants on a database.
+//! - [`network`]: a generated network in the import format.
+//! - [`demo`]: the whole product in a minute.
 #![warn(missing_docs)]
 
 pub mod check;
 pub mod client;
+pub mod demo;
 pub mod fixture;
 pub mod load;
+pub mod network;

@@ -28,8 +28,12 @@ pub struct LoadConfig {
     pub depth: usize,
     /// How long to run.
     pub duration: Duration,
-    /// Share of purchases that are reversed instead of confirmed, in percent.
+    /// Share of approved purchases that are reversed instead of confirmed, in percent.
     pub reversal_percent: u32,
+    /// Share of approved purchases left unconfirmed (their holds time out), in percent.
+    pub abandon_percent: u32,
+    /// Share of requests that are balance inquiries instead of purchases, in percent.
+    pub inquiry_percent: u32,
     /// Seed of the random choices.
     pub seed: u64,
     /// Target purchases per second over all connections; 0 = as fast as possible.
@@ -92,12 +96,23 @@ pub async fn run(config: LoadConfig, fixture: Arc<Fixture>, progress: bool) -> L
     }
     let reporter = progress.then(|| {
         let counters = counters.clone();
+        let total = config.duration.as_secs().max(1);
         tokio::spawn(async move {
             let mut last = 0;
+            let mut second = 0_u64;
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                second += 1;
                 let pairs = counters.pairs.load(Ordering::Relaxed);
-                eprint!("\r{:>8} pairs  {:>7} pairs/s   ", pairs, pairs - last);
+                let filled = usize::try_from((second * 30 / total).min(30)).unwrap_or(30);
+                eprint!(
+                    "\r[{}{}] {:>3}s {:>8} pairs {:>7} pairs/s ",
+                    "#".repeat(filled),
+                    " ".repeat(30 - filled),
+                    second,
+                    pairs,
+                    pairs - last
+                );
                 last = pairs;
             }
         })
@@ -234,7 +249,11 @@ async fn connection(
             && gap.is_none_or(|_| Instant::now() >= next_send)
         {
             let pan = fixture.card(rng.gen_range(0..fixture.cards.len()));
-            let out = purchase(&mut terminal, &pan, &mut rng)?;
+            let out = if rng.gen_range(0..100) < config.inquiry_percent {
+                inquiry(&mut terminal, &pan, &mut rng)?
+            } else {
+                purchase(&mut terminal, &pan, &mut rng)?
+            };
             client.send(&out.bytes).await?;
             in_flight.insert((out.mti, out.stan), (out, Instant::now()));
             purchases_open += 1;
@@ -268,9 +287,15 @@ async fn connection(
                 Mti::AuthorizationRequest | Mti::FinancialRequest,
                 ResponseCode::Approved,
                 Some(rrn),
-            ) => {
+            ) if response.approval.is_some() => {
+                let roll = rng.gen_range(0..100);
+                if roll < config.abandon_percent {
+                    // Left unconfirmed: its holds time out in the switch.
+                    purchases_open = purchases_open.saturating_sub(1);
+                    continue;
+                }
                 let at = now_seconds();
-                let follow = if rng.gen_range(0..100) < config.reversal_percent {
+                let follow = if roll < config.abandon_percent + config.reversal_percent {
                     terminal.reversal(&out, Some(rrn), at)
                 } else {
                     terminal.confirm(&out, rrn, at)
@@ -307,6 +332,23 @@ fn purchase(
     rng.fill(&mut nonce);
     terminal
         .purchase(code, Some(amount), pan, now_seconds(), nonce)
+        .map_err(|e| ClientError::Bad(e.to_string()))
+}
+
+fn inquiry(
+    terminal: &mut Terminal,
+    pan: &Pan,
+    rng: &mut impl Rng,
+) -> Result<Outgoing, ClientError> {
+    let code = if rng.gen_bool(0.5) {
+        ProcessingCode::ClubInquiry
+    } else {
+        ProcessingCode::StoreCreditInquiry
+    };
+    let mut nonce = [0_u8; 12];
+    rng.fill(&mut nonce);
+    terminal
+        .purchase(code, None, pan, now_seconds(), nonce)
         .map_err(|e| ClientError::Bad(e.to_string()))
 }
 

@@ -1,2 +1,238 @@
-//! `lsw-sim`: the terminal simulator command line.
-fn main() {}
+//! `lsw-sim`: the terminal simulator's command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use terminal_sim::demo::{self, DemoConfig};
+use terminal_sim::fixture::Fixture;
+use terminal_sim::load::{self, LoadConfig};
+
+/// A terminal simulator for the loyalty switch: it speaks LSTI-1 with its own keys, envelope
+/// and MAC, as a real POS terminal does.
+#[derive(Parser)]
+#[command(name = "lsw-sim", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a switch in process on a temporary SQLite database, provision a generated
+    /// network, drive mixed traffic, and print what happened.
+    Demo {
+        /// Seconds of traffic.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Terminal connections.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Keep the database and the log (in --dir, or a temporary folder that is kept).
+        #[arg(long)]
+        keep: bool,
+        /// Folder for the database, the network file and the log (kept).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Seed of the network and the traffic.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Drive a running switch with many pipelined terminals; prints a table, or JSON.
+    Load {
+        /// The switch's terminal address.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// The import file the switch was provisioned with (its terminals' TMKs and cards'
+        /// PANs are what the simulated terminals use).
+        #[arg(long)]
+        fixture: PathBuf,
+        /// Connections (one terminal each).
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Purchases each connection keeps in flight.
+        #[arg(long, default_value_t = 8)]
+        depth: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Target purchases per second over all connections (0 = as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Percent of approved purchases reversed instead of confirmed.
+        #[arg(long, default_value_t = 0)]
+        reversal_percent: u32,
+        /// Percent of requests that are balance inquiries.
+        #[arg(long, default_value_t = 0)]
+        inquiry_percent: u32,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Seed of the random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Check the conservation invariants on a database; exit 1 when any fails.
+    Check {
+        /// Database URL (sqlite://path).
+        #[arg(long)]
+        db: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("lsw-sim: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("lsw-sim: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo {
+            seconds,
+            connections,
+            keep,
+            dir,
+            seed,
+        } => {
+            let temp = tempfile::Builder::new()
+                .prefix("lsw-demo-")
+                .tempdir()
+                .context("creating a folder")?;
+            let kept = keep || dir.is_some();
+            let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            log_to(&dir.join("switch.log"))?;
+            let outcome = demo::run(DemoConfig {
+                seconds,
+                connections,
+                dir,
+                seed,
+            })
+            .await?;
+            demo::print(&outcome, kept);
+            if kept {
+                let _ = temp.keep();
+            }
+            let healthy = outcome.failed_checks.is_empty() && outcome.load.pairs > 0;
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Load {
+            addr,
+            fixture,
+            connections,
+            depth,
+            seconds,
+            rate,
+            reversal_percent,
+            inquiry_percent,
+            json,
+            seed,
+        } => {
+            let text = std::fs::read_to_string(&fixture)
+                .with_context(|| format!("reading {}", fixture.display()))?;
+            let fixture = Arc::new(Fixture::parse(&text).context("reading the fixture")?);
+            let config = LoadConfig {
+                addr,
+                connections,
+                depth,
+                duration: Duration::from_secs(seconds),
+                reversal_percent,
+                abandon_percent: 0,
+                inquiry_percent,
+                seed,
+                rate,
+            };
+            let report = load::run(config, fixture, !json).await;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).context("encoding the report")?
+                );
+            } else {
+                println!(
+                    "{:.1} s: {} request+confirm pairs, {:.0} pairs/s, {} connection errors",
+                    report.seconds, report.pairs, report.pairs_per_second, report.errors
+                );
+                let mut latency: Vec<_> = report.latency.iter().collect();
+                latency.sort_by(|a, b| a.0.cmp(b.0));
+                println!("mti   count     p50_us  p90_us  p99_us  p99.9_us  max_us");
+                for (mti, p) in latency {
+                    println!(
+                        "{mti}  {:<9} {:<7} {:<7} {:<7} {:<9} {}",
+                        p.count, p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.max_us
+                    );
+                }
+            }
+            Ok(if report.errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Check { db } => {
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect(&db)
+                .await
+                .with_context(|| format!("opening {db}"))?;
+            let findings = terminal_sim::check::run(&pool)
+                .await
+                .context("running the checks")?;
+            for finding in &findings {
+                let mark = if finding.count == 0 { "ok  " } else { "FAIL" };
+                println!(
+                    "{mark} {} ({} breaches){}",
+                    finding.name,
+                    finding.count,
+                    if finding.breaches.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {:?}", finding.breaches)
+                    }
+                );
+            }
+            Ok(if terminal_sim::check::all_hold(&findings) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+fn log_to(path: &std::path::Path) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .init();
+    Ok(())
+}

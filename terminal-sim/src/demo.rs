@@ -1,0 +1,221 @@
+//! `lsw-sim demo`: a whole network in a minute. It creates a temporary SQLite database,
+//! provisions a generated network through the import path, starts the switch in process on a
+//! free loopback port, drives mixed traffic (bank and club purchases, store credit, inquiries,
+//! confirms, reversals, abandoned requests whose holds time out), then prints what happened
+//! and checks the conservation invariants.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::Row;
+use switch::clock::{Clock, SystemClock};
+use switch::config::{Config, Secrets};
+use switch::domain::{Kek, PanTokenKey};
+
+use crate::fixture::Fixture;
+use crate::load::{self, LoadConfig, LoadReport};
+use crate::network::{self, Size};
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Seconds of traffic.
+    pub seconds: u64,
+    /// Connections (terminals) driving it.
+    pub connections: usize,
+    /// Where the database, the network file and the log go.
+    pub dir: PathBuf,
+    /// Seed of the network and the traffic.
+    pub seed: u64,
+}
+
+/// What the demo found.
+#[derive(Debug)]
+pub struct DemoOutcome {
+    /// The traffic's report.
+    pub load: LoadReport,
+    /// Transactions by final state.
+    pub states: Vec<(String, i64)>,
+    /// Sum of discounts, fees, store credit, club and bank rest over confirmed transactions.
+    pub confirmed_totals: [i64; 5],
+    /// Invariants that failed (empty when all hold).
+    pub failed_checks: Vec<String>,
+    /// Database file.
+    pub database: PathBuf,
+    /// Log file.
+    pub log: PathBuf,
+}
+
+/// Runs the demo.
+///
+/// # Errors
+/// When the database, the switch or the traffic cannot be set up.
+pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
+    let dir = config.dir.clone();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let database = dir.join("lsw.db");
+    let log = dir.join("switch.log");
+    let network = network::generate(
+        config.seed,
+        Size {
+            merchants: 12,
+            terminals_per_merchant: 4,
+            cards: 2_000,
+        },
+    );
+    let network_text = network.to_string();
+    std::fs::write(dir.join("network.json"), &network_text).context("writing the network file")?;
+    let secrets = demo_secrets();
+    let mut switch_config = Config::load(None).context("default configuration")?;
+    switch_config.listen = "127.0.0.1:0".parse().context("listen address")?;
+    switch_config.admin_listen = "127.0.0.1:0".parse().context("admin address")?;
+    switch_config.database_url = format!("sqlite://{}", database.display());
+    // Short enough that abandoned requests time out within the demo.
+    switch_config.hold_timeout_ms = 3_000;
+    switch_config.sweep_every_ms = 200;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let pool = switch::store::open_sqlite(&switch_config.database_url)
+        .await
+        .context("opening the database")?;
+    let imported = switch::import::import_text(
+        &pool,
+        &network_text,
+        &secrets.kek,
+        &secrets.pan_key,
+        clock.now(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .context("importing the network")?;
+    println!("provisioned: {imported}");
+    pool.close().await;
+    let running = switch::app::start(&switch_config, &secrets, clock.clone(), None)
+        .await
+        .context("starting the switch")?;
+    println!(
+        "switch listening on {}; driving {} s of traffic over {} connections",
+        running.addr, config.seconds, config.connections
+    );
+    let fixture = Arc::new(Fixture::parse(&network_text).context("reading the network")?);
+    let report = load::run(
+        LoadConfig {
+            addr: running.addr,
+            connections: config.connections,
+            depth: 4,
+            duration: Duration::from_secs(config.seconds),
+            reversal_percent: 8,
+            abandon_percent: 5,
+            inquiry_percent: 10,
+            seed: config.seed,
+            rate: 0,
+        },
+        fixture,
+        true,
+    )
+    .await;
+    // Let abandoned requests time out (hold timeout 3 s, sweeper every 200 ms).
+    tokio::time::sleep(Duration::from_millis(3_600)).await;
+    let pool = running.pool.clone();
+    running.stop().await;
+    let pool = if pool.is_closed() {
+        switch::store::open_sqlite(&switch_config.database_url).await?
+    } else {
+        pool
+    };
+    let states =
+        sqlx::query("SELECT state, count(*) AS n FROM transactions GROUP BY state ORDER BY state")
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<String, _>("state")?,
+                    row.try_get::<i64, _>("n")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let totals = sqlx::query(
+        "SELECT COALESCE(SUM(discount_rials),0) d, COALESCE(SUM(fee_rials),0) f, COALESCE(SUM(store_credit_rials),0) s, \
+         COALESCE(SUM(club_rials),0) c, COALESCE(SUM(bank_rest_rials),0) b FROM transactions WHERE state = 'confirmed'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let confirmed_totals = [
+        totals.try_get("d")?,
+        totals.try_get("f")?,
+        totals.try_get("s")?,
+        totals.try_get("c")?,
+        totals.try_get("b")?,
+    ];
+    let findings = crate::check::run(&pool).await?;
+    pool.close().await;
+    let failed_checks = findings
+        .iter()
+        .filter(|f| f.count > 0)
+        .map(|f| format!("{}: {:?}", f.name, f.breaches))
+        .collect();
+    Ok(DemoOutcome {
+        load: report,
+        states,
+        confirmed_totals,
+        failed_checks,
+        database,
+        log,
+    })
+}
+
+/// Fixed demo secrets: the demo's database is throwaway. Never use these for real data.
+pub fn demo_secrets() -> Secrets {
+    Secrets {
+        kek: Kek::from_bytes([0x5a; 32]),
+        pan_key: PanTokenKey::from_bytes([0xa5; 32]),
+    }
+}
+
+/// Prints the summary a person reads.
+pub fn print(outcome: &DemoOutcome, kept: bool) {
+    let load = &outcome.load;
+    println!();
+    println!("== traffic ==");
+    println!(
+        "  {:.1} s, {} request+confirm pairs ({:.0}/s), {} connection errors",
+        load.seconds, load.pairs, load.pairs_per_second, load.errors
+    );
+    let mut codes: Vec<_> = load.codes.iter().collect();
+    codes.sort();
+    for (key, count) in codes {
+        println!("  {key:<10} {count:>8}");
+    }
+    println!("== transactions by outcome ==");
+    for (state, count) in &outcome.states {
+        println!("  {state:<10} {count:>8}");
+    }
+    let [discount, fee, store, club, bank] = outcome.confirmed_totals;
+    println!("== confirmed amounts (rials) ==");
+    println!("  discounts {discount}  fees {fee}  store credit {store}  club {club}  bank {bank}");
+    println!("== latency (µs) ==");
+    let mut latency: Vec<_> = load.latency.iter().collect();
+    latency.sort_by(|a, b| a.0.cmp(b.0));
+    for (mti, p) in latency {
+        println!(
+            "  {mti}  n={:<7} p50={:<6} p90={:<6} p99={:<6} p99.9={:<6} max={}",
+            p.count, p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.max_us
+        );
+    }
+    println!("== check ==");
+    if outcome.failed_checks.is_empty() {
+        println!("  all conservation invariants hold");
+    } else {
+        for failed in &outcome.failed_checks {
+            println!("  FAILED {failed}");
+        }
+    }
+    if kept {
+        println!("database: {}", outcome.database.display());
+        println!("log:      {}", outcome.log.display());
+    } else {
+        println!("(database and log removed; run with --keep to inspect them)");
+    }
+}
