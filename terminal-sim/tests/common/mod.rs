@@ -4,7 +4,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use protocol::field54::AmountKind;
@@ -250,15 +249,6 @@ pub async fn balances(
         amount(&store, AmountKind::StoreCreditLedger),
         amount(&store, AmountKind::StoreCreditAvailable),
     ]
-}
-
-pub async fn wait_until(mut condition: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 pub fn framed(message: &[u8]) -> BytesMut {
