@@ -1,0 +1,300 @@
+//! Goal: a crash loses nothing that was answered `00` (DESIGN.md section 6). Every approved
+//! hold survives `kill -9`, its confirm succeeds after the restart, a retransmitted approved
+//! request gets the identical response, and the balances are exactly what the approved work
+//! implies.
+//!
+//! Method: the real `lsw-switch` binary as a child process on a temporary SQLite file,
+//! provisioned with `lsw-switch import`; a blocking terminal built from the `protocol` crate;
+//! SIGKILL while requests are in flight; a restart on the same file.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use protocol::response::Response;
+use protocol::terminal::{Outgoing, Terminal};
+use protocol::{Ksi, Pan, ProcessingCode, RawMessage, ResponseCode, TerminalId, Tmk, WorkingKeys};
+use sqlx::Row;
+
+const KEK: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const PAN_KEY: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+const RICH: &str = "6037991111111112";
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn switch_command(db: &Path, listen: SocketAddr, admin: SocketAddr) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lsw-switch"));
+    command
+        .env("LSW_KEK", KEK)
+        .env("LSW_PAN_TOKEN_KEY", PAN_KEY)
+        .env("LSW_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("LSW_LISTEN", listen.to_string())
+        .env("LSW_ADMIN_LISTEN", admin.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+fn serve(db: &Path, listen: SocketAddr, admin: SocketAddr) -> Child {
+    let child = switch_command(db, listen, admin)
+        .arg("serve")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(listen).is_err() {
+        assert!(Instant::now() < deadline, "switch did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn now_seconds() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+struct Wire {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Wire {
+    fn connect(addr: SocketAddr) -> Wire {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Wire {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    fn send(&mut self, message: &[u8]) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        protocol::frame::encode(message, &mut out).unwrap();
+        self.stream.write_all(&out)
+    }
+
+    fn receive(&mut self) -> std::io::Result<Bytes> {
+        loop {
+            if let Some(frame) = protocol::frame::decode(&mut self.buf).unwrap() {
+                return Ok(frame);
+            }
+            let mut chunk = [0_u8; 4096];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn parse(bytes: &Bytes, keys: &WorkingKeys) -> Response {
+    Response::parse(&RawMessage::parse(bytes.clone()).unwrap(), Some(keys)).unwrap()
+}
+
+async fn scalar(db: &Path, sql: &str) -> i64 {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let value = sqlx::query(sql)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get::<i64, _>(0);
+    pool.close().await;
+    value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_work_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lsw.db");
+    let network = dir.path().join("network.json");
+    std::fs::write(&network, include_str!("data/network.json")).unwrap();
+    let (listen, admin) = (free_port(), free_port());
+    let status = switch_command(&db, listen, admin)
+        .arg("import")
+        .arg(&network)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let tmk: Vec<u8> = (0..32).collect();
+    let mut terminal = Terminal::new(
+        TerminalId::parse(b"TRM00001").unwrap(),
+        Ksi::parse(b"0123456789ABCDEF").unwrap(),
+        WorkingKeys::derive(&Tmk::from_slice(&tmk).unwrap()),
+    );
+    let keys = terminal.keys().clone();
+    let pan = Pan::parse(RICH.as_bytes()).unwrap();
+
+    let mut child = serve(&db, listen, admin);
+    let mut wire = Wire::connect(listen);
+    // Pipeline 200 club purchases of 1 000 rials each, read what comes back, and kill the
+    // switch while the rest are still in flight.
+    let mut sent: Vec<Outgoing> = Vec::new();
+    for i in 0..200_u8 {
+        let out = terminal
+            .purchase(
+                ProcessingCode::ClubPurchase,
+                Some(1_000),
+                &pan,
+                now_seconds(),
+                [i; 12],
+            )
+            .unwrap();
+        wire.send(&out.bytes).unwrap();
+        sent.push(out);
+    }
+    let mut approved: Vec<(Outgoing, Bytes)> = Vec::new();
+    for _ in 0..60 {
+        let bytes = wire.receive().unwrap();
+        let response = parse(&bytes, &keys);
+        assert_eq!(response.code, ResponseCode::Approved);
+        let out = sent
+            .iter()
+            .find(|o| o.stan == response.stan)
+            .unwrap()
+            .clone();
+        approved.push((out, bytes));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Responses already on their way may still arrive; each of them was approved too.
+    while let Ok(bytes) = wire.receive() {
+        let response = parse(&bytes, &keys);
+        let out = sent
+            .iter()
+            .find(|o| o.stan == response.stan)
+            .unwrap()
+            .clone();
+        approved.push((out, bytes));
+    }
+
+    // Restart on the same file.
+    let mut child = serve(&db, listen, admin);
+    let held = scalar(&db, "SELECT held_rials FROM club_balances b JOIN cards c ON c.id = b.card_id WHERE c.last4 = '1112'").await;
+    let pending = scalar(
+        &db,
+        "SELECT count(*) FROM transactions WHERE state = 'pending'",
+    )
+    .await;
+    // Every answered approval is held (9 000 = 10% discount, club pays the 900 rest each);
+    // at most the unanswered ones add to it.
+    assert!(
+        pending >= i64::try_from(approved.len()).unwrap(),
+        "{pending} pending < {} approved",
+        approved.len()
+    );
+    assert_eq!(
+        held,
+        pending * 900,
+        "holds are exactly the pending requests"
+    );
+
+    let mut wire = Wire::connect(listen);
+    for (out, first) in &approved {
+        // A retransmitted approved request gets the identical response.
+        wire.send(&out.bytes).unwrap();
+        let again = wire.receive().unwrap();
+        assert_eq!(&again, first, "stan {}", out.stan);
+        // Its confirm succeeds.
+        let rrn = parse(first, &keys).rrn.unwrap();
+        let confirm = terminal.confirm(out, rrn, now_seconds()).unwrap();
+        wire.send(&confirm.bytes).unwrap();
+        let response = parse(&wire.receive().unwrap(), &keys);
+        assert_eq!(response.code, ResponseCode::Approved);
+    }
+    let captured = scalar(&db, "SELECT COALESCE(SUM(club_rials), 0) FROM captures").await;
+    assert_eq!(captured, i64::try_from(approved.len()).unwrap() * 900);
+    let ledger = scalar(&db, "SELECT ledger_rials FROM club_balances b JOIN cards c ON c.id = b.card_id WHERE c.last4 = '1112'").await;
+    assert_eq!(
+        ledger,
+        2_000_000 - captured,
+        "the ledger moved by exactly what was captured"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lsw.db");
+    let network = dir.path().join("network.json");
+    std::fs::write(&network, include_str!("data/network.json")).unwrap();
+    let (listen, admin) = (free_port(), free_port());
+    assert!(switch_command(&db, listen, admin)
+        .arg("import")
+        .arg(&network)
+        .status()
+        .unwrap()
+        .success());
+    let mut child = serve(&db, listen, admin);
+    let tmk: Vec<u8> = (0..32).collect();
+    let mut terminal = Terminal::new(
+        TerminalId::parse(b"TRM00001").unwrap(),
+        Ksi::parse(b"0123456789ABCDEF").unwrap(),
+        WorkingKeys::derive(&Tmk::from_slice(&tmk).unwrap()),
+    );
+    let keys = terminal.keys().clone();
+    let pan = Pan::parse(RICH.as_bytes()).unwrap();
+    let mut wire = Wire::connect(listen);
+    for i in 0..50_u8 {
+        let out = terminal
+            .purchase(
+                ProcessingCode::ClubPurchase,
+                Some(1_000),
+                &pan,
+                now_seconds(),
+                [i; 12],
+            )
+            .unwrap();
+        wire.send(&out.bytes).unwrap();
+    }
+    let term = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(term.success());
+    // Everything already read is answered before the connection closes.
+    let mut answered = 0;
+    while let Ok(bytes) = wire.receive() {
+        assert_eq!(parse(&bytes, &keys).code, ResponseCode::Approved);
+        answered += 1;
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let stored = scalar(&db, "SELECT count(*) FROM transactions").await;
+    assert_eq!(
+        stored, answered,
+        "every answer is durable and nothing unanswered was kept"
+    );
+    assert!(TcpStream::connect(listen).is_err(), "no longer accepting");
+}
