@@ -32,6 +32,18 @@ CREATE TABLE transactions (
     CHECK (gross_rials = discount_rials + store_credit_rials + club_rials + bank_rest_rials),
     UNIQUE (ksi, mti, stan, transmitted)
 );
+-- The state machine of DESIGN.md section 5, guarded in the database too: a batch that tries
+-- any other transition (a second capture, a reversal of a settled transaction) fails whole.
+CREATE TRIGGER transactions_state_transition BEFORE UPDATE OF state ON transactions
+WHEN NOT (
+    (OLD.state = 'pending' AND NEW.state IN ('confirmed', 'reversed', 'expired'))
+    OR (OLD.state = 'expired' AND NEW.state IN ('confirmed', 'reversed'))
+    OR (OLD.state = 'confirmed' AND NEW.state = 'reversed' AND OLD.cycle_id IS NULL)
+)
+BEGIN
+    SELECT RAISE(ABORT, 'transaction state transition not allowed');
+END;
+
 CREATE INDEX transactions_pending ON transactions (state) WHERE state = 'pending';
 CREATE INDEX transactions_unsettled ON transactions (confirmed_at_ms) WHERE cycle_id IS NULL;
 

@@ -87,7 +87,6 @@ pub async fn start(
         pool.clone(),
         clock.clone(),
         jobs_rx,
-        snapshot_rx.clone(),
         config.committer(),
     ));
     let listener = TcpListener::bind(config.listen)

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use protocol::{Request, ResponseCode};
 use sqlx::SqlitePool;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
-use crate::engine::{CardRef, Decision, Effect, Engine, TxnState};
+use crate::engine::{CardRef, Decision, Effect, Engine};
 use crate::metrics as m;
 use crate::snapshot::Snapshot;
 use crate::store::ledger;
@@ -58,7 +58,6 @@ pub async fn run(
     pool: SqlitePool,
     clock: Arc<dyn Clock>,
     mut jobs: mpsc::Receiver<Job>,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
     config: CommitterConfig,
 ) {
     let mut sweep = tokio::time::interval(config.sweep_every);
@@ -87,15 +86,7 @@ pub async fn run(
                 },
             }
         }
-        decide_and_commit(
-            &mut engine,
-            &pool,
-            clock.as_ref(),
-            &mut batch,
-            &mut effects,
-            &snapshots,
-        )
-        .await;
+        decide_and_commit(&mut engine, &pool, clock.as_ref(), &mut batch, &mut effects).await;
     }
     info!("committer drained");
 }
@@ -106,7 +97,6 @@ async fn decide_and_commit(
     clock: &dyn Clock,
     batch: &mut Vec<Job>,
     effects: &mut Vec<Effect>,
-    snapshots: &watch::Receiver<Arc<Snapshot>>,
 ) {
     let now = clock.now();
     let mut deferred: Vec<(Job, Decision)> = Vec::new();
@@ -156,14 +146,7 @@ async fn decide_and_commit(
         }
     }
     effects.clear();
-    let holds = engine
-        .state
-        .txns
-        .values()
-        .filter(|t| t.state == TxnState::Pending)
-        .count();
-    metrics::gauge!(m::HOLDS_OPEN).set(count(holds));
-    let _ = snapshots;
+    metrics::gauge!(m::HOLDS_OPEN).set(count(engine.state.pending.len()));
 }
 
 /// After a failed commit the engine's memory is ahead of the database: rebuild it from the

@@ -1,0 +1,571 @@
+//! The group commit's write plan: a batch of effects folded into a few set-based statements
+//! (one multi-row `INSERT` or `UPDATE … FROM (VALUES …)` per table), so a batch of 500
+//! request+confirm pairs costs about a dozen statements instead of thousands.
+//!
+//! Folding is pure ([`Plan::fold`]); writing ([`Plan::write`]) runs inside the caller's
+//! database transaction. The database still guards every rule the engine relies on, so a
+//! plan that disagrees with it fails whole instead of counting anything twice:
+//! - balances and lots have `CHECK`s: no ledger, hold or lot below zero, no hold above its
+//!   ledger;
+//! - a trigger allows only the state transitions of DESIGN.md section 5;
+//! - captures, capture lots and answered messages have primary keys, so a second capture or
+//!   answer is refused;
+//! - every `UPDATE` must touch exactly the rows it names.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use crate::domain::UnixMillis;
+use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
+use crate::engine::state::{MessageKey, Txn};
+use crate::store::ledger::LedgerError;
+
+/// Rows per multi-row statement: keeps the bound parameters (at most 22 per row) far below
+/// SQLite's limit of 32 766.
+pub const ROWS_PER_STATEMENT: usize = 500;
+
+/// Final values of a transaction's state columns after the batch.
+#[derive(Debug, Clone, Copy, Default)]
+struct Patch {
+    state: Option<&'static str>,
+    confirmed_at: Option<i64>,
+    reversed_at: Option<i64>,
+    expired_at: Option<i64>,
+    cashback_lot: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Movement {
+    card: i64,
+    merchant: Option<i64>,
+    delta: i64,
+    kind: &'static str,
+    txn: i64,
+    at: i64,
+}
+
+/// A batch of effects, folded per table.
+#[derive(Debug, Default)]
+pub struct Plan<'a> {
+    inserts: Vec<(&'a Txn, Patch)>,
+    inserted: HashMap<i64, usize>,
+    patches: BTreeMap<i64, Patch>,
+    club: BTreeMap<i64, (i64, i64)>,
+    store: BTreeMap<(i64, i64), (i64, i64)>,
+    lots: BTreeMap<i64, i64>,
+    new_lots: Vec<(NewLot, i64)>,
+    movements: Vec<Movement>,
+    captures: Vec<(i64, i64, i64, i64)>,
+    capture_lots: Vec<(i64, i64, i64)>,
+    returned: Vec<(i64, i64)>,
+    exceptions: Vec<(&'static str, i64, &'static str, i64, i64)>,
+    tombstones: Vec<(&'a MessageKey, i64)>,
+    answers: Vec<(&'a MessageKey, &'a [u8; 32], &'a [u8], i64)>,
+}
+
+impl<'a> Plan<'a> {
+    /// Folds effects, in order, into net changes per row.
+    pub fn fold(effects: &'a [Effect]) -> Plan<'a> {
+        let mut plan = Plan::default();
+        for effect in effects {
+            plan.add(effect);
+        }
+        plan
+    }
+
+    fn add(&mut self, effect: &'a Effect) {
+        match effect {
+            Effect::Hold { txn } => {
+                self.inserted.insert(txn.id.0, self.inserts.len());
+                self.inserts.push((
+                    txn,
+                    Patch {
+                        state: Some("pending"),
+                        ..Patch::default()
+                    },
+                ));
+                self.club_delta(txn.card.get(), 0, txn.amounts.club.get());
+                if txn.amounts.store_credit.get() > 0 {
+                    let key = (txn.card.get(), txn.merchant.get());
+                    self.store_delta(key, 0, txn.amounts.store_credit.get());
+                }
+            }
+            Effect::Capture {
+                txn,
+                card,
+                merchant,
+                club_held,
+                store_held,
+                club,
+                lots,
+                shortfalls,
+                cashback,
+                at,
+            } => {
+                let (card, merchant, txn, at) = (card.get(), merchant.get(), txn.0, at.get());
+                self.club_delta(card, -club.get(), -club_held.get());
+                if store_held.get() > 0 {
+                    self.store_delta((card, merchant), 0, -store_held.get());
+                }
+                if club.get() > 0 {
+                    self.movement(card, None, -club.get(), "capture", txn, at);
+                }
+                let mut store_total = 0;
+                for (lot, amount) in lots {
+                    self.take_lot(txn, (card, merchant), lot.0, amount.get(), "capture", at);
+                    self.capture_lots.push((txn, lot.0, amount.get()));
+                    store_total += amount.get();
+                }
+                self.captures.push((txn, at, club.get(), store_total));
+                for (account, shortfall) in shortfalls {
+                    self.exceptions.push((
+                        "advice_shortfall",
+                        txn,
+                        account.as_str(),
+                        shortfall.get(),
+                        at,
+                    ));
+                }
+                if let Some(lot) = cashback {
+                    self.new_lots.push((*lot, txn));
+                    let key = (lot.card.get(), lot.merchant.get());
+                    self.store_delta(key, lot.amount.get(), 0);
+                    self.movement(key.0, Some(key.1), lot.amount.get(), "cashback", txn, at);
+                }
+                let patch = self.patch(txn);
+                patch.state = Some("confirmed");
+                patch.confirmed_at = Some(at);
+                patch.cashback_lot = cashback.map(|lot| lot.id.0);
+            }
+            Effect::Release {
+                txn,
+                card,
+                merchant,
+                club,
+                store_credit,
+                reason,
+                at,
+            } => {
+                self.club_delta(card.get(), 0, -club.get());
+                if store_credit.get() > 0 {
+                    self.store_delta((card.get(), merchant.get()), 0, -store_credit.get());
+                }
+                let patch = self.patch(txn.0);
+                match reason {
+                    ReleaseReason::Reversal => {
+                        patch.state = Some("reversed");
+                        patch.reversed_at = Some(at.get());
+                    }
+                    ReleaseReason::Expiry => {
+                        patch.state = Some("expired");
+                        patch.expired_at = Some(at.get());
+                    }
+                }
+            }
+            Effect::Return {
+                txn,
+                card,
+                merchant,
+                club,
+                lots,
+                clawback,
+                clawback_shortfall,
+                at,
+            } => {
+                let (card, merchant, txn, at) = (card.get(), merchant.get(), txn.0, at.get());
+                self.club_delta(card, club.get(), 0);
+                if club.get() > 0 {
+                    self.movement(card, None, club.get(), "return", txn, at);
+                }
+                for (lot, amount) in lots {
+                    *self.lots.entry(lot.0).or_insert(0) += amount.get();
+                    self.store_delta((card, merchant), amount.get(), 0);
+                    self.movement(card, Some(merchant), amount.get(), "return", txn, at);
+                }
+                if let Some((lot, amount)) = clawback.filter(|(_, amount)| amount.get() > 0) {
+                    self.take_lot(
+                        txn,
+                        (card, merchant),
+                        lot.0,
+                        amount.get(),
+                        "cashback_clawback",
+                        at,
+                    );
+                }
+                if clawback_shortfall.get() > 0 {
+                    let kind = "cashback_clawback_shortfall";
+                    self.exceptions.push((
+                        kind,
+                        txn,
+                        Account::StoreCredit.as_str(),
+                        clawback_shortfall.get(),
+                        at,
+                    ));
+                }
+                self.returned.push((txn, at));
+                let patch = self.patch(txn);
+                patch.state = Some("reversed");
+                patch.reversed_at = Some(at);
+            }
+            Effect::MarkReversed { txn, at } => {
+                let patch = self.patch(txn.0);
+                patch.state = Some("reversed");
+                patch.reversed_at = Some(at.get());
+            }
+            Effect::LateReversal { txn, club, at } => {
+                self.exceptions.push((
+                    "late_reversal",
+                    txn.0,
+                    Account::Club.as_str(),
+                    club.get(),
+                    at.get(),
+                ));
+            }
+            Effect::Tombstone { key, at } => self.tombstones.push((key, at.get())),
+            Effect::Answer {
+                key,
+                fingerprint,
+                response,
+                at,
+            } => {
+                self.answers.push((key, fingerprint, response, at.get()));
+            }
+        }
+    }
+
+    /// The patch of a transaction: of its insert when it is new in this batch.
+    fn patch(&mut self, txn: i64) -> &mut Patch {
+        if let Some(index) = self.inserted.get(&txn) {
+            if let Some((_, patch)) = self.inserts.get_mut(*index) {
+                return patch;
+            }
+        }
+        self.patches.entry(txn).or_default()
+    }
+
+    fn club_delta(&mut self, card: i64, ledger: i64, held: i64) {
+        if ledger == 0 && held == 0 {
+            return;
+        }
+        let entry = self.club.entry(card).or_insert((0, 0));
+        entry.0 += ledger;
+        entry.1 += held;
+    }
+
+    fn store_delta(&mut self, key: (i64, i64), ledger: i64, held: i64) {
+        if ledger == 0 && held == 0 {
+            return;
+        }
+        let entry = self.store.entry(key).or_insert((0, 0));
+        entry.0 += ledger;
+        entry.1 += held;
+    }
+
+    fn take_lot(
+        &mut self,
+        txn: i64,
+        key: (i64, i64),
+        lot: i64,
+        amount: i64,
+        kind: &'static str,
+        at: i64,
+    ) {
+        *self.lots.entry(lot).or_insert(0) -= amount;
+        self.store_delta(key, -amount, 0);
+        self.movement(key.0, Some(key.1), -amount, kind, txn, at);
+    }
+
+    fn movement(
+        &mut self,
+        card: i64,
+        merchant: Option<i64>,
+        delta: i64,
+        kind: &'static str,
+        txn: i64,
+        at: i64,
+    ) {
+        self.movements.push(Movement {
+            card,
+            merchant,
+            delta,
+            kind,
+            txn,
+            at,
+        });
+    }
+
+    /// Writes the plan inside the caller's transaction.
+    ///
+    /// # Errors
+    /// [`LedgerError`] when the database fails or refuses a row; the caller rolls back.
+    pub async fn write(&self, conn: &mut SqliteConnection) -> Result<(), LedgerError> {
+        self.write_transactions(conn).await?;
+        self.write_balances(conn).await?;
+        self.write_records(conn).await
+    }
+
+    async fn write_transactions(&self, conn: &mut SqliteConnection) -> Result<(), LedgerError> {
+        for chunk in self.inserts.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO transactions (id, ksi, mti, stan, transmitted, terminal_id, merchant_id, \
+                 card_id, processing_code, gross_rials, discount_rials, fee_rials, store_credit_rials, \
+                 club_rials, bank_rest_rials, cashback_rials, rule_id, snapshot_version, rrn, state, \
+                 created_at_ms, hold_expires_at_ms, confirmed_at_ms, reversed_at_ms, expired_at_ms, \
+                 cashback_lot_id) ",
+            );
+            query.push_values(chunk, |mut row, (txn, patch)| {
+                let a = &txn.amounts;
+                row.push_bind(txn.id.0)
+                    .push_bind(text(&txn.key.ksi))
+                    .push_bind(txn.key.mti.as_str())
+                    .push_bind(i64::from(txn.key.stan.get()))
+                    .push_bind(text(&txn.key.transmitted))
+                    .push_bind(txn.terminal.get())
+                    .push_bind(txn.merchant.get())
+                    .push_bind(txn.card.get())
+                    .push_bind(txn.code.as_str())
+                    .push_bind(a.gross.get())
+                    .push_bind(a.discount.get())
+                    .push_bind(a.fee.get())
+                    .push_bind(a.store_credit.get())
+                    .push_bind(a.club.get())
+                    .push_bind(a.bank_rest.get())
+                    .push_bind(a.cashback.get())
+                    .push_bind(txn.rule.map(crate::domain::RuleId::get))
+                    .push_bind(i64::try_from(txn.snapshot_version).unwrap_or(i64::MAX))
+                    .push_bind(txn.rrn.as_str())
+                    .push_bind(patch.state.unwrap_or("pending"))
+                    .push_bind(txn.created_at.get())
+                    .push_bind(txn.hold_expires_at.get())
+                    .push_bind(patch.confirmed_at)
+                    .push_bind(patch.reversed_at)
+                    .push_bind(patch.expired_at)
+                    .push_bind(patch.cashback_lot);
+            });
+            let done = query.build().persistent(false).execute(&mut *conn).await?;
+            expect_rows(done.rows_affected(), chunk.len(), "transaction insert")?;
+        }
+        let patches: Vec<_> = self.patches.iter().collect();
+        for chunk in patches.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "UPDATE transactions SET state = COALESCE(d.column2, state), \
+                 confirmed_at_ms = COALESCE(d.column3, confirmed_at_ms), \
+                 reversed_at_ms = COALESCE(d.column4, reversed_at_ms), \
+                 expired_at_ms = COALESCE(d.column5, expired_at_ms), \
+                 cashback_lot_id = COALESCE(d.column6, cashback_lot_id) FROM (",
+            );
+            query.push_values(chunk, |mut row, (id, patch)| {
+                row.push_bind(**id)
+                    .push_bind(patch.state)
+                    .push_bind(patch.confirmed_at)
+                    .push_bind(patch.reversed_at)
+                    .push_bind(patch.expired_at)
+                    .push_bind(patch.cashback_lot);
+            });
+            query.push(") AS d WHERE transactions.id = d.column1");
+            let done = query.build().persistent(false).execute(&mut *conn).await?;
+            expect_rows(done.rows_affected(), chunk.len(), "transaction state")?;
+        }
+        Ok(())
+    }
+
+    async fn write_balances(&self, conn: &mut SqliteConnection) -> Result<(), LedgerError> {
+        let club: Vec<_> = self.club.iter().filter(|(_, d)| **d != (0, 0)).collect();
+        for chunk in club.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "UPDATE club_balances SET ledger_rials = ledger_rials + d.column2, \
+                 held_rials = held_rials + d.column3 FROM (",
+            );
+            query.push_values(chunk, |mut row, (card, (ledger, held))| {
+                row.push_bind(**card).push_bind(*ledger).push_bind(*held);
+            });
+            query.push(") AS d WHERE club_balances.card_id = d.column1");
+            let done = query.build().persistent(false).execute(&mut *conn).await?;
+            expect_rows(done.rows_affected(), chunk.len(), "club balance")?;
+        }
+        let accounts: Vec<_> = self
+            .new_lots
+            .iter()
+            .map(|(lot, _)| (lot.card.get(), lot.merchant.get()))
+            .collect();
+        for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO store_credit_accounts (card_id, merchant_id, ledger_rials, held_rials) ",
+            );
+            query.push_values(chunk, |mut row, (card, merchant)| {
+                row.push_bind(*card)
+                    .push_bind(*merchant)
+                    .push_bind(0_i64)
+                    .push_bind(0_i64);
+            });
+            query.push(" ON CONFLICT (card_id, merchant_id) DO NOTHING");
+            query.build().persistent(false).execute(&mut *conn).await?;
+        }
+        for chunk in self.new_lots.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO store_credit_lots (id, card_id, merchant_id, remaining_rials, \
+                 original_rials, expires_at_ms, source, txn_id) ",
+            );
+            query.push_values(chunk, |mut row, (lot, txn)| {
+                row.push_bind(lot.id.0)
+                    .push_bind(lot.card.get())
+                    .push_bind(lot.merchant.get())
+                    .push_bind(lot.amount.get())
+                    .push_bind(lot.amount.get())
+                    .push_bind(lot.expires_at.map(UnixMillis::get))
+                    .push_bind("cashback")
+                    .push_bind(*txn);
+            });
+            query.build().persistent(false).execute(&mut *conn).await?;
+        }
+        let store: Vec<_> = self.store.iter().filter(|(_, d)| **d != (0, 0)).collect();
+        for chunk in store.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "UPDATE store_credit_accounts SET ledger_rials = ledger_rials + d.column3, \
+                 held_rials = held_rials + d.column4 FROM (",
+            );
+            query.push_values(chunk, |mut row, ((card, merchant), (ledger, held))| {
+                row.push_bind(*card)
+                    .push_bind(*merchant)
+                    .push_bind(*ledger)
+                    .push_bind(*held);
+            });
+            query.push(
+                ") AS d WHERE store_credit_accounts.card_id = d.column1 \
+                 AND store_credit_accounts.merchant_id = d.column2",
+            );
+            let done = query.build().persistent(false).execute(&mut *conn).await?;
+            expect_rows(done.rows_affected(), chunk.len(), "store credit account")?;
+        }
+        let lots: Vec<_> = self.lots.iter().filter(|(_, delta)| **delta != 0).collect();
+        for chunk in lots.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "UPDATE store_credit_lots SET remaining_rials = remaining_rials + d.column2 FROM (",
+            );
+            query.push_values(chunk, |mut row, (lot, delta)| {
+                row.push_bind(**lot).push_bind(**delta);
+            });
+            query.push(") AS d WHERE store_credit_lots.id = d.column1");
+            let done = query.build().persistent(false).execute(&mut *conn).await?;
+            expect_rows(done.rows_affected(), chunk.len(), "store credit lot")?;
+        }
+        Ok(())
+    }
+
+    async fn write_records(&self, conn: &mut SqliteConnection) -> Result<(), LedgerError> {
+        for chunk in self.movements.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO balance_movements (card_id, merchant_id, account, delta_rials, kind, \
+                 txn_id, at_ms) ",
+            );
+            query.push_values(chunk, |mut row, m| {
+                let account = if m.merchant.is_some() {
+                    "store_credit"
+                } else {
+                    "club"
+                };
+                row.push_bind(m.card)
+                    .push_bind(m.merchant)
+                    .push_bind(account)
+                    .push_bind(m.delta)
+                    .push_bind(m.kind)
+                    .push_bind(m.txn)
+                    .push_bind(m.at);
+            });
+            query.build().persistent(false).execute(&mut *conn).await?;
+        }
+        for chunk in self.captures.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO captures (txn_id, at_ms, club_rials, store_credit_rials) ",
+            );
+            query.push_values(chunk, |mut row, (txn, at, club, store)| {
+                row.push_bind(*txn)
+                    .push_bind(*at)
+                    .push_bind(*club)
+                    .push_bind(*store);
+            });
+            query.build().persistent(false).execute(&mut *conn).await?;
+        }
+        for chunk in self.capture_lots.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO capture_lots (txn_id, lot_id, taken_rials) ",
+            );
+            query.push_values(chunk, |mut row, (txn, lot, amount)| {
+                row.push_bind(*txn).push_bind(*lot).push_bind(*amount);
+            });
+            query.build().persistent(false).execute(&mut *conn).await?;
+        }
+        for chunk in self.returned.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "UPDATE captures SET returned_at_ms = d.column2 FROM (",
+            );
+            query.push_values(chunk, |mut row, (txn, at)| {
+                row.push_bind(*txn).push_bind(*at);
+            });
+            query.push(
+                ") AS d WHERE captures.txn_id = d.column1 AND captures.returned_at_ms IS NULL",
+            );
+            let done = query.build().persistent(false).execute(&mut *conn).await?;
+            expect_rows(done.rows_affected(), chunk.len(), "capture return")?;
+        }
+        for chunk in self.exceptions.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO exceptions (kind, txn_id, account, amount_rials, at_ms) ",
+            );
+            query.push_values(chunk, |mut row, (kind, txn, account, amount, at)| {
+                row.push_bind(*kind)
+                    .push_bind(*txn)
+                    .push_bind(*account)
+                    .push_bind(*amount)
+                    .push_bind(*at);
+            });
+            // A late reversal is recorded once per transaction, however often it is resent.
+            query.push(" ON CONFLICT DO NOTHING");
+            query.build().persistent(false).execute(&mut *conn).await?;
+        }
+        for chunk in self.tombstones.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO tombstones (ksi, mti, stan, transmitted, at_ms) ",
+            );
+            query.push_values(chunk, |mut row, (key, at)| {
+                row.push_bind(text(&key.ksi))
+                    .push_bind(key.mti.as_str())
+                    .push_bind(i64::from(key.stan.get()))
+                    .push_bind(text(&key.transmitted))
+                    .push_bind(*at);
+            });
+            query.push(" ON CONFLICT DO NOTHING");
+            query.build().persistent(false).execute(&mut *conn).await?;
+        }
+        for chunk in self.answers.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO answered_messages (ksi, mti, stan, transmitted, fingerprint, response, at_ms) ",
+            );
+            query.push_values(chunk, |mut row, (key, fingerprint, response, at)| {
+                row.push_bind(text(&key.ksi))
+                    .push_bind(key.mti.as_str())
+                    .push_bind(i64::from(key.stan.get()))
+                    .push_bind(text(&key.transmitted))
+                    .push_bind(&fingerprint[..])
+                    .push_bind(*response)
+                    .push_bind(*at);
+            });
+            query.build().persistent(false).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
+fn expect_rows(rows: u64, wanted: usize, what: &'static str) -> Result<(), LedgerError> {
+    let wanted = u64::try_from(wanted).unwrap_or(u64::MAX);
+    if rows == wanted {
+        Ok(())
+    } else {
+        Err(LedgerError::RowCount { what, wanted, rows })
+    }
+}
