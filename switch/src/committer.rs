@@ -3,17 +3,19 @@
 //! commit), and only then lets the responses of durable work out (DESIGN.md sections 1 and 6).
 //! Declines change nothing and leave at once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use protocol::response::{self, Answer};
 use protocol::{Request, ResponseCode};
 use sqlx::SqlitePool;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tracing::{error, info, warn};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tracing::{debug, debug_span, error, info, warn};
 
 use crate::clock::Clock;
-use crate::engine::{CardRef, Decision, Effect, Engine};
+use crate::engine::{CardRef, Decision, Decline, Effect, Engine};
 use crate::metrics as m;
 use crate::snapshot::Snapshot;
 use crate::store::ledger;
@@ -51,8 +53,29 @@ pub struct CommitterConfig {
     pub sweep_every: Duration,
 }
 
+/// Batches the writer has not finished that the engine may run ahead by: one being written
+/// and one waiting. More would only add latency; fewer would stop deciding during a commit.
+pub const WRITES_IN_FLIGHT_MAX: usize = 1;
+
+/// What the engine hands the writer.
+enum Write {
+    /// A batch's effects and the responses that wait for them.
+    Batch {
+        effects: Vec<Effect>,
+        deferred: Vec<(Job, Decision)>,
+    },
+    /// Acknowledged once every earlier batch is handled (after a failed commit).
+    Barrier(oneshot::Sender<()>),
+}
+
 /// Runs the committer until every job sender is dropped (shutdown), then returns after the
 /// last batch is durable.
+///
+/// Two stages: the engine decides batch n+1 while the writer commits batch n, so deciding
+/// and the database's fsync overlap. Responses still leave only after their own batch (and
+/// so every earlier one) is durable. When a commit fails the writer answers `96` to that batch
+/// and to every batch already decided after it, and the engine reloads its state from the
+/// database before deciding anything more.
 pub async fn run(
     mut engine: Engine,
     pool: SqlitePool,
@@ -60,6 +83,9 @@ pub async fn run(
     mut jobs: mpsc::Receiver<Job>,
     config: CommitterConfig,
 ) {
+    let poisoned = Arc::new(AtomicBool::new(false));
+    let (writes, writes_rx) = mpsc::channel(WRITES_IN_FLIGHT_MAX);
+    let writer = tokio::spawn(write_loop(pool.clone(), writes_rx, poisoned.clone()));
     let mut sweep = tokio::time::interval(config.sweep_every);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<Job> = Vec::with_capacity(config.batch_max);
@@ -86,24 +112,50 @@ pub async fn run(
                 },
             }
         }
-        decide_and_commit(&mut engine, &pool, clock.as_ref(), &mut batch, &mut effects).await;
+        if poisoned.load(Ordering::SeqCst) {
+            recover(&mut engine, &pool, clock.as_ref(), &writes, &poisoned).await;
+            effects.clear();
+        }
+        let deferred = decide(&mut engine, clock.as_ref(), &mut batch, &mut effects);
+        if deferred.is_empty() && effects.is_empty() {
+            continue;
+        }
+        let write = Write::Batch {
+            effects: std::mem::take(&mut effects),
+            deferred,
+        };
+        if writes.send(write).await.is_err() {
+            error!("writer gone; stopping the committer");
+            break;
+        }
+        effects.reserve(config.batch_max * 4);
+        metrics::gauge!(m::HOLDS_OPEN).set(count(engine.state.pending.len()));
     }
+    drop(writes);
+    let _ = writer.await;
     info!("committer drained");
 }
 
-async fn decide_and_commit(
+/// Decides a batch: declines leave at once; the rest wait for the writer.
+fn decide(
     engine: &mut Engine,
-    pool: &SqlitePool,
     clock: &dyn Clock,
     batch: &mut Vec<Job>,
     effects: &mut Vec<Effect>,
-) {
+) -> Vec<(Job, Decision)> {
     let now = clock.now();
-    let mut deferred: Vec<(Job, Decision)> = Vec::new();
+    let mut deferred = Vec::new();
     for job in batch.drain(..) {
         let Some(terminal) = job.snapshot.terminal_by_ksi(job.request.ksi.as_bytes()) else {
             continue;
         };
+        let span = debug_span!(
+            "txn",
+            ksi = %job.request.ksi,
+            stan = %job.request.stan,
+            mti = job.request.mti.as_str(),
+        );
+        let _entered = span.enter();
         let decision = engine.decide(
             &job.snapshot,
             terminal,
@@ -112,41 +164,101 @@ async fn decide_and_commit(
             now,
             effects,
         );
+        debug!(response_code = decision.code.as_str(), rrn = ?decision.rrn, durable = decision.durable, "decided");
         if decision.durable || decision.resent {
             deferred.push((job, decision));
         } else {
             send(job, decision);
         }
     }
-    if effects.is_empty() {
-        for (job, decision) in deferred {
-            send(job, decision);
-        }
-        return;
+    deferred
+}
+
+/// After a failed commit: wait until the writer has answered every batch decided on the
+/// stale state, then rebuild the engine's state from the database.
+async fn recover(
+    engine: &mut Engine,
+    pool: &SqlitePool,
+    clock: &dyn Clock,
+    writes: &mpsc::Sender<Write>,
+    poisoned: &AtomicBool,
+) {
+    let (done, drained) = oneshot::channel();
+    if writes.send(Write::Barrier(done)).await.is_ok() {
+        let _ = drained.await;
     }
-    metrics::histogram!(m::COMMIT_BATCH_SIZE).record(count(effects.len()));
-    match ledger::apply(pool, effects).await {
-        Ok(()) => {
-            for (job, decision) in deferred {
-                send(job, decision);
+    reload(engine, pool, clock).await;
+    poisoned.store(false, Ordering::SeqCst);
+}
+
+async fn write_loop(
+    pool: SqlitePool,
+    mut writes: mpsc::Receiver<Write>,
+    poisoned: Arc<AtomicBool>,
+) {
+    while let Some(write) = writes.recv().await {
+        let (effects, deferred) = match write {
+            Write::Barrier(done) => {
+                let _ = done.send(());
+                continue;
+            }
+            Write::Batch { effects, deferred } => (effects, deferred),
+        };
+        if poisoned.load(Ordering::SeqCst) {
+            // Decided on top of a batch that failed: nothing of it may count.
+            answer_system_error(deferred);
+            continue;
+        }
+        if effects.is_empty() {
+            deferred
+                .into_iter()
+                .for_each(|(job, decision)| send(job, decision));
+            continue;
+        }
+        metrics::histogram!(m::COMMIT_BATCH_SIZE).record(count(effects.len()));
+        match ledger::apply(&pool, &effects).await {
+            Ok(()) => deferred
+                .into_iter()
+                .for_each(|(job, decision)| send(job, decision)),
+            Err(cause) => {
+                error!(%cause, effects = effects.len(), "group commit failed; answering 96 and reloading");
+                metrics::counter!(m::COMMIT_FAILURES_TOTAL).increment(1);
+                poisoned.store(true, Ordering::SeqCst);
+                answer_system_error(deferred);
             }
         }
-        Err(cause) => {
-            error!(%cause, effects = effects.len(), "group commit failed; answering 96 and reloading");
-            metrics::counter!(m::COMMIT_FAILURES_TOTAL).increment(1);
-            for (job, _) in deferred {
-                let Some(terminal) = job.snapshot.terminal_by_ksi(job.request.ksi.as_bytes())
-                else {
-                    continue;
-                };
-                let decision = engine.system_error(terminal, &job.request);
-                send(job, decision);
-            }
-            reload(engine, pool, clock).await;
-        }
     }
-    effects.clear();
-    metrics::gauge!(m::HOLDS_OPEN).set(count(engine.state.pending.len()));
+}
+
+/// Answers `96` (nothing was changed) to every job of a batch that was not made durable.
+fn answer_system_error(deferred: Vec<(Job, Decision)>) {
+    for (job, _) in deferred {
+        let Some(terminal) = job.snapshot.terminal_by_ksi(job.request.ksi.as_bytes()) else {
+            continue;
+        };
+        let code = Decline::System.response_code();
+        let mut out = BytesMut::with_capacity(256);
+        let answer = Answer::code(code);
+        if response::build(
+            &mut out,
+            job.request.mti,
+            job.request.raw(),
+            &answer,
+            Some(&terminal.keys),
+        )
+        .is_err()
+        {
+            continue;
+        }
+        let decision = Decision {
+            response: out.freeze(),
+            code,
+            durable: false,
+            resent: false,
+            rrn: None,
+        };
+        send(job, decision);
+    }
 }
 
 /// After a failed commit the engine's memory is ahead of the database: rebuild it from the

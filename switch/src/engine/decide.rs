@@ -245,11 +245,6 @@ impl Engine {
             .retain(|_, answered| answered.at.get() >= oldest);
     }
 
-    /// A `96` response: the work could not be made durable and nothing was changed.
-    pub fn system_error(&mut self, terminal: &Terminal, request: &Request) -> Decision {
-        self.decline(terminal, request, Decline::System)
-    }
-
     fn purchase(
         &mut self,
         context: &Context<'_>,
