@@ -19,6 +19,10 @@ use crate::store::{self, CycleRecord, CycleRef};
 /// closed over several runs, each one a bounded amount of work.
 pub const RUN_CYCLES_MAX: usize = 400;
 
+/// Page cache of the connection that closes a cycle, in KiB: 512 MiB holds the pages a
+/// 10M-transaction cycle touches on a machine with a few GiB to spare (DESIGN.md section 9).
+pub const CLOSE_CACHE_KIB: u32 = 524_288;
+
 /// What settlement needs to know besides the database and the clock.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -159,6 +163,11 @@ async fn close_new(
     now: UnixMillis,
 ) -> Result<bool, SettleError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // A large cycle rewrites every page of its transactions; with SQLite's default 2 MB page
+    // cache those pages would spill to the WAL mid-transaction and be read back.
+    sqlx::query(&format!("PRAGMA cache_size = -{CLOSE_CACHE_KIB}"))
+        .execute(&mut *tx)
+        .await?;
     if store::find_cycle(&mut tx, &CycleRef::Date(plan.date))
         .await?
         .is_some()
