@@ -6,6 +6,7 @@
 //! - [`load`]: the load generator.
 //! - [`check`]: the conservation invariants on a database.
 //! - [`network`]: a generated network in the import format.
+//! - [`scenario`]: fault injection against a live switch, each scenario checking its claim.
 //! - [`demo`]: the whole product in a minute.
 #![warn(missing_docs)]
 
@@ -15,3 +16,4 @@ pub mod demo;
 pub mod fixture;
 pub mod load;
 pub mod network;
+pub mod scenario;

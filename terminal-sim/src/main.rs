@@ -3,14 +3,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sqlx::sqlite::SqliteConnectOptions;
 use terminal_sim::demo::{self, DemoConfig};
 use terminal_sim::fixture::Fixture;
 use terminal_sim::load::{self, LoadConfig};
+use terminal_sim::scenario::{self, Scenario, ScenarioContext};
 
 /// A terminal simulator for the loyalty switch: it speaks LSTI-1 with its own keys, envelope
 /// and MAC, as a real POS terminal does.
@@ -75,6 +78,35 @@ enum Command {
         /// Seed of the random choices.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Run fault-injection scenarios against a running switch; print each claim with PASS or
+    /// FAIL, and exit 1 when any fails.
+    ///
+    /// The time-dependent scenarios (confirms-lost, confirms-late) sleep past the switch's
+    /// hold timeout, so start the switch with a short one for this run, for example
+    /// `LSW_HOLD_TIMEOUT_MS=2000`, and pass the same value as --hold-timeout-ms.
+    Scenario {
+        /// A scenario name, or `all`.
+        name: String,
+        /// The switch's terminal address.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// The import file the switch was provisioned with.
+        #[arg(long)]
+        fixture: PathBuf,
+        /// The switch's database URL (sqlite://path), opened read only.
+        #[arg(long)]
+        db: String,
+        /// The switch's hold timeout (its LSW_HOLD_TIMEOUT_MS); keep it short for this run.
+        #[arg(long, default_value_t = 120_000)]
+        hold_timeout_ms: u64,
+        /// First STAN used (0..=983999); random when absent, so repeated runs never share a
+        /// retransmission key.
+        #[arg(long)]
+        stan_base: Option<u32>,
+        /// Also print every check a passing scenario made.
+        #[arg(long)]
+        verbose: bool,
     },
     /// Check the conservation invariants on a database; exit 1 when any fails.
     Check {
@@ -188,6 +220,69 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if report.errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Scenario {
+            name,
+            addr,
+            fixture,
+            db,
+            hold_timeout_ms,
+            stan_base,
+            verbose,
+        } => {
+            let scenarios = if name == "all" {
+                Scenario::ALL.to_vec()
+            } else {
+                let scenario = Scenario::parse(&name).with_context(|| {
+                    let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                    format!("no scenario {name:?}; one of: all, {}", names.join(", "))
+                })?;
+                vec![scenario]
+            };
+            let text = std::fs::read_to_string(&fixture)
+                .with_context(|| format!("reading {}", fixture.display()))?;
+            let fixture = Arc::new(Fixture::parse(&text).context("reading the fixture")?);
+            let options = SqliteConnectOptions::from_str(&db)
+                .with_context(|| format!("database url {db}"))?
+                .read_only(true);
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect_with(options)
+                .await
+                .with_context(|| format!("opening {db}"))?;
+            let context = ScenarioContext {
+                addr,
+                fixture,
+                db: pool,
+                clock: None,
+                hold_timeout: Duration::from_millis(hold_timeout_ms),
+                stan_base: stan_base
+                    .unwrap_or_else(|| rand::random::<u32>() % scenario::STAN_BASE_MAX),
+            };
+            let mut failed = 0_usize;
+            for scenario in scenarios {
+                match scenario::run(scenario, &context).await {
+                    Ok(outcome) => {
+                        println!("PASS {}: {}", scenario.name(), scenario.claim());
+                        if verbose {
+                            for check in &outcome.checks {
+                                println!("       ok {check}");
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        failed += 1;
+                        println!("FAIL {}: {}", scenario.name(), scenario.claim());
+                        println!("       {error}");
+                    }
+                }
+            }
+            context.db.close().await;
+            Ok(if failed == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
