@@ -141,6 +141,13 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
         out_dir: cli.out.clone(),
     };
     let now = SystemClock.now();
+    let uses_calendar = matches!(
+        cli.command,
+        Command::Close { .. } | Command::Run | Command::Calendar { .. }
+    );
+    if uses_calendar && cli.calendar.is_none() {
+        tracing::warn!("no calendar file: only Fridays are days off");
+    }
     match cli.command {
         Command::Close { date } => {
             let date = parse_date(&date, "--date")?;
@@ -203,7 +210,6 @@ fn parse_date(text: &str, flag: &str) -> anyhow::Result<CivilDate> {
 
 fn load_calendar(path: Option<&Path>) -> anyhow::Result<Calendar> {
     let Some(path) = path else {
-        tracing::warn!("no calendar file: only Fridays are days off");
         return Ok(Calendar::fridays_only());
     };
     let text = std::fs::read_to_string(path)
