@@ -1,12 +1,23 @@
 //! Shared fixtures of the criterion benchmarks under `benches/benches/`.
 //!
-//! The inputs are the frozen LSTI-1 vectors of `protocol/tests/data/lsti1.json` (the bytes an
+//! Layout:
+//! - this file: the frozen LSTI-1 vectors (`parse_mac_open_0100`).
+//! - [`network`]: a seeded synthetic network of any size, in memory (`engine_decide_1m_cards`,
+//!   `committer_throughput`).
+//! - [`traffic`]: a seeded stream of purchases over such a network.
+//! - [`memory`]: the process's resident memory.
+//!
+//! The vectors are the frozen LSTI-1 ones of `protocol/tests/data/lsti1.json` (the bytes an
 //! independent terminal produced), compiled into the binary, so every run measures the same
 //! message and a bench can never drift from the vectors the codec is tested against. Reading
 //! them happens once, outside any timed loop.
-// A fixture that does not decode is a broken build input, not an operating error: failing at
-// once, before any measurement, is the right outcome.
+// A fixture that does not decode, or a generated record a constructor refuses, is a broken
+// build input, not an operating error: failing at once, before any measurement, is right.
 #![allow(clippy::expect_used)]
+
+pub mod memory;
+pub mod network;
+pub mod traffic;
 
 use bytes::Bytes;
 use protocol::{Ksi, TerminalId, Tmk, WorkingKeys};

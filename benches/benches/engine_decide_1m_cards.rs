@@ -1,0 +1,219 @@
+//! Goal: the DESIGN.md section 9 target for the engine: one decision with 1M cards, 10k
+//! merchants and 1k rules takes at most 2 µs (median); and the memory target's share that
+//! the reference data and balances take (1 GiB resident with 1M cards and 10k connections).
+//!
+//! Method: a seeded synthetic network (`benches::network`) is built in memory, with the row ids
+//! the store would assign, and becomes a `Snapshot` and an engine `State` with a club balance
+//! per card and 100k store-credit accounts; resident memory is printed once. Then 200k
+//! purchases (`benches::traffic`: four processing codes, random cards and terminals) are
+//! built by their terminals and admitted (parse, MAC, envelope, PAN token) outside the timed
+//! loop; that part is `parse_mac_open_0100`'s. The timed loop is `Engine::decide` alone on
+//! fresh requests: each has its own (KSI, STAN, field 7), so none is answered from the
+//! idempotency window. When the pool is used up, the holds and transactions it created are
+//! dropped (untimed) and it is replayed against a state equal to the first.
+// `criterion_group!` generates a public function that cannot carry a doc comment.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use benches::network::{self, Network, Shape, PAN_KEY, START_MS};
+use benches::{memory, traffic::Traffic};
+use criterion::{criterion_group, criterion_main, Criterion};
+use protocol::terminal::Terminal as TerminalClient;
+use protocol::Request;
+use switch::admission::{self, Admission};
+use switch::domain::{PanTokenKey, Rials, Terminal, UnixMillis};
+use switch::engine::{CardRef, Effect, Engine, EngineConfig, State};
+use switch::snapshot::Snapshot;
+
+/// The network of the target.
+const SHAPE: Shape = Shape {
+    merchants: 10_000,
+    cards: 1_000_000,
+    rules: 1_000,
+    store_credit_accounts: 100_000,
+    club_rials_max: 200_000_000,
+    seed: 1,
+};
+/// Distinct admitted requests replayed by the timed loop: enough that the cards they touch are
+/// spread over the whole card table (no cache-warm subset), small enough to build in seconds.
+const POOL: usize = 200_000;
+const TRAFFIC_SEED: u64 = 2;
+
+/// The engine settings of `docs/config.md`'s defaults.
+const ENGINE: EngineConfig = EngineConfig {
+    hold_timeout_ms: 120_000,
+    answered_window_ms: 24 * 3_600_000,
+};
+
+/// A request ready for the engine, as the connection hands it to the committer.
+struct Admitted<'s> {
+    terminal: &'s Terminal,
+    request: Request,
+    card: Option<CardRef>,
+}
+
+fn reference_and_state(pan_key: &PanTokenKey) -> (Network, Snapshot, State) {
+    let started = Instant::now();
+    let network = network::build(&SHAPE, pan_key);
+    let snapshot = Snapshot::build(&network.reference).unwrap();
+    let state = network::state(&network.reference);
+    assert_eq!(snapshot.card_count(), SHAPE.cards);
+    assert_eq!(snapshot.terminal_count(), SHAPE.merchants);
+    assert_eq!(state.club.len(), SHAPE.cards);
+    println!(
+        "engine_decide_1m_cards: built {} cards, {} merchants, {} rules in {:.1} s",
+        SHAPE.cards,
+        SHAPE.merchants,
+        SHAPE.rules,
+        started.elapsed().as_secs_f64()
+    );
+    (network, snapshot, state)
+}
+
+fn admitted_pool<'s>(
+    mut terminals: Vec<TerminalClient>,
+    mut traffic: Traffic,
+    snapshot: &'s Snapshot,
+    pan_key: &PanTokenKey,
+) -> Vec<Admitted<'s>> {
+    let started = Instant::now();
+    let at_seconds = START_MS / 1000;
+    let mut pool = Vec::with_capacity(POOL);
+    for _ in 0..POOL {
+        let sent = traffic.purchase(&mut terminals, at_seconds);
+        let Admission::Admitted { request, card } =
+            admission::admit(sent.outgoing.bytes, snapshot, pan_key)
+        else {
+            panic!("a generated purchase is not admitted");
+        };
+        let terminal = snapshot.terminal_by_ksi(request.ksi.as_bytes()).unwrap();
+        pool.push(Admitted {
+            terminal,
+            request,
+            card,
+        });
+    }
+    println!(
+        "engine_decide_1m_cards: admitted {POOL} requests in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    pool
+}
+
+/// Forgets what replaying the pool created: transactions, answers, holds, rule use. No
+/// decision captures or adds a lot (there are no confirms), so ledgers are untouched and the
+/// state equals the one the pool first ran against.
+fn reset(state: &mut State) {
+    state.txns.clear();
+    state.txn_keys.clear();
+    state.answered.clear();
+    state.answered_volatile.clear();
+    state.pending.clear();
+    state.tombstones.clear();
+    state.rule_spent.clear();
+    state.rule_uses.clear();
+    for account in state.club.values_mut() {
+        account.held = Rials::ZERO;
+    }
+    for account in state.store.values_mut() {
+        account.held = Rials::ZERO;
+    }
+}
+
+/// Outside the timed loop: one pass over the pool, every request a first decision, and the
+/// response codes printed, so the measured mix is known (approvals, and `62` for blocked cards).
+fn check(engine: &mut Engine, snapshot: &Snapshot, pool: &[Admitted<'_>], now: UnixMillis) {
+    let mut effects = Vec::new();
+    let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+    let started = Instant::now();
+    for item in pool {
+        effects.clear();
+        let decision = engine.decide(
+            snapshot,
+            item.terminal,
+            &item.request,
+            item.card.as_ref(),
+            now,
+            &mut effects,
+        );
+        assert!(
+            !decision.resent,
+            "a pool request was answered from the window"
+        );
+        *codes.entry(format!("{:?}", decision.code)).or_default() += 1;
+    }
+    let elapsed = started.elapsed();
+    let approved = codes.get("Approved").copied().unwrap_or(0);
+    assert!(
+        approved * 10 >= pool.len() * 8,
+        "under 80 % approved: {codes:?}"
+    );
+    println!(
+        "engine_decide_1m_cards: first pass {:.2} µs mean per decision; codes {codes:?}",
+        elapsed.as_secs_f64() * 1e6 / f64::from(u32::try_from(pool.len()).unwrap())
+    );
+    reset(&mut engine.state);
+}
+
+fn benches(c: &mut Criterion) {
+    let pan_key = PanTokenKey::from_bytes(PAN_KEY);
+    let (network, snapshot, state) = reference_and_state(&pan_key);
+    let terminals = network::terminal_clients(&network.reference.data);
+    let traffic = Traffic::new(&network, TRAFFIC_SEED);
+    // The switch keeps only the snapshot and the state; the records they came from go.
+    drop(network);
+    println!(
+        "engine_decide_1m_cards: {}",
+        memory::report("building the snapshot and state of 1M cards")
+    );
+    let pool = admitted_pool(terminals, traffic, &snapshot, &pan_key);
+
+    let now = UnixMillis::new(START_MS);
+    let mut engine = Engine::new(state, ENGINE);
+    check(&mut engine, &snapshot, &pool, now);
+
+    let mut effects: Vec<Effect> = Vec::with_capacity(8);
+    let mut cursor = 0;
+    c.bench_function("engine_decide_1m_cards", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            let mut left = usize::try_from(iters).unwrap();
+            while left > 0 {
+                if cursor == pool.len() {
+                    reset(&mut engine.state);
+                    cursor = 0;
+                }
+                let chunk = left.min(pool.len() - cursor);
+                let started = Instant::now();
+                for item in &pool[cursor..cursor + chunk] {
+                    effects.clear();
+                    let decision = engine.decide(
+                        &snapshot,
+                        item.terminal,
+                        &item.request,
+                        item.card.as_ref(),
+                        now,
+                        &mut effects,
+                    );
+                    black_box(decision);
+                }
+                timed += started.elapsed();
+                cursor += chunk;
+                left -= chunk;
+            }
+            timed
+        })
+    });
+}
+
+criterion_group!(engine_decide_1m_cards, benches);
+criterion_main!(engine_decide_1m_cards);
