@@ -724,9 +724,50 @@ async fn duplicates(p: &mut Probe<'_>) -> Result<(), ScenarioError> {
         "the club balance moved by exactly one capture",
         || format!("before {before:?}, after {after:?}, captured {club}"),
     )?;
-    p.reverse_all(&mut client, &[(request, rrn)]).await?;
-    p.unchanged(&mut client, before, "balances are back after the reversal")
+    let (racer, racer_rrn) = racing_copies(p, &mut client, &mut other).await?;
+    p.reverse_all(&mut client, &[(request, rrn), (racer, racer_rrn)])
+        .await?;
+    p.unchanged(&mut client, before, "balances are back after the reversals")
         .await
+}
+
+/// Sends one new request on two connections at once, before either reads, and requires the
+/// same approval on both and one pending transaction; returns it, to reverse later.
+async fn racing_copies(
+    p: &mut Probe<'_>,
+    one: &mut Client,
+    two: &mut Client,
+) -> Result<(Outgoing, Rrn), ScenarioError> {
+    let request = p.purchase(5_000)?;
+    for client in [&mut *one, &mut *two] {
+        client
+            .send(&request.bytes)
+            .await
+            .map_err(failed("sending a racing copy"))?;
+    }
+    let response_mti = request.mti.response().unwrap_or(request.mti);
+    let mut answers = Vec::with_capacity(2);
+    for client in [one, two] {
+        let bytes = client
+            .wait_for(response_mti, request.stan)
+            .await
+            .map_err(failed("waiting for a racing copy's answer"))?;
+        answers.push(bytes);
+    }
+    let first = answers.first().cloned().unwrap_or_default();
+    let response = read_response(&first, p.terminal.keys())?;
+    p.answered(&response, ResponseCode::Approved, "a request racing itself")?;
+    p.ensure(
+        answers.iter().all(|answer| *answer == first),
+        "copies racing on two connections get identical responses",
+        || "the responses differ".to_string(),
+    )?;
+    p.transaction(&request, "pending", 0, "the racing request")
+        .await?;
+    let rrn = response
+        .rrn
+        .ok_or_else(|| ScenarioError::Broken("approved without an RRN".to_string()))?;
+    Ok((request, rrn))
 }
 
 /// Sends three copies of `out` back to back and requires three identical 00 answers.
@@ -1361,9 +1402,42 @@ async fn clock_skew(p: &mut Probe<'_>) -> Result<(), ScenarioError> {
         "the purchase reversed by the old advice",
     )
     .await?;
+    if let Some(clock) = &p.context.clock {
+        stale_resends(p, &mut client, clock).await?;
+    }
     p.reverse_all(&mut client, &approved).await?;
     p.unchanged(&mut client, before, "balances are back after the reversals")
         .await
+}
+
+/// On the manual clock: an answered request resent after the window still gets its stored
+/// answer (the lookup comes before the clock check), and one never answered gets 63.
+async fn stale_resends(
+    p: &mut Probe<'_>,
+    client: &mut Client,
+    clock: &ManualClock,
+) -> Result<(), ScenarioError> {
+    let answered = p.inquiry()?;
+    let (_, first) = p
+        .expect(client, &answered, ResponseCode::Approved, "an inquiry")
+        .await?;
+    let unanswered = p.inquiry()?;
+    let (_, window) = p.context.skew_probes();
+    clock.advance(window * 1_000);
+    let (_, again) = p.exchange(client, &answered).await?;
+    p.ensure(
+        again == first,
+        &format!("an answered request resent {window} s later gets its stored answer"),
+        || "the response differs".to_string(),
+    )?;
+    p.expect(
+        client,
+        &unanswered,
+        ResponseCode::Security,
+        &format!("a request first sent {window} s late"),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Wrong, missing and misplaced MACs.
