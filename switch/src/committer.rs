@@ -100,6 +100,7 @@ pub async fn run(
                 let now = clock.now();
                 engine.sweep(now, &mut effects, SWEEP_MAX);
                 engine.prune(now);
+                learn_settlement(&mut engine, &pool).await;
             }
         }
         while batch.len() < config.batch_max {
@@ -172,6 +173,23 @@ fn decide(
         }
     }
     deferred
+}
+
+/// Settlement runs beside the switch and marks transactions settled in the database; the
+/// engine learns it here, once per sweeper tick, so a later reversal is refused (`12`)
+/// instead of failing its whole batch on the database's guard.
+async fn learn_settlement(engine: &mut Engine, pool: &SqlitePool) {
+    match ledger::settled_since(pool, engine.state.settled_cycle).await {
+        Ok((ids, cycle)) if !ids.is_empty() => {
+            info!(
+                transactions = ids.len(),
+                cycle, "settled transactions learned"
+            );
+            engine.mark_settled(&ids, cycle);
+        }
+        Ok(_) => {}
+        Err(cause) => warn!(%cause, "cannot read settled transactions; will retry"),
+    }
 }
 
 /// After a failed commit: wait until the writer has answered every batch decided on the

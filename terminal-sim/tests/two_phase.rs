@@ -300,3 +300,64 @@ async fn retransmissions_are_idempotent() {
     let r = exchange(&mut client, &t, &stale).await;
     assert_eq!(r.code, ResponseCode::Security);
 }
+
+#[tokio::test]
+async fn a_settled_transaction_is_not_reversed() {
+    let harness = Harness::start().await;
+    let mut client = harness.client().await;
+    let mut t = counter();
+    let now = harness.now_seconds();
+    let (club, r) = purchase(&mut client, &mut t, ClubPurchase, 100_000, RICH, now).await;
+    let rrn = r.rrn.unwrap();
+    let confirm = t.confirm(&club, rrn, now).unwrap();
+    assert_eq!(
+        exchange(&mut client, &t, &confirm).await.code,
+        ResponseCode::Approved
+    );
+    // Settlement closes a cycle beside the running switch (what lsw-settle's close writes).
+    sqlx::query("UPDATE transactions SET cycle_id = 1")
+        .execute(&harness.running().pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Reversing it now is 12 (PROTOCOL.md section 7) and leaves a late-reversal record; a
+    // purchase pipelined right behind it is unaffected.
+    let reversal = t.reversal(&club, Some(rrn), now).unwrap();
+    let other = t
+        .purchase(ClubPurchase, Some(10_000), &pan(RICH), now, nonce(5))
+        .unwrap();
+    client.send(&reversal.bytes).await.unwrap();
+    client.send(&other.bytes).await.unwrap();
+    let read = |bytes| {
+        let raw = protocol::RawMessage::parse(bytes).unwrap();
+        protocol::response::Response::parse(&raw, Some(t.keys())).unwrap()
+    };
+    let bytes = client
+        .wait_for(reversal.mti.response().unwrap(), reversal.stan)
+        .await
+        .unwrap();
+    assert_eq!(read(bytes).code, ResponseCode::InvalidTransaction);
+    let bytes = client
+        .wait_for(other.mti.response().unwrap(), other.stan)
+        .await
+        .unwrap();
+    assert_eq!(read(bytes).code, ResponseCode::Approved);
+    assert_eq!(
+        harness
+            .scalar("SELECT count(*) FROM exceptions WHERE kind = 'late_reversal'")
+            .await,
+        1
+    );
+    assert_eq!(
+        harness
+            .scalar("SELECT amount_rials FROM exceptions WHERE kind = 'late_reversal'")
+            .await,
+        90_000
+    );
+    assert_eq!(
+        harness
+            .scalar("SELECT state = 'confirmed' FROM transactions WHERE rrn = '000000000001'")
+            .await,
+        1
+    );
+}

@@ -234,6 +234,20 @@ impl Engine {
         due.len()
     }
 
+    /// Marks transactions settlement has put in a cycle: from now on a reversal of one is
+    /// refused (`12`) and recorded as a late reversal, instead of returning money already paid
+    /// out. `cycle` is the newest cycle they came from.
+    pub fn mark_settled(&mut self, ids: &[TxnId], cycle: i64) {
+        for id in ids {
+            if let Some(txn) = self.state.txns.get_mut(id) {
+                if txn.state == TxnState::Confirmed {
+                    txn.state = TxnState::Settled;
+                }
+            }
+        }
+        self.state.settled_cycle = self.state.settled_cycle.max(cycle);
+    }
+
     /// Forgets answered messages older than the window.
     pub fn prune(&mut self, now: UnixMillis) {
         let oldest = now.get() - self.config.answered_window_ms;

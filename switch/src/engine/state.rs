@@ -225,6 +225,8 @@ pub struct State {
     pub rule_spent: HashMap<RuleId, Rials>,
     /// Uses per (rule, member, local day number), for daily limits.
     pub rule_uses: HashMap<(RuleId, MemberId, i64), u32>,
+    /// The newest settlement cycle whose transactions the engine knows are settled.
+    pub settled_cycle: i64,
     /// Next transaction id.
     pub next_txn: i64,
     /// Next lot id.

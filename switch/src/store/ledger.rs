@@ -116,6 +116,11 @@ pub async fn load(pool: &SqlitePool, now: UnixMillis) -> Result<State, LedgerErr
         account.sort_lots();
     }
     load_transactions(&mut conn, &mut state).await?;
+    state.settled_cycle =
+        sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(cycle_id) FROM transactions")
+            .fetch_one(&mut *conn)
+            .await?
+            .unwrap_or(0);
     load_windows(&mut conn, &mut state, now).await?;
     state.next_lot = lot_max + 1;
     Ok(state)
@@ -294,6 +299,27 @@ fn rials(row: &SqliteRow, column: &'static str, table: &'static str) -> Result<R
         table,
         field: column,
     })
+}
+
+/// Transactions put in a settlement cycle newer than `cycle`, with the newest cycle seen.
+///
+/// # Errors
+/// [`LedgerError::Database`].
+pub async fn settled_since(
+    pool: &SqlitePool,
+    cycle: i64,
+) -> Result<(Vec<TxnId>, i64), LedgerError> {
+    let rows = sqlx::query("SELECT id, cycle_id FROM transactions WHERE cycle_id > ?")
+        .bind(cycle)
+        .fetch_all(pool)
+        .await?;
+    let mut newest = cycle;
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in rows {
+        ids.push(TxnId(row.try_get("id")?));
+        newest = newest.max(row.try_get::<i64, _>("cycle_id")?);
+    }
+    Ok((ids, newest))
 }
 
 /// Applies a batch of effects in one database transaction: all or nothing. The effects are
