@@ -42,10 +42,35 @@ pub struct DemoOutcome {
     pub confirmed_totals: [i64; 5],
     /// Invariants that failed (empty when all hold).
     pub failed_checks: Vec<String>,
+    /// The settlement cycle closed over the run.
+    pub settlement: Option<SettlementSummary>,
     /// Database file.
     pub database: PathBuf,
     /// Log file.
     pub log: PathBuf,
+}
+
+/// What the demo's settlement cycle paid.
+#[derive(Debug)]
+pub struct SettlementSummary {
+    /// The business date of the cycle.
+    pub business_date: String,
+    /// When payouts are due.
+    pub due_date: String,
+    /// Merchants paid.
+    pub merchants: usize,
+    /// Transactions settled.
+    pub transactions: i64,
+    /// Club captured, fees, payouts.
+    pub club: i64,
+    /// Fees owed by the merchants.
+    pub fee: i64,
+    /// Total payout.
+    pub payout: i64,
+    /// Whether the reconciliation balanced.
+    pub reconciled: bool,
+    /// Where the payout files are.
+    pub files: Vec<PathBuf>,
 }
 
 /// Runs the demo.
@@ -150,6 +175,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
         totals.try_get("b")?,
     ];
     let findings = crate::check::run(&pool).await?;
+    let settlement = settle(&pool, &dir, clock.now()).await?;
     pool.close().await;
     let failed_checks = findings
         .iter()
@@ -161,9 +187,50 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
         states,
         confirmed_totals,
         failed_checks,
+        settlement,
         database,
         log,
     })
+}
+
+/// Closes the settlement cycle that takes the run's transactions, as the finance team's
+/// nightly job would: with the settlement clock two days ahead, the latest due working day's
+/// cutoff has passed, and the first cycle takes all history before it.
+async fn settle(
+    pool: &sqlx::SqlitePool,
+    dir: &std::path::Path,
+    now: switch::domain::UnixMillis,
+) -> anyhow::Result<Option<SettlementSummary>> {
+    let settings = settlement::close::Settings {
+        cutoff: settlement::cycle::Cutoff::DEFAULT,
+        calendar: settlement::calendar::Calendar::fridays_only(),
+        out_dir: dir.join("settlement"),
+    };
+    let later = switch::domain::UnixMillis::new(now.get() + 2 * switch::domain::time::DAY_MS);
+    let closed = settlement::close::run(pool, &settings, later)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("closing the settlement cycle")?;
+    let Some(cycle) = closed.last() else {
+        return Ok(None);
+    };
+    let reference = settlement::store::CycleRef::Id(cycle.cycle.id);
+    let reconciliation = settlement::reconcile::reconcile(pool, &reference)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("reconciling")?;
+    let totals = &cycle.cycle.totals;
+    Ok(Some(SettlementSummary {
+        business_date: cycle.cycle.business_date.to_string(),
+        due_date: cycle.cycle.due_date.to_string(),
+        merchants: cycle.cycle.lines.len(),
+        transactions: totals.txn_count,
+        club: totals.club,
+        fee: totals.fee,
+        payout: totals.payout,
+        reconciled: reconciliation.is_balanced(),
+        files: cycle.files.clone(),
+    }))
 }
 
 /// Fixed demo secrets: the demo's database is throwaway. Never use these for real data.
@@ -203,6 +270,25 @@ pub fn print(outcome: &DemoOutcome, kept: bool) {
             "  {mti}  n={:<7} p50={:<6} p90={:<6} p99={:<6} p99.9={:<6} max={}",
             p.count, p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.max_us
         );
+    }
+    if let Some(settled) = &outcome.settlement {
+        println!("== settlement ==");
+        println!(
+            "  cycle {} (due {}): {} transactions, {} merchants, club {} - fees {} = payout {}; reconciled: {}",
+            settled.business_date,
+            settled.due_date,
+            settled.transactions,
+            settled.merchants,
+            settled.club,
+            settled.fee,
+            settled.payout,
+            if settled.reconciled { "yes" } else { "NO" }
+        );
+        if kept {
+            for file in &settled.files {
+                println!("  {}", file.display());
+            }
+        }
     }
     println!("== check ==");
     if outcome.failed_checks.is_empty() {

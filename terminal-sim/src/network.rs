@@ -58,8 +58,12 @@ pub fn generate(seed: u64, size: Size) -> Value {
             "utc_offset_minutes": 210,
             "groups": [if market { "markets" } else { "food" }],
         }));
-        for t in 0..size.terminals_per_merchant {
-            let index = m * size.terminals_per_merchant + t;
+    }
+    // Terminals are listed round-robin over merchants, so the first N connections of a run
+    // (which take the first N terminals) spread over N merchants.
+    for t in 0..size.terminals_per_merchant {
+        for m in 0..size.merchants {
+            let index = t * size.merchants + m;
             let mut tmk = [0_u8; 32];
             rng.fill(&mut tmk);
             terminals.push(json!({
