@@ -91,16 +91,24 @@ async fn no_pan_or_key_in_logs_database_or_files() {
         logs.len()
     );
     let mut files: Vec<(String, Vec<u8>)> = vec![("captured logs".into(), logs)];
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().is_some_and(|name| name == "network.json") {
-            continue;
+    let mut folders = vec![dir.path().to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if !path.file_name().is_some_and(|name| name == "network.json") {
+                files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+            }
         }
-        files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
     }
     assert!(
         files.iter().any(|(name, _)| name.ends_with("lsw.db")),
         "the database was scanned"
+    );
+    assert!(
+        files.iter().any(|(name, _)| name.ends_with("payout.csv")),
+        "the settlement files were scanned"
     );
     let mut needles: HashMap<Vec<u8>, String> = HashMap::new();
     for (index, pan) in pans.iter().enumerate() {
