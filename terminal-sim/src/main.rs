@@ -108,6 +108,21 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Print a generated network in the import format (for `lsw-switch import` and `load`).
+    Network {
+        /// Merchants.
+        #[arg(long, default_value_t = 100)]
+        merchants: usize,
+        /// Terminals per merchant.
+        #[arg(long, default_value_t = 2)]
+        terminals_per_merchant: usize,
+        /// Cards.
+        #[arg(long, default_value_t = 10_000)]
+        cards: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Check the conservation invariants on a database; exit 1 when any fails.
     Check {
         /// Database URL (sqlite://path).
@@ -287,6 +302,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Network {
+            merchants,
+            terminals_per_merchant,
+            cards,
+            seed,
+        } => {
+            let size = terminal_sim::network::Size {
+                merchants,
+                terminals_per_merchant,
+                cards,
+            };
+            println!("{}", terminal_sim::network::generate(seed, size));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check { db } => {
             let pool = sqlx::sqlite::SqlitePoolOptions::new()

@@ -97,7 +97,7 @@ async fn no_pan_or_key_in_logs_database_or_files() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 folders.push(path);
-            } else if !path.file_name().is_some_and(|name| name == "network.json") {
+            } else if path.file_name().is_none_or(|name| name != "network.json") {
                 files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
             }
         }
