@@ -8,6 +8,7 @@
 //! - [`network`]: a generated network in the import format.
 //! - [`scenario`]: fault injection against a live switch, each scenario checking its claim.
 //! - [`demo`]: the whole product in a minute.
+//! - [`simulation`]: the engine and the store on a simulated clock, seeded, with crashes.
 #![warn(missing_docs)]
 
 pub mod check;
@@ -17,3 +18,4 @@ pub mod fixture;
 pub mod load;
 pub mod network;
 pub mod scenario;
+pub mod simulation;

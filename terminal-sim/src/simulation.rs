@@ -1,0 +1,1178 @@
+//! Deterministic simulation: the real engine and the real store code, driven by one seeded RNG
+//! on a simulated clock, with the committer's rules played out step by step (STYLE.md
+//! section 10).
+//!
+//! A [`World`] is built once: the network imported into a template database, its snapshot,
+//! its terminals and cards. [`run`] then plays one seed on a fresh copy of that database.
+//! Each step the RNG picks one thing that can happen to a switch in the field:
+//!
+//! - a terminal sends a purchase or inquiry (any code, amount and card, declines included);
+//! - it confirms an approval it heard, or reverses a request (one it heard approved, one still
+//!   unanswered, or one it never managed to send);
+//! - it retransmits a message (identical bytes), unless it has reversed that request since;
+//! - the network delivers one message in flight, not always the oldest (reordering), or loses
+//!   it; a response is lost on its way back now and then;
+//! - the clock moves, sometimes past the hold timeout, and the sweeper runs;
+//! - the committer writes the batch (responses of durable work leave only then);
+//! - the store crashes: the batch not yet written is lost with its responses, or the batch is
+//!   written and its responses are lost; the engine restarts from what the store loads.
+//!
+//! The terminals remember every response they hear. After every step the cheap invariants run
+//! in memory; after every commit and crash the SQL ones run too ([`crate::check`], plus: every
+//! approval heard is durable, every confirm heard has exactly one capture, the engine's state
+//! equals what the store rebuilds). A breach stops the run with a [`Failure`] that names the
+//! seed and step: the same seed replays the same run exactly.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use bytes::Bytes;
+use protocol::response::Response;
+use protocol::terminal::{Outgoing, Terminal};
+use protocol::{Pan, ProcessingCode, RawMessage, ResponseCode, Rrn};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use switch::admission::{admit, Admission};
+use switch::domain::{Kek, PanTokenKey, UnixMillis};
+use switch::engine::{Decision, Effect, Engine, EngineConfig, MessageKey, State, TxnState};
+use switch::snapshot::Snapshot;
+use switch::store::ledger;
+
+/// The simulated clock's start: 2026-11-22T18:30:00Z.
+pub const START_MS: i64 = 1_795_372_200_000;
+/// The hold timeout the engine runs with (PROTOCOL.md section 4 default).
+pub const HOLD_TIMEOUT_MS: i64 = 120_000;
+/// Steps per seed unless told otherwise.
+pub const STEPS_DEFAULT: usize = 200;
+/// A Luhn-valid PAN no card of the network has (declined `56`).
+pub const STRANGER_PAN: &str = "6037990000000006";
+
+/// In percent: how often a response on its way back is lost.
+const RESPONSE_LOSS_PERCENT: u32 = 8;
+/// In percent: how often the network delivers a message other than the oldest in flight.
+const REORDER_PERCENT: u32 = 30;
+
+/// How a run behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Steps before the drain.
+    pub steps: usize,
+    /// Whether a terminal may send another confirm or reversal of an original, under a new
+    /// STAN, while its earlier one is still unanswered (instead of retransmitting that one).
+    pub fresh_follow_ups: bool,
+    /// Prints every step to stderr (for replaying one seed).
+    pub trace: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            steps: STEPS_DEFAULT,
+            fresh_follow_ups: true,
+            trace: false,
+        }
+    }
+}
+
+/// Why a world or a run could not be set up (not an invariant breach).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] switch::store::StoreError),
+    /// The network file does not import.
+    #[error("import: {0}")]
+    Import(String),
+    /// The snapshot does not build.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+    /// The network file has no usable terminal or card.
+    #[error("network: {0}")]
+    Network(String),
+    /// A file could not be copied.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An invariant that did not hold: the seed replays it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The seed.
+    pub seed: u64,
+    /// The step it was found at (0 is the setup, `steps` the final drain).
+    pub step: usize,
+    /// What broke.
+    pub reason: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "simulation failed at seed {} step {}: {}",
+            self.seed, self.step, self.reason
+        )
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// What one seed did, for the test's totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages the switch decided.
+    pub decided: u64,
+    /// Purchases heard approved.
+    pub approved: u64,
+    /// Confirms heard `00`.
+    pub confirmed: u64,
+    /// Reversals heard `00`.
+    pub reversed: u64,
+    /// Retransmissions answered with the bytes heard before.
+    pub same_answers: u64,
+    /// Group commits.
+    pub commits: u64,
+    /// Store crashes.
+    pub crashes: u64,
+    /// Holds the sweeper released.
+    pub expired: u64,
+    /// Purchases heard approved after their reversal was heard `00`: possible only when the
+    /// reversal met a declined original (answered from memory, nothing durable) and a crash
+    /// then let a delayed copy of the original be decided anew.
+    pub approved_after_reversal: u64,
+}
+
+impl Summary {
+    /// Adds another seed's counts.
+    pub fn add(&mut self, other: &Summary) {
+        self.decided += other.decided;
+        self.approved += other.approved;
+        self.confirmed += other.confirmed;
+        self.reversed += other.reversed;
+        self.same_answers += other.same_answers;
+        self.commits += other.commits;
+        self.crashes += other.crashes;
+        self.expired += other.expired;
+        self.approved_after_reversal += other.approved_after_reversal;
+    }
+}
+
+/// What every seed shares: the imported template database, the snapshot, the terminals and
+/// the cards. Build it once per process.
+pub struct World {
+    snapshot: Snapshot,
+    terminals: Vec<Terminal>,
+    cards: Vec<Pan>,
+    pan_key: PanTokenKey,
+    dir: tempfile::TempDir,
+    template: PathBuf,
+}
+
+impl fmt::Debug for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("World")
+            .field("terminals", &self.terminals.len())
+            .field("cards", &self.cards.len())
+            .field("template", &self.template)
+            .finish_non_exhaustive()
+    }
+}
+
+impl World {
+    /// Imports `network` (an import file) into a template database through the operators'
+    /// import path. The simulated terminals are the active terminals of active merchants; the
+    /// cards are every card of the file (blocked and expired ones too) and one stranger.
+    ///
+    /// # Errors
+    /// [`SetupError`] when the file does not import or has nothing to drive.
+    pub async fn new(network: &str) -> Result<World, SetupError> {
+        let kek = Kek::from_bytes([0x11; 32]);
+        let pan_key = PanTokenKey::from_bytes([0x22; 32]);
+        let dir = tempfile::tempdir()?;
+        let template = dir.path().join("template.db");
+        let pool = switch::store::open_sqlite(&template.display().to_string()).await?;
+        switch::import::import_text(&pool, network, &kek, &pan_key, UnixMillis::new(START_MS))
+            .await
+            .map_err(|failure| SetupError::Import(failure.to_string()))?;
+        let loaded = switch::store::reference::load(&pool, &kek).await?;
+        let snapshot =
+            Snapshot::build(&loaded).map_err(|error| SetupError::Snapshot(error.to_string()))?;
+        // Fold the write-ahead log into the file, so one copy of the file is the database.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+        let fixture = crate::fixture::Fixture::parse(network)
+            .map_err(|error| SetupError::Network(error.to_string()))?;
+        let terminals = fixture.terminals.into_iter().map(|(t, _)| t).collect();
+        let mut cards = every_card(network)?;
+        cards.push(
+            Pan::parse(STRANGER_PAN.as_bytes())
+                .map_err(|_| SetupError::Network("stranger pan".into()))?,
+        );
+        Ok(World {
+            snapshot,
+            terminals,
+            cards,
+            pan_key,
+            dir,
+            template,
+        })
+    }
+
+    /// A fresh store for one seed: a copy of the template, written without fsync (a simulated
+    /// crash loses the batch the committer has not written; the file itself never tears).
+    async fn store(&self, seed: u64) -> Result<(SqlitePool, PathBuf), SetupError> {
+        let path = self.dir.path().join(format!("seed-{seed}.db"));
+        std::fs::copy(&self.template, &path)?;
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .journal_mode(SqliteJournalMode::Memory)
+            .synchronous(SqliteSynchronous::Off)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok((pool, path))
+    }
+
+    /// The directory seeds' databases are copied into.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn every_card(network: &str) -> Result<Vec<Pan>, SetupError> {
+    let document: Value =
+        serde_json::from_str(network).map_err(|error| SetupError::Network(error.to_string()))?;
+    let mut cards = Vec::new();
+    for record in document["cards"].as_array().into_iter().flatten() {
+        let pan = record["pan"].as_str().unwrap_or_default();
+        cards.push(
+            Pan::parse(pan.as_bytes()).map_err(|_| SetupError::Network(format!("pan {pan}")))?,
+        );
+    }
+    Ok(cards)
+}
+
+/// Plays one seed for `steps` steps, then drains: the last batch is written, the clock passes
+/// the hold timeout, the sweeper runs and everything is checked once more.
+///
+/// # Errors
+/// [`Failure`] on the first invariant that does not hold (or a setup failure, at step 0).
+pub async fn run(world: &World, seed: u64, options: Options) -> Result<Summary, Failure> {
+    let steps = options.steps;
+    let fail = |step, reason: String| Failure { seed, step, reason };
+    let (pool, path) = world
+        .store(seed)
+        .await
+        .map_err(|error| fail(0, error.to_string()))?;
+    let outcome = async {
+        let mut sim = Simulation::start(world, pool.clone(), seed, options)
+            .await
+            .map_err(|reason| fail(0, reason))?;
+        for step in 1..=steps {
+            sim.step().await.map_err(|reason| fail(step, reason))?;
+        }
+        sim.drain()
+            .await
+            .map_err(|reason| fail(steps + 1, reason))?;
+        Ok(sim.summary)
+    }
+    .await;
+    pool.close().await;
+    let _ = std::fs::remove_file(&path);
+    outcome
+}
+
+/// What a message is, on the terminal's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A purchase (or inquiry, `inquiry`).
+    Purchase { inquiry: bool },
+    /// A confirm of message `original`.
+    Confirm { original: usize },
+    /// A reversal of message `original`.
+    Reversal { original: usize },
+}
+
+/// A response a terminal heard, kept to compare retransmissions' answers with.
+#[derive(Debug, Clone)]
+struct Heard {
+    bytes: Bytes,
+    /// From the store (written before it left): every later copy must be identical.
+    durable: bool,
+    /// The engine's life it was heard in: a remembered decline lasts only that long.
+    epoch: u32,
+}
+
+/// One message a terminal built.
+#[derive(Debug)]
+struct Message {
+    terminal: usize,
+    out: Outgoing,
+    kind: Kind,
+    sent: bool,
+    heard: Option<Heard>,
+    /// Approvals: the RRN heard, and in which order facts were heard.
+    rrn: Option<Rrn>,
+    approved_at: Option<u64>,
+    reversed_at: Option<u64>,
+}
+
+/// Work decided whose response waits for the batch's commit.
+struct Deferred {
+    message: usize,
+    decision: Decision,
+    /// Written by the store once the batch is (new work, or an answer already written).
+    durable: bool,
+}
+
+struct Simulation<'w> {
+    world: &'w World,
+    pool: SqlitePool,
+    rng: StdRng,
+    engine: Engine,
+    config: EngineConfig,
+    now: i64,
+    epoch: u32,
+    facts: u64,
+    terminals: Vec<Terminal>,
+    messages: Vec<Message>,
+    inflight: Vec<usize>,
+    effects: Vec<Effect>,
+    deferred: Vec<Deferred>,
+    /// Purchases heard approved.
+    approved: Vec<usize>,
+    /// Confirms heard `00`.
+    confirmed: Vec<usize>,
+    /// Reversals heard `00`.
+    reversed: Vec<usize>,
+    summary: Summary,
+    options: Options,
+}
+
+type Step = Result<(), String>;
+
+impl<'w> Simulation<'w> {
+    async fn start(
+        world: &'w World,
+        pool: SqlitePool,
+        seed: u64,
+        options: Options,
+    ) -> Result<Self, String> {
+        let config = EngineConfig {
+            hold_timeout_ms: HOLD_TIMEOUT_MS,
+            answered_window_ms: ledger::ANSWERED_WINDOW_MS,
+        };
+        let state = ledger::load(&pool, UnixMillis::new(START_MS))
+            .await
+            .map_err(|error| format!("load: {error}"))?;
+        Ok(Simulation {
+            world,
+            pool,
+            rng: StdRng::seed_from_u64(seed),
+            engine: Engine::new(state, config),
+            config,
+            now: START_MS,
+            epoch: 0,
+            facts: 0,
+            terminals: world.terminals.clone(),
+            messages: Vec::new(),
+            inflight: Vec::new(),
+            effects: Vec::new(),
+            deferred: Vec::new(),
+            approved: Vec::new(),
+            confirmed: Vec::new(),
+            reversed: Vec::new(),
+            summary: Summary::default(),
+            options,
+        })
+    }
+
+    async fn step(&mut self) -> Step {
+        let roll = self.rng.gen_range(0..1000_u32);
+        match roll {
+            0..=219 => self.purchase(),
+            220..=339 => self.confirm(),
+            340..=399 => self.reversal(),
+            400..=499 => self.retransmit(),
+            500..=799 => self.deliver()?,
+            800..=819 => self.lose_in_flight(),
+            820..=879 => self.advance()?,
+            880..=984 => self.commit().await?,
+            985..=992 => self.crash(false).await?,
+            _ => self.crash(true).await?,
+        }
+        self.check_memory()
+    }
+
+    async fn drain(&mut self) -> Step {
+        while !self.inflight.is_empty() {
+            self.deliver()?;
+        }
+        self.commit().await?;
+        self.now += HOLD_TIMEOUT_MS + 1;
+        self.sweep();
+        self.commit().await?;
+        self.check_memory()?;
+        if !self.engine.state.pending.is_empty() {
+            return Err(format!(
+                "{} holds still pending after the timeout and a sweep",
+                self.engine.state.pending.len()
+            ));
+        }
+        Ok(())
+    }
+
+    fn seconds(&self) -> i64 {
+        self.now.div_euclid(1000)
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
+        if items.is_empty() {
+            return None;
+        }
+        items.get(self.rng.gen_range(0..items.len())).copied()
+    }
+
+    fn new_message(&mut self, terminal: usize, out: Outgoing, kind: Kind) -> usize {
+        self.messages.push(Message {
+            terminal,
+            out,
+            kind,
+            sent: false,
+            heard: None,
+            rrn: None,
+            approved_at: None,
+            reversed_at: None,
+        });
+        self.messages.len() - 1
+    }
+
+    fn send(&mut self, message: usize) {
+        self.trace(|| {
+            let m = self.messages.get(message);
+            format!(
+                "send m{message} {:?} stan {:?}",
+                m.map(|m| m.kind),
+                m.map(|m| m.out.stan.get())
+            )
+        });
+        if let Some(m) = self.messages.get_mut(message) {
+            m.sent = true;
+        }
+        self.inflight.push(message);
+    }
+
+    fn build_purchase(&mut self) -> Option<(usize, Outgoing, bool)> {
+        let terminal = self.rng.gen_range(0..self.terminals.len());
+        let code = *ProcessingCode::ALL.get(self.rng.gen_range(0..ProcessingCode::ALL.len()))?;
+        let inquiry = matches!(
+            code,
+            ProcessingCode::ClubInquiry | ProcessingCode::StoreCreditInquiry
+        );
+        let amount = match self.rng.gen_range(0..100_u32) {
+            _ if inquiry => None,
+            0..=69 => Some(self.rng.gen_range(1..=60_u64) * 1_000),
+            70..=94 => Some(self.rng.gen_range(100..=2_500_u64) * 1_000),
+            95..=97 => Some(150_000_000),
+            _ => Some(0),
+        };
+        let card = self.rng.gen_range(0..self.world.cards.len());
+        let pan = self.world.cards.get(card)?.clone();
+        let nonce: [u8; 12] = self.rng.gen();
+        let at = self.seconds();
+        let out = self
+            .terminals
+            .get_mut(terminal)?
+            .purchase(code, amount, &pan, at, nonce)
+            .ok()?;
+        Some((terminal, out, inquiry))
+    }
+
+    fn purchase(&mut self) {
+        if let Some((terminal, out, inquiry)) = self.build_purchase() {
+            let message = self.new_message(terminal, out, Kind::Purchase { inquiry });
+            self.send(message);
+        }
+    }
+
+    fn confirm(&mut self) {
+        let Some(original) = self.pick(&self.approved.clone()) else {
+            return;
+        };
+        let Some(m) = self.messages.get(original) else {
+            return;
+        };
+        let (terminal, out, rrn) = (m.terminal, m.out.clone(), m.rrn);
+        if self.resend_follow_up(original) {
+            return;
+        }
+        let Some(rrn) = rrn else {
+            return;
+        };
+        let at = self.seconds();
+        let Some(Ok(confirm)) = self
+            .terminals
+            .get_mut(terminal)
+            .map(|t| t.confirm(&out, rrn, at))
+        else {
+            return;
+        };
+        let message = self.new_message(terminal, confirm, Kind::Confirm { original });
+        self.send(message);
+    }
+
+    fn reversal(&mut self) {
+        let original = match self.rng.gen_range(0..10_u32) {
+            // One heard approved (with its RRN, as a terminal that got the answer sends it).
+            0..=5 => self.pick(&self.approved.clone()),
+            // One sent but never answered (the terminal timed out on it).
+            6..=7 => {
+                let unanswered: Vec<usize> = self
+                    .messages
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| {
+                        m.sent && m.heard.is_none() && m.kind == Kind::Purchase { inquiry: false }
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                self.pick(&unanswered)
+            }
+            // One never sent: it may still go out later, behind its reversal.
+            _ => match self.build_purchase() {
+                Some((terminal, out, false)) => {
+                    let message =
+                        self.new_message(terminal, out, Kind::Purchase { inquiry: false });
+                    if self.rng.gen_bool(0.5) {
+                        // Sent, but delivered after the reversal (if at all).
+                        if let Some(m) = self.messages.get_mut(message) {
+                            m.sent = true;
+                        }
+                        self.inflight.push(message);
+                    }
+                    Some(message)
+                }
+                _ => None,
+            },
+        };
+        let Some(original) = original else {
+            return;
+        };
+        let Some(m) = self.messages.get(original) else {
+            return;
+        };
+        let (terminal, out, rrn) = (m.terminal, m.out.clone(), m.rrn);
+        if self.resend_follow_up(original) {
+            return;
+        }
+        let at = self.seconds();
+        let Some(Ok(reversal)) = self
+            .terminals
+            .get_mut(terminal)
+            .map(|t| t.reversal(&out, rrn, at))
+        else {
+            return;
+        };
+        let message = self.new_message(terminal, reversal, Kind::Reversal { original });
+        self.send(message);
+    }
+
+    /// Unless fresh follow-ups are allowed, a terminal with a confirm or reversal of
+    /// `original` still unanswered resends that one instead of building another.
+    fn resend_follow_up(&mut self, original: usize) -> bool {
+        if self.options.fresh_follow_ups {
+            return false;
+        }
+        let waiting = self.messages.iter().position(|m| {
+            m.heard.is_none()
+                && matches!(m.kind, Kind::Confirm { original: o } | Kind::Reversal { original: o } if o == original)
+        });
+        match waiting {
+            Some(message) => {
+                self.trace(|| format!("resend m{message} instead of a new follow-up"));
+                self.inflight.push(message);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn trace(&self, line: impl FnOnce() -> String) {
+        if self.options.trace {
+            eprintln!("  [t={}] {}", self.now - START_MS, line());
+        }
+    }
+
+    fn retransmit(&mut self) {
+        // A terminal resends anything it sent, except a request it has reversed since.
+        let reversed_originals: HashSet<usize> = self
+            .messages
+            .iter()
+            .filter_map(|m| match m.kind {
+                Kind::Reversal { original } => Some(original),
+                _ => None,
+            })
+            .collect();
+        let candidates: Vec<usize> = self
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| m.sent && !reversed_originals.contains(i))
+            .map(|(i, _)| i)
+            .collect();
+        if let Some(message) = self.pick(&candidates) {
+            self.trace(|| format!("retransmit m{message}"));
+            self.inflight.push(message);
+        }
+    }
+
+    fn lose_in_flight(&mut self) {
+        if !self.inflight.is_empty() {
+            let index = self.rng.gen_range(0..self.inflight.len());
+            let message = self.inflight.remove(index);
+            self.trace(|| format!("lose m{message} in flight"));
+        }
+    }
+
+    fn advance(&mut self) -> Step {
+        let by = if self.rng.gen_range(0..4_u32) == 0 {
+            self.rng
+                .gen_range(HOLD_TIMEOUT_MS + 1..=HOLD_TIMEOUT_MS + 90_000)
+        } else {
+            self.rng.gen_range(0..=5_000)
+        };
+        self.now += by;
+        self.trace(|| format!("clock +{by} ms"));
+        self.sweep();
+        Ok(())
+    }
+
+    fn sweep(&mut self) {
+        let now = UnixMillis::new(self.now);
+        let released = self
+            .engine
+            .sweep(now, &mut self.effects, switch::committer::SWEEP_MAX);
+        self.summary.expired += u64::try_from(released).unwrap_or(0);
+        self.engine.prune(now);
+    }
+
+    /// The network hands one message to the switch: admission, then the engine, then the
+    /// committer's rule (declines leave at once, the rest wait for the batch).
+    fn deliver(&mut self) -> Step {
+        if self.inflight.is_empty() {
+            return Ok(());
+        }
+        let index = if self.rng.gen_range(0..100_u32) < REORDER_PERCENT {
+            self.rng.gen_range(0..self.inflight.len())
+        } else {
+            0
+        };
+        let message = self.inflight.remove(index);
+        let bytes = self
+            .messages
+            .get(message)
+            .map(|m| m.out.bytes.clone())
+            .ok_or("message index out of range")?;
+        let snapshot = &self.world.snapshot;
+        let (request, card) = match admit(bytes, snapshot, &self.world.pan_key) {
+            Admission::Admitted { request, card } => (request, card),
+            Admission::Refused { code, .. } => {
+                return Err(format!(
+                    "message {message} refused {} at admission",
+                    code.as_str()
+                ))
+            }
+            Admission::Unparseable => return Err(format!("message {message} unparseable")),
+        };
+        let terminal = snapshot
+            .terminal_by_ksi(request.ksi.as_bytes())
+            .ok_or("admitted request of an unknown terminal")?;
+        let decision = self.engine.decide(
+            snapshot,
+            terminal,
+            &request,
+            card.as_ref(),
+            UnixMillis::new(self.now),
+            &mut self.effects,
+        );
+        self.summary.decided += 1;
+        self.trace(|| {
+            format!(
+                "decide m{message} -> {} durable {} resent {}",
+                decision.code.as_str(),
+                decision.durable,
+                decision.resent
+            )
+        });
+        if decision.durable || decision.resent {
+            // A resent answer from the answered window was written with its batch already.
+            let durable = decision.durable
+                || self
+                    .key(message)
+                    .is_some_and(|key| self.engine.state.answered.contains_key(&key));
+            self.deferred.push(Deferred {
+                message,
+                decision,
+                durable,
+            });
+            Ok(())
+        } else {
+            self.hear(message, &decision.response, false)
+        }
+    }
+
+    /// The group commit: the batch's effects in one transaction, then its responses.
+    async fn commit(&mut self) -> Step {
+        let effects = std::mem::take(&mut self.effects);
+        let deferred = std::mem::take(&mut self.deferred);
+        self.trace(|| {
+            format!(
+                "commit {} effects, {} responses",
+                effects.len(),
+                deferred.len()
+            )
+        });
+        if !effects.is_empty() {
+            ledger::apply(&self.pool, &effects)
+                .await
+                .map_err(|error| format!("group commit failed: {error}"))?;
+            self.summary.commits += 1;
+        }
+        for Deferred {
+            message,
+            decision,
+            durable,
+        } in deferred
+        {
+            self.hear(message, &decision.response, durable)?;
+        }
+        if !effects.is_empty() {
+            self.check_store().await?;
+            self.check_engine_equals_store().await?;
+        }
+        Ok(())
+    }
+
+    /// A crash of the switch: the batch not yet written is lost (or, `after_write`, written
+    /// with its responses lost), and the engine starts again from the store.
+    async fn crash(&mut self, after_write: bool) -> Step {
+        let effects = std::mem::take(&mut self.effects);
+        self.trace(|| {
+            format!(
+                "crash {} the write: {} effects, {} responses lost",
+                if after_write { "after" } else { "before" },
+                effects.len(),
+                self.deferred.len()
+            )
+        });
+        self.deferred.clear();
+        if after_write && !effects.is_empty() {
+            ledger::apply(&self.pool, &effects)
+                .await
+                .map_err(|error| format!("group commit failed: {error}"))?;
+            self.summary.commits += 1;
+        }
+        let state = ledger::load(&self.pool, UnixMillis::new(self.now))
+            .await
+            .map_err(|error| format!("load after crash: {error}"))?;
+        self.engine = Engine::new(state, self.config);
+        self.epoch += 1;
+        self.summary.crashes += 1;
+        self.check_store().await
+    }
+
+    /// A response reaches its terminal (or is lost on the way).
+    fn hear(&mut self, message: usize, bytes: &Bytes, durable: bool) -> Step {
+        if self.rng.gen_range(0..100_u32) < RESPONSE_LOSS_PERCENT {
+            self.trace(|| format!("lose the response to m{message}"));
+            return Ok(());
+        }
+        self.trace(|| format!("m{message} hears {}", code_of(bytes)));
+        let epoch = self.epoch;
+        let m = self
+            .messages
+            .get(message)
+            .ok_or("message index out of range")?;
+        let keys = self
+            .terminals
+            .get(m.terminal)
+            .ok_or("terminal index out of range")?
+            .keys();
+        let raw = RawMessage::parse(bytes.clone())
+            .map_err(|error| format!("message {message}: response unparseable: {error:?}"))?;
+        let response = Response::parse(&raw, Some(keys))
+            .map_err(|error| format!("message {message}: response refused: {error}"))?;
+        if response.stan != m.out.stan {
+            return Err(format!(
+                "message {message}: response names stan {} not {}",
+                response.stan, m.out.stan
+            ));
+        }
+        let mut durable = durable;
+        if let Some(before) = &m.heard {
+            if before.durable || before.epoch == epoch {
+                if before.bytes != *bytes {
+                    return Err(format!(
+                        "message {message} ({:?}) retransmitted: answer {} differs from the {} \
+                         heard before",
+                        m.kind,
+                        response.code.as_str(),
+                        code_of(&before.bytes)
+                    ));
+                }
+                self.summary.same_answers += 1;
+                durable |= before.durable;
+            }
+        }
+        let approved = response.code == ResponseCode::Approved;
+        let kind = m.kind;
+        let first_approval = approved && m.rrn.is_none() && m.approved_at.is_none();
+        if approved && matches!(kind, Kind::Purchase { inquiry: false }) && !durable {
+            return Err(format!(
+                "message {message}: approval left before its hold was written"
+            ));
+        }
+        self.facts += 1;
+        let fact = self.facts;
+        if let Some(m) = self.messages.get_mut(message) {
+            m.heard = Some(Heard {
+                bytes: bytes.clone(),
+                durable,
+                epoch,
+            });
+        }
+        if !approved || !first_approval {
+            return Ok(());
+        }
+        match kind {
+            Kind::Purchase { inquiry: true } => {}
+            Kind::Purchase { inquiry: false } => {
+                let rrn = response
+                    .rrn
+                    .ok_or(format!("message {message}: approval without rrn"))?;
+                let reversed_before = self
+                    .messages
+                    .get(message)
+                    .and_then(|m| m.reversed_at)
+                    .is_some();
+                if reversed_before {
+                    self.summary.approved_after_reversal += 1;
+                }
+                if let Some(m) = self.messages.get_mut(message) {
+                    m.rrn = Some(rrn);
+                    m.approved_at = Some(fact);
+                }
+                self.approved.push(message);
+                self.summary.approved += 1;
+            }
+            Kind::Confirm { .. } => {
+                if let Some(m) = self.messages.get_mut(message) {
+                    m.approved_at = Some(fact);
+                }
+                self.confirmed.push(message);
+                self.summary.confirmed += 1;
+            }
+            Kind::Reversal { original } => {
+                if let Some(m) = self.messages.get_mut(message) {
+                    m.approved_at = Some(fact);
+                }
+                if let Some(o) = self.messages.get_mut(original) {
+                    o.reversed_at.get_or_insert(fact);
+                }
+                self.reversed.push(message);
+                self.summary.reversed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn key(&self, message: usize) -> Option<MessageKey> {
+        let m = self.messages.get(message)?;
+        Some(MessageKey {
+            ksi: *self.terminals.get(m.terminal)?.ksi.as_bytes(),
+            mti: m.out.mti,
+            stan: m.out.stan,
+            transmitted: m.out.transmitted,
+        })
+    }
+
+    /// The original a confirm or reversal names.
+    fn original(&self, message: usize) -> Option<usize> {
+        match self.messages.get(message)?.kind {
+            Kind::Confirm { original } | Kind::Reversal { original } => Some(original),
+            Kind::Purchase { .. } => None,
+        }
+    }
+
+    /// Whether the original's approval was heard before this reversal's `00`.
+    fn reversal_after_approval(&self, reversal: usize) -> bool {
+        let Some(original) = self.original(reversal) else {
+            return false;
+        };
+        match (
+            self.messages.get(original).and_then(|m| m.approved_at),
+            self.messages.get(reversal).and_then(|m| m.approved_at),
+        ) {
+            (Some(approved), Some(reversed)) => approved < reversed,
+            _ => false,
+        }
+    }
+
+    /// The in-memory invariants, after every step.
+    fn check_memory(&self) -> Step {
+        let state = &self.engine.state;
+        for (card, account) in &state.club {
+            if account.held > account.ledger {
+                return Err(format!("club of card {card:?}: held above the ledger"));
+            }
+        }
+        for (key, account) in &state.store {
+            if account.held > account.ledger {
+                return Err(format!("store credit {key:?}: held above the ledger"));
+            }
+            let lots = account
+                .lots
+                .iter()
+                .map(|lot| lot.remaining.get())
+                .sum::<i64>();
+            if lots != account.ledger.get() {
+                return Err(format!(
+                    "store credit {key:?}: lots sum to {lots}, ledger {}",
+                    account.ledger.get()
+                ));
+            }
+        }
+        for &message in &self.approved {
+            let key = self.key(message).ok_or("no key")?;
+            if !state.txn_keys.contains_key(&key) {
+                return Err(format!(
+                    "purchase {message} was heard approved but the engine does not know it"
+                ));
+            }
+        }
+        for &message in &self.confirmed {
+            let original = self.original(message).ok_or("no original")?;
+            let txn = self.txn_state(original)?;
+            if !matches!(txn, TxnState::Confirmed | TxnState::Reversed) {
+                return Err(format!(
+                    "confirm {message} of {original} was heard 00 but the transaction is {txn:?}"
+                ));
+            }
+        }
+        for &message in &self.reversed {
+            if !self.reversal_after_approval(message) {
+                continue;
+            }
+            let original = self.original(message).ok_or("no original")?;
+            let txn = self.txn_state(original)?;
+            if txn != TxnState::Reversed {
+                return Err(format!(
+                    "reversal {message} of approved {original} was heard 00 but the transaction \
+                     is {txn:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn txn_state(&self, message: usize) -> Result<TxnState, String> {
+        let key = self.key(message).ok_or("no key")?;
+        let state = &self.engine.state;
+        state
+            .txn_keys
+            .get(&key)
+            .and_then(|id| state.txns.get(id))
+            .map(|txn| txn.state)
+            .ok_or(format!("message {message}: no transaction in the engine"))
+    }
+
+    /// The SQL invariants, after every commit and crash.
+    async fn check_store(&self) -> Step {
+        let findings = crate::check::run(&self.pool)
+            .await
+            .map_err(|error| format!("check: {error}"))?;
+        if let Some(broken) = findings.iter().find(|f| f.count > 0) {
+            return Err(format!(
+                "check: {} ({} rows: {:?})",
+                broken.name, broken.count, broken.breaches
+            ));
+        }
+        let doubled: Vec<i64> = sqlx::query_scalar(
+            "SELECT txn_id FROM balance_movements WHERE kind = 'capture' \
+             AND txn_id NOT IN (SELECT txn_id FROM captures) \
+             UNION SELECT c.txn_id FROM captures c LEFT JOIN \
+               (SELECT txn_id, -SUM(delta_rials) AS taken FROM balance_movements \
+                WHERE kind = 'capture' GROUP BY txn_id) m ON m.txn_id = c.txn_id \
+             WHERE COALESCE(m.taken, 0) <> c.club_rials + c.store_credit_rials",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| format!("captures: {error}"))?;
+        if !doubled.is_empty() {
+            return Err(format!(
+                "captured money does not match one capture per transaction: {doubled:?}"
+            ));
+        }
+        let rows = sqlx::query(
+            "SELECT t.ksi, t.mti, t.stan, t.transmitted, t.state, c.txn_id IS NOT NULL AS captured \
+             FROM transactions t LEFT JOIN captures c ON c.txn_id = t.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| format!("transactions: {error}"))?;
+        let mut stored: HashMap<(String, String, i64, String), (String, bool)> = HashMap::new();
+        for row in rows {
+            let get = |error: sqlx::Error| format!("transactions row: {error}");
+            stored.insert(
+                (
+                    row.try_get("ksi").map_err(get)?,
+                    row.try_get("mti").map_err(get)?,
+                    row.try_get("stan").map_err(get)?,
+                    row.try_get("transmitted").map_err(get)?,
+                ),
+                (
+                    row.try_get("state").map_err(get)?,
+                    row.try_get("captured").map_err(get)?,
+                ),
+            );
+        }
+        let row_of = |message: usize| {
+            let m = self.messages.get(message)?;
+            let key = (
+                String::from_utf8_lossy(self.terminals.get(m.terminal)?.ksi.as_bytes())
+                    .into_owned(),
+                m.out.mti.as_str().to_string(),
+                i64::from(m.out.stan.get()),
+                String::from_utf8_lossy(&m.out.transmitted).into_owned(),
+            );
+            stored.get(&key)
+        };
+        for &message in &self.approved {
+            if row_of(message).is_none() {
+                return Err(format!(
+                    "purchase {message} was heard approved but its transaction is not stored"
+                ));
+            }
+        }
+        for &message in &self.confirmed {
+            let original = self.original(message).ok_or("no original")?;
+            match row_of(original) {
+                Some((state, true)) if state == "confirmed" || state == "reversed" => {}
+                other => {
+                    return Err(format!(
+                        "confirm {message} of {original} was heard 00 but the store has {other:?}"
+                    ))
+                }
+            }
+        }
+        for &message in &self.reversed {
+            if !self.reversal_after_approval(message) {
+                continue;
+            }
+            let original = self.original(message).ok_or("no original")?;
+            match row_of(original) {
+                Some((state, _)) if state == "reversed" => {}
+                other => {
+                    return Err(format!(
+                        "reversal {message} of approved {original} was heard 00 but the store \
+                         has {other:?}"
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a commit the engine's memory must be exactly what a restart would load.
+    async fn check_engine_equals_store(&self) -> Step {
+        let loaded = ledger::load(&self.pool, UnixMillis::new(self.now))
+            .await
+            .map_err(|error| format!("load: {error}"))?;
+        compare(&self.engine.state, &loaded)
+    }
+}
+
+/// The parts of the engine's state the store keeps, compared field by field.
+fn compare(memory: &State, stored: &State) -> Step {
+    if memory.club != stored.club {
+        return Err(diff("club balances", &memory.club, &stored.club));
+    }
+    if memory.store != stored.store {
+        return Err(diff("store-credit accounts", &memory.store, &stored.store));
+    }
+    if memory.pending != stored.pending {
+        return Err(format!(
+            "pending holds: engine {:?}, store {:?}",
+            memory.pending, stored.pending
+        ));
+    }
+    // A capture's lots are kept in the order they were drawn in memory and by lot id in the
+    // store; a reversal returns each lot its own amount, so only the set matters.
+    let txns = |state: &State| {
+        let mut txns = state.txns.clone();
+        for txn in txns.values_mut() {
+            txn.capture.lots.sort_unstable();
+        }
+        txns
+    };
+    let (memory_txns, stored_txns) = (txns(memory), txns(stored));
+    if memory_txns != stored_txns {
+        return Err(diff("transactions", &memory_txns, &stored_txns));
+    }
+    if memory.answered != stored.answered {
+        return Err(format!(
+            "answered messages: engine has {}, store {}",
+            memory.answered.len(),
+            stored.answered.len()
+        ));
+    }
+    let tombstones = |state: &State| state.tombstones.keys().copied().collect::<HashSet<_>>();
+    if tombstones(memory) != tombstones(stored) {
+        return Err("tombstones differ between engine and store".into());
+    }
+    if (memory.next_txn, memory.next_lot) != (stored.next_txn, stored.next_lot) {
+        return Err(format!(
+            "next ids: engine txn {} lot {}, store txn {} lot {}",
+            memory.next_txn, memory.next_lot, stored.next_txn, stored.next_lot
+        ));
+    }
+    Ok(())
+}
+
+fn diff<K, V>(what: &str, memory: &HashMap<K, V>, stored: &HashMap<K, V>) -> String
+where
+    K: std::hash::Hash + Eq + fmt::Debug,
+    V: PartialEq + fmt::Debug,
+{
+    for (key, value) in memory {
+        match stored.get(key) {
+            Some(other) if other == value => {}
+            other => return format!("{what} {key:?}: engine {value:?}, store {other:?}"),
+        }
+    }
+    for (key, value) in stored {
+        if !memory.contains_key(key) {
+            return format!("{what} {key:?}: engine none, store {value:?}");
+        }
+    }
+    format!("{what} differ")
+}
+
+fn code_of(bytes: &Bytes) -> String {
+    RawMessage::parse(bytes.clone())
+        .ok()
+        .and_then(|raw| raw.field(protocol::spec::RESPONSE_CODE).map(<[u8]>::to_vec))
+        .map(|code| String::from_utf8_lossy(&code).into_owned())
+        .unwrap_or_else(|| "??".into())
+}

@@ -1,0 +1,160 @@
+//! Goal: under any interleaving of requests, confirms, reversals, retransmissions, reordering,
+//! lost messages, timeouts and store crashes, the switch keeps its promises: the conservation
+//! invariants of `check` hold after every commit and crash, nothing answered `00` is lost,
+//! a retransmission gets the identical answer, nothing is captured twice, no balance goes
+//! negative, and the engine's memory is what a restart would load.
+//!
+//! Method: `terminal_sim::simulation` plays many seeds, each on a fresh copy of a database
+//! imported once from the test network (with a few more terminals and a second merchant).
+//! A failure prints `simulation failed at seed N step K: …`; the same seed replays exactly:
+//!
+//! ```text
+//! LSW_SIM_SEED=N cargo test -p terminal-sim --test simulation -- --nocapture
+//! ```
+//!
+//! `LSW_SIM_SEEDS` sets how many seeds (default 300, about 25 s in a debug build on two
+//! cores), `LSW_SIM_FIRST` the first one (default 0; CI may pass a fresh random one),
+//! `LSW_SIM_STEPS` the steps per seed (default 200), `LSW_SIM_TRACE=1` (with `LSW_SIM_SEED`)
+//! prints every step, and `LSW_SIM_FRESH_FOLLOW_UPS=1` lets terminals send a second confirm
+//! or reversal under a new STAN while the first is unanswered (see the FIXME below). The
+//! long run, 20 000 fresh seeds, about half an hour in a debug build:
+//!
+//! ```text
+//! LSW_SIM_SEEDS=20000 LSW_SIM_FIRST=$RANDOM$RANDOM \
+//!     cargo test -p terminal-sim --test simulation -- --nocapture
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use terminal_sim::simulation::{self, Options, Summary, World, STEPS_DEFAULT};
+
+const NETWORK: &str = include_str!("data/network.json");
+/// Seeds per run unless `LSW_SIM_SEEDS` says otherwise.
+const SEEDS_DEFAULT: u64 = 300;
+
+/// The test network with three more terminals at M-A and a second active merchant with two
+/// terminals of its own, so requests of one card interleave across terminals and merchants.
+fn network() -> String {
+    let mut document: Value = serde_json::from_str(NETWORK).unwrap();
+    let merchants = document["merchants"].as_array_mut().unwrap();
+    let mut second = merchants[0].clone();
+    second["code"] = json!("M-B");
+    second["name"] = json!("Second Shop");
+    second["iban"] = json!("IR850120000000004567891235");
+    second["cashback_allowed"] = json!(false);
+    merchants.push(second);
+    let terminals = document["terminals"].as_array_mut().unwrap();
+    for (n, merchant) in [(4, "M-A"), (5, "M-A"), (6, "M-A"), (7, "M-B"), (8, "M-B")] {
+        terminals.push(json!({
+            "terminal_id": format!("TRM0000{n}"),
+            "ksi": format!("0123456789ABCD0{n}"),
+            "tmk_hex": format!("{n}{n}").repeat(32),
+            "merchant": merchant,
+            "status": "active",
+        }));
+    }
+    document["balances"]["club"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"card": "C-EXPIRED", "amount_rials": 50_000}));
+    serde_json::to_string(&document).unwrap()
+}
+
+fn env(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|value| {
+        value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value} is not a number"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_keep_every_invariant() {
+    let world = std::sync::Arc::new(World::new(&network()).await.unwrap());
+    let steps = env("LSW_SIM_STEPS").map_or(STEPS_DEFAULT, |s| usize::try_from(s).unwrap());
+    let options = Options {
+        steps,
+        // FIXME: with fresh follow-ups the switch breaks "nothing answered 00 is lost" (see
+        // `fixme_second_confirm_answered_before_the_first_is_written`); turn them on here
+        // once that test fails.
+        fresh_follow_ups: env("LSW_SIM_FRESH_FOLLOW_UPS").is_some(),
+        trace: env("LSW_SIM_SEED").is_some() && env("LSW_SIM_TRACE").is_some(),
+    };
+    let seeds: Vec<u64> = match env("LSW_SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => {
+            let first = env("LSW_SIM_FIRST").unwrap_or(0);
+            (first..first + env("LSW_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT)).collect()
+        }
+    };
+    let started = Instant::now();
+    // Two workers, each with its own seeds in order; a failure stops both at the next seed.
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..2_usize {
+        let seeds: Vec<u64> = seeds.iter().copied().skip(worker).step_by(2).collect();
+        let (world, failed) = (world.clone(), failed.clone());
+        workers.push(tokio::spawn(async move {
+            let mut total = Summary::default();
+            for seed in seeds {
+                if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                match simulation::run(&world, seed, options).await {
+                    Ok(summary) => total.add(&summary),
+                    Err(failure) => {
+                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return Err(failure);
+                    }
+                }
+            }
+            Ok(total)
+        }));
+    }
+    let mut total = Summary::default();
+    let mut failures = Vec::new();
+    for worker in workers {
+        match worker.await.unwrap() {
+            Ok(summary) => total.add(&summary),
+            Err(failure) => failures.push(failure),
+        }
+    }
+    println!(
+        "{} seeds x {steps} steps in {:.1?}: {total:?}",
+        seeds.len(),
+        started.elapsed()
+    );
+    if let Some(failure) = failures.iter().min_by_key(|f| f.seed) {
+        panic!(
+            "{failure}\nreplay: LSW_SIM_SEED={} cargo test -p terminal-sim --test simulation",
+            failure.seed
+        );
+    }
+    assert!(total.approved > 0 && total.confirmed > 0 && total.reversed > 0);
+    assert!(total.crashes > 0 && total.expired > 0 && total.same_answers > 0);
+}
+
+/// FIXME (today's wrong behaviour): a second confirm of an original, under a new STAN, is
+/// answered `00` at once ("confirmed again, nothing more captured") while the first confirm's
+/// capture is still in the unwritten batch; the store then crashes, the capture is lost, and
+/// the terminal holds a `00` for a confirm the switch no longer knows. The same holds for a
+/// second reversal (and for a reversal whose never-seen original's tombstone is unwritten).
+/// Seed 39 shows it at step 124; when the switch holds such answers until their batch is
+/// durable this assertion fails: then delete this test and turn fresh follow-ups on above.
+#[tokio::test(flavor = "current_thread")]
+async fn fixme_second_confirm_answered_before_the_first_is_written() {
+    let world = World::new(&network()).await.unwrap();
+    let options = Options {
+        fresh_follow_ups: true,
+        ..Options::default()
+    };
+    let failure = simulation::run(&world, 39, options).await.unwrap_err();
+    assert_eq!(
+        failure.to_string(),
+        "simulation failed at seed 39 step 124: confirm 25 of 13 was heard 00 but the store \
+         has Some((\"pending\", false))"
+    );
+}
