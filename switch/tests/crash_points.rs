@@ -1,0 +1,374 @@
+//! Goal: `kill -9` at any moment loses nothing answered `00` and captures nothing twice
+//! (DESIGN.md section 6), over many crash points rather than one.
+//!
+//! Method: the real `lsw-switch` binary on a temporary SQLite file, killed with SIGKILL after
+//! a random delay while a pipeline of purchases and confirms of earlier approvals is in
+//! flight, 24 times in a row, each time restarted on the same file. A blocking terminal keeps
+//! every `00` it heard across rounds. At the end it retransmits every answered message (it
+//! must get the identical bytes), confirms every approval still unconfirmed, and the database
+//! is checked: every approved purchase is stored and captured exactly once, the conservation
+//! invariants hold, and the card's club ledger is its opening balance minus what was
+//! captured. The delays come from one seed (`LSW_CRASH_SEED`, printed) so a failure replays
+//! the same schedule, as far as the operating system's timing allows.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use protocol::response::Response;
+use protocol::terminal::{Outgoing, Terminal};
+use protocol::{
+    Ksi, Pan, ProcessingCode, RawMessage, ResponseCode, Rrn, TerminalId, Tmk, WorkingKeys,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sqlx::Row;
+
+const KEK: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const PAN_KEY: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+const RICH: &str = "6037991111111112";
+/// The rich card's opening club balance in `data/network.json`.
+const OPENING: i64 = 2_000_000;
+/// Each purchase: 1 000 rials, 10% discount, the club pays the 900 rials left.
+const CLUB_PER_PURCHASE: i64 = 900;
+const ROUNDS: usize = 24;
+
+/// The conservation invariants (the simulator's `check`, which this crate cannot use): each
+/// query lists the rows that break one.
+const INVARIANTS: &[(&str, &str)] = &[
+    (
+        "club movements sum to the ledger",
+        "SELECT b.card_id FROM club_balances b \
+         LEFT JOIN (SELECT card_id, SUM(delta_rials) AS total FROM balance_movements \
+                    WHERE account = 'club' GROUP BY card_id) m ON m.card_id = b.card_id \
+         WHERE COALESCE(m.total, 0) <> b.ledger_rials",
+    ),
+    (
+        "store-credit lots sum to the ledger",
+        "SELECT a.card_id FROM store_credit_accounts a \
+         LEFT JOIN (SELECT card_id, merchant_id, SUM(remaining_rials) AS total \
+                    FROM store_credit_lots GROUP BY card_id, merchant_id) l \
+           ON l.card_id = a.card_id AND l.merchant_id = a.merchant_id \
+         WHERE COALESCE(l.total, 0) <> a.ledger_rials",
+    ),
+    (
+        "club holds are exactly the pending transactions' club amounts",
+        "SELECT b.card_id FROM club_balances b \
+         LEFT JOIN (SELECT card_id, SUM(club_rials) AS total FROM transactions \
+                    WHERE state = 'pending' GROUP BY card_id) p ON p.card_id = b.card_id \
+         WHERE COALESCE(p.total, 0) <> b.held_rials",
+    ),
+    (
+        "every confirmed transaction has exactly one capture",
+        "SELECT t.id FROM transactions t LEFT JOIN captures c ON c.txn_id = t.id \
+         WHERE t.state = 'confirmed' AND c.txn_id IS NULL",
+    ),
+    (
+        "captures belong to confirmed transactions",
+        "SELECT c.txn_id FROM captures c JOIN transactions t ON t.id = c.txn_id \
+         WHERE t.state <> 'confirmed'",
+    ),
+    (
+        "captured club money moved exactly once",
+        "SELECT c.txn_id FROM captures c LEFT JOIN \
+           (SELECT txn_id, -SUM(delta_rials) AS taken FROM balance_movements \
+            WHERE kind = 'capture' AND account = 'club' GROUP BY txn_id) m \
+           ON m.txn_id = c.txn_id \
+         WHERE COALESCE(m.taken, 0) <> c.club_rials",
+    ),
+    (
+        "no balance or hold below zero, no hold above its ledger",
+        "SELECT card_id FROM club_balances \
+         WHERE ledger_rials < 0 OR held_rials < 0 OR held_rials > ledger_rials",
+    ),
+];
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn switch_command(db: &Path, listen: SocketAddr, admin: SocketAddr) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lsw-switch"));
+    command
+        .env("LSW_KEK", KEK)
+        .env("LSW_PAN_TOKEN_KEY", PAN_KEY)
+        .env("LSW_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("LSW_LISTEN", listen.to_string())
+        .env("LSW_ADMIN_LISTEN", admin.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+fn serve(db: &Path, listen: SocketAddr, admin: SocketAddr) -> Child {
+    let child = switch_command(db, listen, admin)
+        .arg("serve")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(listen).is_err() {
+        assert!(Instant::now() < deadline, "switch did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+fn now_seconds() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+fn frame(message: &[u8]) -> BytesMut {
+    let mut out = BytesMut::new();
+    protocol::frame::encode(message, &mut out).unwrap();
+    out
+}
+
+/// Reads frames until the connection ends (the switch was killed) or goes quiet.
+fn read_all(mut stream: TcpStream) -> Vec<Bytes> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    loop {
+        while let Some(frame) = protocol::frame::decode(&mut buf).unwrap() {
+            frames.push(frame);
+        }
+        let mut chunk = [0_u8; 8192];
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return frames,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Sends one message and waits for its answer.
+fn exchange(stream: &mut TcpStream, buf: &mut BytesMut, message: &[u8]) -> Bytes {
+    stream.write_all(&frame(message)).unwrap();
+    loop {
+        if let Some(frame) = protocol::frame::decode(buf).unwrap() {
+            return frame;
+        }
+        let mut chunk = [0_u8; 4096];
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn parse(bytes: &Bytes, keys: &WorkingKeys) -> Response {
+    Response::parse(&RawMessage::parse(bytes.clone()).unwrap(), Some(keys)).unwrap()
+}
+
+/// What the terminal heard answered `00`, kept across crashes.
+#[derive(Default)]
+struct Heard {
+    /// Approved purchases: the request, its response bytes, its RRN.
+    approved: Vec<(Outgoing, Bytes, Rrn)>,
+    /// Confirms answered `00`: the confirm, its response bytes, the index of its purchase.
+    confirmed: Vec<(Outgoing, Bytes, usize)>,
+}
+
+impl Heard {
+    fn is_confirmed(&self, purchase: usize) -> bool {
+        self.confirmed.iter().any(|(_, _, of)| *of == purchase)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_no_answer() {
+    let seed = std::env::var("LSW_CRASH_SEED")
+        .ok()
+        .map_or(0x5eed, |s| s.parse::<u64>().unwrap());
+    println!("crash points: LSW_CRASH_SEED={seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lsw.db");
+    let network = dir.path().join("network.json");
+    std::fs::write(&network, include_str!("data/network.json")).unwrap();
+    let (listen, admin) = (free_port(), free_port());
+    assert!(switch_command(&db, listen, admin)
+        .arg("import")
+        .arg(&network)
+        .status()
+        .unwrap()
+        .success());
+
+    let tmk: Vec<u8> = (0..32).collect();
+    let mut terminal = Terminal::new(
+        TerminalId::parse(b"TRM00001").unwrap(),
+        Ksi::parse(b"0123456789ABCDEF").unwrap(),
+        WorkingKeys::derive(&Tmk::from_slice(&tmk).unwrap()),
+    );
+    let keys = terminal.keys().clone();
+    let pan = Pan::parse(RICH.as_bytes()).unwrap();
+    let mut heard = Heard::default();
+    let mut kills_mid_stream = 0;
+
+    for round in 0..ROUNDS {
+        let mut child = serve(&db, listen, admin);
+        let stream = TcpStream::connect(listen).unwrap();
+        let reader = {
+            let stream = stream.try_clone().unwrap();
+            std::thread::spawn(move || read_all(stream))
+        };
+        // The pipeline: new purchases, and confirms of approvals not yet confirmed.
+        let mut sent: HashMap<u32, (Outgoing, Option<usize>)> = HashMap::new();
+        let mut wire = BytesMut::new();
+        for (index, (purchase, _, rrn)) in heard.approved.iter().enumerate() {
+            if !heard.is_confirmed(index) && rng.gen_bool(0.6) {
+                let confirm = terminal.confirm(purchase, *rrn, now_seconds()).unwrap();
+                wire.extend_from_slice(&frame(&confirm.bytes));
+                sent.insert(confirm.stan.get(), (confirm, Some(index)));
+            }
+        }
+        for _ in 0..rng.gen_range(5..=60) {
+            let out = terminal
+                .purchase(
+                    ProcessingCode::ClubPurchase,
+                    Some(1_000),
+                    &pan,
+                    now_seconds(),
+                    rng.gen(),
+                )
+                .unwrap();
+            wire.extend_from_slice(&frame(&out.bytes));
+            sent.insert(out.stan.get(), (out, None));
+        }
+        // Written in a few pieces, so some requests are still unread when the kill comes.
+        let delay = Duration::from_micros(rng.gen_range(0..=40_000));
+        let mut writer = stream;
+        let pieces: Vec<&[u8]> = wire.chunks(wire.len() / 3 + 1).collect();
+        let started = Instant::now();
+        for piece in pieces {
+            let _ = writer.write_all(piece);
+            std::thread::sleep(delay / 4);
+        }
+        std::thread::sleep(delay.saturating_sub(started.elapsed()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let answers = reader.join().unwrap();
+        if answers.len() < sent.len() {
+            kills_mid_stream += 1;
+        }
+        for bytes in answers {
+            let response = parse(&bytes, &keys);
+            let (out, confirms) = sent
+                .get(&response.stan.get())
+                .unwrap_or_else(|| panic!("round {round}: answer to nothing sent"))
+                .clone();
+            assert_eq!(
+                response.code,
+                ResponseCode::Approved,
+                "round {round}: {response:?}"
+            );
+            match confirms {
+                Some(purchase) => heard.confirmed.push((out, bytes, purchase)),
+                None => {
+                    let rrn = response.rrn.unwrap();
+                    heard.approved.push((out, bytes, rrn));
+                }
+            }
+        }
+    }
+    assert!(
+        kills_mid_stream >= ROUNDS / 2,
+        "only {kills_mid_stream} of {ROUNDS} kills came while answers were due"
+    );
+
+    // The last start: every answer again, identical; every approval confirmed.
+    let mut child = serve(&db, listen, admin);
+    let mut stream = TcpStream::connect(listen).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = BytesMut::new();
+    for (out, first, _) in &heard.approved {
+        let again = exchange(&mut stream, &mut buf, &out.bytes);
+        assert_eq!(&again, first, "purchase stan {} answered anew", out.stan);
+    }
+    for (out, first, _) in &heard.confirmed {
+        let again = exchange(&mut stream, &mut buf, &out.bytes);
+        assert_eq!(&again, first, "confirm stan {} answered anew", out.stan);
+    }
+    for index in 0..heard.approved.len() {
+        if heard.is_confirmed(index) {
+            continue;
+        }
+        let (purchase, _, rrn) = &heard.approved[index];
+        let confirm = terminal.confirm(purchase, *rrn, now_seconds()).unwrap();
+        let answer = parse(&exchange(&mut stream, &mut buf, &confirm.bytes), &keys);
+        assert_eq!(answer.code, ResponseCode::Approved, "confirm of {rrn:?}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    for (out, _, rrn) in &heard.approved {
+        let row = sqlx::query(
+            "SELECT t.stan, t.state, (SELECT count(*) FROM captures c WHERE c.txn_id = t.id) \
+             AS captures FROM transactions t WHERE t.rrn = ?",
+        )
+        .bind(rrn.as_str())
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("approved purchase stan {} is not stored", out.stan));
+        assert_eq!(row.get::<i64, _>("stan"), i64::from(out.stan.get()));
+        assert_eq!(row.get::<String, _>("state"), "confirmed", "rrn {rrn:?}");
+        assert_eq!(row.get::<i64, _>("captures"), 1, "rrn {rrn:?}");
+    }
+    for (name, query) in INVARIANTS {
+        let breaches = sqlx::query(query).fetch_all(&pool).await.unwrap();
+        assert!(breaches.is_empty(), "{name}: {} rows", breaches.len());
+    }
+    let captured: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(club_rials), 0) FROM captures")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let captures: i64 = sqlx::query_scalar("SELECT count(*) FROM captures")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(captures >= i64::try_from(heard.approved.len()).unwrap());
+    assert_eq!(captured, captures * CLUB_PER_PURCHASE);
+    let ledger: i64 = sqlx::query_scalar(
+        "SELECT ledger_rials FROM club_balances b JOIN cards c ON c.id = b.card_id \
+         WHERE c.last4 = '1112'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(ledger, OPENING - captured, "ledger = opening - captured");
+    println!(
+        "{ROUNDS} kills ({kills_mid_stream} mid-stream): {} approvals, {} confirms heard, \
+         {captures} captures",
+        heard.approved.len(),
+        heard.confirmed.len()
+    );
+    pool.close().await;
+}
