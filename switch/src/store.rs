@@ -31,6 +31,12 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database URL names a backend this store does not run on.
+    #[error("unsupported database: {what}")]
+    Unsupported {
+        /// Which, and why.
+        what: &'static str,
+    },
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -73,6 +79,11 @@ pub const MMAP_BYTES: i64 = 256 * 1024 * 1024;
 /// # Errors
 /// [`StoreError`] when the file cannot be opened or a migration fails.
 pub async fn open_sqlite(url_or_path: &str) -> Result<SqlitePool, StoreError> {
+    if url_or_path.starts_with("postgres:") || url_or_path.starts_with("postgresql:") {
+        return Err(StoreError::Unsupported {
+            what: "PostgreSQL: the schema exists (migrations/postgres) but the store runs on SQLite only so far",
+        });
+    }
     let options = if url_or_path.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(url_or_path)?
     } else {
