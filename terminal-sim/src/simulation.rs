@@ -144,9 +144,10 @@ pub struct Summary {
     pub crashes: u64,
     /// Holds the sweeper released.
     pub expired: u64,
-    /// Purchases heard approved after their reversal was heard `00`: possible only when the
-    /// reversal met a declined original (answered from memory, nothing durable) and a crash
-    /// then let a delayed copy of the original be decided anew.
+    /// Purchases whose approval was first heard after their reversal was heard `00`: a
+    /// delayed copy of the request, answered from the window (or decided anew when the
+    /// reversal had only met a declined original, which a crash then forgot). The reversal
+    /// invariant covers only approvals heard before their reversal.
     pub approved_after_reversal: u64,
 }
 

@@ -12,12 +12,12 @@
 //! LSW_SIM_SEED=N cargo test -p terminal-sim --test simulation -- --nocapture
 //! ```
 //!
-//! `LSW_SIM_SEEDS` sets how many seeds (default 300, about 25 s in a debug build on two
+//! `LSW_SIM_SEEDS` sets how many seeds (default 200, 20–30 s in a debug build on two
 //! cores), `LSW_SIM_FIRST` the first one (default 0; CI may pass a fresh random one),
 //! `LSW_SIM_STEPS` the steps per seed (default 200), `LSW_SIM_TRACE=1` (with `LSW_SIM_SEED`)
 //! prints every step, and `LSW_SIM_FRESH_FOLLOW_UPS=1` lets terminals send a second confirm
 //! or reversal under a new STAN while the first is unanswered (see the FIXME below). The
-//! long run, 20 000 fresh seeds, about half an hour in a debug build:
+//! long run, 20 000 fresh seeds, about 45 minutes in a debug build:
 //!
 //! ```text
 //! LSW_SIM_SEEDS=20000 LSW_SIM_FIRST=$RANDOM$RANDOM \
@@ -32,7 +32,7 @@ use terminal_sim::simulation::{self, Options, Summary, World, STEPS_DEFAULT};
 
 const NETWORK: &str = include_str!("data/network.json");
 /// Seeds per run unless `LSW_SIM_SEEDS` says otherwise.
-const SEEDS_DEFAULT: u64 = 300;
+const SEEDS_DEFAULT: u64 = 200;
 
 /// The test network with three more terminals at M-A and a second active merchant with two
 /// terminals of its own, so requests of one card interleave across terminals and merchants.
@@ -73,7 +73,9 @@ fn env(name: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeds_keep_every_invariant() {
+    let built = Instant::now();
     let world = std::sync::Arc::new(World::new(&network()).await.unwrap());
+    println!("network imported in {:.1?}", built.elapsed());
     let steps = env("LSW_SIM_STEPS").map_or(STEPS_DEFAULT, |s| usize::try_from(s).unwrap());
     let options = Options {
         steps,
