@@ -15,9 +15,9 @@
 //! `LSW_SIM_SEEDS` sets how many seeds (default 200, 20–30 s in a debug build on two
 //! cores), `LSW_SIM_FIRST` the first one (default 0; CI may pass a fresh random one),
 //! `LSW_SIM_STEPS` the steps per seed (default 200), `LSW_SIM_TRACE=1` (with `LSW_SIM_SEED`)
-//! prints every step, and `LSW_SIM_FRESH_FOLLOW_UPS=1` lets terminals send a second confirm
-//! or reversal under a new STAN while the first is unanswered (see the FIXME below). The
-//! long run, 20 000 fresh seeds, about 45 minutes in a debug build:
+//! prints every step. Terminals also send a second confirm or reversal under a new STAN
+//! while the first is unanswered (the regression test below pins the seed that once broke
+//! that). The long run, 20 000 fresh seeds, about 45 minutes in a debug build:
 //!
 //! ```text
 //! LSW_SIM_SEEDS=20000 LSW_SIM_FIRST=$RANDOM$RANDOM \
@@ -79,10 +79,7 @@ async fn seeds_keep_every_invariant() {
     let steps = env("LSW_SIM_STEPS").map_or(STEPS_DEFAULT, |s| usize::try_from(s).unwrap());
     let options = Options {
         steps,
-        // FIXME: with fresh follow-ups the switch breaks "nothing answered 00 is lost" (see
-        // `fixme_second_confirm_answered_before_the_first_is_written`); turn them on here
-        // once that test fails.
-        fresh_follow_ups: env("LSW_SIM_FRESH_FOLLOW_UPS").is_some(),
+        fresh_follow_ups: true,
         trace: env("LSW_SIM_SEED").is_some() && env("LSW_SIM_TRACE").is_some(),
     };
     let seeds: Vec<u64> = match env("LSW_SIM_SEED") {
@@ -139,24 +136,15 @@ async fn seeds_keep_every_invariant() {
     assert!(total.crashes > 0 && total.expired > 0 && total.same_answers > 0);
 }
 
-/// FIXME (today's wrong behaviour): a second confirm of an original, under a new STAN, is
-/// answered `00` at once ("confirmed again, nothing more captured") while the first confirm's
-/// capture is still in the unwritten batch; the store then crashes, the capture is lost, and
-/// the terminal holds a `00` for a confirm the switch no longer knows. The same holds for a
-/// second reversal (and for a reversal whose never-seen original's tombstone is unwritten).
-/// Seed 39 shows it at step 124; when the switch holds such answers until their batch is
-/// durable this assertion fails: then delete this test and turn fresh follow-ups on above.
+/// Regression: a second confirm of an original, under a new STAN, was answered `00` at once
+/// while the first confirm's capture was still in the unwritten batch; a crash then lost the
+/// capture while the terminal held a `00`. Seed 39 showed it at step 124.
 #[tokio::test(flavor = "current_thread")]
-async fn fixme_second_confirm_answered_before_the_first_is_written() {
+async fn second_confirm_waits_for_the_first_to_be_durable() {
     let world = World::new(&network()).await.unwrap();
     let options = Options {
         fresh_follow_ups: true,
         ..Options::default()
     };
-    let failure = simulation::run(&world, 39, options).await.unwrap_err();
-    assert_eq!(
-        failure.to_string(),
-        "simulation failed at seed 39 step 124: confirm 25 of 13 was heard 00 but the store \
-         has Some((\"pending\", false))"
-    );
+    simulation::run(&world, 39, options).await.unwrap();
 }

@@ -174,7 +174,13 @@ impl Engine {
         };
         match outcome {
             Ok(reply) => {
-                let durable = effects.len() > before;
+                // An approved confirm or reversal is always stored and held back until its
+                // batch is durable, even when it changes nothing itself ("confirmed again",
+                // "reversed again"): its 00 rests on an earlier confirm or reversal that may
+                // still be in this batch or the one being written, and must not be heard
+                // before that is durable.
+                let follow_up = matches!(kind, Kind::Confirm | Kind::Reversal);
+                let durable = effects.len() > before || follow_up;
                 let amounts = self.amounts.split();
                 let answer = Answer {
                     code: approved(),
