@@ -17,26 +17,21 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
+use common::*;
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use protocol::response::Response;
-use protocol::terminal::{Outgoing, Terminal};
-use protocol::{
-    Ksi, Pan, ProcessingCode, RawMessage, ResponseCode, Rrn, TerminalId, Tmk, WorkingKeys,
-};
+use protocol::terminal::Outgoing;
+use protocol::{Pan, ProcessingCode, ResponseCode, Rrn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::Row;
 
-const KEK: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-const PAN_KEY: &str = "2222222222222222222222222222222222222222222222222222222222222222";
-const RICH: &str = "6037991111111112";
 /// The rich card's opening club balance in `data/network.json`.
 const OPENING: i64 = 2_000_000;
 /// Each purchase: 1 000 rials, 10% discount, the club pays the 900 rials left.
@@ -93,50 +88,6 @@ const INVARIANTS: &[(&str, &str)] = &[
     ),
 ];
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn switch_command(db: &Path, listen: SocketAddr, admin: SocketAddr) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lsw-switch"));
-    command
-        .env("LSW_KEK", KEK)
-        .env("LSW_PAN_TOKEN_KEY", PAN_KEY)
-        .env("LSW_DATABASE_URL", format!("sqlite://{}", db.display()))
-        .env("LSW_LISTEN", listen.to_string())
-        .env("LSW_ADMIN_LISTEN", admin.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    command
-}
-
-fn serve(db: &Path, listen: SocketAddr, admin: SocketAddr) -> Child {
-    let child = switch_command(db, listen, admin)
-        .arg("serve")
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(listen).is_err() {
-        assert!(Instant::now() < deadline, "switch did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
-}
-
-fn now_seconds() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
-
 fn frame(message: &[u8]) -> BytesMut {
     let mut out = BytesMut::new();
     protocol::frame::encode(message, &mut out).unwrap();
@@ -176,10 +127,6 @@ fn exchange(stream: &mut TcpStream, buf: &mut BytesMut, message: &[u8]) -> Bytes
     }
 }
 
-fn parse(bytes: &Bytes, keys: &WorkingKeys) -> Response {
-    Response::parse(&RawMessage::parse(bytes.clone()).unwrap(), Some(keys)).unwrap()
-}
-
 /// What the terminal heard answered `00`, kept across crashes.
 #[derive(Default)]
 struct Heard {
@@ -204,22 +151,10 @@ async fn kill_9_at_random_moments_loses_no_answer() {
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("lsw.db");
-    let network = dir.path().join("network.json");
-    std::fs::write(&network, include_str!("data/network.json")).unwrap();
     let (listen, admin) = (free_port(), free_port());
-    assert!(switch_command(&db, listen, admin)
-        .arg("import")
-        .arg(&network)
-        .status()
-        .unwrap()
-        .success());
+    import(&db, &dir.path().join("network.json"), listen, admin);
 
-    let tmk: Vec<u8> = (0..32).collect();
-    let mut terminal = Terminal::new(
-        TerminalId::parse(b"TRM00001").unwrap(),
-        Ksi::parse(b"0123456789ABCDEF").unwrap(),
-        WorkingKeys::derive(&Tmk::from_slice(&tmk).unwrap()),
-    );
+    let mut terminal = counter();
     let keys = terminal.keys().clone();
     let pan = Pan::parse(RICH.as_bytes()).unwrap();
     let mut heard = Heard::default();

@@ -1,0 +1,90 @@
+//! The real `lsw-switch` binary as a child process on a temporary SQLite file, for the crash
+//! tests: the secrets it runs with, free loopback ports, start-up, and the test network's
+//! terminal and card.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use protocol::response::Response;
+use protocol::terminal::Terminal;
+use protocol::{Ksi, RawMessage, TerminalId, Tmk, WorkingKeys};
+
+pub const KEK: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+pub const PAN_KEY: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+/// The test network's card with a 2 000 000-rial club balance.
+pub const RICH: &str = "6037991111111112";
+
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// `lsw-switch` with the test secrets, database and listeners.
+pub fn switch_command(db: &Path, listen: SocketAddr, admin: SocketAddr) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lsw-switch"));
+    command
+        .env("LSW_KEK", KEK)
+        .env("LSW_PAN_TOKEN_KEY", PAN_KEY)
+        .env("LSW_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("LSW_LISTEN", listen.to_string())
+        .env("LSW_ADMIN_LISTEN", admin.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// Imports the test network into `db`.
+pub fn import(db: &Path, network: &Path, listen: SocketAddr, admin: SocketAddr) {
+    std::fs::write(network, include_str!("../data/network.json")).unwrap();
+    let status = switch_command(db, listen, admin)
+        .arg("import")
+        .arg(network)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Starts `lsw-switch serve` and waits until it accepts connections.
+pub fn serve(db: &Path, listen: SocketAddr, admin: SocketAddr) -> Child {
+    let child = switch_command(db, listen, admin)
+        .arg("serve")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(listen).is_err() {
+        assert!(Instant::now() < deadline, "switch did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+pub fn now_seconds() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// TRM00001 of the test network.
+pub fn counter() -> Terminal {
+    let tmk: Vec<u8> = (0..32).collect();
+    Terminal::new(
+        TerminalId::parse(b"TRM00001").unwrap(),
+        Ksi::parse(b"0123456789ABCDEF").unwrap(),
+        WorkingKeys::derive(&Tmk::from_slice(&tmk).unwrap()),
+    )
+}
+
+pub fn parse(bytes: &Bytes, keys: &WorkingKeys) -> Response {
+    Response::parse(&RawMessage::parse(bytes.clone()).unwrap(), Some(keys)).unwrap()
+}
