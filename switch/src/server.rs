@@ -147,6 +147,7 @@ async fn read_loop(
     let in_flight = Arc::new(Semaphore::new(shared.limits.in_flight_max));
     let mut buf = BytesMut::with_capacity(FRAME_BYTES_MAX + 2);
     let mut unparseable = 0_u32;
+    let mut frame_started: Option<tokio::time::Instant> = None;
     loop {
         match frame::decode(&mut buf) {
             Err(_) => {
@@ -155,6 +156,7 @@ async fn read_loop(
                 return "bad_length";
             }
             Ok(Some(message)) => {
+                frame_started = None;
                 let received = Instant::now();
                 match handle(message, shared, &reply, &in_flight, received).await {
                     Handled::Done => {}
@@ -173,13 +175,17 @@ async fn read_loop(
             }
             Ok(None) => {}
         }
-        let wait = if buf.is_empty() {
-            shared.limits.idle_timeout
+        // A started frame must be whole within frame_read_timeout of its first byte, however
+        // the bytes trickle in; an empty buffer waits for the idle timeout.
+        let deadline = if buf.is_empty() {
+            frame_started = None;
+            tokio::time::Instant::now() + shared.limits.idle_timeout
         } else {
-            shared.limits.frame_read_timeout
+            let started = *frame_started.get_or_insert_with(tokio::time::Instant::now);
+            started + shared.limits.frame_read_timeout
         };
         let read = tokio::select! {
-            read = tokio::time::timeout(wait, reader.read_buf(&mut buf)) => read,
+            read = tokio::time::timeout_at(deadline, reader.read_buf(&mut buf)) => read,
             _ = shutdown.changed() => return "shutdown",
         };
         match read {
