@@ -27,6 +27,12 @@ use crate::snapshot::Snapshot;
 /// section 7, step 1).
 pub const UNPARSEABLE_FRAMES_MAX: u32 = 3;
 
+/// Security refusals (`63`: bad MAC, envelope that does not open, unknown KSI, stale clock) a
+/// connection may draw, in total, before it is closed. A genuine terminal gets at most a few
+/// (a clock drifting out of the window); a flood of forged messages would otherwise keep a
+/// worker busy verifying MACs as fast as it arrives, at every other terminal's expense.
+pub const SECURITY_REFUSALS_MAX: u32 = 16;
+
 /// Connection limits (documented in `docs/config.md`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -147,6 +153,7 @@ async fn read_loop(
     let in_flight = Arc::new(Semaphore::new(shared.limits.in_flight_max));
     let mut buf = BytesMut::with_capacity(FRAME_BYTES_MAX + 2);
     let mut unparseable = 0_u32;
+    let mut security = 0_u32;
     let mut frame_started: Option<tokio::time::Instant> = None;
     loop {
         match frame::decode(&mut buf) {
@@ -160,6 +167,20 @@ async fn read_loop(
                 let received = Instant::now();
                 match handle(message, shared, &reply, &in_flight, received).await {
                     Handled::Done => {}
+                    Handled::Refused(code) => {
+                        if code == protocol::ResponseCode::Security {
+                            security += 1;
+                            if security >= SECURITY_REFUSALS_MAX {
+                                metrics::counter!(m::FRAMES_REJECTED_TOTAL, "reason" => "security")
+                                    .increment(1);
+                                warn!(security, "too many security refusals; closing");
+                                return "security";
+                            }
+                        }
+                        // Refusals are answered on this connection's task; let other
+                        // connections' tasks run between them.
+                        tokio::task::yield_now().await;
+                    }
                     Handled::Unparseable => {
                         unparseable += 1;
                         metrics::counter!(m::FRAMES_REJECTED_TOTAL, "reason" => "unparseable")
@@ -207,6 +228,7 @@ async fn read_loop(
 
 enum Handled {
     Done,
+    Refused(protocol::ResponseCode),
     Unparseable,
     Closed,
 }
@@ -238,7 +260,7 @@ async fn handle(
             if reply.send(response).await.is_err() {
                 return Handled::Closed;
             }
-            return Handled::Done;
+            return Handled::Refused(code);
         }
         Admission::Admitted { request, card } => (request, card),
     };
