@@ -11,11 +11,10 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::*;
-use protocol::builder::MessageBuilder;
 use protocol::terminal::Outgoing;
-use protocol::{ProcessingCode, RawMessage, ResponseCode};
+use protocol::{ProcessingCode, ResponseCode};
 
 #[tokio::test]
 async fn bad_messages_change_nothing_and_the_connection_goes_on() {
@@ -73,7 +72,7 @@ async fn bad_messages_change_nothing_and_the_connection_goes_on() {
             nonce(3),
         )
         .unwrap();
-    let wrong_envelope = remac(&t, &sealed_wrong, &[]);
+    let wrong_envelope = with_fields(&t, &sealed_wrong, &[]);
     let (r, _) = client
         .exchange(
             &wrong_envelope.bytes,
@@ -95,7 +94,7 @@ async fn bad_messages_change_nothing_and_the_connection_goes_on() {
             nonce(4),
         )
         .unwrap();
-    let with_pan = remac(&t, &base, &[(2, RICH.as_bytes())]);
+    let with_pan = with_fields(&t, &base, &[(2, RICH.as_bytes())]);
     let (r, _) = client
         .exchange(&with_pan.bytes, with_pan.mti, with_pan.stan, Some(t.keys()))
         .await
@@ -110,7 +109,7 @@ async fn bad_messages_change_nothing_and_the_connection_goes_on() {
             nonce(5),
         )
         .unwrap();
-    let with_tid = remac(&t, &base, &[(41, b"TRM00001")]);
+    let with_tid = with_fields(&t, &base, &[(41, b"TRM00001")]);
     let (r, _) = client
         .exchange(&with_tid.bytes, with_tid.mti, with_tid.stan, Some(t.keys()))
         .await
@@ -140,29 +139,6 @@ async fn bad_messages_change_nothing_and_the_connection_goes_on() {
         ResponseCode::Approved
     );
     assert_eq!(harness.state().await, before);
-}
-
-/// Rebuilds `out` with extra fields and a fresh MAC under `t`'s keys.
-fn remac(t: &protocol::terminal::Terminal, out: &Outgoing, extra: &[(u8, &[u8])]) -> Outgoing {
-    let raw = RawMessage::parse(out.bytes.clone()).unwrap();
-    let mut fields: Vec<(u8, Vec<u8>)> = raw
-        .bitmap()
-        .fields()
-        .filter(|n| ![1, 64, 128].contains(n))
-        .map(|n| (n, raw.field(n).unwrap().to_vec()))
-        .collect();
-    fields.extend(extra.iter().map(|(n, v)| (*n, v.to_vec())));
-    fields.sort_by_key(|(n, _)| *n);
-    let mut bytes = BytesMut::new();
-    let mut builder = MessageBuilder::new(&mut bytes, raw.mti_bytes());
-    for (n, v) in &fields {
-        builder.field(*n, v).unwrap();
-    }
-    builder.finish_with_mac(t.keys()).unwrap();
-    Outgoing {
-        bytes: bytes.freeze(),
-        ..out.clone()
-    }
 }
 
 #[tokio::test]

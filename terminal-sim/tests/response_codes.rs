@@ -9,9 +9,8 @@
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::*;
-use protocol::builder::MessageBuilder;
 use protocol::terminal::{Outgoing, Terminal};
 use protocol::{Mti, ProcessingCode, RawMessage, ResponseCode};
 use terminal_sim::client::Client;
@@ -40,29 +39,6 @@ async fn check(
             "a decline carries no approval code"
         );
         assert!(response.amounts.is_empty(), "a decline carries no field 54");
-    }
-}
-
-/// The same message with extra fields added (and the MAC recomputed).
-fn with_fields(terminal: &Terminal, out: &Outgoing, extra: &[(u8, &[u8])]) -> Outgoing {
-    let raw = RawMessage::parse(out.bytes.clone()).unwrap();
-    let mut fields: Vec<(u8, Vec<u8>)> = raw
-        .bitmap()
-        .fields()
-        .filter(|n| ![1, 64, 128].contains(n))
-        .map(|n| (n, raw.field(n).unwrap().to_vec()))
-        .collect();
-    fields.extend(extra.iter().map(|(n, v)| (*n, v.to_vec())));
-    fields.sort_by_key(|(n, _)| *n);
-    let mut bytes = BytesMut::new();
-    let mut builder = MessageBuilder::new(&mut bytes, raw.mti_bytes());
-    for (n, v) in &fields {
-        builder.field(*n, v).unwrap();
-    }
-    builder.finish_with_mac(terminal.keys()).unwrap();
-    Outgoing {
-        bytes: bytes.freeze(),
-        ..out.clone()
     }
 }
 

@@ -256,3 +256,27 @@ pub fn framed(message: &[u8]) -> BytesMut {
     protocol::frame::encode(message, &mut out).unwrap();
     out
 }
+
+/// The same message with extra fields added and the MAC recomputed under `terminal`'s keys
+/// (fields the switch must refuse, or another terminal's envelope under a valid MAC).
+pub fn with_fields(terminal: &Terminal, out: &Outgoing, extra: &[(u8, &[u8])]) -> Outgoing {
+    let raw = protocol::RawMessage::parse(out.bytes.clone()).unwrap();
+    let mut fields: Vec<(u8, Vec<u8>)> = raw
+        .bitmap()
+        .fields()
+        .filter(|n| ![1, 64, 128].contains(n))
+        .map(|n| (n, raw.field(n).unwrap().to_vec()))
+        .collect();
+    fields.extend(extra.iter().map(|(n, v)| (*n, v.to_vec())));
+    fields.sort_by_key(|(n, _)| *n);
+    let mut bytes = BytesMut::new();
+    let mut builder = protocol::builder::MessageBuilder::new(&mut bytes, raw.mti_bytes());
+    for (n, v) in &fields {
+        builder.field(*n, v).unwrap();
+    }
+    builder.finish_with_mac(terminal.keys()).unwrap();
+    Outgoing {
+        bytes: bytes.freeze(),
+        ..out.clone()
+    }
+}
