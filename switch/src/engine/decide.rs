@@ -283,7 +283,7 @@ impl Engine {
         if self.state.tombstones.contains_key(&key) {
             return Err(Decline::StateConflict);
         }
-        let (merchant, card) = checks(context)?;
+        let (merchant, card, local) = checks(context)?;
         let gross = Rials::new(i64::try_from(amount.get()).map_err(|_| Decline::OverLimit)?)
             .ok_or(Decline::OverLimit)?;
         let funds = pricing::Funds {
@@ -298,7 +298,6 @@ impl Engine {
                 .get(&(card.id, merchant.id))
                 .map_or(Rials::ZERO, |account| account.available(now)),
         };
-        let local = LocalDateTime::at(now, merchant.profile.utc_offset_minutes);
         let day = local.date.days_since_epoch();
         let usage = Usage {
             state: &self.state,
@@ -377,7 +376,7 @@ impl Engine {
         if self.state.tombstones.contains_key(&key) {
             return Err(Decline::StateConflict);
         }
-        let (merchant, card) = checks(context)?;
+        let (merchant, card, _) = checks(context)?;
         let (ledger_kind, available_kind, ledger, available) = match code {
             ProcessingCode::ClubInquiry => {
                 let account = self.state.club.get(&card.id);
@@ -684,8 +683,9 @@ impl Engine {
 }
 
 /// The business checks of step 6 in PROTOCOL.md's order: `13` (currency), `58`, `03`, `14`,
-/// `62`, `54`. (`61` and `51` need the amount and come after.)
-fn checks<'s>(context: &Context<'s>) -> Result<(&'s Merchant, &'s Card), Decline> {
+/// `62`, `54`. (`61` and `51` need the amount and come after.) Also returns the merchant's
+/// local time, which pricing needs too.
+fn checks<'s>(context: &Context<'s>) -> Result<(&'s Merchant, &'s Card, LocalDateTime), Decline> {
     let Context {
         snapshot,
         terminal,
@@ -719,7 +719,7 @@ fn checks<'s>(context: &Context<'s>) -> Result<(&'s Merchant, &'s Card), Decline
     if card.expiry.is_expired_on(local.date) {
         return Err(Decline::CardExpired);
     }
-    Ok((merchant, card))
+    Ok((merchant, card, local))
 }
 
 fn check_same(txn: &Txn, follow_up: &FollowUp) -> Result<(), Decline> {
