@@ -14,6 +14,8 @@ use settlement::cycle::{local_date, local_text, Cutoff, AMOUNT_COLUMNS};
 use settlement::store::{self, CycleRef};
 use switch::clock::{Clock, SystemClock};
 use switch::domain::CivilDate;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Exit code when `reconcile` finds a difference.
 const EXIT_DIFFERENCE: u8 = 3;
@@ -106,10 +108,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_max_level(tracing::Level::TRACE)
+        .finish()
+        .with(switch::logs::filter())
         .init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -10,7 +10,8 @@
 //! - [`committer`]: the task that owns the engine and group-commits effects.
 //! - [`admission`]: format, MAC and envelope checks of one frame (pure).
 //! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics and health.
-//! - [`app`]: wiring for `serve` and in-process use; [`config`], [`clock`], [`metrics`].
+//! - [`app`]: wiring for `serve` and in-process use; [`config`], [`clock`], [`metrics`],
+//!   [`logs`].
 #![warn(missing_docs)]
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod import;
+pub mod logs;
 pub mod metrics;
 pub mod pricing;
 pub mod server;

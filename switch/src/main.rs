@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use switch::clock::SystemClock;
 use switch::config::{Config, Secrets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The POS loyalty switch: terminals connect over TCP (LSTI-1); operators provision it with
 /// `import`; the database is SQLite by default.
@@ -139,14 +141,12 @@ async fn wait_for_signal() {
 }
 
 fn init_logs(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::Level::TRACE)
         .with_writer(std::io::stderr);
     if config.log_format == "json" {
-        builder.json().init();
+        builder.json().finish().with(switch::logs::filter()).init();
     } else {
-        builder.init();
+        builder.finish().with(switch::logs::filter()).init();
     }
 }

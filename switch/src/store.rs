@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod ledger;
+pub mod migrations;
 pub mod reference;
 
 use std::str::FromStr;
@@ -104,6 +105,6 @@ pub async fn open_sqlite(url_or_path: &str) -> Result<SqlitePool, StoreError> {
         .max_connections(POOL_CONNECTIONS_MAX)
         .connect_with(options)
         .await?;
-    sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+    migrations::migrator(migrations::SQLITE).run(&pool).await?;
     Ok(pool)
 }

@@ -186,6 +186,35 @@ async fn migrations_apply_from_empty_and_agree() {
     }
 }
 
+/// The embedded lists (`store::migrations`) name every file of each dialect's directory, in
+/// version order, with the description its file name gives, and the same SQL.
+#[test]
+fn embedded_lists_match_the_directories() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    for (dialect, list) in [
+        ("sqlite", store::migrations::SQLITE),
+        ("postgres", store::migrations::POSTGRES),
+    ] {
+        let mut files: Vec<String> = std::fs::read_dir(root.join(dialect))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        let listed: Vec<String> = list
+            .iter()
+            .map(|(version, description, _)| format!("{version:04}_{description}.sql"))
+            .collect();
+        assert_eq!(
+            listed, files,
+            "{dialect}: the embedded list differs from the directory"
+        );
+        for ((_, _, sql), file) in list.iter().zip(&files) {
+            let on_disk = std::fs::read_to_string(root.join(dialect).join(file)).unwrap();
+            assert_eq!(*sql, on_disk, "{dialect}/{file}: embedded SQL differs");
+        }
+    }
+}
+
 #[tokio::test]
 async fn state_transitions_agree() {
     let (_dir, sqlite) = sqlite().await;
@@ -454,7 +483,10 @@ where
         .unwrap();
     // The body runs as its own task so that its panic comes back here as a value, after which
     // the schema is dropped and the panic resumed.
-    let outcome = match sqlx::migrate!("../migrations/postgres").run(&pool).await {
+    let outcome = match switch::store::migrations::migrator(switch::store::migrations::POSTGRES)
+        .run(&pool)
+        .await
+    {
         Ok(()) => tokio::spawn(body(pool.clone(), schema.clone()))
             .await
             .map_err(|error| Failure::Body(error.into_panic())),

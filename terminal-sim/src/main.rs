@@ -14,6 +14,8 @@ use terminal_sim::demo::{self, DemoConfig};
 use terminal_sim::fixture::Fixture;
 use terminal_sim::load::{self, LoadConfig};
 use terminal_sim::scenario::{self, Scenario, ScenarioContext};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// A terminal simulator for the loyalty switch: it speaks LSTI-1 with its own keys, envelope
 /// and MAC, as a real POS terminal does.
@@ -351,12 +353,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn log_to(path: &std::path::Path) -> anyhow::Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
+        .finish()
+        .with(switch::logs::filter())
         .init();
     Ok(())
 }

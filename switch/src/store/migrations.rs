@@ -1,0 +1,73 @@
+//! The schema migrations of both dialects, embedded in the binary.
+//!
+//! They are listed here by hand rather than by sqlx's `migrate!` macro: the macro needs sqlx's
+//! `macros` feature, which compiles sqlx and SQLite a second time for the build host and made
+//! a fresh build of the demo about a fifth slower. `tests/migrations.rs` checks that these
+//! lists name every file of `migrations/sqlite` and `migrations/postgres`, in order, so a new
+//! file cannot be forgotten. A migration's checksum is sqlx's (SHA-384 of its SQL), so a
+//! database migrated by either way is accepted by the other.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+/// One migration file: its version, its description and its SQL.
+type Source = (i64, &'static str, &'static str);
+
+/// The SQLite dialect, in version order (file names `NNNN_description.sql`).
+pub const SQLITE: &[Source] = &[
+    (
+        1,
+        "reference",
+        include_str!("../../../migrations/sqlite/0001_reference.sql"),
+    ),
+    (
+        2,
+        "transactions",
+        include_str!("../../../migrations/sqlite/0002_transactions.sql"),
+    ),
+    (
+        3,
+        "settlement",
+        include_str!("../../../migrations/sqlite/0003_settlement.sql"),
+    ),
+];
+
+/// The PostgreSQL dialect, the same versions as [`SQLITE`].
+pub const POSTGRES: &[Source] = &[
+    (
+        1,
+        "reference",
+        include_str!("../../../migrations/postgres/0001_reference.sql"),
+    ),
+    (
+        2,
+        "transactions",
+        include_str!("../../../migrations/postgres/0002_transactions.sql"),
+    ),
+    (
+        3,
+        "settlement",
+        include_str!("../../../migrations/postgres/0003_settlement.sql"),
+    ),
+];
+
+/// The migrator of one dialect's list.
+pub fn migrator(sources: &[Source]) -> Migrator {
+    let migrations: Vec<Migration> = sources
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
+        })
+        .collect();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
