@@ -9,8 +9,6 @@
 //! index entries about 60, so cards take about 140 MB; members with a few groups about 60 MB;
 //! merchants, terminals (with their derived key schedules, about 1 KB each) and rules a few MB.
 
-use std::collections::HashMap;
-
 use protocol::WorkingKeys;
 
 use crate::domain::reference::{CardRecord, MerchantRecord, RuleRecord, TerminalRecord};
@@ -18,6 +16,7 @@ use crate::domain::{
     Card, CardId, Code, GroupId, LoadedReference, Member, MemberId, Merchant, MerchantId, PanToken,
     Percent, Rials, Rule, RuleId, Terminal, TerminalRowId, Tier, TierId, UnixMillis,
 };
+use crate::fast_hash::HashMap;
 use crate::pricing::Purchase;
 
 /// The immutable reference data of one version.
@@ -77,7 +76,7 @@ impl Snapshot {
     pub fn build(reference: &LoadedReference) -> Result<Snapshot, SnapshotError> {
         let data = &reference.data;
         let ids = &reference.ids;
-        let mut tiers = HashMap::with_capacity(data.tiers.len());
+        let mut tiers = HashMap::with_capacity_and_hasher(data.tiers.len(), Default::default());
         for record in &data.tiers {
             let id = resolve(&ids.tiers, &record.code, "tier")?;
             let tier = Tier {
@@ -89,7 +88,7 @@ impl Snapshot {
             unique(tiers.insert(id, tier).is_none(), "tiers", id.get())?;
         }
         let merchants = build_merchants(reference)?;
-        let mut members = HashMap::with_capacity(data.members.len());
+        let mut members = HashMap::with_capacity_and_hasher(data.members.len(), Default::default());
         for record in &data.members {
             let id = resolve(&ids.members, &record.code, "member")?;
             let groups = resolve_groups(&ids.member_groups, &record.groups)?;
@@ -104,16 +103,22 @@ impl Snapshot {
             version: reference.version,
             merchants,
             terminals: Vec::with_capacity(data.terminals.len()),
-            terminal_by_ksi: HashMap::with_capacity(data.terminals.len()),
-            terminal_by_id: HashMap::with_capacity(data.terminals.len()),
+            terminal_by_ksi: HashMap::with_capacity_and_hasher(
+                data.terminals.len(),
+                Default::default(),
+            ),
+            terminal_by_id: HashMap::with_capacity_and_hasher(
+                data.terminals.len(),
+                Default::default(),
+            ),
             members,
             cards: Vec::with_capacity(data.cards.len()),
-            card_by_token: HashMap::with_capacity(data.cards.len()),
-            card_by_id: HashMap::with_capacity(data.cards.len()),
+            card_by_token: HashMap::with_capacity_and_hasher(data.cards.len(), Default::default()),
+            card_by_id: HashMap::with_capacity_and_hasher(data.cards.len(), Default::default()),
             tiers,
             rules: Vec::with_capacity(data.rules.len()),
             rules_any_merchant: Box::new([]),
-            rules_by_merchant: HashMap::new(),
+            rules_by_merchant: HashMap::default(),
         };
         for record in &data.terminals {
             snapshot.add_terminal(record, reference)?;
@@ -316,14 +321,14 @@ impl Snapshot {
                 unique(left.id != right.id, "rules", left.id.get())?;
             }
         }
-        let mut by_group: HashMap<GroupId, Vec<MerchantId>> = HashMap::new();
+        let mut by_group: HashMap<GroupId, Vec<MerchantId>> = HashMap::default();
         for merchant in self.merchants.values() {
             for group in merchant.groups.iter() {
                 by_group.entry(*group).or_default().push(merchant.id);
             }
         }
         let mut any = Vec::new();
-        let mut named: HashMap<MerchantId, Vec<u32>> = HashMap::new();
+        let mut named: HashMap<MerchantId, Vec<u32>> = HashMap::default();
         for (position, rule) in self.rules.iter().enumerate() {
             let index = index_of(position, "rules")?;
             if rule.eligibility.any_merchant() {
@@ -353,7 +358,8 @@ fn build_merchants(
     reference: &LoadedReference,
 ) -> Result<HashMap<MerchantId, Merchant>, SnapshotError> {
     let ids = &reference.ids;
-    let mut merchants = HashMap::with_capacity(reference.data.merchants.len());
+    let mut merchants =
+        HashMap::with_capacity_and_hasher(reference.data.merchants.len(), Default::default());
     for record in &reference.data.merchants {
         let MerchantRecord {
             code,
@@ -409,7 +415,7 @@ fn resolve_rule(record: &RuleRecord, reference: &LoadedReference) -> Result<Rule
 }
 
 fn resolve<Id: Copy>(
-    ids: &HashMap<Code, Id>,
+    ids: &std::collections::HashMap<Code, Id>,
     code: &Code,
     kind: &'static str,
 ) -> Result<Id, SnapshotError> {
@@ -423,7 +429,7 @@ fn resolve<Id: Copy>(
 
 /// Group ids of `codes`, sorted ascending: pricing intersects sorted lists.
 fn resolve_groups(
-    ids: &HashMap<Code, GroupId>,
+    ids: &std::collections::HashMap<Code, GroupId>,
     codes: &[Code],
 ) -> Result<Box<[GroupId]>, SnapshotError> {
     let mut groups = codes

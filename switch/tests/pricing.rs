@@ -664,6 +664,22 @@ proptest! {
         }
     }
 
+    /// The engine looks up only the balances a funding uses (`Funding::uses_club`,
+    /// `uses_store_credit`) and passes zero for the others: that must never change a split.
+    #[test]
+    fn split_ignores_balances_its_funding_does_not_use(
+        g in 1..=AMOUNT_MAX, d in 0..=AMOUNT_MAX, credit in 0..=AMOUNT_MAX, club in 0..=AMOUNT_MAX,
+        funding in funding(),
+    ) {
+        let gross = rials(g);
+        let discount = rials(d % (g + 1));
+        let full = pricing::split(gross, discount, rials(credit), rials(club), funding);
+        let credit_seen = if funding.uses_store_credit() { credit } else { 0 };
+        let club_seen = if funding.uses_club() { club } else { 0 };
+        let looked_up = pricing::split(gross, discount, rials(credit_seen), rials(club_seen), funding);
+        prop_assert_eq!(full, looked_up);
+    }
+
     #[test]
     fn fee_within_bounds(g in 0..=AMOUNT_MAX, rate in rate(), a in 0..=AMOUNT_MAX, b in 0..=AMOUNT_MAX) {
         let schedule = FeeSchedule::new(rate, rials(a.min(b)), rials(a.max(b))).unwrap();

@@ -1151,9 +1151,10 @@ fn compare(memory: &State, stored: &State) -> Step {
     Ok(())
 }
 
-fn diff<K, V>(what: &str, memory: &HashMap<K, V>, stored: &HashMap<K, V>) -> String
+fn diff<K, V, S>(what: &str, memory: &HashMap<K, V, S>, stored: &HashMap<K, V, S>) -> String
 where
     K: std::hash::Hash + Eq + fmt::Debug,
+    S: std::hash::BuildHasher,
     V: PartialEq + fmt::Debug,
 {
     for (key, value) in memory {

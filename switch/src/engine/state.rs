@@ -1,12 +1,13 @@
 //! The engine's mutable state: balances with their holds, transactions, the idempotency window
 //! and reversal tombstones. Rebuilt from the store on start (DESIGN.md section 6).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
 
 use crate::domain::{CardId, MemberId, MerchantId, Rials, RuleId, TerminalRowId, UnixMillis};
+use crate::fast_hash::HashMap;
 
 /// Row id of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -17,6 +17,21 @@ pub enum Funding {
     Mixed,
 }
 
+impl Funding {
+    /// Whether this funding may draw on the card's club balance.
+    pub fn uses_club(self) -> bool {
+        matches!(self, Funding::Club | Funding::Mixed)
+    }
+
+    /// Whether this funding may draw on the card's store credit at the merchant.
+    pub fn uses_store_credit(self) -> bool {
+        matches!(
+            self,
+            Funding::BankWithStoreCredit | Funding::StoreCredit | Funding::Mixed
+        )
+    }
+}
+
 /// A balance that must cover part of a purchase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Account {

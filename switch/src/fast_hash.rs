@@ -1,0 +1,119 @@
+//! The hash of the engine's and the snapshot's maps: a multiply-rotate hash over 8-byte words
+//! (the one rustc uses for its own tables), in place of std's SipHash.
+//!
+//! Why: a decision makes about a dozen lookups and inserts in maps keyed by row ids, keyed PAN
+//! tokens and message keys (DESIGN.md section 9 gives it 2 µs). SipHash costs 15 to 40 ns per
+//! key; this costs a few.
+//!
+//! Why it is safe here: SipHash's keying protects a map from keys an attacker chooses to
+//! collide. These maps' keys are row ids the store assigns, PAN tokens that are HMACs under
+//! the switch's secret key, and message keys of requests whose MAC has already been verified
+//! (so only a provisioned terminal can choose them, and it can only slow down its own keys'
+//! buckets). Maps keyed by input that has not been authenticated keep std's hasher.
+
+use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A `HashMap` with [`FastHasher`].
+pub type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<FastHasher>>;
+/// A `HashSet` with [`FastHasher`].
+pub type HashSet<K> = StdHashSet<K, BuildHasherDefault<FastHasher>>;
+
+/// The multiplier: an odd 64-bit constant with well-spread bits (from rustc's `FxHasher`).
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+/// The hasher state: one word, rotated, mixed and multiplied per word written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastHasher {
+    hash: u64,
+}
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0_u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0_u8; 8];
+            for (slot, byte) in word.iter_mut().zip(rest) {
+                *slot = *byte;
+            }
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.add(u64::from(value));
+    }
+
+    fn write_u16(&mut self, value: u16) {
+        self.add(u64::from(value));
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.add(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.add(value);
+    }
+
+    fn write_i64(&mut self, value: i64) {
+        self.add(u64::from_le_bytes(value.to_le_bytes()));
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.add(u64::try_from(value).unwrap_or(u64::MAX));
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+
+    use super::FastHasher;
+
+    fn hash_of(value: impl std::hash::Hash) -> u64 {
+        BuildHasherDefault::<FastHasher>::default().hash_one(value)
+    }
+
+    #[test]
+    fn spreads_sequential_ids_and_separates_bytes() {
+        // Row ids are sequential: their hashes must differ in the bits a table uses (low bits
+        // for the bucket, top 7 for the control byte).
+        let hashes: Vec<u64> = (1_i64..=1024).map(hash_of).collect();
+        let buckets: std::collections::HashSet<u64> = hashes.iter().map(|h| h & 1023).collect();
+        assert!(
+            buckets.len() > 600,
+            "only {} of 1024 buckets used",
+            buckets.len()
+        );
+        let tags: std::collections::HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        assert!(
+            tags.len() > 100,
+            "only {} of 128 control tags used",
+            tags.len()
+        );
+        // A byte anywhere in a key, including the tail past the last whole word, changes it.
+        let key = [7_u8; 13];
+        for index in 0..key.len() {
+            let mut other = key;
+            other[index] = 8;
+            assert_ne!(hash_of(key), hash_of(other), "byte {index} ignored");
+        }
+    }
+}
