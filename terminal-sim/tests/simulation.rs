@@ -12,12 +12,13 @@
 //! LSW_SIM_SEED=N cargo test -p terminal-sim --test simulation -- --nocapture
 //! ```
 //!
-//! `LSW_SIM_SEEDS` sets how many seeds (default 200, 20–30 s in a debug build on two
-//! cores), `LSW_SIM_FIRST` the first one (default 0; CI may pass a fresh random one),
+//! `LSW_SIM_SEEDS` sets how many seeds (default 2 000, about 40 s in a debug build on two
+//! cores), `LSW_SIM_FIRST` the first one (default 0), `LSW_SIM_FRESH` how many fresh seeds
+//! to add from a first seed taken from the clock (default 0; `.ci/run` adds 500),
 //! `LSW_SIM_STEPS` the steps per seed (default 200), `LSW_SIM_TRACE=1` (with `LSW_SIM_SEED`)
 //! prints every step. Terminals also send a second confirm or reversal under a new STAN
 //! while the first is unanswered (the regression test below pins the seed that once broke
-//! that). The long run, 20 000 fresh seeds, about 45 minutes in a debug build:
+//! that). The long run, 20 000 fresh seeds, about 7 minutes in a debug build:
 //!
 //! ```text
 //! LSW_SIM_SEEDS=20000 LSW_SIM_FIRST=$RANDOM$RANDOM \
@@ -32,7 +33,7 @@ use terminal_sim::simulation::{self, Options, Summary, World, STEPS_DEFAULT};
 
 const NETWORK: &str = include_str!("data/network.json");
 /// Seeds per run unless `LSW_SIM_SEEDS` says otherwise.
-const SEEDS_DEFAULT: u64 = 200;
+const SEEDS_DEFAULT: u64 = 2_000;
 
 /// The test network with three more terminals at M-A and a second active merchant with two
 /// terminals of its own, so requests of one card interleave across terminals and merchants.
@@ -71,6 +72,22 @@ fn env(name: &str) -> Option<u64> {
     })
 }
 
+/// `count` seeds never run before, from a first seed taken from the clock (CI sets
+/// `LSW_SIM_FRESH`, so every run also explores new ground); printed so a failure replays.
+fn fresh_seeds(count: u64) -> Vec<u64> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    // Far above the fixed seeds, and far below u64::MAX so the range cannot overflow.
+    let first = 1_000_000 + u64::try_from(nanos % 1_000_000_000_000).unwrap();
+    println!("fresh seeds: {count} from {first} (LSW_SIM_FIRST={first} LSW_SIM_SEEDS={count} replays them)");
+    (first..first + count).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeds_keep_every_invariant() {
     let built = Instant::now();
@@ -86,7 +103,10 @@ async fn seeds_keep_every_invariant() {
         Some(seed) => vec![seed],
         None => {
             let first = env("LSW_SIM_FIRST").unwrap_or(0);
-            (first..first + env("LSW_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT)).collect()
+            let mut seeds: Vec<u64> =
+                (first..first + env("LSW_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT)).collect();
+            seeds.extend(fresh_seeds(env("LSW_SIM_FRESH").unwrap_or(0)));
+            seeds
         }
     };
     let started = Instant::now();
