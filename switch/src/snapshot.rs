@@ -36,6 +36,14 @@ pub struct Snapshot {
     rules: Vec<Rule>,
     /// Indices into `rules` of the rules open to every merchant.
     rules_any_merchant: Box<[u32]>,
+    /// Of those, the rules open to every card BIN.
+    rules_any_unbinned: Box<[u32]>,
+    /// Of those, the rules limited to BIN ranges.
+    rules_any_binned: Box<[u32]>,
+    /// For each BIN of a card in the snapshot, the rules of `rules_any_binned` with a range
+    /// that contains it. Network-wide campaigns are narrowed by BIN, so a purchase looks only
+    /// at the few that can apply to its card.
+    rules_any_by_bin: HashMap<[u8; 6], Box<[u32]>>,
     /// Indices into `rules` of the rules naming a merchant, directly or by group.
     rules_by_merchant: HashMap<MerchantId, Box<[u32]>>,
 }
@@ -118,6 +126,9 @@ impl Snapshot {
             tiers,
             rules: Vec::with_capacity(data.rules.len()),
             rules_any_merchant: Box::new([]),
+            rules_any_unbinned: Box::new([]),
+            rules_any_binned: Box::new([]),
+            rules_any_by_bin: HashMap::default(),
             rules_by_merchant: HashMap::default(),
         };
         for record in &data.terminals {
@@ -175,6 +186,10 @@ impl Snapshot {
         self.tiers.get(&id)
     }
 
+    fn rule_at(&self, index: u32) -> Option<&Rule> {
+        self.rules.get(usize::try_from(index).ok()?)
+    }
+
     /// The rule with row id `id` (a binary search: rules are sorted by id).
     pub fn rule(&self, id: RuleId) -> Option<&Rule> {
         let index = self.rules.binary_search_by_key(&id, |rule| rule.id).ok()?;
@@ -196,6 +211,36 @@ impl Snapshot {
             .filter_map(|index| self.rules.get(usize::try_from(*index).ok()?))
     }
 
+    /// The rules that may apply to a purchase at `merchant` with a card of BIN `bin`: those of
+    /// [`Snapshot::rules_for_merchant`] less the network-wide rules whose BIN ranges all miss
+    /// `bin`. The engine prices from this list; pricing still checks every condition, BIN
+    /// included. A BIN no card of the snapshot has (never the case for a card found in it)
+    /// gets every BIN-limited network-wide rule.
+    pub fn rules_for_purchase<'s>(
+        &'s self,
+        merchant: MerchantId,
+        bin: &[u8; 6],
+    ) -> impl Iterator<Item = &'s Rule> + 's {
+        let named = self
+            .rules_by_merchant
+            .get(&merchant)
+            .map_or(&[][..], |list| &list[..]);
+        let binned = self
+            .rules_any_by_bin
+            .get(bin)
+            .map_or(&self.rules_any_binned[..], |list| &list[..]);
+        self.rules_any_unbinned
+            .iter()
+            .chain(binned)
+            .chain(named)
+            .filter_map(|index| self.rule_at(*index))
+    }
+
+    /// Every card, in no particular order.
+    pub fn cards(&self) -> &[Card] {
+        &self.cards
+    }
+
     /// The cashback rate of `card`'s tier, if it has one.
     pub fn tier_rate(&self, card: &Card) -> Option<Percent> {
         card.tier
@@ -213,9 +258,7 @@ impl Snapshot {
         gross: Rials,
         now: UnixMillis,
     ) -> Purchase<'s> {
-        let member_groups = self
-            .member(card.member)
-            .map_or(&[][..], |member| &member.groups);
+        let member_groups = &card.member_groups;
         Purchase {
             gross,
             merchant,
@@ -281,9 +324,14 @@ impl Snapshot {
         reference: &LoadedReference,
     ) -> Result<(), SnapshotError> {
         let ids = &reference.ids;
+        let member = resolve(&ids.members, &record.member, "member")?;
+        let member_groups = match self.members.get(&member) {
+            Some(found) => found.groups.clone(),
+            None => Box::new([]),
+        };
         let card = Card {
             id: resolve(&ids.cards, &record.code, "card")?,
-            member: resolve(&ids.members, &record.member, "member")?,
+            member,
             token: record.token,
             bin: record.bin,
             last4: record.last4,
@@ -294,6 +342,7 @@ impl Snapshot {
                 .as_ref()
                 .map(|code| resolve(&ids.tiers, code, "tier"))
                 .transpose()?,
+            member_groups,
         };
         let index = index_of(self.cards.len(), "cards")?;
         let fresh_token = self.card_by_token.insert(card.token, index).is_none();
@@ -345,7 +394,33 @@ impl Snapshot {
                 }
             }
         }
+        let (binned, unbinned): (Vec<u32>, Vec<u32>) = any.iter().partition(|index| {
+            self.rule_at(**index)
+                .is_some_and(|rule| !rule.eligibility.bins.is_empty())
+        });
+        let mut by_bin: HashMap<[u8; 6], Box<[u32]>> = HashMap::default();
+        for card in &self.cards {
+            if by_bin.contains_key(&card.bin) {
+                continue;
+            }
+            let matching: Vec<u32> = binned
+                .iter()
+                .copied()
+                .filter(|index| {
+                    self.rule_at(*index).is_some_and(|rule| {
+                        rule.eligibility
+                            .bins
+                            .iter()
+                            .any(|range| range.contains(&card.bin))
+                    })
+                })
+                .collect();
+            by_bin.insert(card.bin, matching.into_boxed_slice());
+        }
         self.rules_any_merchant = any.into_boxed_slice();
+        self.rules_any_unbinned = unbinned.into_boxed_slice();
+        self.rules_any_binned = binned.into_boxed_slice();
+        self.rules_any_by_bin = by_bin;
         self.rules_by_merchant = named
             .into_iter()
             .map(|(id, list)| (id, list.into_boxed_slice()))

@@ -109,6 +109,38 @@ async fn example_imports_and_reads_back_equal() {
         .map(|rule| rule.code.as_str())
         .collect();
     assert_eq!(rules, ["R-BIN-610433"]);
+    // What the engine prices from: the same candidates less the network-wide rules whose BIN
+    // ranges miss the card, for every merchant and every card of the example.
+    let mut narrowed = 0;
+    for merchant in [cafe.id, *books.1] {
+        for card in snapshot.cards() {
+            let mut expected: Vec<&str> = snapshot
+                .rules_for_merchant(merchant)
+                .filter(|rule| {
+                    let who = &rule.eligibility;
+                    let named = !who.merchants.is_empty() || !who.merchant_groups.is_empty();
+                    named
+                        || who.bins.is_empty()
+                        || who.bins.iter().any(|range| range.contains(&card.bin))
+                })
+                .map(|rule| rule.code.as_str())
+                .collect();
+            let mut got: Vec<&str> = snapshot
+                .rules_for_purchase(merchant, &card.bin)
+                .map(|rule| rule.code.as_str())
+                .collect();
+            expected.sort_unstable();
+            got.sort_unstable();
+            assert_eq!(got, expected, "bin {:?}", card.bin);
+            narrowed += snapshot.rules_for_merchant(merchant).count() - got.len();
+        }
+    }
+    assert!(narrowed > 0, "no card of the example is narrowed by BIN");
+    // A card carries its member's groups (pricing reads them from the card).
+    for card in snapshot.cards() {
+        let member = snapshot.member(card.member).unwrap();
+        assert_eq!(card.member_groups, member.groups);
+    }
 
     let club: Vec<(i64, i64)> =
         sqlx::query("SELECT ledger_rials, held_rials FROM club_balances ORDER BY card_id")

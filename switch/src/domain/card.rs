@@ -189,6 +189,10 @@ pub struct Card {
     pub expiry: CardExpiry,
     /// Its tier, which sets the cashback rate; `None` earns none.
     pub tier: Option<TierId>,
+    /// Its member's groups, sorted ascending: a copy of [`Member::groups`] made when the
+    /// snapshot is built, so that pricing reads them from the card it already holds instead
+    /// of a second lookup (a cache miss in a map of a million members) per purchase.
+    pub member_groups: Box<[GroupId]>,
 }
 
 #[cfg(test)]

@@ -316,7 +316,7 @@ impl Engine {
         let purchase = snapshot.purchase(merchant, terminal, card, gross, now);
         let quote = pricing::quote(
             &purchase,
-            snapshot.rules_for_merchant(merchant.id),
+            snapshot.rules_for_purchase(merchant.id, &card.bin),
             &usage,
             funds,
             funding,
