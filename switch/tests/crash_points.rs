@@ -1,8 +1,8 @@
 //! Goal: `kill -9` at any moment loses nothing answered `00` and captures nothing twice
 //! (DESIGN.md section 6), over many crash points rather than one.
 //!
-//! Method: the real `lsw-switch` binary on a temporary SQLite file, killed with SIGKILL after
-//! a random delay while a pipeline of purchases and confirms of earlier approvals is in
+//! Method: the real `lsw-switch` binary on a temporary SQLite file, killed with SIGKILL once a
+//! random number of answers has arrived while a pipeline of purchases and confirms of earlier approvals is in
 //! flight, 24 times in a row, each time restarted on the same file. A blocking terminal keeps
 //! every `00` it heard across rounds. At the end it retransmits every answered message (it
 //! must get the identical bytes), confirms every approval still unconfirmed, and the database
@@ -23,6 +23,8 @@ use common::*;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -95,7 +97,7 @@ fn frame(message: &[u8]) -> BytesMut {
 }
 
 /// Reads frames until the connection ends (the switch was killed) or goes quiet.
-fn read_all(mut stream: TcpStream) -> Vec<Bytes> {
+fn read_all(mut stream: TcpStream, count: Arc<AtomicUsize>) -> Vec<Bytes> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -104,6 +106,7 @@ fn read_all(mut stream: TcpStream) -> Vec<Bytes> {
     loop {
         while let Some(frame) = protocol::frame::decode(&mut buf).unwrap() {
             frames.push(frame);
+            count.store(frames.len(), Ordering::SeqCst);
         }
         let mut chunk = [0_u8; 8192];
         match stream.read(&mut chunk) {
@@ -163,17 +166,19 @@ async fn kill_9_at_random_moments_loses_no_answer() {
     for round in 0..ROUNDS {
         let mut child = serve(&db, listen, admin);
         let stream = TcpStream::connect(listen).unwrap();
+        let heard_count = Arc::new(AtomicUsize::new(0));
         let reader = {
             let stream = stream.try_clone().unwrap();
-            std::thread::spawn(move || read_all(stream))
+            let count = heard_count.clone();
+            std::thread::spawn(move || read_all(stream, count))
         };
         // The pipeline: new purchases, and confirms of approvals not yet confirmed.
         let mut sent: HashMap<u32, (Outgoing, Option<usize>)> = HashMap::new();
-        let mut wire = BytesMut::new();
+        let mut wire: Vec<BytesMut> = Vec::new();
         for (index, (purchase, _, rrn)) in heard.approved.iter().enumerate() {
             if !heard.is_confirmed(index) && rng.gen_bool(0.6) {
                 let confirm = terminal.confirm(purchase, *rrn, now_seconds()).unwrap();
-                wire.extend_from_slice(&frame(&confirm.bytes));
+                wire.push(frame(&confirm.bytes));
                 sent.insert(confirm.stan.get(), (confirm, Some(index)));
             }
         }
@@ -187,21 +192,42 @@ async fn kill_9_at_random_moments_loses_no_answer() {
                     rng.gen(),
                 )
                 .unwrap();
-            wire.extend_from_slice(&frame(&out.bytes));
+            wire.push(frame(&out.bytes));
             sent.insert(out.stan.get(), (out, None));
         }
-        // Written in a few pieces, so some requests are still unread when the kill comes.
-        let delay = Duration::from_micros(rng.gen_range(0..=40_000));
+        // Written one frame at a time with random gaps, so answers come back batch by batch
+        // while later requests are still on their way; the kill comes once a random number of
+        // answers has arrived (none: after a random delay), so it lands mid-stream however fast
+        // the switch commits.
+        let gap = Duration::from_micros(rng.gen_range(0..=2_000));
+        let kill_after = rng.gen_range(0..sent.len());
+        let delay = Duration::from_micros(rng.gen_range(0..=20_000));
         let mut writer = stream;
-        let pieces: Vec<&[u8]> = wire.chunks(wire.len() / 3 + 1).collect();
+        let sender = std::thread::spawn(move || {
+            for piece in wire {
+                if writer.write_all(&piece).is_err() {
+                    return;
+                }
+                std::thread::sleep(gap);
+            }
+        });
         let started = Instant::now();
-        for piece in pieces {
-            let _ = writer.write_all(piece);
-            std::thread::sleep(delay / 4);
+        let deadline = started + Duration::from_secs(5);
+        loop {
+            let heard_now = heard_count.load(Ordering::SeqCst);
+            let due = if kill_after == 0 {
+                started.elapsed() >= delay
+            } else {
+                heard_now >= kill_after
+            };
+            if due || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(100));
         }
-        std::thread::sleep(delay.saturating_sub(started.elapsed()));
         child.kill().unwrap();
         child.wait().unwrap();
+        sender.join().unwrap();
         let answers = reader.join().unwrap();
         if answers.len() < sent.len() {
             kills_mid_stream += 1;
@@ -226,6 +252,7 @@ async fn kill_9_at_random_moments_loses_no_answer() {
             }
         }
     }
+    println!("crash points: {kills_mid_stream} of {ROUNDS} kills came while answers were due");
     assert!(
         kills_mid_stream >= ROUNDS / 2,
         "only {kills_mid_stream} of {ROUNDS} kills came while answers were due"
