@@ -1,21 +1,29 @@
-//! The admin listener: `/metrics` (Prometheus), `/healthz` (alive) and `/readyz` (database
-//! reachable and reference data loaded), over a minimal HTTP/1.1 responder. The operator API
-//! will grow here.
+//! The admin listener: `/metrics` (Prometheus), `/healthz` (alive), `/readyz` (database
+//! reachable and reference data loaded) and the operator API under `/api/v1`
+//! ([`crate::api`]), served by axum on the switch's runtime.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::SqlitePool;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
 use tracing::warn;
 
-/// Largest request head read from an admin client; longer ones are answered 431 and closed.
-pub const REQUEST_BYTES_MAX: usize = 8192;
-/// How long an admin client may take to send its request.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::api::{self, ApiState};
+
 /// How long `/readyz` waits for the database.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -27,105 +35,173 @@ pub struct AdminState {
     pub pool: SqlitePool,
 }
 
-/// Serves admin requests until `shutdown` turns true.
-pub async fn serve(
+/// The whole admin router: health, metrics and the operator API.
+pub fn router(state: Arc<AdminState>, api_state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .merge(api::router(api_state))
+}
+
+/// Admin connections open at once; one more is accepted and closed at once, so a flood of
+/// admin connections cannot exhaust the switch's file descriptors.
+pub const CONNECTIONS_MAX: usize = 64;
+/// An admin connection that sends nothing this long is closed (slow or idle clients).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// No admin connection lives longer than this, however it trickles its bytes.
+pub const LIFETIME_MAX: Duration = Duration::from_secs(120);
+
+/// The admin port's listener: at most [`CONNECTIONS_MAX`] connections, each closed after
+/// [`IDLE_TIMEOUT`] without a byte or [`LIFETIME_MAX`] in all (axum's server has no timeouts
+/// of its own).
+pub struct Bounded {
     listener: TcpListener,
-    state: Arc<AdminState>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => return,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, answer(stream, &state)).await;
-                });
-            }
-            Err(cause) => {
-                warn!(%cause, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+    permits: Arc<Semaphore>,
+}
+
+impl Bounded {
+    /// Bounds `listener`.
+    pub fn new(listener: TcpListener) -> Bounded {
+        Bounded {
+            listener,
+            permits: Arc::new(Semaphore::new(CONNECTIONS_MAX)),
         }
     }
 }
 
-async fn answer(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0_u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > REQUEST_BYTES_MAX {
-            return reply(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                "text/plain",
-                "too large\n",
-            )
-            .await;
-        }
-        let read = tokio::time::timeout(REQUEST_TIMEOUT, stream.read(&mut chunk)).await;
-        match read {
-            Ok(Ok(0)) | Err(_) => return Ok(()),
-            Ok(Ok(n)) => head.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
-            Ok(Err(error)) => return Err(error),
-        }
-    }
-    let line = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
-    let mut parts = line.split(|b| *b == b' ');
-    let method = parts.next().unwrap_or(&[]);
-    let path = parts.next().unwrap_or(&[]);
-    if method != b"GET" {
-        return reply(
-            &mut stream,
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n",
-        )
-        .await;
-    }
-    match path {
-        b"/healthz" => reply(&mut stream, "200 OK", "text/plain", "ok\n").await,
-        b"/readyz" => {
-            let query = sqlx::query("SELECT 1").execute(&state.pool);
-            match tokio::time::timeout(READY_TIMEOUT, query).await {
-                Ok(Ok(_)) => reply(&mut stream, "200 OK", "text/plain", "ready\n").await,
-                _ => {
-                    reply(
-                        &mut stream,
-                        "503 Service Unavailable",
-                        "text/plain",
-                        "database unreachable\n",
-                    )
-                    .await
+impl axum::serve::Listener for Bounded {
+    type Io = Timed;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Timed, SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, peer)) => match self.permits.clone().try_acquire_owned() {
+                    Ok(permit) => return (Timed::new(stream, permit), peer),
+                    Err(_) => {
+                        warn!(%peer, "admin connection refused: too many open");
+                        drop(stream);
+                    }
+                },
+                Err(cause) => {
+                    warn!(%cause, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
         }
-        b"/metrics" => {
-            let body = state
-                .metrics
-                .as_ref()
-                .map(PrometheusHandle::render)
-                .unwrap_or_default();
-            reply(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
-        }
-        _ => reply(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
     }
 }
 
-async fn reply(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+/// An admin connection with an idle deadline and a lifetime deadline.
+pub struct Timed {
+    stream: TcpStream,
+    idle: Pin<Box<Sleep>>,
+    end: Pin<Box<Sleep>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Timed {
+    fn new(stream: TcpStream, permit: OwnedSemaphorePermit) -> Timed {
+        Timed {
+            stream,
+            idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
+            end: Box::pin(tokio::time::sleep(LIFETIME_MAX)),
+            _permit: permit,
+        }
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.idle.as_mut().poll(cx).is_ready() || self.end.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl AsyncRead for Timed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    let next = tokio::time::Instant::now() + IDLE_TIMEOUT;
+                    self.idle.as_mut().reset(next);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending if self.expired(cx) => {
+                Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for Timed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Pending if self.expired(cx) => {
+                Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Serves admin requests until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+    let stopping = async move {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    if let Err(cause) = axum::serve(Bounded::new(listener), router)
+        .with_graceful_shutdown(stopping)
+        .await
+    {
+        warn!(%cause, "admin listener stopped");
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    let query = sqlx::query("SELECT 1").execute(&state.pool);
+    match tokio::time::timeout(READY_TIMEOUT, query).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ready\n"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n"),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    let body = state
+        .metrics
+        .as_ref()
+        .map(PrometheusHandle::render)
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

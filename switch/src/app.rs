@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::admin::{self, AdminState};
+use crate::api::ApiState;
 use crate::clock::Clock;
 use crate::committer;
 use crate::config::{Config, Secrets};
@@ -120,7 +121,16 @@ pub async fn start(
         metrics,
         pool: pool.clone(),
     });
-    let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown_rx));
+    let api_state = Arc::new(ApiState {
+        pool: pool.clone(),
+        kek: secrets.kek.clone(),
+        pan_key: Arc::new(secrets.pan_key.clone()),
+        snapshots: snapshots.clone(),
+        clock: clock.clone(),
+        changes: tokio::sync::Mutex::new(()),
+    });
+    let router = admin::router(admin_state, api_state);
+    let admin = tokio::spawn(admin::serve(admin_listener, router, shutdown_rx));
     info!(%addr, %admin_addr, "switch listening");
     Ok(Running {
         addr,

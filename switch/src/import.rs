@@ -20,7 +20,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
 
-use crate::domain::{Kek, PanTokenKey, ReferenceData, UnixMillis};
+use crate::domain::{Kek, PanTokenKey, ReferenceData, RowIds, UnixMillis};
 use crate::store::reference::{self, ImportOutcome};
 use crate::store::StoreError;
 
@@ -109,6 +109,40 @@ pub fn parse(bytes: &[u8], pan_key: &PanTokenKey) -> Result<Imported, ImportErro
         return Err(problems.into_error());
     }
     Ok(Imported { data, file_sha256 })
+}
+
+/// Validates one section's records, given as a JSON object of import-format sections (for
+/// example `{"merchants": [{...}]}`), against the stored reference data: the operator API's
+/// way in. The records go through every check of an import; a reference may name a record of
+/// the document or one already stored. The result is to be saved with
+/// [`reference::save`], which changes only the records it names.
+///
+/// # Errors
+/// [`ImportError`] when the sections are not the import's shape or any record is wrong;
+/// problems name the section, index and field (`merchants[0].iban`).
+pub fn parse_over(
+    sections: serde_json::Value,
+    pan_key: &PanTokenKey,
+    stored: &RowIds,
+) -> Result<ReferenceData, ImportError> {
+    let mut document = match sections {
+        serde_json::Value::Object(map) => map,
+        _ => {
+            return Err(ImportError::Syntax {
+                message: "expected an object".to_owned(),
+            })
+        }
+    };
+    document.insert("format".to_owned(), serde_json::Value::from(FORMAT));
+    document.insert("version".to_owned(), serde_json::Value::from(VERSION));
+    let file: dto::File =
+        serde_json::from_value(serde_json::Value::Object(document)).map_err(syntax)?;
+    let mut problems = record::Problems::default();
+    let data = sections::convert_over(file, pan_key, stored, &mut problems);
+    if !problems.is_empty() {
+        return Err(problems.into_error());
+    }
+    Ok(data)
 }
 
 /// Why [`import_text`] imported nothing.

@@ -10,13 +10,15 @@
 //! - [`fast_hash`]: the hash of the engine's and snapshot's maps.
 //! - [`committer`]: the task that owns the engine and group-commits effects.
 //! - [`admission`]: format, MAC and envelope checks of one frame (pure).
-//! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics and health.
+//! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics, health and the
+//!   operator API ([`api`]).
 //! - [`app`]: wiring for `serve` and in-process use; [`config`], [`clock`], [`metrics`],
 //!   [`logs`].
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod admission;
+pub mod api;
 pub mod app;
 pub mod clock;
 pub mod committer;

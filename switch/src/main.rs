@@ -40,6 +40,28 @@ enum Command {
         /// The import file.
         file: PathBuf,
     },
+    /// Manage operator API tokens (docs/operator-api.md).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Make a token and print it: it is shown this once and stored only hashed.
+    Add {
+        /// The operator's name, written in the audit log (unique).
+        name: String,
+        /// `read` (GET only) or `write` (may change reference data).
+        #[arg(long, default_value = "read")]
+        role: String,
+    },
+    /// Revoke the token of an operator: its next request is refused 401.
+    Revoke {
+        /// The operator's name.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Import { file } => import(&config, &file).await,
+            Command::Token { action } => token(&config, action).await,
         }
     })
 }
@@ -116,6 +139,37 @@ async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
             anyhow::bail!("{} was not imported; nothing changed", file.display())
         }
     }
+}
+
+async fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
+    let pool = switch::store::open_sqlite(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let now = switch::clock::Clock::now(&SystemClock);
+    let outcome = match action {
+        TokenAction::Add { name, role } => {
+            let role = switch::api::auth::Role::parse(&role)
+                .with_context(|| format!("role must be read or write, not {role:?}"))?;
+            let token = switch::api::auth::add_token(&pool, &name, role, now)
+                .await
+                .with_context(|| format!("adding a token for {name:?} (is the name taken?)"))?;
+            println!("{token}");
+            Ok(())
+        }
+        TokenAction::Revoke { name } => {
+            let revoked = switch::api::auth::revoke_token(&pool, &name, now)
+                .await
+                .context("revoking the token")?;
+            if revoked {
+                println!("revoked the token of {name}");
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("no live token is named {name:?}"))
+            }
+        }
+    };
+    pool.close().await;
+    outcome
 }
 
 async fn wait_for_signal() {

@@ -122,7 +122,7 @@ async fn start(dir: &std::path::Path) -> Running {
 async fn metrics_text(admin: SocketAddr) -> String {
     let mut stream = TcpStream::connect(admin).await.unwrap();
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut text = String::new();

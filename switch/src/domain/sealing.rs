@@ -22,7 +22,9 @@ pub const NONCE_BYTES: usize = 12;
 /// Bytes in a sealed TMK: version, nonce, 32 bytes of ciphertext and the 16-byte tag.
 pub const SEALED_TMK_BYTES: usize = 1 + NONCE_BYTES + 32 + 16;
 
-/// The switch's key-encryption key. Never printed; wiped on drop.
+/// The switch's key-encryption key. Never printed; wiped on drop. Cloned only to hand it to the
+/// operator API, which seals the TMKs of the terminals it creates.
+#[derive(Clone)]
 pub struct Kek([u8; KEK_BYTES]);
 
 /// Why a TMK could not be sealed or opened.

@@ -1,6 +1,6 @@
 //! Each section of the file into records: field checks, unique codes and references.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use protocol::{Pan, Tmk};
 use serde_json::Value;
@@ -14,7 +14,7 @@ use crate::domain::time::{check_utc_offset, TEHRAN_UTC_OFFSET_MINUTES};
 use crate::domain::{
     BinRange, CardExpiry, CardStatus, CivilDate, Code, CurrencyCode, Eligibility, FeeSchedule,
     Iban, Invalid, KeySetId, MerchantProfile, MerchantStatus, MinuteWindow, PanToken, PanTokenKey,
-    ReferenceData, RuleKind, RuleTerms, TerminalCode, TerminalStatus, UnixMillis, Weekday,
+    ReferenceData, RowIds, RuleKind, RuleTerms, TerminalCode, TerminalStatus, UnixMillis, Weekday,
     Weekdays, Window,
 };
 use crate::import::dto::{self, Records};
@@ -28,8 +28,40 @@ pub const CREDIT_EXPIRY_DAYS_MAX: i64 = 3_650;
 /// Converts every section, reporting problems; the result is meaningful only when none were
 /// reported.
 pub fn convert(file: dto::File, pan_key: &PanTokenKey, problems: &mut Problems) -> ReferenceData {
+    convert_with(file, pan_key, Codes::default(), problems)
+}
+
+/// Like [`convert`], for a document that adds to or changes stored reference data (the
+/// operator API): a reference may also name a record already stored (`stored`), not only one
+/// in the same document. Every other check is the import's.
+pub fn convert_over(
+    file: dto::File,
+    pan_key: &PanTokenKey,
+    stored: &RowIds,
+    problems: &mut Problems,
+) -> ReferenceData {
+    let codes = Codes {
+        tiers: Seen::over(stored.tiers.keys()),
+        merchant_groups: Seen::over(stored.merchant_groups.keys()),
+        member_groups: Seen::over(stored.member_groups.keys()),
+        terminal_groups: Seen::over(stored.terminal_groups.keys()),
+        merchants: Seen::over(stored.merchants.keys()),
+        members: Seen::over(stored.members.keys()),
+        cards: Seen::over(stored.cards.keys()),
+    };
+    convert_with(file, pan_key, codes, problems)
+}
+
+// The sections are converted one after the other into a default value, because each reads
+// the codes the earlier ones claimed; a struct literal would hide that order.
+#[allow(clippy::field_reassign_with_default)]
+fn convert_with(
+    file: dto::File,
+    pan_key: &PanTokenKey,
+    mut codes: Codes,
+    problems: &mut Problems,
+) -> ReferenceData {
     let mut data = ReferenceData::default();
-    let mut codes = Codes::default();
     data.tiers = tiers(file.tiers, &mut codes.tiers, problems);
     data.merchant_groups = groups(
         "merchant_groups",
@@ -77,24 +109,36 @@ struct Codes {
     cards: Seen,
 }
 
+/// The codes of one section: those of the document, with the index of their first record,
+/// and (for [`convert_over`]) those already stored.
 #[derive(Default)]
-struct Seen(HashMap<Code, usize>);
+struct Seen {
+    file: HashMap<Code, usize>,
+    stored: HashSet<Code>,
+}
 
 impl Seen {
+    fn over<'c>(stored: impl Iterator<Item = &'c Code>) -> Seen {
+        Seen {
+            file: HashMap::new(),
+            stored: stored.cloned().collect(),
+        }
+    }
+
     /// Registers `code` of `record`; reports it when already taken.
     fn claim(&mut self, record: &mut Record<'_>, section: &str, index: usize, code: &Code) {
-        if let Some(first) = self.0.get(code) {
+        if let Some(first) = self.file.get(code) {
             record.report(
                 "code",
                 format_args!("duplicate code; first at {section}[{first}]"),
             );
         } else {
-            self.0.insert(code.clone(), index);
+            self.file.insert(code.clone(), index);
         }
     }
 
     fn has(&self, code: &Code) -> bool {
-        self.0.contains_key(code)
+        self.file.contains_key(code) || self.stored.contains(code)
     }
 }
 
@@ -150,7 +194,7 @@ fn each<T>(
                     .as_deref()
                     .and_then(|text| Code::parse(text).ok());
                 if let (Some(seen), Some(code)) = (seen.as_deref_mut(), code) {
-                    seen.0.entry(code).or_insert(index);
+                    seen.file.entry(code).or_insert(index);
                 }
             }
         }

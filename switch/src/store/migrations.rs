@@ -31,6 +31,11 @@ pub const SQLITE: &[Source] = &[
         "settlement",
         include_str!("../../../migrations/sqlite/0003_settlement.sql"),
     ),
+    (
+        4,
+        "operators",
+        include_str!("../../../migrations/sqlite/0004_operators.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -49,6 +54,11 @@ pub const POSTGRES: &[Source] = &[
         3,
         "settlement",
         include_str!("../../../migrations/postgres/0003_settlement.sql"),
+    ),
+    (
+        4,
+        "operators",
+        include_str!("../../../migrations/postgres/0004_operators.sql"),
     ),
 ];
 

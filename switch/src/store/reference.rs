@@ -90,11 +90,28 @@ pub async fn save(
     now: UnixMillis,
 ) -> Result<ImportOutcome, StoreError> {
     let mut tx = pool.begin().await?;
-    let current = read_all(&mut tx, kek).await?;
-    let accounts = Accounts::read(&mut tx).await?;
+    let outcome = save_in(&mut tx, data, file_sha256, kek, now).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// [`save`] inside the caller's transaction, so that the operator API writes its audit row in
+/// the same transaction as the change. Nothing is committed here.
+///
+/// # Errors
+/// As [`save`]; the caller rolls back.
+pub async fn save_in(
+    tx: &mut SqliteConnection,
+    data: &ReferenceData,
+    file_sha256: &[u8; 32],
+    kek: &Kek,
+    now: UnixMillis,
+) -> Result<ImportOutcome, StoreError> {
+    let current = read_all(&mut *tx, kek).await?;
+    let accounts = Accounts::read(&mut *tx).await?;
     check_openings(data, &current, &accounts)?;
     let mut writer = Writer {
-        conn: &mut tx,
+        conn: &mut *tx,
         ids: current.ids.clone(),
         count: Count::default(),
     };
@@ -145,7 +162,6 @@ pub async fn save(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(ImportOutcome {
         version,
         inserted: count.inserted,

@@ -1,0 +1,137 @@
+//! The operator API (`/api/v1` on the admin port; `docs/operator-api.md`): JSON over HTTP,
+//! a bearer token per operator, every change validated as an import is, written with its audit
+//! row in one transaction, and then live: the switch's snapshot is rebuilt and swapped, so the
+//! next transaction over TCP sees it while those in flight keep the snapshot they started with.
+//!
+//! Layout:
+//! - [`auth`]: operator tokens (stored hashed) and the read and write roles.
+//! - [`error`]: the one JSON error shape and its status codes.
+//! - [`merchants`], [`terminals`], [`cards`], [`audit`]: the resources.
+//! - [`change`]: how a change is saved, audited and made live.
+
+pub mod audit;
+pub mod auth;
+pub mod cards;
+pub mod change;
+pub mod error;
+pub mod merchants;
+pub mod terminals;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use sqlx::SqlitePool;
+use tokio::sync::{watch, Mutex};
+
+use crate::clock::Clock;
+use crate::domain::{Kek, PanTokenKey};
+use crate::snapshot::Snapshot;
+
+/// The OpenAPI document of this API, served at `/api/v1/openapi.json`; a test checks that
+/// it names exactly the routes [`router`] serves.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// Largest request body the API reads: a merchant or terminal record is well under 4 KiB.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// What the API's handlers share.
+pub struct ApiState {
+    /// The database.
+    pub pool: SqlitePool,
+    /// Seals the TMKs of new terminals.
+    pub kek: Kek,
+    /// Tokenises the PANs of new cards.
+    pub pan_key: Arc<PanTokenKey>,
+    /// Where a changed snapshot is published to the connection tasks.
+    pub snapshots: watch::Sender<Arc<Snapshot>>,
+    /// The switch's clock (audit rows, import times).
+    pub clock: Arc<dyn Clock>,
+    /// Serialises changes: each reads the stored reference data, changes it and saves it, so
+    /// two at once could otherwise build snapshots from each other's stale reads.
+    pub changes: Mutex<()>,
+}
+
+/// Every route [`router`] serves, as (method, path) with axum's `{name}` placeholders. The
+/// OpenAPI test checks the document names exactly these, and that each is served.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/merchants"),
+    ("GET", "/api/v1/merchants/{code}"),
+    ("PUT", "/api/v1/merchants/{code}"),
+    ("POST", "/api/v1/terminals"),
+    ("GET", "/api/v1/terminals/{terminal_id}"),
+    ("GET", "/api/v1/cards/{code}"),
+    ("POST", "/api/v1/cards/{code}/block"),
+    ("POST", "/api/v1/cards/{code}/unblock"),
+    ("GET", "/api/v1/audit"),
+];
+
+/// The `/api/v1` routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/merchants", get(merchants::list))
+        .route(
+            "/api/v1/merchants/{code}",
+            get(merchants::show).put(merchants::put),
+        )
+        .route("/api/v1/terminals", post(terminals::create))
+        .route("/api/v1/terminals/{terminal_id}", get(terminals::show))
+        .route("/api/v1/cards/{code}", get(cards::show))
+        .route("/api/v1/cards/{code}/block", post(cards::block))
+        .route("/api/v1/cards/{code}/unblock", post(cards::unblock))
+        .route("/api/v1/audit", get(audit::list))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
+/// The body as a JSON object.
+///
+/// # Errors
+/// [`error::ApiError::BadJson`] when it is not JSON or not an object.
+pub fn body_object(
+    body: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, error::ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(error::ApiError::BadJson {
+            message: "expected an object".to_owned(),
+        }),
+        Err(error) => Err(error::ApiError::BadJson {
+            message: format!("line {} column {}", error.line(), error.column()),
+        }),
+    }
+}
+
+/// The stored reference data, for a read.
+///
+/// # Errors
+/// [`error::ApiError::Store`] when the database fails.
+pub async fn stored(state: &ApiState) -> Result<crate::domain::LoadedReference, error::ApiError> {
+    crate::store::reference::load(&state.pool, &state.kek)
+        .await
+        .map_err(error::ApiError::store)
+}
+
+/// The one record of `records` that `matches`, or 404 naming `what`.
+///
+/// # Errors
+/// [`error::ApiError::NotFound`] when none matches.
+pub fn find<'r, T>(
+    records: &'r [T],
+    what: &'static str,
+    matches: impl Fn(&T) -> bool,
+) -> Result<&'r T, error::ApiError> {
+    records
+        .iter()
+        .find(|record| matches(record))
+        .ok_or(error::ApiError::NotFound { what })
+}

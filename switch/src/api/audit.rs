@@ -1,0 +1,62 @@
+//! `GET /api/v1/audit`: the newest audit rows, newest first.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::api::auth::Reader;
+use crate::api::error::ApiError;
+use crate::api::ApiState;
+
+/// Rows returned unless `limit` says fewer; also the most it may ask for.
+pub const ROWS_MAX: i64 = 1_000;
+
+/// The query string.
+#[derive(Debug, Deserialize)]
+pub struct Params {
+    /// How many rows, 1..=1000 (default 1000).
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit?limit=N`.
+///
+/// # Errors
+/// [`ApiError::Invalid`] for a limit outside 1..=1000.
+pub async fn list(
+    _reader: Reader,
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = params.limit.unwrap_or(ROWS_MAX);
+    if !(1..=ROWS_MAX).contains(&limit) {
+        return Err(ApiError::Invalid {
+            problems: vec![("limit".to_owned(), "must be 1..=1000".to_owned())],
+        });
+    }
+    let rows = sqlx::query(
+        "SELECT id, at_ms, operator, action, resource, resource_code, detail FROM audit_log \
+         ORDER BY id DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(ApiError::store)?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let detail: String = row.try_get("detail").map_err(ApiError::store)?;
+        entries.push(json!({
+            "id": row.try_get::<i64, _>("id").map_err(ApiError::store)?,
+            "at_ms": row.try_get::<i64, _>("at_ms").map_err(ApiError::store)?,
+            "operator": row.try_get::<String, _>("operator").map_err(ApiError::store)?,
+            "action": row.try_get::<String, _>("action").map_err(ApiError::store)?,
+            "resource": row.try_get::<String, _>("resource").map_err(ApiError::store)?,
+            "code": row.try_get::<String, _>("resource_code").map_err(ApiError::store)?,
+            "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null),
+        }));
+    }
+    Ok(Json(json!({ "entries": entries })))
+}

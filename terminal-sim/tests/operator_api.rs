@@ -1,0 +1,526 @@
+//! Goal: the operator API (`/api/v1` on the admin port, issue "Operator admin API") refuses
+//! what it must with the right status and field names, changes reference data only through
+//! the import's validation, audits every change, makes a change live for the next transaction
+//! over TCP without a restart, and never returns or records a PAN or a TMK it did not just
+//! create.
+//!
+//! Method: the in-process switch of `common::Harness`, tokens made with the library call the
+//! `lsw-switch token add` command uses, and plain HTTP/1.1 over TCP; the LSTI-1 side goes
+//! through `terminal_sim::client` as a terminal would.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use protocol::{ProcessingCode, ResponseCode};
+use serde_json::{json, Value};
+use switch::api::auth::{self, Role};
+use switch::domain::UnixMillis;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP exchange: status, the `www-authenticate` header if any, and the body as JSON
+/// (`Value::Null` when it is not JSON).
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Option<String>, Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    request.push_str(&format!(
+        "content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let challenge = head
+        .lines()
+        .find_map(|line| line.strip_prefix("www-authenticate: "))
+        .map(str::to_owned);
+    (
+        status,
+        challenge,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+struct Api {
+    harness: Harness,
+    writer: String,
+    reader: String,
+    /// Every body the API returned, for the PAN and key scan at the end.
+    seen: Vec<String>,
+}
+
+impl Api {
+    async fn start() -> Api {
+        let harness = Harness::start().await;
+        let pool = &harness.running().pool;
+        let now = UnixMillis::new(START_MS);
+        let writer = auth::add_token(pool, "ops-alice", Role::Write, now)
+            .await
+            .unwrap();
+        let reader = auth::add_token(pool, "finance-bob", Role::Read, now)
+            .await
+            .unwrap();
+        Api {
+            harness,
+            writer,
+            reader,
+            seen: Vec::new(),
+        }
+    }
+
+    async fn write(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let addr = self.harness.running().admin_addr;
+        let (status, _, value) = call(addr, method, path, Some(&self.writer), body).await;
+        self.seen.push(value.to_string());
+        (status, value)
+    }
+
+    async fn read(&mut self, path: &str) -> (u16, Value) {
+        let addr = self.harness.running().admin_addr;
+        let (status, _, value) = call(addr, "GET", path, Some(&self.reader), None).await;
+        self.seen.push(value.to_string());
+        (status, value)
+    }
+}
+
+/// The fields of a valid new merchant.
+fn bakery() -> Value {
+    json!({
+        "name": "Bakery",
+        "iban": "IR850120000000004567891235",
+        "fee_rate": "1.5",
+        "fee_rials_min": 1000,
+        "fee_rials_max": 50000,
+        "amount_rials_max": 100000000,
+        "cashback_allowed": true,
+        "credit_expiry_days": 90,
+        "groups": ["shops"],
+    })
+}
+
+/// Method, path, token, body, and the status expected (0: 200 without the API's checks).
+type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, u16);
+
+fn problem_fields(body: &Value) -> Vec<String> {
+    body["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|problem| problem["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn tokens_and_roles() {
+    let api = Api::start().await;
+    let addr = api.harness.running().admin_addr;
+    let body = bakery().to_string();
+    let cases: &[Case<'_>] = &[
+        ("GET", "/api/v1/merchants", None, None, 401),
+        (
+            "GET",
+            "/api/v1/merchants",
+            Some("lsw_not-a-token"),
+            None,
+            401,
+        ),
+        ("GET", "/api/v1/merchants", Some(""), None, 401),
+        ("GET", "/api/v1/merchants", Some(&api.reader), None, 200),
+        (
+            "PUT",
+            "/api/v1/merchants/M-NEW",
+            Some(&api.reader),
+            Some(&body),
+            403,
+        ),
+        (
+            "POST",
+            "/api/v1/cards/C-RICH/block",
+            Some(&api.reader),
+            None,
+            403,
+        ),
+        (
+            "POST",
+            "/api/v1/terminals",
+            Some(&api.reader),
+            Some("{}"),
+            403,
+        ),
+        ("GET", "/api/v1/openapi.json", None, None, 200),
+        ("GET", "/healthz", None, None, 0),
+    ];
+    for (method, path, token, body, expected) in cases {
+        let (status, challenge, value) = call(addr, method, path, *token, *body).await;
+        if *expected == 0 {
+            assert_eq!(status, 200, "{method} {path}");
+            continue;
+        }
+        assert_eq!(status, *expected, "{method} {path} with {token:?}: {value}");
+        if status == 401 {
+            assert_eq!(challenge.as_deref(), Some("Bearer"), "{method} {path}");
+            assert!(value["error"].as_str().unwrap().contains("token"));
+        }
+    }
+    // A revoked token stops working at once.
+    let pool = &api.harness.running().pool;
+    assert!(
+        auth::revoke_token(pool, "finance-bob", UnixMillis::new(START_MS))
+            .await
+            .unwrap()
+    );
+    let (status, _, _) = call(addr, "GET", "/api/v1/merchants", Some(&api.reader), None).await;
+    assert_eq!(status, 401);
+    // Tokens are stored hashed: no row holds a token's text.
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_sha256 FROM operator_tokens")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    for hash in &stored {
+        assert_eq!(hash.len(), 32);
+        assert!(!String::from_utf8_lossy(hash).contains("lsw_"));
+    }
+}
+
+#[tokio::test]
+async fn merchants_validate_like_the_import() {
+    let mut api = Api::start().await;
+    let (status, list) = api.read("/api/v1/merchants").await;
+    assert_eq!(status, 200);
+    let codes: Vec<&str> = list["merchants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["M-A", "M-OFF"]);
+    assert_eq!(api.read("/api/v1/merchants/M-NONE").await.0, 404);
+
+    // Bad input: the status, and every wrong field by name; nothing changes.
+    let version = api
+        .harness
+        .scalar("SELECT version FROM reference_meta")
+        .await;
+    let mut bad_iban = bakery();
+    bad_iban["iban"] = json!("IR850120000000004567891236");
+    let mut bad_many = bakery();
+    bad_many["fee_rate"] = json!("101");
+    bad_many["groups"] = json!(["no-such-group"]);
+    bad_many["status"] = json!("open");
+    let mut wrong_code = bakery();
+    wrong_code["code"] = json!("M-OTHER");
+    let mut unknown_field = bakery();
+    unknown_field["colour"] = json!("blue");
+    let cases: Vec<(String, u16, Vec<&str>)> = vec![
+        (bad_iban.to_string(), 422, vec!["iban"]),
+        (
+            bad_many.to_string(),
+            422,
+            vec!["status", "fee_rate", "groups"],
+        ),
+        (wrong_code.to_string(), 422, vec!["code"]),
+        ("not json".to_owned(), 400, vec![]),
+        ("[1, 2]".to_owned(), 400, vec![]),
+        (unknown_field.to_string(), 422, vec!["colour"]),
+    ];
+    for (body, expected, fields) in cases {
+        let (status, value) = api
+            .write("PUT", "/api/v1/merchants/M-NEW", Some(&body))
+            .await;
+        assert_eq!(status, expected, "{body}: {value}");
+        if expected == 422 {
+            let mut got = problem_fields(&value);
+            got.sort();
+            let mut want: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+            want.sort();
+            assert_eq!(got, want, "{body}");
+        }
+    }
+    assert_eq!(
+        api.harness
+            .scalar("SELECT version FROM reference_meta")
+            .await,
+        version
+    );
+    assert_eq!(
+        api.harness.scalar("SELECT count(*) FROM audit_log").await,
+        0
+    );
+
+    // Create, read back, replace, and replace with the same record (no new version).
+    let (status, created) = api
+        .write(
+            "PUT",
+            "/api/v1/merchants/M-NEW",
+            Some(&bakery().to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["fee_rate"], "1.5");
+    assert_eq!(created["status"], "active");
+    let (status, shown) = api.read("/api/v1/merchants/M-NEW").await;
+    assert_eq!(status, 200);
+    assert_eq!(shown, created);
+    assert_eq!(
+        api.harness
+            .scalar("SELECT version FROM reference_meta")
+            .await,
+        version + 1
+    );
+    let mut changed = shown.clone();
+    changed["fee_rate"] = json!("2");
+    let (status, replaced) = api
+        .write("PUT", "/api/v1/merchants/M-NEW", Some(&changed.to_string()))
+        .await;
+    assert_eq!(status, 200, "{replaced}");
+    assert_eq!(replaced["fee_rate"], "2");
+    let (status, _) = api
+        .write("PUT", "/api/v1/merchants/M-NEW", Some(&changed.to_string()))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        api.harness
+            .scalar("SELECT version FROM reference_meta")
+            .await,
+        version + 2
+    );
+    let (_, audit) = api.read("/api/v1/audit").await;
+    let actions: Vec<(&str, &str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["operator"].as_str().unwrap(),
+                e["action"].as_str().unwrap(),
+                e["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("ops-alice", "replace", "M-NEW"),
+            ("ops-alice", "replace", "M-NEW"),
+            ("ops-alice", "create", "M-NEW"),
+        ]
+    );
+    assert_eq!(api.read("/api/v1/audit?limit=0").await.0, 422);
+    assert_eq!(
+        api.read("/api/v1/audit?limit=2").await.1["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn changes_are_live_on_the_next_transaction() {
+    let mut api = Api::start().await;
+    // A new terminal: its TMK comes back once, and it can trade at once.
+    let body = json!({"terminal_id": "TRM00077", "merchant": "M-A"}).to_string();
+    let (status, created) = api.write("POST", "/api/v1/terminals", Some(&body)).await;
+    assert_eq!(status, 201, "{created}");
+    let tmk_hex = created["tmk_hex"].as_str().unwrap().to_owned();
+    let ksi = created["ksi"].as_str().unwrap().to_owned();
+    assert_eq!(tmk_hex.len(), 64);
+    assert_eq!(ksi.len(), 16);
+    let (status, shown) = api.read("/api/v1/terminals/TRM00077").await;
+    assert_eq!(status, 200);
+    assert!(shown.get("tmk_hex").is_none(), "{shown}");
+    assert_eq!(shown["ksi"], ksi.as_str());
+    let mut fresh = terminal("TRM00077", &ksi, &hex::decode(&tmk_hex).unwrap());
+    let mut client = api.harness.client().await;
+    let at = api.harness.now_seconds();
+    let (_, response) = purchase(
+        &mut client,
+        &mut fresh,
+        ProcessingCode::BankPurchase,
+        10_000,
+        RICH,
+        at,
+    )
+    .await;
+    assert_eq!(response.code, ResponseCode::Approved, "{response:?}");
+
+    // Refusals: a taken terminal id or KSI, an unknown merchant, a TMK offered by the caller.
+    let cases: &[(Value, u16)] = &[
+        (json!({"terminal_id": "TRM00077", "merchant": "M-A"}), 409),
+        (
+            json!({"terminal_id": "TRM00078", "merchant": "M-A", "ksi": ksi}),
+            409,
+        ),
+        (
+            json!({"terminal_id": "TRM00079", "merchant": "M-NONE"}),
+            422,
+        ),
+        (json!({"terminal_id": "TRM0007", "merchant": "M-A"}), 422),
+        (
+            json!({"terminal_id": "TRM00080", "merchant": "M-A", "tmk_hex": "00".repeat(32)}),
+            422,
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, value) = api
+            .write("POST", "/api/v1/terminals", Some(&body.to_string()))
+            .await;
+        assert_eq!(status, *expected, "{body}: {value}");
+        assert!(value.get("tmk_hex").is_none());
+    }
+
+    // Blocking a card declines its next request 62; unblocking approves again.
+    let mut counter = counter();
+    for (action, status_after, code) in [
+        ("block", "blocked", ResponseCode::CardBlocked),
+        ("unblock", "active", ResponseCode::Approved),
+    ] {
+        let path = format!("/api/v1/cards/C-RICH/{action}");
+        let (status, card) = api.write("POST", &path, None).await;
+        assert_eq!(status, 200, "{action}: {card}");
+        assert_eq!(card["status"], status_after);
+        let (_, response) = purchase(
+            &mut client,
+            &mut counter,
+            ProcessingCode::BankPurchase,
+            10_000,
+            RICH,
+            at,
+        )
+        .await;
+        assert_eq!(response.code, code, "after {action}");
+    }
+    assert_eq!(
+        api.write("POST", "/api/v1/cards/C-NONE/block", None)
+            .await
+            .0,
+        404
+    );
+    let (status, card) = api.read("/api/v1/cards/C-RICH").await;
+    assert_eq!(status, 200);
+    assert_eq!(card["bin"], "603799");
+    assert_eq!(card["last4"], "1112");
+
+    // A restart serves the same data.
+    api.harness.restart().await;
+    let (status, shown_again) = api.read("/api/v1/terminals/TRM00077").await;
+    assert_eq!(status, 200);
+    assert_eq!(shown_again, shown);
+
+    // No response but the create's holds the TMK; none holds a PAN; the audit log holds
+    // neither.
+    let pans = [RICH, POOR, BLOCKED, EXPIRED];
+    let create_response = created.to_string();
+    for body in &api.seen {
+        for pan in pans {
+            assert!(!body.contains(pan), "a PAN in {body}");
+        }
+        if *body != create_response {
+            assert!(!body.contains(&tmk_hex), "the TMK in {body}");
+        }
+    }
+    let details: Vec<String> = sqlx::query_scalar("SELECT detail FROM audit_log")
+        .fetch_all(&api.harness.running().pool)
+        .await
+        .unwrap();
+    assert!(!details.is_empty());
+    for detail in details {
+        assert!(!detail.contains(&tmk_hex), "the TMK in the audit log");
+        assert!(
+            !detail.contains("tmk"),
+            "a key field in the audit log: {detail}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn openapi_names_exactly_the_routes_served() {
+    let document: Value = serde_json::from_str(switch::api::OPENAPI).unwrap();
+    let mut documented: Vec<String> = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in ["get", "put", "post", "patch", "delete"] {
+            if item.get(method).is_some() {
+                documented.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    documented.sort();
+    let mut served: Vec<String> = switch::api::ROUTES
+        .iter()
+        .map(|(method, path)| format!("{method} {path}"))
+        .collect();
+    served.sort();
+    assert_eq!(documented, served);
+    // Each is served: an unknown id gets the API's JSON 404, never the router's bare one, and
+    // no route answers 405; a path outside the list gets the bare 404.
+    let api = Api::start().await;
+    let addr = api.harness.running().admin_addr;
+    for (method, path) in switch::api::ROUTES {
+        let concrete = path
+            .replace("{code}", "X-NONE")
+            .replace("{terminal_id}", "TRMNONE0");
+        let (status, _, body) = call(addr, method, &concrete, Some(&api.writer), Some("{}")).await;
+        assert_ne!(status, 405, "{method} {path}");
+        assert!(
+            body.is_object(),
+            "{method} {path}: not served by the API ({status})"
+        );
+    }
+    let (status, _, body) = call(addr, "GET", "/api/v1/nothing", Some(&api.writer), None).await;
+    assert_eq!((status, body), (404, Value::Null));
+}
+
+/// The admin port bounds its clients: past `CONNECTIONS_MAX` a connection is closed at once,
+/// and a client that goes silent mid-request is closed after `IDLE_TIMEOUT`; the API still
+/// answers others meanwhile.
+#[tokio::test]
+async fn admin_port_bounds_idle_and_excess_connections() {
+    let api = Api::start().await;
+    let addr = api.harness.running().admin_addr;
+    let mut held = Vec::new();
+    for _ in 0..switch::admin::CONNECTIONS_MAX {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        held.push(stream);
+    }
+    // Give the listener time to accept them all.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut excess = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut byte = [0_u8; 1];
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(2), excess.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the excess connection was kept"
+    );
+    // The silent ones are closed after the idle timeout, and the port serves again.
+    let limit = switch::admin::IDLE_TIMEOUT + std::time::Duration::from_secs(3);
+    let first = held.first_mut().unwrap();
+    let read = tokio::time::timeout(limit, first.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent client was kept"
+    );
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, _, _) = call(addr, "GET", "/api/v1/merchants", Some(&api.reader), None).await;
+    assert_eq!(status, 200);
+}
