@@ -6,7 +6,8 @@
 //! Layout:
 //! - [`auth`]: operator tokens (stored hashed) and the read and write roles.
 //! - [`error`]: the one JSON error shape and its status codes.
-//! - [`merchants`], [`terminals`], [`cards`], [`audit`]: the resources.
+//! - [`merchants`], [`terminals`], [`cards`], [`audit`], and [`records`] (tiers, groups and
+//!   members): the resources.
 //! - [`change`]: how a change is saved, audited and made live.
 
 pub mod audit;
@@ -15,6 +16,7 @@ pub mod cards;
 pub mod change;
 pub mod error;
 pub mod merchants;
+pub mod records;
 pub mod terminals;
 
 use std::sync::Arc;
@@ -65,16 +67,33 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/cards/{code}/block"),
     ("POST", "/api/v1/cards/{code}/unblock"),
     ("GET", "/api/v1/audit"),
+    ("POST", "/api/v1/cards"),
+    ("POST", "/api/v1/cards/{code}/renew"),
+    ("GET", "/api/v1/tiers"),
+    ("GET", "/api/v1/tiers/{code}"),
+    ("PUT", "/api/v1/tiers/{code}"),
+    ("GET", "/api/v1/merchant-groups"),
+    ("GET", "/api/v1/merchant-groups/{code}"),
+    ("PUT", "/api/v1/merchant-groups/{code}"),
+    ("GET", "/api/v1/member-groups"),
+    ("GET", "/api/v1/member-groups/{code}"),
+    ("PUT", "/api/v1/member-groups/{code}"),
+    ("GET", "/api/v1/terminal-groups"),
+    ("GET", "/api/v1/terminal-groups/{code}"),
+    ("PUT", "/api/v1/terminal-groups/{code}"),
+    ("GET", "/api/v1/members"),
+    ("GET", "/api/v1/members/{code}"),
+    ("PUT", "/api/v1/members/{code}"),
 ];
 
 /// The `/api/v1` routes.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/merchants", get(merchants::list))
+        .route("/api/v1/merchants", get(records::merchants::list))
         .route(
             "/api/v1/merchants/{code}",
-            get(merchants::show).put(merchants::put),
+            get(records::merchants::show).put(records::merchants::put),
         )
         .route("/api/v1/terminals", post(terminals::create))
         .route("/api/v1/terminals/{terminal_id}", get(terminals::show))
@@ -82,6 +101,39 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/cards/{code}/block", post(cards::block))
         .route("/api/v1/cards/{code}/unblock", post(cards::unblock))
         .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/cards", post(cards::issue))
+        .route("/api/v1/cards/{code}/renew", post(cards::renew))
+        .route("/api/v1/tiers", get(records::tiers::list))
+        .route(
+            "/api/v1/tiers/{code}",
+            get(records::tiers::show).put(records::tiers::put),
+        )
+        .route(
+            "/api/v1/merchant-groups",
+            get(records::merchant_groups::list),
+        )
+        .route(
+            "/api/v1/merchant-groups/{code}",
+            get(records::merchant_groups::show).put(records::merchant_groups::put),
+        )
+        .route("/api/v1/member-groups", get(records::member_groups::list))
+        .route(
+            "/api/v1/member-groups/{code}",
+            get(records::member_groups::show).put(records::member_groups::put),
+        )
+        .route(
+            "/api/v1/terminal-groups",
+            get(records::terminal_groups::list),
+        )
+        .route(
+            "/api/v1/terminal-groups/{code}",
+            get(records::terminal_groups::show).put(records::terminal_groups::put),
+        )
+        .route("/api/v1/members", get(records::members::list))
+        .route(
+            "/api/v1/members/{code}",
+            get(records::members::show).put(records::members::put),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
 }

@@ -524,3 +524,154 @@ async fn admin_port_bounds_idle_and_excess_connections() {
     let (status, _, _) = call(addr, "GET", "/api/v1/merchants", Some(&api.reader), None).await;
     assert_eq!(status, 200);
 }
+
+/// Tiers, groups and members by `PUT`, and a card issued with its PAN: each validated as an
+/// import, live for the next transaction, and the PAN never answered or audited.
+#[tokio::test]
+async fn records_and_card_issue() {
+    let mut api = Api::start().await;
+    // (path, body, status, fields in error)
+    let cases: Vec<(&str, Value, u16, Vec<&str>)> = vec![
+        (
+            "/api/v1/tiers/gold",
+            json!({"name": "Gold", "cashback_rate": "4"}),
+            201,
+            vec![],
+        ),
+        (
+            "/api/v1/tiers/gold",
+            json!({"name": "Gold", "cashback_rate": "5"}),
+            200,
+            vec![],
+        ),
+        (
+            "/api/v1/tiers/bad",
+            json!({"name": "Bad", "cashback_rate": "150"}),
+            422,
+            vec!["cashback_rate"],
+        ),
+        (
+            "/api/v1/member-groups/vip",
+            json!({"name": "VIP"}),
+            201,
+            vec![],
+        ),
+        (
+            "/api/v1/merchant-groups/malls",
+            json!({"name": ""}),
+            422,
+            vec!["name"],
+        ),
+        (
+            "/api/v1/terminal-groups/front",
+            json!({"name": "Front desk"}),
+            201,
+            vec![],
+        ),
+        (
+            "/api/v1/members/MB-9",
+            json!({"groups": ["vip"]}),
+            201,
+            vec![],
+        ),
+        (
+            "/api/v1/members/MB-8",
+            json!({"groups": ["nobody"]}),
+            422,
+            vec!["groups"],
+        ),
+        (
+            "/api/v1/members/MB-1",
+            json!({"code": "MB-2"}),
+            422,
+            vec!["code"],
+        ),
+    ];
+    for (path, body, expected, fields) in cases {
+        let (status, value) = api.write("PUT", path, Some(&body.to_string())).await;
+        assert_eq!(status, expected, "{path} {body}: {value}");
+        if expected == 422 {
+            assert_eq!(problem_fields(&value), fields, "{path}");
+        }
+    }
+    let (status, tier) = api.read("/api/v1/tiers/gold").await;
+    assert_eq!((status, tier["cashback_rate"].as_str()), (200, Some("5")));
+    let (_, members) = api.read("/api/v1/members").await;
+    let codes: Vec<&str> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"MB-9"), "{members}");
+    assert_eq!(api.read("/api/v1/member-groups/none").await.0, 404);
+
+    // A card issued to the new member, in the new tier, trades at once.
+    let new_pan = "6037995555555551";
+    let issue = |code: &str, pan: &str| {
+        json!({"code": code, "pan": pan, "member": "MB-9", "expiry": "2030-06", "tier": "gold"})
+            .to_string()
+    };
+    let (status, card) = api
+        .write("POST", "/api/v1/cards", Some(&issue("C-NEW", new_pan)))
+        .await;
+    assert_eq!(status, 201, "{card}");
+    assert_eq!(
+        (card["bin"].as_str(), card["last4"].as_str()),
+        (Some("603799"), Some("5551"))
+    );
+    let mut counter = counter();
+    let mut client = api.harness.client().await;
+    let at = api.harness.now_seconds();
+    let (_, response) = purchase(
+        &mut client,
+        &mut counter,
+        ProcessingCode::BankPurchase,
+        10_000,
+        new_pan,
+        at,
+    )
+    .await;
+    assert_eq!(response.code, ResponseCode::Approved, "{response:?}");
+    let refusals: Vec<(String, u16)> = vec![
+        (issue("C-NEW", "6037990000000006"), 409),
+        (issue("C-OTHER", new_pan), 409),
+        (issue("C-LUHN", "6037995555555552"), 422),
+    ];
+    for (body, expected) in refusals {
+        let (status, value) = api.write("POST", "/api/v1/cards", Some(&body)).await;
+        assert_eq!(status, expected, "{value}");
+    }
+
+    // Renewal: only to a later month.
+    let later = json!({"expiry": "2031-01"}).to_string();
+    let earlier = json!({"expiry": "2029-01"}).to_string();
+    let (status, card) = api
+        .write("POST", "/api/v1/cards/C-NEW/renew", Some(&later))
+        .await;
+    assert_eq!(
+        (status, card["expiry"].as_str()),
+        (200, Some("2031-01")),
+        "{card}"
+    );
+    let (status, value) = api
+        .write("POST", "/api/v1/cards/C-NEW/renew", Some(&earlier))
+        .await;
+    assert_eq!(status, 422, "{value}");
+    assert_eq!(problem_fields(&value), ["expiry"]);
+
+    // The PAN is in no answer and no audit row.
+    for body in &api.seen {
+        assert!(!body.contains(new_pan), "the PAN in {body}");
+    }
+    let details: Vec<String> = sqlx::query_scalar("SELECT detail FROM audit_log")
+        .fetch_all(&api.harness.running().pool)
+        .await
+        .unwrap();
+    assert!(
+        details
+            .iter()
+            .all(|d| !d.contains(new_pan) && !d.contains("pan")),
+        "{details:?}"
+    );
+}

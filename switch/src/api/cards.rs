@@ -1,18 +1,22 @@
-//! `/api/v1/cards`: read a card (BIN and last four only, never the PAN), block and unblock it.
-//! Blocking takes effect on the card's next request (`62`).
+//! `/api/v1/cards`: issue a card (the PAN in the request only), read it (BIN and last four,
+//! never the PAN), block, unblock and renew it. A change takes effect on the card's next
+//! request (blocked: `62`).
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
 use crate::api::auth::{Reader, Writer};
 use crate::api::change::{AuditEntry, Change};
 use crate::api::error::ApiError;
-use crate::api::{find, stored, ApiState};
+use crate::api::{body_object, find, stored, ApiState};
 use crate::domain::reference::CardRecord;
-use crate::domain::{CardStatus, ReferenceData};
+use crate::domain::{CardExpiry, CardStatus, ReferenceData};
+use crate::import;
 
 /// `GET /api/v1/cards/{code}`.
 ///
@@ -55,34 +59,136 @@ pub async fn unblock(
 }
 
 async fn set_status(
-    Writer(operator): Writer,
-    State(state): State<Arc<ApiState>>,
-    Path(code): Path<String>,
+    writer: Writer,
+    state: State<Arc<ApiState>>,
+    code: Path<String>,
     status: CardStatus,
 ) -> Result<Json<Value>, ApiError> {
+    let action = match status {
+        CardStatus::Blocked => "block",
+        CardStatus::Active => "unblock",
+    };
+    update(writer, state, code, action, json!({}), |card| {
+        card.status = status;
+        Ok(())
+    })
+    .await
+}
+
+/// `POST /api/v1/cards/{code}/renew` with `{"expiry": "YYYY-MM"}`: a later expiry month, the
+/// same card, PAN and balances.
+///
+/// # Errors
+/// [`ApiError::Invalid`] when the month is malformed or not after the current expiry.
+pub async fn renew(
+    writer: Writer,
+    state: State<Arc<ApiState>>,
+    code: Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body = body_object(&body)?;
+    let invalid = |message: &str| ApiError::Invalid {
+        problems: vec![("expiry".to_owned(), message.to_owned())],
+    };
+    let text = body
+        .get("expiry")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("required, a month YYYY-MM"))?;
+    let expiry = CardExpiry::parse(text).map_err(|error| invalid(error.reason))?;
+    let detail = json!({ "expiry": text });
+    update(writer, state, code, "renew", detail, move |card| {
+        if expiry <= card.expiry {
+            return Err(invalid("must be after the current expiry"));
+        }
+        card.expiry = expiry;
+        Ok(())
+    })
+    .await
+}
+
+/// `POST /api/v1/cards`: issues a card, `{code, pan, member, expiry, status?, tier?}` as in
+/// the import. The PAN is kept only as its keyed token with BIN and last four; it is never
+/// answered, logged or audited.
+///
+/// # Errors
+/// [`ApiError::Conflict`] when the code or the PAN is already issued; [`ApiError::Invalid`]
+/// per wrong field (a PAN that fails the Luhn check included).
+pub async fn issue(
+    Writer(operator): Writer,
+    State(state): State<Arc<ApiState>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let record = body_object(&body)?;
+    let mut detail = record.clone();
+    detail.remove("pan");
+    let code = record
+        .get("code")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let change = Change::begin(&state).await?;
-    let mut card = change
+    if change.current.ids.cards.keys().any(|c| c.as_str() == code) {
+        return Err(ApiError::Conflict {
+            message: "a card with this code exists".to_owned(),
+        });
+    }
+    let data = import::parse_over(
+        json!({ "cards": [Value::Object(record)] }),
+        &state.pan_key,
+        &change.current.ids,
+    )
+    .map_err(ApiError::from_import)?;
+    let card = data
+        .cards
+        .first()
+        .ok_or(ApiError::NotFound { what: "card" })?;
+    if change
         .current
         .data
         .cards
         .iter()
-        .find(|card| card.code.as_str() == code)
-        .cloned()
-        .ok_or(ApiError::NotFound { what: "card" })?;
-    card.status = status;
+        .any(|c| c.token == card.token)
+    {
+        return Err(ApiError::Conflict {
+            message: "this PAN is already issued to another card".to_owned(),
+        });
+    }
+    let body = view(card);
+    let entry = AuditEntry {
+        action: "issue",
+        resource: "card",
+        code,
+        detail: Value::Object(detail),
+    };
+    change.save(&operator, &data, entry).await?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Changes one stored card with `edit` and saves it.
+async fn update(
+    Writer(operator): Writer,
+    State(state): State<Arc<ApiState>>,
+    Path(code): Path<String>,
+    action: &'static str,
+    detail: Value,
+    edit: impl FnOnce(&mut CardRecord) -> Result<(), ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let change = Change::begin(&state).await?;
+    let mut card = find(&change.current.data.cards, "card", |card| {
+        card.code.as_str() == code
+    })?
+    .clone();
+    edit(&mut card)?;
     let body = view(&card);
     let data = ReferenceData {
         cards: vec![card],
         ..ReferenceData::default()
     };
     let entry = AuditEntry {
-        action: match status {
-            CardStatus::Blocked => "block",
-            CardStatus::Active => "unblock",
-        },
+        action,
         resource: "card",
         code,
-        detail: json!({}),
+        detail,
     };
     change.save(&operator, &data, entry).await?;
     Ok(Json(body))
