@@ -7,7 +7,7 @@
 //! - [`auth`]: operator tokens (stored hashed) and the read and write roles.
 //! - [`error`]: the one JSON error shape and its status codes.
 //! - [`merchants`], [`terminals`], [`cards`], [`audit`], and [`records`] (tiers, groups and
-//!   members): the resources.
+//!   members): the resources; [`reports`]: activity, top members, open holds, expiring.
 //! - [`change`]: how a change is saved, audited and made live.
 
 pub mod audit;
@@ -17,6 +17,7 @@ pub mod change;
 pub mod error;
 pub mod merchants;
 pub mod records;
+pub mod reports;
 pub mod terminals;
 
 use std::sync::Arc;
@@ -84,6 +85,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/members"),
     ("GET", "/api/v1/members/{code}"),
     ("PUT", "/api/v1/members/{code}"),
+    ("GET", "/api/v1/reports/activity"),
+    ("GET", "/api/v1/reports/top-members"),
+    ("GET", "/api/v1/reports/open-holds"),
+    ("GET", "/api/v1/reports/expiring"),
 ];
 
 /// The `/api/v1` routes.
@@ -134,6 +139,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/members/{code}",
             get(records::members::show).put(records::members::put),
         )
+        .route("/api/v1/reports/activity", get(reports::activity))
+        .route("/api/v1/reports/top-members", get(reports::top_members))
+        .route("/api/v1/reports/open-holds", get(reports::open_holds))
+        .route("/api/v1/reports/expiring", get(reports::expiring))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
 }

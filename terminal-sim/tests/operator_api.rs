@@ -675,3 +675,168 @@ async fn records_and_card_issue() {
         "{details:?}"
     );
 }
+
+/// The reports count confirmed transactions by Tehran day, merchant and member, list pending
+/// holds and what lapses soon, as JSON and as CSV, and refuse malformed parameters.
+#[tokio::test]
+async fn reports_add_up_to_the_transactions() {
+    use protocol::field54::AmountKind;
+
+    let mut api = Api::start().await;
+    let mut client = api.harness.client().await;
+    let mut counter = counter();
+    let at = api.harness.now_seconds();
+    // Two confirmed bank purchases and one club purchase left pending.
+    let mut expected = [0_u64; 4]; // gross, discount, fee, cashback
+    for gross in [10_000, 20_000] {
+        let (out, response) = purchase(
+            &mut client,
+            &mut counter,
+            ProcessingCode::BankPurchase,
+            gross,
+            RICH,
+            at,
+        )
+        .await;
+        assert_eq!(response.code, ResponseCode::Approved);
+        expected[0] += gross;
+        expected[1] += amount(&response, AmountKind::Discount);
+        expected[2] += amount(&response, AmountKind::MerchantFee);
+        expected[3] += amount(&response, AmountKind::Cashback);
+        let confirm = counter.confirm(&out, response.rrn.unwrap(), at).unwrap();
+        assert_eq!(
+            exchange(&mut client, &counter, &confirm).await.code,
+            ResponseCode::Approved
+        );
+    }
+    let (_, held) = purchase(
+        &mut client,
+        &mut counter,
+        ProcessingCode::ClubPurchase,
+        5_000,
+        RICH,
+        at,
+    )
+    .await;
+    assert_eq!(held.code, ResponseCode::Approved);
+    let held_club = amount(&held, AmountKind::ClubUsed);
+
+    // 2026-11-22T18:30Z is 22:00 in Tehran on the 22nd.
+    let (status, report) = api
+        .read("/api/v1/reports/activity?from=2026-11-22&to=2026-11-22")
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let rows = report["activity"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{report}");
+    let row = &rows[0];
+    assert_eq!(row["day"], "2026-11-22");
+    assert_eq!(row["count"], 2);
+    let sums = [
+        row["gross_rials"].as_u64(),
+        row["discount_rials"].as_u64(),
+        row["fee_rials"].as_u64(),
+        row["cashback_rials"].as_u64(),
+    ];
+    assert_eq!(sums, expected.map(Some));
+    assert_eq!(
+        row["gross_rials"].as_u64().unwrap(),
+        [
+            "discount_rials",
+            "store_credit_rials",
+            "club_rials",
+            "bank_rest_rials"
+        ]
+        .iter()
+        .map(|c| row[*c].as_u64().unwrap())
+        .sum::<u64>()
+    );
+    let (_, by_merchant) = api.read("/api/v1/reports/activity?by=merchant").await;
+    assert_eq!(by_merchant["activity"][0]["merchant"], "M-A");
+    let (_, later) = api.read("/api/v1/reports/activity?from=2026-11-23").await;
+    assert_eq!(later["activity"].as_array().unwrap().len(), 0);
+
+    // CSV: a header and the same numbers.
+    let addr = api.harness.running().admin_addr;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /api/v1/reports/activity?by=terminal&format=csv HTTP/1.1\r\nhost: t\r\nconnection: close\r\nauthorization: Bearer {}\r\n\r\n",
+        api.reader
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("text/csv"), "{head}");
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines[0], "day,terminal,count,gross_rials,discount_rials,fee_rials,store_credit_rials,club_rials,bank_rest_rials,cashback_rials");
+    assert!(
+        lines[1].starts_with(&format!(
+            "2026-11-22,TRM00001,2,{},{},{}",
+            expected[0], expected[1], expected[2]
+        )),
+        "{body}"
+    );
+
+    let (_, top) = api.read("/api/v1/reports/top-members?limit=5").await;
+    assert_eq!(top["top_members"][0]["member"], "MB-1");
+    assert_eq!(
+        top["top_members"][0]["gross_rials"].as_u64(),
+        Some(expected[0])
+    );
+    let (_, holds) = api.read("/api/v1/reports/open-holds").await;
+    let holds = holds["open_holds"].as_array().unwrap();
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0]["rrn"], held.rrn.unwrap().as_str());
+    assert_eq!(holds[0]["club_rials"].as_u64(), Some(held_club));
+
+    // Lapsing: the cashback lots (90 days at M-A) within 100 days, not 30; a card expiring
+    // this month lapses on 2026-12-01, within 30 days but not 5.
+    let card =
+        json!({"code": "C-SOON", "pan": "6037995555555551", "member": "MB-1", "expiry": "2026-11"});
+    assert_eq!(
+        api.write("POST", "/api/v1/cards", Some(&card.to_string()))
+            .await
+            .0,
+        201
+    );
+    let what = |report: &Value| -> Vec<String> {
+        report["expiring"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["what"].as_str().unwrap(),
+                    r["card"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let (_, soon) = api.read("/api/v1/reports/expiring?days=100").await;
+    assert!(
+        what(&soon).contains(&"store_credit C-RICH".to_owned()),
+        "{soon}"
+    );
+    assert!(what(&soon).contains(&"card C-SOON".to_owned()), "{soon}");
+    let (_, month) = api.read("/api/v1/reports/expiring?days=30").await;
+    assert_eq!(what(&month), ["card C-SOON"], "{month}");
+    let (_, week) = api.read("/api/v1/reports/expiring?days=5").await;
+    assert_eq!(what(&week), Vec::<String>::new(), "{week}");
+
+    for (path, field) in [
+        (
+            "/api/v1/reports/activity?from=2026-11-23&to=2026-11-22",
+            "from",
+        ),
+        ("/api/v1/reports/activity?from=2026-13-01", "from"),
+        ("/api/v1/reports/activity?by=shop", "by"),
+        ("/api/v1/reports/activity?format=xml", "format"),
+        ("/api/v1/reports/top-members?limit=0", "limit"),
+        ("/api/v1/reports/expiring?days=400", "days"),
+    ] {
+        let (status, value) = api.read(path).await;
+        assert_eq!(status, 422, "{path}: {value}");
+        assert_eq!(problem_fields(&value), [field], "{path}");
+    }
+}

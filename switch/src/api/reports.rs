@@ -1,0 +1,384 @@
+//! `/api/v1/reports`: what finance and merchants read. Days are Asia/Tehran calendar days
+//! (UTC+03:30, the settlement calendar's), counted by the time a transaction was confirmed;
+//! only transactions that are confirmed now count (a reversed one does not). Every report is
+//! JSON, or CSV with `format=csv`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sqlx::Row;
+
+use crate::api::auth::Reader;
+use crate::api::error::ApiError;
+use crate::api::ApiState;
+use crate::domain::time::{DAY_MS, TEHRAN_UTC_OFFSET_MINUTES};
+use crate::domain::{CivilDate, LocalDateTime, UnixMillis};
+
+/// Most rows a report returns (open holds, top members, expiring credit).
+pub const ROWS_MAX: i64 = 1_000;
+/// Longest look-ahead of the expiry report, in days.
+pub const DAYS_AHEAD_MAX: i64 = 366;
+
+/// Tehran's offset in milliseconds (UTC+03:30, no daylight saving since 2022).
+const OFFSET_MS: i64 = 210 * 60_000;
+const _: () = assert!(TEHRAN_UTC_OFFSET_MINUTES == 210);
+
+/// The money columns of activity and top members, in this order.
+const AMOUNTS: [&str; 7] = [
+    "gross_rials",
+    "discount_rials",
+    "fee_rials",
+    "store_credit_rials",
+    "club_rials",
+    "bank_rest_rials",
+    "cashback_rials",
+];
+
+/// The query string of every report.
+#[derive(Debug, Deserialize)]
+pub struct Params {
+    /// First day, `YYYY-MM-DD` (default: the beginning).
+    pub from: Option<String>,
+    /// Last day, inclusive (default: today and beyond).
+    pub to: Option<String>,
+    /// `network` (default), `merchant` or `terminal` (activity).
+    pub by: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+    /// Rows, 1..=1000 (top members, open holds).
+    pub limit: Option<i64>,
+    /// Days ahead, 1..=366 (expiring; default 30).
+    pub days: Option<i64>,
+}
+
+/// `GET /api/v1/reports/activity?from&to&by&format`: per day (and merchant or terminal),
+/// the count and sums of confirmed transactions.
+///
+/// # Errors
+/// [`ApiError::Invalid`] for a malformed date, `from` after `to`, or an unknown `by`.
+pub async fn activity(
+    _reader: Reader,
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let (start, end) = period(&params)?;
+    let (key, join) = match params.by.as_deref().unwrap_or("network") {
+        "network" => ("''", ""),
+        "merchant" => ("m.code", "JOIN merchants m ON m.id = t.merchant_id"),
+        "terminal" => ("r.terminal_id", "JOIN terminals r ON r.id = t.terminal_id"),
+        _ => return Err(invalid("by", "must be network, merchant or terminal")),
+    };
+    let sums: Vec<String> = AMOUNTS
+        .iter()
+        .map(|c| format!("SUM(t.{c}) AS {c}"))
+        .collect();
+    let sql = format!(
+        "SELECT (t.confirmed_at_ms + {OFFSET_MS}) / {DAY_MS} AS day, {key} AS key, \
+         COUNT(*) AS count, {} FROM transactions t {join} \
+         WHERE t.state = 'confirmed' AND t.confirmed_at_ms >= ? AND t.confirmed_at_ms < ? \
+         GROUP BY day, key ORDER BY day, key",
+        sums.join(", ")
+    );
+    let rows = sqlx::query(&sql)
+        .bind(start)
+        .bind(end)
+        .fetch_all(&state.pool)
+        .await
+        .map_err(ApiError::store)?;
+    let by = params.by.as_deref().unwrap_or("network");
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let day: i64 = row.try_get("day").map_err(ApiError::store)?;
+        let mut item = Map::new();
+        item.insert(
+            "day".to_owned(),
+            Value::from(CivilDate::from_days_since_epoch(day).to_string()),
+        );
+        if by != "network" {
+            let key: String = row.try_get("key").map_err(ApiError::store)?;
+            item.insert(by.to_owned(), Value::from(key));
+        }
+        let count: i64 = row.try_get("count").map_err(ApiError::store)?;
+        item.insert("count".to_owned(), Value::from(count));
+        for column in AMOUNTS {
+            let sum: i64 = row.try_get(column).map_err(ApiError::store)?;
+            item.insert(column.to_owned(), Value::from(sum));
+        }
+        out.push(Value::Object(item));
+    }
+    let mut columns = vec!["day"];
+    if by != "network" {
+        columns.push(by);
+    }
+    columns.push("count");
+    columns.extend(AMOUNTS);
+    render(&params, "activity", &columns, out)
+}
+
+/// `GET /api/v1/reports/top-members?from&to&limit&format`: members by confirmed spend (G).
+///
+/// # Errors
+/// [`ApiError::Invalid`] for a malformed period or limit.
+pub async fn top_members(
+    _reader: Reader,
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let (start, end) = period(&params)?;
+    let limit = limit(&params)?;
+    let rows = sqlx::query(
+        "SELECT mb.code AS member, COUNT(*) AS count, SUM(t.gross_rials) AS gross_rials, \
+         SUM(t.discount_rials) AS discount_rials FROM transactions t \
+         JOIN cards c ON c.id = t.card_id JOIN members mb ON mb.id = c.member_id \
+         WHERE t.state = 'confirmed' AND t.confirmed_at_ms >= ? AND t.confirmed_at_ms < ? \
+         GROUP BY mb.code ORDER BY gross_rials DESC, mb.code LIMIT ?",
+    )
+    .bind(start)
+    .bind(end)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(ApiError::store)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(json!({
+            "member": row.try_get::<String, _>("member").map_err(ApiError::store)?,
+            "count": row.try_get::<i64, _>("count").map_err(ApiError::store)?,
+            "gross_rials": row.try_get::<i64, _>("gross_rials").map_err(ApiError::store)?,
+            "discount_rials": row.try_get::<i64, _>("discount_rials").map_err(ApiError::store)?,
+        }));
+    }
+    let columns = ["member", "count", "gross_rials", "discount_rials"];
+    render(&params, "top_members", &columns, out)
+}
+
+/// `GET /api/v1/reports/open-holds?limit&format`: pending requests and what they hold, oldest
+/// first.
+///
+/// # Errors
+/// [`ApiError::Invalid`] for a malformed limit.
+pub async fn open_holds(
+    _reader: Reader,
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let limit = limit(&params)?;
+    let rows = sqlx::query(
+        "SELECT t.rrn, r.terminal_id, m.code AS merchant, c.code AS card, t.club_rials, \
+         t.store_credit_rials, t.created_at_ms, t.hold_expires_at_ms FROM transactions t \
+         JOIN terminals r ON r.id = t.terminal_id JOIN merchants m ON m.id = t.merchant_id \
+         JOIN cards c ON c.id = t.card_id WHERE t.state = 'pending' \
+         ORDER BY t.created_at_ms, t.id LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(ApiError::store)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(json!({
+            "rrn": row.try_get::<String, _>("rrn").map_err(ApiError::store)?,
+            "terminal": row.try_get::<String, _>("terminal_id").map_err(ApiError::store)?,
+            "merchant": row.try_get::<String, _>("merchant").map_err(ApiError::store)?,
+            "card": row.try_get::<String, _>("card").map_err(ApiError::store)?,
+            "club_rials": row.try_get::<i64, _>("club_rials").map_err(ApiError::store)?,
+            "store_credit_rials": row.try_get::<i64, _>("store_credit_rials").map_err(ApiError::store)?,
+            "created_at_ms": row.try_get::<i64, _>("created_at_ms").map_err(ApiError::store)?,
+            "hold_expires_at_ms": row.try_get::<i64, _>("hold_expires_at_ms").map_err(ApiError::store)?,
+        }));
+    }
+    let columns = [
+        "rrn",
+        "terminal",
+        "merchant",
+        "card",
+        "club_rials",
+        "store_credit_rials",
+        "created_at_ms",
+        "hold_expires_at_ms",
+    ];
+    render(&params, "open_holds", &columns, out)
+}
+
+/// `GET /api/v1/reports/expiring?days&format`: store credit that lapses within `days` (the
+/// notice members get before their benefits lapse), soonest first, then active cards that
+/// lapse within `days`; `lapses` is the first Tehran day on which it is no longer usable.
+///
+/// # Errors
+/// [`ApiError::Invalid`] for `days` outside 1..=366.
+pub async fn expiring(
+    _reader: Reader,
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let days = params.days.unwrap_or(30);
+    if !(1..=DAYS_AHEAD_MAX).contains(&days) {
+        return Err(invalid("days", "must be 1..=366"));
+    }
+    let now = state.clock.now().get();
+    let horizon = now + days * DAY_MS;
+    let lots = sqlx::query(
+        "SELECT c.code AS card, m.code AS merchant, l.remaining_rials, l.expires_at_ms \
+         FROM store_credit_lots l JOIN cards c ON c.id = l.card_id \
+         JOIN merchants m ON m.id = l.merchant_id WHERE l.remaining_rials > 0 \
+         AND l.expires_at_ms IS NOT NULL AND l.expires_at_ms > ? AND l.expires_at_ms <= ? \
+         ORDER BY l.expires_at_ms, l.id LIMIT ?",
+    )
+    .bind(now)
+    .bind(horizon)
+    .bind(ROWS_MAX)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(ApiError::store)?;
+    let mut out = Vec::new();
+    for row in lots {
+        let ends: i64 = row.try_get("expires_at_ms").map_err(ApiError::store)?;
+        out.push(json!({
+            "what": "store_credit",
+            "card": row.try_get::<String, _>("card").map_err(ApiError::store)?,
+            "merchant": row.try_get::<String, _>("merchant").map_err(ApiError::store)?,
+            "rials": row.try_get::<i64, _>("remaining_rials").map_err(ApiError::store)?,
+            "lapses": tehran_date(ends).to_string(),
+        }));
+    }
+    // A card is valid through the last day of its expiry month: it lapses on the first day of
+    // the next month, which must fall after today and within `days`.
+    let today = LocalDateTime::at(state.clock.now(), TEHRAN_UTC_OFFSET_MINUTES).date;
+    let last = today.days_since_epoch() + days;
+    let cards = sqlx::query(
+        "SELECT code, expiry_year, expiry_month FROM cards WHERE status = 'active' \
+         ORDER BY expiry_year, expiry_month, code",
+    )
+    .fetch_all(&state.pool)
+    .await
+    .map_err(ApiError::store)?;
+    for row in cards {
+        if out.len() >= usize::try_from(ROWS_MAX).unwrap_or(usize::MAX) {
+            break;
+        }
+        let year: i64 = row.try_get("expiry_year").map_err(ApiError::store)?;
+        let month: i64 = row.try_get("expiry_month").map_err(ApiError::store)?;
+        let Some(lapses) = month_after(year, month) else {
+            continue;
+        };
+        let day = lapses.days_since_epoch();
+        if day > today.days_since_epoch() && day <= last {
+            out.push(json!({
+                "what": "card",
+                "card": row.try_get::<String, _>("code").map_err(ApiError::store)?,
+                "merchant": "",
+                "rials": 0,
+                "lapses": lapses.to_string(),
+            }));
+        }
+    }
+    render(
+        &params,
+        "expiring",
+        &["what", "card", "merchant", "rials", "lapses"],
+        out,
+    )
+}
+
+/// The Tehran calendar day of an instant.
+fn tehran_date(millis: i64) -> CivilDate {
+    LocalDateTime::at(UnixMillis::new(millis), TEHRAN_UTC_OFFSET_MINUTES).date
+}
+
+/// The first day of the month after `year`-`month`.
+fn month_after(year: i64, month: i64) -> Option<CivilDate> {
+    let (year, month) = if month >= 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    CivilDate::new(u16::try_from(year).ok()?, u8::try_from(month).ok()?, 1).ok()
+}
+
+fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::Invalid {
+        problems: vec![(field.to_owned(), message.to_owned())],
+    }
+}
+
+/// `[start, end)` in Unix milliseconds for `from..=to` (Tehran days).
+fn period(params: &Params) -> Result<(i64, i64), ApiError> {
+    let day = |field: &str, text: &Option<String>| -> Result<Option<i64>, ApiError> {
+        text.as_deref()
+            .map(|text| {
+                CivilDate::parse(text)
+                    .map(CivilDate::days_since_epoch)
+                    .map_err(|error| invalid(field, error.reason))
+            })
+            .transpose()
+    };
+    let from = day("from", &params.from)?;
+    let to = day("to", &params.to)?;
+    if let (Some(from), Some(to)) = (from, to) {
+        if from > to {
+            return Err(invalid("from", "must not be after to"));
+        }
+    }
+    let start = from.map_or(i64::MIN, |days| days * DAY_MS - OFFSET_MS);
+    let end = to.map_or(i64::MAX, |days| (days + 1) * DAY_MS - OFFSET_MS);
+    Ok((start, end))
+}
+
+fn limit(params: &Params) -> Result<i64, ApiError> {
+    let limit = params.limit.unwrap_or(ROWS_MAX);
+    if (1..=ROWS_MAX).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(invalid("limit", "must be 1..=1000"))
+    }
+}
+
+/// JSON `{name: rows}`, or CSV with a header line of `columns`.
+fn render(
+    params: &Params,
+    name: &str,
+    columns: &[&str],
+    rows: Vec<Value>,
+) -> Result<Response, ApiError> {
+    match params.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(json!({ name: rows })).into_response()),
+        "csv" => {
+            let mut text = columns.join(",");
+            text.push('\n');
+            for row in &rows {
+                let cells: Vec<String> = columns
+                    .iter()
+                    .map(|column| match row.get(*column) {
+                        Some(Value::String(s)) => csv_cell(s),
+                        Some(other) => other.to_string(),
+                        None => String::new(),
+                    })
+                    .collect();
+                let _ = writeln!(text, "{}", cells.join(","));
+            }
+            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response())
+        }
+        _ => Err(invalid("format", "must be json or csv")),
+    }
+}
+
+/// A CSV cell: quoted when it holds a comma, quote or line break; a leading `=`, `+`, `-` or
+/// `@` is prefixed with `'` so a spreadsheet never runs it as a formula.
+fn csv_cell(text: &str) -> String {
+    let guarded = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
