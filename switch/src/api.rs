@@ -8,12 +8,14 @@
 //! - [`error`]: the one JSON error shape and its status codes.
 //! - [`merchants`], [`terminals`], [`cards`], [`audit`], and [`records`] (tiers, groups and
 //!   members): the resources; [`reports`]: activity, top members, open holds, expiring.
-//! - [`change`]: how a change is saved, audited and made live.
+//! - [`change`]: how a change is saved, audited and made live; [`credits`]: top-ups and
+//!   store-credit grants, which go through the engine.
 
 pub mod audit;
 pub mod auth;
 pub mod cards;
 pub mod change;
+pub mod credits;
 pub mod error;
 pub mod merchants;
 pub mod records;
@@ -53,6 +55,9 @@ pub struct ApiState {
     /// Serialises changes: each reads the stored reference data, changes it and saves it, so
     /// two at once could otherwise build snapshots from each other's stale reads.
     pub changes: Mutex<()>,
+    /// The committer's queue for credits (top-ups, store-credit grants): balances belong to
+    /// the engine, so the API asks it rather than writing them itself.
+    pub credits: tokio::sync::mpsc::Sender<crate::committer::CreditJob>,
 }
 
 /// Every route [`router`] serves, as (method, path) with axum's `{name}` placeholders. The
@@ -85,6 +90,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/members"),
     ("GET", "/api/v1/members/{code}"),
     ("PUT", "/api/v1/members/{code}"),
+    ("POST", "/api/v1/cards/{code}/top-ups"),
+    ("POST", "/api/v1/cards/{code}/store-credit"),
     ("GET", "/api/v1/reports/activity"),
     ("GET", "/api/v1/reports/top-members"),
     ("GET", "/api/v1/reports/open-holds"),
@@ -139,6 +146,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/members/{code}",
             get(records::members::show).put(records::members::put),
         )
+        .route("/api/v1/cards/{code}/top-ups", post(credits::top_up))
+        .route("/api/v1/cards/{code}/store-credit", post(credits::grant))
         .route("/api/v1/reports/activity", get(reports::activity))
         .route("/api/v1/reports/top-members", get(reports::top_members))
         .route("/api/v1/reports/open-holds", get(reports::open_holds))

@@ -83,11 +83,13 @@ pub async fn start(
     let (snapshots, snapshot_rx) = watch::channel(snapshot);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (jobs, jobs_rx) = mpsc::channel(config.queue_max.max(1));
+    let (credits, credits_rx) = mpsc::channel(CREDITS_QUEUE_MAX);
     let committer = tokio::spawn(committer::run(
         engine,
         pool.clone(),
         clock.clone(),
         jobs_rx,
+        credits_rx,
         config.committer(),
     ));
     let listener = listen(config.listen).map_err(|source| StartError::Listen {
@@ -128,6 +130,7 @@ pub async fn start(
         snapshots: snapshots.clone(),
         clock: clock.clone(),
         changes: tokio::sync::Mutex::new(()),
+        credits,
     });
     let router = admin::router(admin_state, api_state);
     let admin = tokio::spawn(admin::serve(admin_listener, router, shutdown_rx));
@@ -143,6 +146,10 @@ pub async fn start(
         admin,
     })
 }
+
+/// Operator credits (top-ups, grants) waiting for the engine; a full queue makes the API
+/// call wait, never the terminals.
+pub const CREDITS_QUEUE_MAX: usize = 64;
 
 /// Connections the kernel may queue before the switch accepts them. The operating system's
 /// usual 128 drops bursts (a shop network reconnecting after an outage) without the switch

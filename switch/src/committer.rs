@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, debug_span, error, info, warn};
 
 use crate::clock::Clock;
+use crate::engine::credit::{Credit, CreditOutcome, CreditRefusal};
 use crate::engine::{CardRef, Decision, Decline, Effect, Engine};
 use crate::metrics as m;
 use crate::snapshot::Snapshot;
@@ -41,6 +42,31 @@ pub struct Job {
     pub received: Instant,
 }
 
+/// A credit from the operator API on its way to the engine; answered once durable.
+pub struct CreditJob {
+    /// The credit.
+    pub credit: Credit,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Result<CreditOutcome, CreditFailure>>,
+}
+
+/// Why a credit was not made; nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CreditFailure {
+    /// The engine refused it.
+    #[error(transparent)]
+    Refused(#[from] CreditRefusal),
+    /// The store failed to make its batch durable.
+    #[error("the store failed; nothing was changed")]
+    System,
+}
+
+/// Credits waiting for their batch, with what they will be answered.
+type CreditReplies = Vec<(
+    oneshot::Sender<Result<CreditOutcome, CreditFailure>>,
+    CreditOutcome,
+)>;
+
 /// Committer settings.
 #[derive(Debug, Clone, Copy)]
 pub struct CommitterConfig {
@@ -63,6 +89,7 @@ enum Write {
     Batch {
         effects: Vec<Effect>,
         deferred: Vec<(Job, Decision)>,
+        credits: CreditReplies,
     },
     /// Acknowledged once every earlier batch is handled (after a failed commit).
     Barrier(oneshot::Sender<()>),
@@ -81,6 +108,7 @@ pub async fn run(
     pool: SqlitePool,
     clock: Arc<dyn Clock>,
     mut jobs: mpsc::Receiver<Job>,
+    mut credit_jobs: mpsc::Receiver<CreditJob>,
     config: CommitterConfig,
 ) {
     let poisoned = Arc::new(AtomicBool::new(false));
@@ -90,12 +118,14 @@ pub async fn run(
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<Job> = Vec::with_capacity(config.batch_max);
     let mut effects: Vec<Effect> = Vec::with_capacity(config.batch_max * 4);
+    let mut credit_batch: Vec<CreditJob> = Vec::new();
     loop {
         tokio::select! {
             job = jobs.recv() => match job {
                 Some(job) => batch.push(job),
                 None => break,
             },
+            Some(job) = credit_jobs.recv() => credit_batch.push(job),
             _ = sweep.tick() => {
                 let now = clock.now();
                 engine.sweep(now, &mut effects, SWEEP_MAX);
@@ -118,12 +148,14 @@ pub async fn run(
             effects.clear();
         }
         let deferred = decide(&mut engine, clock.as_ref(), &mut batch, &mut effects);
-        if deferred.is_empty() && effects.is_empty() {
+        let credits = decide_credits(&mut engine, clock.as_ref(), &mut credit_batch, &mut effects);
+        if deferred.is_empty() && effects.is_empty() && credits.is_empty() {
             continue;
         }
         let write = Write::Batch {
             effects: std::mem::take(&mut effects),
             deferred,
+            credits,
         };
         if writes.send(write).await.is_err() {
             error!("writer gone; stopping the committer");
@@ -175,6 +207,27 @@ fn decide(
     deferred
 }
 
+/// Decides the operator's credits: refusals are answered at once; the rest, repeats
+/// included, wait for the batch (a repeat rests on a credit that may still be unwritten).
+fn decide_credits(
+    engine: &mut Engine,
+    clock: &dyn Clock,
+    batch: &mut Vec<CreditJob>,
+    effects: &mut Vec<Effect>,
+) -> CreditReplies {
+    let now = clock.now();
+    let mut replies = Vec::new();
+    for job in batch.drain(..) {
+        match engine.credit(job.credit, now, effects) {
+            Ok(outcome) => replies.push((job.reply, outcome)),
+            Err(refusal) => {
+                let _ = job.reply.send(Err(CreditFailure::Refused(refusal)));
+            }
+        }
+    }
+    replies
+}
+
 /// Settlement runs beside the switch and marks transactions settled in the database; the
 /// engine learns it here, once per sweeper tick, so a later reversal is refused (`12`)
 /// instead of failing its whole batch on the database's guard.
@@ -215,36 +268,57 @@ async fn write_loop(
     poisoned: Arc<AtomicBool>,
 ) {
     while let Some(write) = writes.recv().await {
-        let (effects, deferred) = match write {
+        let (effects, deferred, credits) = match write {
             Write::Barrier(done) => {
                 let _ = done.send(());
                 continue;
             }
-            Write::Batch { effects, deferred } => (effects, deferred),
+            Write::Batch {
+                effects,
+                deferred,
+                credits,
+            } => (effects, deferred, credits),
         };
         if poisoned.load(Ordering::SeqCst) {
             // Decided on top of a batch that failed: nothing of it may count.
             answer_system_error(deferred);
+            answer_credits(credits, false);
             continue;
         }
         if effects.is_empty() {
             deferred
                 .into_iter()
                 .for_each(|(job, decision)| send(job, decision));
+            answer_credits(credits, true);
             continue;
         }
         metrics::histogram!(m::COMMIT_BATCH_SIZE).record(count(effects.len()));
         match ledger::apply(&pool, &effects).await {
-            Ok(()) => deferred
-                .into_iter()
-                .for_each(|(job, decision)| send(job, decision)),
+            Ok(()) => {
+                deferred
+                    .into_iter()
+                    .for_each(|(job, decision)| send(job, decision));
+                answer_credits(credits, true);
+            }
             Err(cause) => {
                 error!(%cause, effects = effects.len(), "group commit failed; answering 96 and reloading");
                 metrics::counter!(m::COMMIT_FAILURES_TOTAL).increment(1);
                 poisoned.store(true, Ordering::SeqCst);
                 answer_system_error(deferred);
+                answer_credits(credits, false);
             }
         }
+    }
+}
+
+/// Answers the credits of a batch: their outcome when it is durable, else a system failure.
+fn answer_credits(credits: CreditReplies, durable: bool) {
+    for (reply, outcome) in credits {
+        let _ = reply.send(if durable {
+            Ok(outcome)
+        } else {
+            Err(CreditFailure::System)
+        });
     }
 }
 

@@ -1,11 +1,13 @@
 //! The engine: pure decisions over the reference snapshot, the balances and the clock
 //! (DESIGN.md section 5). It returns a response and a list of effects; it does no I/O.
 //!
-//! - [`decide`]: the [`Engine`] and its per-MTI rules.
+//! - [`decide`]: the [`Engine`] and its per-MTI rules; [`credit`]: top-ups and store-credit
+//!   grants.
 //! - [`decline`]: the one mapping from a decline to its response code.
 //! - [`effect`]: the effects the committer makes durable.
 //! - [`state`]: balances, holds, transactions, the idempotency window.
 
+pub mod credit;
 pub mod decide;
 pub mod decline;
 pub mod effect;

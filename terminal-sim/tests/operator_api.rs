@@ -840,3 +840,145 @@ async fn reports_add_up_to_the_transactions() {
         assert_eq!(problem_fields(&value), [field], "{path}");
     }
 }
+
+/// A top-up raises the club balance and a grant adds store credit at one merchant, each once
+/// per idempotency key (a retry, even after a restart, changes nothing), both visible to the
+/// next balance inquiry over TCP, audited, and the conservation invariants still hold.
+#[tokio::test]
+async fn top_ups_and_grants_are_idempotent_and_live() {
+    let mut api = Api::start().await;
+    let mut client = api.harness.client().await;
+    let mut counter = counter();
+    let at = api.harness.now_seconds();
+    let before = balances(&mut client, &mut counter, POOR, at).await;
+
+    // (path, key, body, status)
+    let body = |amount: i64| json!({ "amount_rials": amount }).to_string();
+    let grant = |amount: i64| json!({ "merchant": "M-A", "amount_rials": amount }).to_string();
+    let cases: Vec<(&str, Option<&str>, String, u16)> = vec![
+        (
+            "/api/v1/cards/C-POOR/top-ups",
+            Some("t-1"),
+            body(5_000),
+            201,
+        ),
+        (
+            "/api/v1/cards/C-POOR/top-ups",
+            Some("t-1"),
+            body(5_000),
+            200,
+        ),
+        (
+            "/api/v1/cards/C-POOR/top-ups",
+            Some("t-1"),
+            body(6_000),
+            409,
+        ),
+        ("/api/v1/cards/C-POOR/top-ups", None, body(5_000), 422),
+        ("/api/v1/cards/C-POOR/top-ups", Some("t-2"), body(0), 422),
+        (
+            "/api/v1/cards/C-POOR/top-ups",
+            Some("t-3"),
+            json!({"amount_rials": 1, "x": 1}).to_string(),
+            422,
+        ),
+        (
+            "/api/v1/cards/C-NONE/top-ups",
+            Some("t-4"),
+            body(5_000),
+            404,
+        ),
+        (
+            "/api/v1/cards/C-POOR/store-credit",
+            Some("g-1"),
+            grant(3_000),
+            201,
+        ),
+        (
+            "/api/v1/cards/C-POOR/store-credit",
+            Some("g-1"),
+            grant(3_000),
+            200,
+        ),
+        (
+            "/api/v1/cards/C-POOR/store-credit",
+            Some("t-1"),
+            grant(5_000),
+            409,
+        ),
+        (
+            "/api/v1/cards/C-POOR/store-credit",
+            Some("g-2"),
+            json!({"merchant": "M-NONE", "amount_rials": 1}).to_string(),
+            404,
+        ),
+    ];
+    let addr = api.harness.running().admin_addr;
+    for (path, key, body, expected) in &cases {
+        let (status, text) = post_keyed(addr, &api.writer, path, *key, body).await;
+        assert_eq!(status, *expected, "{path} {key:?} {body}: {text}");
+        if status == 200 {
+            assert!(text.contains("idempotent-replayed: true"), "{text}");
+        }
+    }
+    let after = balances(&mut client, &mut counter, POOR, at).await;
+    assert_eq!(after[0], before[0] + 5_000, "club ledger: one top-up");
+    assert_eq!(after[1], before[1] + 5_000, "club available");
+    assert_eq!(
+        after[2],
+        before[2] + 3_000,
+        "store credit at M-A: one grant"
+    );
+
+    // After a restart the keys are remembered; the balances are what was made durable.
+    api.harness.restart().await;
+    let addr = api.harness.running().admin_addr;
+    let path = "/api/v1/cards/C-POOR/top-ups";
+    let (status, text) = post_keyed(addr, &api.writer, path, Some("t-1"), &body(5_000)).await;
+    assert_eq!(status, 200, "a retry after the restart: {text}");
+    let (status, _) = post_keyed(addr, &api.writer, path, Some("t-1"), &body(7_000)).await;
+    assert_eq!(status, 409);
+    let mut client = api.harness.client().await;
+    assert_eq!(balances(&mut client, &mut counter, POOR, at).await, after);
+    let pool = &api.harness.running().pool;
+    let credits: i64 = sqlx::query_scalar("SELECT count(*) FROM balance_credits")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(credits, 2);
+    let audited: Vec<(String, String)> =
+        sqlx::query_as("SELECT action, resource_code FROM audit_log ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        audited,
+        [
+            ("top_up".to_owned(), "C-POOR".to_owned()),
+            ("grant_store_credit".to_owned(), "C-POOR".to_owned())
+        ]
+    );
+    let findings = terminal_sim::check::run(pool).await.unwrap();
+    assert!(terminal_sim::check::all_hold(&findings), "{findings:?}");
+}
+
+/// A `POST` with an optional `Idempotency-Key`: the status and the whole response text.
+async fn post_keyed(
+    addr: SocketAddr,
+    token: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let key_header = key.map_or(String::new(), |key| format!("idempotency-key: {key}\r\n"));
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\nauthorization: Bearer {token}\r\n{key_header}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, text)
+}

@@ -995,6 +995,11 @@ impl State {
         taken
     }
 
+    /// Adds a store-credit lot a grant made.
+    pub(crate) fn add_credit_lot(&mut self, lot: NewLot) {
+        self.add_lot(lot);
+    }
+
     fn add_lot(&mut self, lot: NewLot) {
         let account = self
             .store

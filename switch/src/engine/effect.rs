@@ -143,6 +143,8 @@ pub enum Effect {
         /// When.
         at: UnixMillis,
     },
+    /// A top-up or a store-credit grant, with its audit row.
+    Credit(Box<crate::engine::credit::CreditRecord>),
 }
 
 /// Why holds are released.

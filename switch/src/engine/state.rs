@@ -226,6 +226,8 @@ pub struct State {
     pub rule_spent: HashMap<RuleId, Rials>,
     /// Uses per (rule, member, local day number), for daily limits.
     pub rule_uses: HashMap<(RuleId, MemberId, i64), u32>,
+    /// Credits made, by idempotency key (kept for good: a key is never reused).
+    pub credits: HashMap<String, crate::engine::credit::CreditKey>,
     /// The newest settlement cycle whose transactions the engine knows are settled.
     pub settled_cycle: i64,
     /// Next transaction id.

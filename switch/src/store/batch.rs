@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use crate::domain::UnixMillis;
+use crate::domain::{MerchantId, UnixMillis};
+use crate::engine::credit::CreditRecord;
 use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
 use crate::engine::state::{MessageKey, Txn};
 use crate::store::ledger::LedgerError;
@@ -41,7 +42,7 @@ struct Movement {
     merchant: Option<i64>,
     delta: i64,
     kind: &'static str,
-    txn: i64,
+    txn: Option<i64>,
     at: i64,
 }
 
@@ -54,7 +55,9 @@ pub struct Plan<'a> {
     club: BTreeMap<i64, (i64, i64)>,
     store: BTreeMap<(i64, i64), (i64, i64)>,
     lots: BTreeMap<i64, i64>,
-    new_lots: Vec<(NewLot, i64)>,
+    new_lots: Vec<(NewLot, Option<i64>, &'static str)>,
+    new_clubs: Vec<i64>,
+    credits: Vec<&'a CreditRecord>,
     movements: Vec<Movement>,
     captures: Vec<(i64, i64, i64, i64)>,
     capture_lots: Vec<(i64, i64, i64)>,
@@ -128,7 +131,7 @@ impl<'a> Plan<'a> {
                     ));
                 }
                 if let Some(lot) = cashback {
-                    self.new_lots.push((*lot, txn));
+                    self.new_lots.push((*lot, Some(txn), "cashback"));
                     let key = (lot.card.get(), lot.merchant.get());
                     self.store_delta(key, lot.amount.get(), 0);
                     self.movement(key.0, Some(key.1), lot.amount.get(), "cashback", txn, at);
@@ -231,7 +234,48 @@ impl<'a> Plan<'a> {
             } => {
                 self.answers.push((key, fingerprint, response, at.get()));
             }
+            Effect::Credit(record) => self.credit(record),
         }
+    }
+
+    /// A top-up raises the club ledger; a grant adds a lot; both are one movement and one
+    /// `balance_credits` row (whose key is the primary key: a credit never counts twice).
+    fn credit(&mut self, record: &'a CreditRecord) {
+        let credit = &record.credit;
+        let (card, amount, at) = (credit.card.get(), credit.amount.get(), record.at.get());
+        match (credit.merchant, record.lot) {
+            (Some(merchant), Some(lot)) => {
+                let key = (card, merchant.get());
+                self.new_lots.push((lot, None, "grant"));
+                self.store_delta(key, amount, 0);
+                self.push_movement(card, Some(key.1), amount, "grant", None, at);
+            }
+            _ => {
+                self.new_clubs.push(card);
+                self.club_delta(card, amount, 0);
+                self.push_movement(card, None, amount, "top_up", None, at);
+            }
+        }
+        self.credits.push(record);
+    }
+
+    fn push_movement(
+        &mut self,
+        card: i64,
+        merchant: Option<i64>,
+        delta: i64,
+        kind: &'static str,
+        txn: Option<i64>,
+        at: i64,
+    ) {
+        self.movements.push(Movement {
+            card,
+            merchant,
+            delta,
+            kind,
+            txn,
+            at,
+        });
     }
 
     /// The patch of a transaction: of its insert when it is new in this batch.
@@ -285,14 +329,7 @@ impl<'a> Plan<'a> {
         txn: i64,
         at: i64,
     ) {
-        self.movements.push(Movement {
-            card,
-            merchant,
-            delta,
-            kind,
-            txn,
-            at,
-        });
+        self.push_movement(card, merchant, delta, kind, Some(txn), at);
     }
 
     /// Writes the plan inside the caller's transaction.
@@ -371,6 +408,17 @@ impl<'a> Plan<'a> {
     }
 
     async fn write_balances(&self, conn: &mut SqliteConnection) -> Result<(), LedgerError> {
+        // A top-up may be a card's first club money: its account row comes first.
+        for chunk in self.new_clubs.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO club_balances (card_id, ledger_rials, held_rials) ",
+            );
+            query.push_values(chunk, |mut row, card| {
+                row.push_bind(*card).push_bind(0_i64).push_bind(0_i64);
+            });
+            query.push(" ON CONFLICT (card_id) DO NOTHING");
+            query.build().persistent(false).execute(&mut *conn).await?;
+        }
         let club: Vec<_> = self.club.iter().filter(|(_, d)| **d != (0, 0)).collect();
         for chunk in club.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::<Sqlite>::new(
@@ -387,7 +435,7 @@ impl<'a> Plan<'a> {
         let accounts: Vec<_> = self
             .new_lots
             .iter()
-            .map(|(lot, _)| (lot.card.get(), lot.merchant.get()))
+            .map(|(lot, _, _)| (lot.card.get(), lot.merchant.get()))
             .collect();
         for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::<Sqlite>::new(
@@ -407,14 +455,14 @@ impl<'a> Plan<'a> {
                 "INSERT INTO store_credit_lots (id, card_id, merchant_id, remaining_rials, \
                  original_rials, expires_at_ms, source, txn_id) ",
             );
-            query.push_values(chunk, |mut row, (lot, txn)| {
+            query.push_values(chunk, |mut row, (lot, txn, source)| {
                 row.push_bind(lot.id.0)
                     .push_bind(lot.card.get())
                     .push_bind(lot.merchant.get())
                     .push_bind(lot.amount.get())
                     .push_bind(lot.amount.get())
                     .push_bind(lot.expires_at.map(UnixMillis::get))
-                    .push_bind("cashback")
+                    .push_bind(*source)
                     .push_bind(*txn);
             });
             query.build().persistent(false).execute(&mut *conn).await?;
@@ -537,6 +585,38 @@ impl<'a> Plan<'a> {
             });
             query.push(" ON CONFLICT DO NOTHING");
             query.build().persistent(false).execute(&mut *conn).await?;
+        }
+        for record in &self.credits {
+            let credit = &record.credit;
+            sqlx::query(
+                "INSERT INTO balance_credits (idempotency_key, card_id, merchant_id, amount_rials, \
+                 lot_id, operator, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&credit.key)
+            .bind(credit.card.get())
+            .bind(credit.merchant.map(MerchantId::get))
+            .bind(credit.amount.get())
+            .bind(record.lot.map(|lot| lot.id.0))
+            .bind(&credit.operator)
+            .bind(record.at.get())
+            .execute(&mut *conn)
+            .await?;
+            let (action, resource) = match credit.merchant {
+                None => ("top_up", "card"),
+                Some(_) => ("grant_store_credit", "card"),
+            };
+            sqlx::query(
+                "INSERT INTO audit_log (at_ms, operator, action, resource, resource_code, detail) \
+                 SELECT ?, ?, ?, ?, code, ? FROM cards WHERE id = ?",
+            )
+            .bind(record.at.get())
+            .bind(&credit.operator)
+            .bind(action)
+            .bind(resource)
+            .bind(&credit.detail)
+            .bind(credit.card.get())
+            .execute(&mut *conn)
+            .await?;
         }
         for chunk in self.answers.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::<Sqlite>::new(

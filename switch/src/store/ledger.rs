@@ -122,6 +122,21 @@ pub async fn load(pool: &SqlitePool, now: UnixMillis) -> Result<State, LedgerErr
             .await?
             .unwrap_or(0);
     load_windows(&mut conn, &mut state, now).await?;
+    for row in sqlx::query(
+        "SELECT idempotency_key, card_id, merchant_id, amount_rials FROM balance_credits",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let key = crate::engine::credit::CreditKey {
+            card: CardId::new(row.try_get("card_id")?),
+            merchant: row
+                .try_get::<Option<i64>, _>("merchant_id")?
+                .map(MerchantId::new),
+            amount: rials(&row, "amount_rials", "balance_credits")?,
+        };
+        state.credits.insert(row.try_get("idempotency_key")?, key);
+    }
     state.next_lot = lot_max + 1;
     Ok(state)
 }

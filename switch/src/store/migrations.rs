@@ -36,6 +36,11 @@ pub const SQLITE: &[Source] = &[
         "operators",
         include_str!("../../../migrations/sqlite/0004_operators.sql"),
     ),
+    (
+        5,
+        "credits",
+        include_str!("../../../migrations/sqlite/0005_credits.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -59,6 +64,11 @@ pub const POSTGRES: &[Source] = &[
         4,
         "operators",
         include_str!("../../../migrations/postgres/0004_operators.sql"),
+    ),
+    (
+        5,
+        "credits",
+        include_str!("../../../migrations/postgres/0005_credits.sql"),
     ),
 ];
 
