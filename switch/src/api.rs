@@ -75,6 +75,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/audit"),
     ("POST", "/api/v1/cards"),
     ("POST", "/api/v1/cards/{code}/renew"),
+    ("GET", "/api/v1/rules"),
+    ("GET", "/api/v1/rules/{code}"),
+    ("PUT", "/api/v1/rules/{code}"),
     ("GET", "/api/v1/tiers"),
     ("GET", "/api/v1/tiers/{code}"),
     ("PUT", "/api/v1/tiers/{code}"),
@@ -115,6 +118,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/cards", post(cards::issue))
         .route("/api/v1/cards/{code}/renew", post(cards::renew))
+        .route("/api/v1/rules", get(records::rules::list))
+        .route(
+            "/api/v1/rules/{code}",
+            get(records::rules::show).put(records::rules::put),
+        )
         .route("/api/v1/tiers", get(records::tiers::list))
         .route(
             "/api/v1/tiers/{code}",

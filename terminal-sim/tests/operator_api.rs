@@ -982,3 +982,114 @@ async fn post_keyed(
     let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
     (status, text)
 }
+
+/// Discount rules: what `GET` returns goes back through `PUT` unchanged (no new reference
+/// version), and a new campaign prices the very next purchase over TCP.
+#[tokio::test]
+async fn rules_round_trip_and_price_the_next_purchase() {
+    use protocol::field54::AmountKind;
+
+    let mut api = Api::start().await;
+    let version = api
+        .harness
+        .scalar("SELECT version FROM reference_meta")
+        .await;
+    let (status, rules) = api.read("/api/v1/rules").await;
+    assert_eq!(status, 200);
+    let rules = rules["rules"].as_array().unwrap().clone();
+    assert_eq!(rules.len(), 1);
+    for rule in &rules {
+        let path = format!("/api/v1/rules/{}", rule["code"].as_str().unwrap());
+        let (status, back) = api.write("PUT", &path, Some(&rule.to_string())).await;
+        assert_eq!((status, &back), (200, rule));
+    }
+    assert_eq!(
+        api.harness
+            .scalar("SELECT version FROM reference_meta")
+            .await,
+        version
+    );
+
+    let mut client = api.harness.client().await;
+    let mut counter = counter();
+    let at = api.harness.now_seconds();
+    let (_, before) = purchase(
+        &mut client,
+        &mut counter,
+        ProcessingCode::BankPurchase,
+        100_000,
+        RICH,
+        at,
+    )
+    .await;
+    assert_eq!(amount(&before, AmountKind::Discount), 10_000, "R-10: 10%");
+    let campaign = json!({
+        "name": "Friday campaign",
+        "fixed_rials": 30_000,
+        "basket_rials_min": 50_000,
+        "merchants": ["M-A"],
+        "tiers": ["silver"],
+        "bins": [{"from": "6037", "to": "6037"}],
+    });
+    let (status, created) = api
+        .write("PUT", "/api/v1/rules/R-API", Some(&campaign.to_string()))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["bins"], json!([{"from": "603700", "to": "603799"}]));
+    let (_, after) = purchase(
+        &mut client,
+        &mut counter,
+        ProcessingCode::BankPurchase,
+        100_000,
+        RICH,
+        at,
+    )
+    .await;
+    assert_eq!(
+        amount(&after, AmountKind::Discount),
+        30_000,
+        "the new campaign wins"
+    );
+    let (_, small) = purchase(
+        &mut client,
+        &mut counter,
+        ProcessingCode::BankPurchase,
+        40_000,
+        RICH,
+        at,
+    )
+    .await;
+    assert_eq!(
+        amount(&small, AmountKind::Discount),
+        4_000,
+        "under its minimum basket: R-10"
+    );
+
+    let mut both = campaign.clone();
+    both["percent"] = json!("5");
+    let cases: &[(Value, &str)] = &[
+        (both, "percent"),
+        (
+            json!({"name": "x", "fixed_rials": 1, "weekdays": ["xyz"]}),
+            "weekdays",
+        ),
+        (
+            json!({"name": "x", "fixed_rials": 1, "merchants": ["M-NONE"]}),
+            "merchants",
+        ),
+        (
+            json!({"name": "x", "fixed_rials": 1, "hours_from": "10:00"}),
+            "hours_from",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, value) = api
+            .write("PUT", "/api/v1/rules/R-BAD", Some(&body.to_string()))
+            .await;
+        assert_eq!(status, 422, "{body}: {value}");
+        assert!(
+            problem_fields(&value).iter().any(|f| f == field),
+            "{field}: {value}"
+        );
+    }
+}

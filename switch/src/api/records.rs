@@ -1,5 +1,5 @@
 //! Resources that are one import section each and are created or replaced by code with `PUT`:
-//! merchants, tiers, the three kinds of groups and members. The body is the record in the import format;
+//! merchants, tiers, discount rules, the three kinds of groups and members. The body is the record in the import format;
 //! `GET` returns the same shape, so a read can be sent back.
 
 use std::sync::Arc;
@@ -14,7 +14,8 @@ use crate::api::auth::{Operator, Reader, Writer};
 use crate::api::change::{AuditEntry, Change};
 use crate::api::error::ApiError;
 use crate::api::{body_object, find, stored, ApiState};
-use crate::domain::reference::{GroupRecord, MemberRecord, TierRecord};
+use crate::domain::reference::{GroupRecord, MemberRecord, RuleRecord, TierRecord};
+use crate::domain::{Code, Rials, RuleKind, Weekday};
 use crate::domain::{LoadedReference, ReferenceData};
 use crate::import;
 
@@ -31,6 +32,20 @@ pub struct Kind {
     pub changed: fn(&ReferenceData) -> Vec<Value>,
 }
 
+/// Discount rules and campaigns (`/api/v1/rules`).
+pub const RULES: Kind = Kind {
+    section: "rules",
+    resource: "rule",
+    all: |loaded| {
+        loaded
+            .data
+            .rules
+            .iter()
+            .map(|r| (r.code.to_string(), rule(r)))
+            .collect()
+    },
+    changed: |data| data.rules.iter().map(rule).collect(),
+};
 /// Merchants (`/api/v1/merchants`).
 pub const MERCHANTS: Kind = Kind {
     section: "merchants",
@@ -184,6 +199,60 @@ pub fn with_code(
     }
 }
 
+/// A rule as the import format writes it (BIN ranges as full 6-digit bounds).
+fn rule(record: &RuleRecord) -> Value {
+    let terms = &record.terms;
+    let who = &record.eligibility;
+    let list = |codes: &[Code]| {
+        codes
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (percent, fixed) = match terms.kind {
+        RuleKind::Percent(rate) => (Value::from(rate.to_string()), Value::Null),
+        RuleKind::Fixed(amount) => (Value::Null, Value::from(amount.get())),
+    };
+    let window = &terms.window;
+    let weekdays: Vec<&str> = Weekday::ALL
+        .iter()
+        .filter(|day| window.weekdays.contains(**day))
+        .map(|day| day.short_name())
+        .collect();
+    let minute = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+    let bins: Vec<Value> = who
+        .bins
+        .iter()
+        .map(|range| {
+            json!({
+                "from": String::from_utf8_lossy(range.low()),
+                "to": String::from_utf8_lossy(range.high()),
+            })
+        })
+        .collect();
+    json!({
+        "code": record.code.as_str(),
+        "name": terms.name,
+        "percent": percent,
+        "fixed_rials": fixed,
+        "basket_rials_min": terms.basket_rials_min.get(),
+        "discount_rials_max": terms.discount_rials_max.map(Rials::get),
+        "valid_from": window.valid_from.map(|d| d.to_string()),
+        "valid_until": window.valid_until.map(|d| d.to_string()),
+        "weekdays": weekdays,
+        "hours_from": window.hours.map(|h| minute(h.from())),
+        "hours_until": window.hours.map(|h| minute(h.until())),
+        "merchants": list(&who.merchants),
+        "merchant_groups": list(&who.merchant_groups),
+        "tiers": list(&who.tiers),
+        "member_groups": list(&who.member_groups),
+        "terminal_groups": list(&who.terminal_groups),
+        "bins": bins,
+        "budget_rials": terms.budget_rials.map(Rials::get),
+        "member_daily_uses_max": terms.member_daily_uses_max,
+    })
+}
+
 fn tier(record: &TierRecord) -> Value {
     json!({
         "code": record.code.as_str(),
@@ -256,6 +325,7 @@ macro_rules! kind_handlers {
 
 kind_handlers!(merchants, MERCHANTS);
 kind_handlers!(tiers, TIERS);
+kind_handlers!(rules, RULES);
 kind_handlers!(merchant_groups, MERCHANT_GROUPS);
 kind_handlers!(member_groups, MEMBER_GROUPS);
 kind_handlers!(terminal_groups, TERMINAL_GROUPS);
