@@ -63,8 +63,49 @@ struct Api {
     seen: Vec<String>,
 }
 
+/// Every log line of this test binary, at every level, for the PAN and key scans.
+fn logs() -> &'static std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+        std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(sink.clone()))
+            .init();
+        buffer
+    })
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Fails when the captured logs hold `secret` in clear or in hex.
+fn assert_not_logged(secret: &str, what: &str) {
+    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(!logs.is_empty(), "nothing was logged");
+    assert!(!logs.contains(secret), "{what} in the logs");
+    assert!(
+        !logs.contains(&hex::encode(secret)),
+        "{what} in hex in the logs"
+    );
+}
+
 impl Api {
     async fn start() -> Api {
+        logs();
         let harness = Harness::start().await;
         let pool = &harness.running().pool;
         let now = UnixMillis::new(START_MS);
@@ -446,6 +487,10 @@ async fn changes_are_live_on_the_next_transaction() {
             "a key field in the audit log: {detail}"
         );
     }
+    assert_not_logged(&tmk_hex, "the TMK");
+    for pan in pans {
+        assert_not_logged(pan, "a PAN");
+    }
 }
 
 #[tokio::test]
@@ -674,6 +719,7 @@ async fn records_and_card_issue() {
             .all(|d| !d.contains(new_pan) && !d.contains("pan")),
         "{details:?}"
     );
+    assert_not_logged(new_pan, "the issued PAN");
 }
 
 /// The reports count confirmed transactions by Tehran day, merchant and member, list pending
@@ -1091,5 +1137,58 @@ async fn rules_round_trip_and_price_the_next_purchase() {
             problem_fields(&value).iter().any(|f| f == field),
             "{field}: {value}"
         );
+    }
+}
+
+/// Every route: no token and an unknown token are 401, a read token on a change is 403, and an
+/// unknown id is the API's JSON 404 (PUT creates, so it has none).
+#[tokio::test]
+async fn every_route_refuses_without_rights_and_knows_unknown_ids() {
+    let api = Api::start().await;
+    let addr = api.harness.running().admin_addr;
+    for (method, path) in switch::api::ROUTES {
+        if *path == "/api/v1/openapi.json" {
+            continue;
+        }
+        let concrete = path
+            .replace("{code}", "X-NONE")
+            .replace("{terminal_id}", "TRMNONE0");
+        for token in [None, Some("lsw_0000")] {
+            let (status, challenge, _) = call(addr, method, &concrete, token, Some("{}")).await;
+            assert_eq!(status, 401, "{method} {path} with {token:?}");
+            assert_eq!(challenge.as_deref(), Some("Bearer"));
+        }
+        if *method != "GET" {
+            let (status, _, _) = call(addr, method, &concrete, Some(&api.reader), Some("{}")).await;
+            assert_eq!(status, 403, "{method} {path} with a read token");
+        }
+        if !path.contains('{') || *method == "PUT" {
+            continue;
+        }
+        let status = if *method == "GET" {
+            call(addr, method, &concrete, Some(&api.reader), None)
+                .await
+                .0
+        } else {
+            let body = json!({"amount_rials": 1, "merchant": "M-A", "expiry": "2099-01"});
+            let body = if path.ends_with("/top-ups") {
+                json!({"amount_rials": 1})
+            } else if path.ends_with("/renew") {
+                json!({"expiry": "2099-01"})
+            } else if path.ends_with("/store-credit") {
+                json!({"amount_rials": 1, "merchant": "M-A"})
+            } else {
+                body
+            };
+            let body = if path.ends_with("/block") || path.ends_with("/unblock") {
+                String::new()
+            } else {
+                body.to_string()
+            };
+            post_keyed(addr, &api.writer, &concrete, Some("k-404"), &body)
+                .await
+                .0
+        };
+        assert_eq!(status, 404, "{method} {path} with an unknown id");
     }
 }
