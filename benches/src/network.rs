@@ -85,6 +85,7 @@ pub fn build(shape: &Shape, pan_key: &PanTokenKey) -> Network {
         version: 1,
         data: ReferenceData::default(),
         ids: switch::domain::RowIds::default(),
+        previous_keys: Vec::new(),
     };
     groups(&mut reference, shape);
     merchants(&mut reference, shape, &mut rng);

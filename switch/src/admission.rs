@@ -49,8 +49,11 @@ pub fn admit(message: Bytes, snapshot: &Snapshot, pan_key: &PanTokenKey) -> Admi
     let ksi = raw
         .field(protocol::spec::KSI)
         .and_then(|bytes| Ksi::parse(bytes).ok());
-    let terminal = ksi.and_then(|ksi| snapshot.terminal_by_ksi(ksi.as_bytes()));
-    let keys = terminal.map(|terminal| &terminal.keys);
+    // The keys of the KSI the request names: a terminal's current key, or its previous one
+    // during a rotation's overlap (whose end the engine checks, as it holds the clock).
+    let keyed = ksi.and_then(|ksi| snapshot.keys_by_ksi(ksi.as_bytes()));
+    let terminal = keyed.map(|keyed| keyed.terminal);
+    let keys = keyed.map(|keyed| keyed.keys);
     let request = match Request::from_raw(raw.clone()) {
         Ok(request) => request,
         Err(error) => return refuse(mti, &raw, Reject::from(error), keys),
@@ -61,7 +64,10 @@ pub fn admit(message: Bytes, snapshot: &Snapshot, pan_key: &PanTokenKey) -> Admi
     let Ok(expected) = protocol::TerminalId::parse(terminal.terminal_id.as_bytes()) else {
         return refuse(mti, &raw, Reject::from(SecurityError::OtherTerminal), keys);
     };
-    match request.verify(&terminal.keys, &expected) {
+    let Some(keys) = keys else {
+        return refuse(mti, &raw, Reject::from(SecurityError::UnknownKsi), None);
+    };
+    match request.verify(keys, &expected) {
         Ok(identity) => {
             let card = identity.map(|identity| CardRef {
                 token: PanToken::compute(pan_key, &identity.pan),
@@ -70,7 +76,7 @@ pub fn admit(message: Bytes, snapshot: &Snapshot, pan_key: &PanTokenKey) -> Admi
             });
             Admission::Admitted { request, card }
         }
-        Err(error) => refuse(mti, &raw, Reject::from(error), keys),
+        Err(error) => refuse(mti, &raw, Reject::from(error), Some(keys)),
     }
 }
 

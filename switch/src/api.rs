@@ -69,6 +69,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/merchants/{code}"),
     ("POST", "/api/v1/terminals"),
     ("GET", "/api/v1/terminals/{terminal_id}"),
+    ("POST", "/api/v1/terminals/{terminal_id}/rotate-key"),
+    (
+        "POST",
+        "/api/v1/terminals/{terminal_id}/revoke-previous-key",
+    ),
     ("GET", "/api/v1/cards/{code}"),
     ("POST", "/api/v1/cards/{code}/block"),
     ("POST", "/api/v1/cards/{code}/unblock"),
@@ -112,6 +117,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/v1/terminals", post(terminals::create))
         .route("/api/v1/terminals/{terminal_id}", get(terminals::show))
+        .route(
+            "/api/v1/terminals/{terminal_id}/rotate-key",
+            post(terminals::rotate),
+        )
+        .route(
+            "/api/v1/terminals/{terminal_id}/revoke-previous-key",
+            post(terminals::revoke_previous),
+        )
         .route("/api/v1/cards/{code}", get(cards::show))
         .route("/api/v1/cards/{code}/block", post(cards::block))
         .route("/api/v1/cards/{code}/unblock", post(cards::unblock))

@@ -325,7 +325,7 @@ fn answer_credits(credits: CreditReplies, durable: bool) {
 /// Answers `96` (nothing was changed) to every job of a batch that was not made durable.
 fn answer_system_error(deferred: Vec<(Job, Decision)>) {
     for (job, _) in deferred {
-        let Some(terminal) = job.snapshot.terminal_by_ksi(job.request.ksi.as_bytes()) else {
+        let Some(keyed) = job.snapshot.keys_by_ksi(job.request.ksi.as_bytes()) else {
             continue;
         };
         let code = Decline::System.response_code();
@@ -336,7 +336,7 @@ fn answer_system_error(deferred: Vec<(Job, Decision)>) {
             job.request.mti,
             job.request.raw(),
             &answer,
-            Some(&terminal.keys),
+            Some(keyed.keys),
         )
         .is_err()
         {

@@ -26,6 +26,8 @@ pub struct Snapshot {
     merchants: HashMap<MerchantId, Merchant>,
     terminals: Vec<Terminal>,
     terminal_by_ksi: HashMap<[u8; 16], u32>,
+    /// Previous keys during a rotation's overlap, by their KSI.
+    previous_keys: HashMap<[u8; 16], PreviousKeys>,
     terminal_by_id: HashMap<TerminalRowId, u32>,
     members: HashMap<MemberId, Member>,
     cards: Vec<Card>,
@@ -46,6 +48,25 @@ pub struct Snapshot {
     rules_any_by_bin: HashMap<[u8; 6], Box<[u32]>>,
     /// Indices into `rules` of the rules naming a merchant, directly or by group.
     rules_by_merchant: HashMap<MerchantId, Box<[u32]>>,
+}
+
+/// A terminal with the keys of one of its KSIs.
+#[derive(Debug, Clone, Copy)]
+pub struct Keyed<'s> {
+    /// The terminal.
+    pub terminal: &'s Terminal,
+    /// The working keys of the KSI asked for.
+    pub keys: &'s WorkingKeys,
+    /// For a previous key, when it stops working; `None` for the current key.
+    pub valid_until: Option<UnixMillis>,
+}
+
+/// A previous key of a terminal, during a rotation's overlap.
+#[derive(Debug)]
+struct PreviousKeys {
+    terminal: u32,
+    keys: WorkingKeys,
+    valid_until: UnixMillis,
 }
 
 /// Why reference data cannot become a snapshot.
@@ -111,6 +132,7 @@ impl Snapshot {
             version: reference.version,
             merchants,
             terminals: Vec::with_capacity(data.terminals.len()),
+            previous_keys: HashMap::default(),
             terminal_by_ksi: HashMap::with_capacity_and_hasher(
                 data.terminals.len(),
                 Default::default(),
@@ -138,6 +160,7 @@ impl Snapshot {
             snapshot.add_card(record, reference)?;
         }
         snapshot.add_rules(&data.rules, reference)?;
+        snapshot.add_previous_keys(reference)?;
         Ok(snapshot)
     }
 
@@ -147,10 +170,33 @@ impl Snapshot {
         self.version
     }
 
-    /// The terminal whose KSI is `ksi` (16 ASCII bytes).
+    /// The terminal whose KSI is `ksi` (16 ASCII bytes): its current KSI, or its previous one
+    /// during a rotation's overlap (see [`Snapshot::keys_by_ksi`] for which keys).
     pub fn terminal_by_ksi(&self, ksi: &[u8; 16]) -> Option<&Terminal> {
-        let index = self.terminal_by_ksi.get(ksi)?;
-        self.terminals.get(usize::try_from(*index).ok()?)
+        self.keys_by_ksi(ksi).map(|keyed| keyed.terminal)
+    }
+
+    /// The terminal `ksi` names and the working keys of that KSI: the current ones, or the
+    /// previous ones with the end of their overlap window. The switch verifies a request and
+    /// MACs its response with the keys of the KSI the request carries.
+    pub fn keys_by_ksi(&self, ksi: &[u8; 16]) -> Option<Keyed<'_>> {
+        if let Some(index) = self.terminal_by_ksi.get(ksi) {
+            let terminal = self.terminals.get(usize::try_from(*index).ok()?)?;
+            return Some(Keyed {
+                terminal,
+                keys: &terminal.keys,
+                valid_until: None,
+            });
+        }
+        let previous = self.previous_keys.get(ksi)?;
+        let terminal = self
+            .terminals
+            .get(usize::try_from(previous.terminal).ok()?)?;
+        Some(Keyed {
+            terminal,
+            keys: &previous.keys,
+            valid_until: Some(previous.valid_until),
+        })
     }
 
     /// The terminal with row id `id`.
@@ -278,6 +324,43 @@ impl Snapshot {
     /// Number of terminals.
     pub fn terminal_count(&self) -> usize {
         self.terminals.len()
+    }
+
+    fn add_previous_keys(&mut self, reference: &LoadedReference) -> Result<(), SnapshotError> {
+        for previous in &reference.previous_keys {
+            let terminal_id = reference
+                .ids
+                .terminals
+                .get(&previous.terminal)
+                .copied()
+                .ok_or_else(|| SnapshotError::Unresolved {
+                    kind: "terminal",
+                    code: previous.terminal.as_str().into(),
+                })?;
+            let index = *self.terminal_by_id.get(&terminal_id).ok_or_else(|| {
+                SnapshotError::Unresolved {
+                    kind: "terminal",
+                    code: previous.terminal.as_str().into(),
+                }
+            })?;
+            let ksi = *previous.ksi.as_bytes();
+            unique(
+                !self.terminal_by_ksi.contains_key(&ksi),
+                "terminals",
+                previous.ksi.as_str(),
+            )?;
+            let keys = PreviousKeys {
+                terminal: index,
+                keys: WorkingKeys::derive(&previous.tmk),
+                valid_until: previous.valid_until,
+            };
+            unique(
+                self.previous_keys.insert(ksi, keys).is_none(),
+                "terminals",
+                previous.ksi.as_str(),
+            )?;
+        }
+        Ok(())
     }
 
     fn add_terminal(

@@ -1180,7 +1180,11 @@ async fn every_route_refuses_without_rights_and_knows_unknown_ids() {
             } else {
                 body
             };
-            let body = if path.ends_with("/block") || path.ends_with("/unblock") {
+            let body = if path.ends_with("/block")
+                || path.ends_with("/unblock")
+                || path.ends_with("/rotate-key")
+                || path.ends_with("/revoke-previous-key")
+            {
                 String::new()
             } else {
                 body.to_string()
@@ -1191,4 +1195,154 @@ async fn every_route_refuses_without_rights_and_knows_unknown_ids() {
         };
         assert_eq!(status, 404, "{method} {path} with an unknown id");
     }
+}
+
+/// Key rotation: the new key works at once, the old one until the overlap ends (then `63`),
+/// a revocation ends the overlap at once, and it all survives a restart.
+#[tokio::test]
+async fn rotated_keys_overlap_then_stop() {
+    let mut api = Api::start().await;
+    let rotate = |seconds: i64| json!({ "overlap_seconds": seconds }).to_string();
+    let (status, first) = api
+        .write(
+            "POST",
+            "/api/v1/terminals/TRM00001/rotate-key",
+            Some(&rotate(60)),
+        )
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["previous_ksi"], "0123456789ABCDEF");
+    let new_terminal = |answer: &Value| {
+        terminal(
+            "TRM00001",
+            answer["ksi"].as_str().unwrap(),
+            &hex::decode(answer["tmk_hex"].as_str().unwrap()).unwrap(),
+        )
+    };
+    let mut new_key = new_terminal(&first);
+    let mut old_key = counter();
+    let code = |response: &protocol::response::Response| response.code;
+    let mut client = api.harness.client().await;
+    for (terminal, expected) in [
+        (&mut old_key, ResponseCode::Approved),
+        (&mut new_key, ResponseCode::Approved),
+    ] {
+        let at = api.harness.now_seconds();
+        let (_, response) = purchase(
+            &mut client,
+            terminal,
+            ProcessingCode::BankPurchase,
+            10_000,
+            RICH,
+            at,
+        )
+        .await;
+        assert_eq!(code(&response), expected);
+    }
+    // Past the overlap the old key is refused; the new one still works.
+    api.harness.clock.advance(61_000);
+    let at = api.harness.now_seconds();
+    let out = old_key
+        .purchase(
+            ProcessingCode::BankPurchase,
+            Some(10_000),
+            &pan(RICH),
+            at,
+            nonce(9),
+        )
+        .unwrap();
+    let (response, _) = client
+        .exchange(&out.bytes, out.mti, out.stan, Some(old_key.keys()))
+        .await
+        .unwrap();
+    assert_eq!(response.code, ResponseCode::Security);
+    let (_, response) = purchase(
+        &mut client,
+        &mut new_key,
+        ProcessingCode::BankPurchase,
+        10_000,
+        RICH,
+        at,
+    )
+    .await;
+    assert_eq!(response.code, ResponseCode::Approved);
+
+    // Rotate again with the default overlap, then revoke the previous key at once.
+    let (status, second) = api
+        .write("POST", "/api/v1/terminals/TRM00001/rotate-key", None)
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["previous_ksi"], first["ksi"]);
+    let mut newest = new_terminal(&second);
+    let (_, response) = purchase(
+        &mut client,
+        &mut new_key,
+        ProcessingCode::BankPurchase,
+        10_000,
+        RICH,
+        at,
+    )
+    .await;
+    assert_eq!(response.code, ResponseCode::Approved, "in the overlap");
+    let (status, revoked) = api
+        .write(
+            "POST",
+            "/api/v1/terminals/TRM00001/revoke-previous-key",
+            None,
+        )
+        .await;
+    assert_eq!((status, &revoked["revoked_ksi"]), (200, &first["ksi"]));
+    let out = new_key
+        .purchase(
+            ProcessingCode::BankPurchase,
+            Some(10_000),
+            &pan(RICH),
+            at,
+            nonce(8),
+        )
+        .unwrap();
+    let (response, _) = client
+        .exchange(&out.bytes, out.mti, out.stan, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        response.code,
+        ResponseCode::Security,
+        "revoked: an unknown KSI"
+    );
+
+    api.harness.restart().await;
+    let mut client = api.harness.client().await;
+    let at = api.harness.now_seconds();
+    let (_, response) = purchase(
+        &mut client,
+        &mut newest,
+        ProcessingCode::BankPurchase,
+        10_000,
+        RICH,
+        at,
+    )
+    .await;
+    assert_eq!(response.code, ResponseCode::Approved, "after a restart");
+    let (status, shown) = api.read("/api/v1/terminals/TRM00001").await;
+    assert_eq!((status, &shown["ksi"]), (200, &second["ksi"]));
+
+    for body in [
+        rotate(-1),
+        rotate(604_801),
+        json!({"overlap": 5}).to_string(),
+    ] {
+        let (status, value) = api
+            .write("POST", "/api/v1/terminals/TRM00001/rotate-key", Some(&body))
+            .await;
+        assert_eq!(status, 422, "{body}: {value}");
+    }
+    let tmk = second["tmk_hex"].as_str().unwrap().to_owned();
+    for body in api.seen.iter().filter(|b| !b.contains("previous_ksi")) {
+        assert!(
+            !body.contains(&tmk),
+            "the TMK outside its rotation's answer: {body}"
+        );
+    }
+    assert_not_logged(&tmk, "a rotated TMK");
 }

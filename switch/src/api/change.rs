@@ -32,6 +32,25 @@ pub struct AuditEntry {
     pub detail: Value,
 }
 
+/// What a change does to a terminal's previous key (key rotation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChange {
+    /// Nothing.
+    None,
+    /// The terminal's current key becomes its previous key, valid until then.
+    KeepPrevious {
+        /// The terminal id.
+        terminal: String,
+        /// When the previous key stops working.
+        valid_until_ms: i64,
+    },
+    /// The terminal's previous key stops working now.
+    DropPrevious {
+        /// The terminal id.
+        terminal: String,
+    },
+}
+
 /// A change in progress: holds the change lock and what was stored when it began.
 pub struct Change<'s> {
     state: &'s ApiState,
@@ -70,11 +89,56 @@ impl<'s> Change<'s> {
         data: &ReferenceData,
         entry: AuditEntry,
     ) -> Result<ImportOutcome, ApiError> {
+        self.save_with(operator, data, entry, KeyChange::None).await
+    }
+
+    /// [`Change::save`], first keeping or dropping a terminal's previous key in the same
+    /// transaction (key rotation).
+    ///
+    /// # Errors
+    /// As [`Change::save`].
+    pub async fn save_with(
+        self,
+        operator: &Operator,
+        data: &ReferenceData,
+        entry: AuditEntry,
+        keys: KeyChange,
+    ) -> Result<ImportOutcome, ApiError> {
         let state = self.state;
         let now = state.clock.now();
         let detail = entry.detail.to_string();
         let digest: [u8; 32] = Sha256::digest(detail.as_bytes()).into();
         let mut tx = state.pool.begin().await.map_err(ApiError::store)?;
+        match &keys {
+            KeyChange::None => {}
+            KeyChange::KeepPrevious {
+                terminal,
+                valid_until_ms,
+            } => {
+                // The current key becomes the previous one before the new key replaces it.
+                sqlx::query(
+                    "INSERT INTO terminal_previous_keys (terminal_id, ksi, tmk_sealed, valid_until_ms) \
+                     SELECT id, ksi, tmk_sealed, ? FROM terminals WHERE terminal_id = ? \
+                     ON CONFLICT (terminal_id) DO UPDATE SET ksi = excluded.ksi, \
+                     tmk_sealed = excluded.tmk_sealed, valid_until_ms = excluded.valid_until_ms",
+                )
+                .bind(valid_until_ms)
+                .bind(terminal)
+                .execute(&mut *tx)
+                .await
+                .map_err(ApiError::store)?;
+            }
+            KeyChange::DropPrevious { terminal } => {
+                sqlx::query(
+                    "DELETE FROM terminal_previous_keys WHERE terminal_id = \
+                     (SELECT id FROM terminals WHERE terminal_id = ?)",
+                )
+                .bind(terminal)
+                .execute(&mut *tx)
+                .await
+                .map_err(ApiError::store)?;
+            }
+        }
         let outcome = match reference::save_in(&mut tx, data, &digest, &state.kek, now).await {
             Ok(outcome) => outcome,
             Err(StoreError::Rejected { problems }) => {
@@ -110,7 +174,7 @@ impl<'s> Change<'s> {
             version = outcome.version,
             "reference data changed"
         );
-        if !outcome.is_noop() {
+        if !outcome.is_noop() || keys != KeyChange::None {
             publish(state).await?;
         }
         Ok(outcome)

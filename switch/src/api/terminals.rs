@@ -12,11 +12,11 @@ use serde_json::{json, Value};
 use zeroize::Zeroize;
 
 use crate::api::auth::{Reader, Writer};
-use crate::api::change::{AuditEntry, Change};
+use crate::api::change::{AuditEntry, Change, KeyChange};
 use crate::api::error::ApiError;
 use crate::api::{body_object, find, stored, ApiState};
 use crate::domain::reference::TerminalRecord;
-use crate::domain::TerminalStatus;
+use crate::domain::{ReferenceData, TerminalStatus};
 use crate::import;
 
 /// The fields a create request may carry; the TMK is never one of them.
@@ -125,6 +125,157 @@ pub async fn show(
         terminal.terminal_id.as_str() == terminal_id
     })?;
     Ok(Json(view(terminal)))
+}
+
+/// Longest overlap of a rotation: a week, long enough to reach every terminal of a network,
+/// short enough that a stolen old key does not stay useful.
+pub const OVERLAP_SECONDS_MAX: i64 = 7 * 24 * 3_600;
+/// The overlap when none is asked for: a day.
+pub const OVERLAP_SECONDS_DEFAULT: i64 = 24 * 3_600;
+
+/// `POST /api/v1/terminals/{terminal_id}/rotate-key` with `{"overlap_seconds": n}` (default a
+/// day, at most a week, `0` for none): makes a new TMK and KSI, returned in this response only;
+/// the old key keeps working until the overlap ends, then requests under it get `63`.
+///
+/// # Errors
+/// [`ApiError::NotFound`] for an unknown terminal; [`ApiError::Invalid`] for a bad overlap.
+pub async fn rotate(
+    Writer(operator): Writer,
+    State(state): State<Arc<ApiState>>,
+    Path(terminal_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body = if body.is_empty() {
+        serde_json::Map::new()
+    } else {
+        body_object(&body)?
+    };
+    if let Some(field) = body
+        .keys()
+        .find(|field| field.as_str() != "overlap_seconds")
+    {
+        return Err(ApiError::Invalid {
+            problems: vec![(field.clone(), "unknown field".to_owned())],
+        });
+    }
+    let overlap = match body.get("overlap_seconds") {
+        None => OVERLAP_SECONDS_DEFAULT,
+        Some(value) => value
+            .as_i64()
+            .filter(|seconds| (0..=OVERLAP_SECONDS_MAX).contains(seconds))
+            .ok_or_else(|| ApiError::Invalid {
+                problems: vec![(
+                    "overlap_seconds".to_owned(),
+                    "must be an integer 0..=604800".to_owned(),
+                )],
+            })?,
+    };
+    let change = Change::begin(&state).await?;
+    let current = find(&change.current.data.terminals, "terminal", |t| {
+        t.terminal_id.as_str() == terminal_id
+    })?;
+    let taken = |ksi: &str| {
+        change
+            .current
+            .data
+            .terminals
+            .iter()
+            .any(|t| t.ksi.as_str() == ksi)
+            || change
+                .current
+                .previous_keys
+                .iter()
+                .any(|p| p.ksi.as_str() == ksi)
+    };
+    let mut random = [0_u8; 40];
+    let ksi = loop {
+        rand::rngs::OsRng.fill_bytes(&mut random);
+        let ksi = hex::encode_upper(random.get(32..).unwrap_or_default());
+        if !taken(&ksi) {
+            break ksi;
+        }
+    };
+    let mut tmk_bytes = [0_u8; 32];
+    tmk_bytes.copy_from_slice(random.get(..32).unwrap_or(&[0; 32]));
+    random.zeroize();
+    let mut rotated = current.clone();
+    rotated.ksi = crate::domain::KeySetId::parse(ksi.as_bytes()).map_err(ApiError::store)?;
+    rotated.tmk = protocol::Tmk::from_bytes(tmk_bytes);
+    let mut tmk_hex = hex::encode(tmk_bytes);
+    tmk_bytes.zeroize();
+    let previous_ksi = current.ksi.as_str().to_owned();
+    let now = state.clock.now().get();
+    let valid_until_ms = now + overlap * 1_000;
+    let keys = if overlap > 0 {
+        KeyChange::KeepPrevious {
+            terminal: terminal_id.clone(),
+            valid_until_ms,
+        }
+    } else {
+        KeyChange::DropPrevious {
+            terminal: terminal_id.clone(),
+        }
+    };
+    let data = ReferenceData {
+        terminals: vec![rotated],
+        ..ReferenceData::default()
+    };
+    let entry = AuditEntry {
+        action: "rotate_key",
+        resource: "terminal",
+        code: terminal_id.clone(),
+        detail: json!({"new_ksi": ksi, "previous_ksi": previous_ksi, "overlap_seconds": overlap}),
+    };
+    if let Err(error) = change.save_with(&operator, &data, entry, keys).await {
+        tmk_hex.zeroize();
+        return Err(error);
+    }
+    let answer = json!({
+        "terminal_id": terminal_id,
+        "ksi": ksi,
+        "tmk_hex": tmk_hex,
+        "previous_ksi": (overlap > 0).then_some(previous_ksi),
+        "previous_valid_until_ms": (overlap > 0).then_some(valid_until_ms),
+    });
+    tmk_hex.zeroize();
+    Ok(Json(answer))
+}
+
+/// `POST /api/v1/terminals/{terminal_id}/revoke-previous-key`: the previous key of a rotation
+/// stops working now (a terminal whose old key may have leaked).
+///
+/// # Errors
+/// [`ApiError::NotFound`] for an unknown terminal.
+pub async fn revoke_previous(
+    Writer(operator): Writer,
+    State(state): State<Arc<ApiState>>,
+    Path(terminal_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let change = Change::begin(&state).await?;
+    find(&change.current.data.terminals, "terminal", |t| {
+        t.terminal_id.as_str() == terminal_id
+    })?;
+    let revoked = change
+        .current
+        .previous_keys
+        .iter()
+        .find(|p| p.terminal.as_str() == terminal_id)
+        .map(|p| p.ksi.as_str().to_owned());
+    let entry = AuditEntry {
+        action: "revoke_previous_key",
+        resource: "terminal",
+        code: terminal_id.clone(),
+        detail: json!({"revoked_ksi": revoked}),
+    };
+    let keys = KeyChange::DropPrevious {
+        terminal: terminal_id.clone(),
+    };
+    change
+        .save_with(&operator, &ReferenceData::default(), entry, keys)
+        .await?;
+    Ok(Json(
+        json!({"terminal_id": terminal_id, "revoked_ksi": revoked}),
+    ))
 }
 
 /// A terminal without its TMK.

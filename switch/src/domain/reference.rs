@@ -186,4 +186,19 @@ pub struct LoadedReference {
     pub data: ReferenceData,
     /// Their row ids.
     pub ids: RowIds,
+    /// Terminals' previous keys, still valid during a rotation's overlap.
+    pub previous_keys: Vec<PreviousKey>,
+}
+
+/// A terminal's previous key during a rotation's overlap window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousKey {
+    /// The terminal.
+    pub terminal: TerminalCode,
+    /// Its previous KSI.
+    pub ksi: KeySetId,
+    /// Its previous TMK.
+    pub tmk: Tmk,
+    /// When the previous key stops working.
+    pub valid_until: UnixMillis,
 }

@@ -6,7 +6,9 @@ use bytes::{Bytes, BytesMut};
 use protocol::field54::{AmountKind, AmountSet, PurchaseAmounts};
 use protocol::message::{Body, FollowUp, Kind};
 use protocol::response::{self, Answer};
-use protocol::{Amount, ApprovalCode, Currency, Mti, ProcessingCode, Request, ResponseCode, Rrn};
+use protocol::{
+    Amount, ApprovalCode, Currency, Mti, ProcessingCode, Request, ResponseCode, Rrn, WorkingKeys,
+};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{
@@ -96,6 +98,18 @@ impl Engine {
             stan: request.stan,
             transmitted: request.transmitted_raw,
         };
+        // Answers are MACed with the keys of the request's KSI: a terminal's current key, or
+        // its previous one until the end of a rotation's overlap, after which it is refused.
+        let (keys, key_expired) = match snapshot.keys_by_ksi(request.ksi.as_bytes()) {
+            Some(keyed) => (
+                keyed.keys,
+                keyed.valid_until.is_some_and(|until| now > until),
+            ),
+            None => (&terminal.keys, false),
+        };
+        if key_expired {
+            return self.decline(keys, request, Decline::KeyExpired);
+        }
         let fingerprint = fingerprint(request, card);
         let stored = self
             .state
@@ -112,7 +126,7 @@ impl Engine {
                     rrn: None,
                 };
             }
-            return self.decline(terminal, request, Decline::DuplicateStan);
+            return self.decline(keys, request, Decline::DuplicateStan);
         }
         let clock_checked = matches!(
             request.mti,
@@ -120,13 +134,13 @@ impl Engine {
         );
         let now_seconds = now.get().div_euclid(1000);
         if clock_checked && !request.transmitted.is_fresh(now_seconds) {
-            return self.decline(terminal, request, Decline::StaleClock);
+            return self.decline(keys, request, Decline::StaleClock);
         }
         let kind = match request.classify() {
             Ok(kind) => kind,
             Err(reject) => {
                 return self.remember_decline(
-                    terminal,
+                    keys,
                     request,
                     key,
                     fingerprint,
@@ -142,7 +156,7 @@ impl Engine {
                     switch_time: Some(now_seconds),
                     ..Answer::code(approved())
                 };
-                return self.respond(terminal, request, &answer, false);
+                return self.respond(keys, request, &answer, false);
             }
             (Kind::Purchase { code, amount }, Body::Financial(financial)) => {
                 let context = Context {
@@ -189,7 +203,7 @@ impl Engine {
                     amounts: (!amounts.is_empty()).then_some(&amounts[..]),
                     switch_time: None,
                 };
-                let decision = self.respond(terminal, request, &answer, durable);
+                let decision = self.respond(keys, request, &answer, durable);
                 if durable {
                     effects.push(Effect::Answer {
                         key,
@@ -219,7 +233,7 @@ impl Engine {
             }
             Err(decline) => {
                 self.amounts.clear();
-                self.remember_decline(terminal, request, key, fingerprint, now, decline)
+                self.remember_decline(keys, request, key, fingerprint, now, decline)
             }
         }
     }
@@ -639,14 +653,14 @@ impl Engine {
 
     fn remember_decline(
         &mut self,
-        terminal: &Terminal,
+        keys: &WorkingKeys,
         request: &Request,
         key: MessageKey,
         fingerprint: [u8; 32],
         now: UnixMillis,
         decline: Decline,
     ) -> Decision {
-        let decision = self.decline(terminal, request, decline);
+        let decision = self.decline(keys, request, decline);
         self.state.answered_volatile.insert(
             key,
             Answered {
@@ -658,14 +672,14 @@ impl Engine {
         decision
     }
 
-    fn decline(&mut self, terminal: &Terminal, request: &Request, decline: Decline) -> Decision {
+    fn decline(&mut self, keys: &WorkingKeys, request: &Request, decline: Decline) -> Decision {
         let answer = Answer::code(decline.response_code());
-        self.respond(terminal, request, &answer, false)
+        self.respond(keys, request, &answer, false)
     }
 
     fn respond(
         &mut self,
-        terminal: &Terminal,
+        keys: &WorkingKeys,
         request: &Request,
         answer: &Answer<'_>,
         durable: bool,
@@ -678,7 +692,7 @@ impl Engine {
             request.mti,
             request.raw(),
             answer,
-            Some(&terminal.keys),
+            Some(keys),
         );
         assert!(built.is_ok(), "response build failed: {built:?}");
         Decision {

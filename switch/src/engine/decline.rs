@@ -10,6 +10,8 @@ pub enum Decline {
     Protocol(Reject),
     /// Field 7 is outside the 300 s window (step 5).
     StaleClock,
+    /// The KSI is a terminal's previous key and its rotation's overlap has ended (step 3).
+    KeyExpired,
     /// The same retransmission key with other content.
     DuplicateStan,
     /// Field 49 is not the merchant's currency.
@@ -47,7 +49,7 @@ impl Decline {
     pub fn response_code(&self) -> ResponseCode {
         match self {
             Decline::Protocol(reject) => reject.response_code(),
-            Decline::StaleClock => ResponseCode::Security,
+            Decline::StaleClock | Decline::KeyExpired => ResponseCode::Security,
             Decline::DuplicateStan => ResponseCode::DuplicateStan,
             Decline::CurrencyMismatch | Decline::FollowUpMismatch => ResponseCode::InvalidAmount,
             Decline::OriginalNotFound => ResponseCode::OriginalNotFound,

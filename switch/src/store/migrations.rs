@@ -41,6 +41,11 @@ pub const SQLITE: &[Source] = &[
         "credits",
         include_str!("../../../migrations/sqlite/0005_credits.sql"),
     ),
+    (
+        6,
+        "key_rotation",
+        include_str!("../../../migrations/sqlite/0006_key_rotation.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -69,6 +74,11 @@ pub const POSTGRES: &[Source] = &[
         5,
         "credits",
         include_str!("../../../migrations/postgres/0005_credits.sql"),
+    ),
+    (
+        6,
+        "key_rotation",
+        include_str!("../../../migrations/postgres/0006_key_rotation.sql"),
     ),
 ];
 

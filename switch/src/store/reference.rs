@@ -16,7 +16,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::domain::reference::{
-    CardRecord, ClubOpening, GroupRecord, MemberRecord, MerchantRecord, RuleRecord,
+    CardRecord, ClubOpening, GroupRecord, MemberRecord, MerchantRecord, PreviousKey, RuleRecord,
     StoreCreditOpening, TerminalRecord, TierRecord,
 };
 use crate::domain::{
@@ -70,9 +70,42 @@ impl fmt::Display for ImportOutcome {
 /// [`StoreError`] when the database fails, a row is invalid or a TMK does not open.
 pub async fn load(pool: &SqlitePool, kek: &Kek) -> Result<LoadedReference, StoreError> {
     let mut tx = pool.begin().await?;
-    let loaded = read_all(&mut tx, kek).await?;
+    let mut loaded = read_all(&mut tx, kek).await?;
+    loaded.previous_keys = read_previous_keys(&mut tx, kek).await?;
     tx.commit().await?;
     Ok(loaded)
+}
+
+/// The terminals' previous keys (key rotation), each TMK opened with `kek`.
+async fn read_previous_keys(
+    conn: &mut SqliteConnection,
+    kek: &Kek,
+) -> Result<Vec<PreviousKey>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT p.terminal_id AS id, t.terminal_id, p.ksi, p.tmk_sealed, p.valid_until_ms \
+         FROM terminal_previous_keys p JOIN terminals t ON t.id = p.terminal_id ORDER BY p.terminal_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let table = "terminal_previous_keys";
+        let terminal = column(&row, table, id, "terminal_id", |s| {
+            TerminalCode::parse(s.as_bytes())
+        })?;
+        let sealed: Vec<u8> = row.try_get("tmk_sealed")?;
+        let tmk = kek
+            .open_tmk(&terminal, &sealed)
+            .map_err(|source| StoreError::Sealed { id, source })?;
+        out.push(PreviousKey {
+            terminal,
+            ksi: column(&row, table, id, "ksi", |s| KeySetId::parse(s.as_bytes()))?,
+            tmk,
+            valid_until: UnixMillis::new(row.try_get("valid_until_ms")?),
+        });
+    }
+    Ok(out)
 }
 
 /// Saves `data` in one transaction: upserts every record that is new or differs, creates the
