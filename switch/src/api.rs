@@ -80,6 +80,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/audit"),
     ("POST", "/api/v1/cards"),
     ("POST", "/api/v1/cards/{code}/renew"),
+    ("POST", "/api/v1/cards/{code}/replace"),
     ("GET", "/api/v1/rules"),
     ("GET", "/api/v1/rules/{code}"),
     ("PUT", "/api/v1/rules/{code}"),
@@ -131,6 +132,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/cards", post(cards::issue))
         .route("/api/v1/cards/{code}/renew", post(cards::renew))
+        .route("/api/v1/cards/{code}/replace", post(cards::replace))
         .route("/api/v1/rules", get(records::rules::list))
         .route(
             "/api/v1/rules/{code}",

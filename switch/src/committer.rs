@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, debug_span, error, info, warn};
 
 use crate::clock::Clock;
-use crate::engine::credit::{Credit, CreditOutcome, CreditRefusal};
+use crate::engine::credit::{Credit, CreditOutcome, CreditRefusal, Transfer, TransferRefusal};
 use crate::engine::{CardRef, Decision, Decline, Effect, Engine};
 use crate::metrics as m;
 use crate::snapshot::Snapshot;
@@ -42,10 +42,18 @@ pub struct Job {
     pub received: Instant,
 }
 
-/// A credit from the operator API on its way to the engine; answered once durable.
+/// What the operator API asks the engine to do to balances.
+pub enum Operation {
+    /// A top-up or a store-credit grant.
+    Credit(Credit),
+    /// A card's balances moved to its replacement.
+    Transfer(Transfer),
+}
+
+/// An operation from the operator API on its way to the engine; answered once durable.
 pub struct CreditJob {
-    /// The credit.
-    pub credit: Credit,
+    /// The operation.
+    pub operation: Operation,
     /// Where the outcome goes.
     pub reply: oneshot::Sender<Result<CreditOutcome, CreditFailure>>,
 }
@@ -53,9 +61,12 @@ pub struct CreditJob {
 /// Why a credit was not made; nothing changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CreditFailure {
-    /// The engine refused it.
+    /// The engine refused the credit.
     #[error(transparent)]
     Refused(#[from] CreditRefusal),
+    /// The engine refused the transfer.
+    #[error(transparent)]
+    TransferRefused(#[from] TransferRefusal),
     /// The store failed to make its batch durable.
     #[error("the store failed; nothing was changed")]
     System,
@@ -218,10 +229,16 @@ fn decide_credits(
     let now = clock.now();
     let mut replies = Vec::new();
     for job in batch.drain(..) {
-        match engine.credit(job.credit, now, effects) {
+        let outcome = match job.operation {
+            Operation::Credit(credit) => engine.credit(credit, now, effects).map_err(Into::into),
+            Operation::Transfer(transfer) => {
+                engine.transfer(transfer, now, effects).map_err(Into::into)
+            }
+        };
+        match outcome {
             Ok(outcome) => replies.push((job.reply, outcome)),
-            Err(refusal) => {
-                let _ = job.reply.send(Err(CreditFailure::Refused(refusal)));
+            Err(failure) => {
+                let _ = job.reply.send(Err(failure));
             }
         }
     }

@@ -1175,6 +1175,8 @@ async fn every_route_refuses_without_rights_and_knows_unknown_ids() {
                 json!({"amount_rials": 1})
             } else if path.ends_with("/renew") {
                 json!({"expiry": "2099-01"})
+            } else if path.ends_with("/replace") {
+                json!({"new_code": "C-Z", "pan": "6037995555555551"})
             } else if path.ends_with("/store-credit") {
                 json!({"amount_rials": 1, "merchant": "M-A"})
             } else {
@@ -1345,4 +1347,143 @@ async fn rotated_keys_overlap_then_stop() {
         );
     }
     assert_not_logged(&tmk, "a rotated TMK");
+}
+
+/// Replacing a card: the old one is blocked at once; its balances move only when no pending
+/// request holds part of them, then all of them, to the new PAN; retries finish or repeat the
+/// move and never count it twice.
+#[tokio::test]
+async fn replacing_a_card_moves_every_balance_once() {
+    let mut api = Api::start().await;
+    let mut client = api.harness.client().await;
+    let mut counter = counter();
+    let at = api.harness.now_seconds();
+    // Store credit at M-A for the old card, then a club purchase left pending (a hold).
+    let addr = api.harness.running().admin_addr;
+    let grant = json!({"merchant": "M-A", "amount_rials": 7_000}).to_string();
+    let (status, _) = post_keyed(
+        addr,
+        &api.writer,
+        "/api/v1/cards/C-RICH/store-credit",
+        Some("g"),
+        &grant,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (held_out, held) = purchase(
+        &mut client,
+        &mut counter,
+        ProcessingCode::ClubPurchase,
+        50_000,
+        RICH,
+        at,
+    )
+    .await;
+    assert_eq!(held.code, ResponseCode::Approved);
+    let before = balances(&mut client, &mut counter, RICH, at).await;
+
+    let new_pan = "6037995555555551";
+    let body = json!({"new_code": "C-RICH-2", "pan": new_pan}).to_string();
+    let (status, value) = api
+        .write("POST", "/api/v1/cards/C-RICH/replace", Some(&body))
+        .await;
+    assert_eq!(status, 409, "a hold remains: {value}");
+    let (_, response) = purchase(
+        &mut client,
+        &mut counter,
+        ProcessingCode::BankPurchase,
+        1_000,
+        RICH,
+        at,
+    )
+    .await;
+    assert_eq!(
+        response.code,
+        ResponseCode::CardBlocked,
+        "the old card is blocked at once"
+    );
+
+    // The pending purchase is confirmed (a confirm is an advice); then the move goes through.
+    let confirm = counter.confirm(&held_out, held.rrn.unwrap(), at).unwrap();
+    assert_eq!(
+        exchange(&mut client, &counter, &confirm).await.code,
+        ResponseCode::Approved
+    );
+    let (status, value) = api
+        .write("POST", "/api/v1/cards/C-RICH/replace", Some(&body))
+        .await;
+    assert_eq!(status, 201, "{value}");
+    assert_eq!(value["old"]["status"], "blocked");
+    assert_eq!(value["new"]["last4"], "5551");
+    let captured = amount(&held, protocol::field54::AmountKind::ClubUsed);
+    let moved = balances(&mut client, &mut counter, new_pan, at).await;
+    assert_eq!(
+        moved[0],
+        before[0] - captured,
+        "club ledger moved, less the capture"
+    );
+    let cashback = amount(&held, protocol::field54::AmountKind::Cashback);
+    assert!(cashback > 0, "the confirm issued cashback at M-A");
+    assert_eq!(
+        moved[2],
+        before[2] + cashback,
+        "store credit at M-A moved, cashback included"
+    );
+    let (status, _) = api
+        .write("POST", "/api/v1/cards/C-RICH/replace", Some(&body))
+        .await;
+    assert_eq!(status, 200, "a retry repeats");
+    assert_eq!(
+        balances(&mut client, &mut counter, new_pan, at).await,
+        moved
+    );
+    let other = json!({"new_code": "C-RICH-3", "pan": "6037990000000006"}).to_string();
+    let (status, _) = api
+        .write("POST", "/api/v1/cards/C-RICH/replace", Some(&other))
+        .await;
+    assert_eq!(status, 409, "replaced once");
+    let cards: i64 = api
+        .harness
+        .scalar("SELECT count(*) FROM cards WHERE code = 'C-RICH-3'")
+        .await;
+    assert_eq!(cards, 0, "a refused replacement issues nothing");
+    for (body, field) in [
+        (json!({"new_code": "C-POOR", "pan": new_pan}), "new_code"),
+        (json!({"new_code": "", "pan": new_pan}), "new_code"),
+        (json!({"new_code": "C-X", "pan": "6037995555555552"}), "pan"),
+        (
+            json!({"new_code": "C-X", "pan": new_pan, "colour": 1}),
+            "colour",
+        ),
+    ] {
+        let (status, value) = api
+            .write(
+                "POST",
+                "/api/v1/cards/C-POOR/replace",
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_eq!(status, 422, "{body}: {value}");
+        assert!(
+            problem_fields(&value).iter().any(|f| f == field),
+            "{field}: {value}"
+        );
+    }
+    let taken = json!({"new_code": "C-RICH", "pan": "6037990000000006"}).to_string();
+    let (status, _) = api
+        .write("POST", "/api/v1/cards/C-POOR/replace", Some(&taken))
+        .await;
+    assert_eq!(status, 409, "new_code names another card");
+    api.harness.restart().await;
+    let mut client = api.harness.client().await;
+    assert_eq!(
+        balances(&mut client, &mut counter, new_pan, at).await,
+        moved,
+        "after a restart"
+    );
+    let findings = terminal_sim::check::run(&api.harness.running().pool)
+        .await
+        .unwrap();
+    assert!(terminal_sim::check::all_hold(&findings), "{findings:?}");
+    assert_not_logged(new_pan, "the new PAN");
 }

@@ -9,13 +9,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 
 use crate::api::auth::{Reader, Writer};
 use crate::api::change::{AuditEntry, Change};
 use crate::api::error::ApiError;
 use crate::api::{body_object, find, stored, ApiState};
+use crate::committer::{CreditFailure, CreditJob, Operation};
 use crate::domain::reference::CardRecord;
-use crate::domain::{CardExpiry, CardStatus, ReferenceData};
+use crate::domain::{CardExpiry, CardStatus, Code, ReferenceData};
+use crate::engine::credit::{CreditOutcome, Transfer};
 use crate::import;
 
 /// `GET /api/v1/cards/{code}`.
@@ -162,6 +165,186 @@ pub async fn issue(
     };
     change.save(&operator, &data, entry).await?;
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// `POST /api/v1/cards/{code}/replace` with `{"new_code", "pan", "expiry"?}`: issues the new
+/// card to the same member and tier (expiry: the old card's unless given), blocks the old one,
+/// and moves every balance to the new card: the club balance and each store-credit lot, with its
+/// merchant and expiry. The move waits until no pending request holds part of the old card's
+/// balances (`409` until then; the old card is already blocked, so none start, and a retry
+/// with the same body finishes the move). A retry after success answers `200` and changes
+/// nothing.
+///
+/// # Errors
+/// [`ApiError::NotFound`] for an unknown card; [`ApiError::Conflict`] when `new_code` names
+/// another card, the PAN is issued already, the card was replaced by another, or holds remain.
+pub async fn replace(
+    Writer(operator): Writer,
+    State(state): State<Arc<ApiState>>,
+    Path(code): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body_object(&body)?;
+    if let Some(field) = body
+        .keys()
+        .find(|field| !["new_code", "pan", "expiry"].contains(&field.as_str()))
+    {
+        return Err(ApiError::Invalid {
+            problems: vec![(field.clone(), "unknown field".to_owned())],
+        });
+    }
+    let change = Change::begin(&state).await?;
+    let old = find(&change.current.data.cards, "card", |card| {
+        card.code.as_str() == code
+    })?
+    .clone();
+    let new_code = body.get("new_code").cloned().unwrap_or(Value::Null);
+    let record = json!({
+        "code": new_code,
+        "pan": body.get("pan").cloned().unwrap_or(Value::Null),
+        "member": old.member.as_str(),
+        "expiry": body.get("expiry").cloned().unwrap_or_else(|| Value::from(old.expiry.to_string())),
+        "tier": old.tier.as_ref().map(|tier| tier.as_str()),
+    });
+    let data = import::parse_over(
+        json!({ "cards": [record] }),
+        &state.pan_key,
+        &change.current.ids,
+    )
+    .map_err(|error| match ApiError::from_import(error) {
+        ApiError::Invalid { problems } => ApiError::Invalid {
+            problems: problems
+                .into_iter()
+                .map(|(field, message)| {
+                    let field = if field == "code" {
+                        "new_code".to_owned()
+                    } else {
+                        field
+                    };
+                    (field, message)
+                })
+                .collect(),
+        },
+        other => other,
+    })?;
+    let new = data
+        .cards
+        .first()
+        .ok_or(ApiError::NotFound { what: "card" })?
+        .clone();
+    if new.code == old.code {
+        return Err(ApiError::Invalid {
+            problems: vec![(
+                "new_code".to_owned(),
+                "must differ from the old card's".to_owned(),
+            )],
+        });
+    }
+    // A card is replaced once: a second replacement by another card is refused before it
+    // issues anything.
+    let replaced_by: Option<String> = sqlx::query_scalar(
+        "SELECT n.code FROM card_replacements r JOIN cards o ON o.id = r.from_card_id \
+         JOIN cards n ON n.id = r.to_card_id WHERE o.code = ?",
+    )
+    .bind(&code)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(ApiError::store)?;
+    if replaced_by
+        .as_deref()
+        .is_some_and(|by| by != new.code.as_str())
+    {
+        return Err(ApiError::Conflict {
+            message: "this card was already replaced by another card".to_owned(),
+        });
+    }
+    let existing = change
+        .current
+        .data
+        .cards
+        .iter()
+        .find(|c| c.code == new.code);
+    let issued = match existing {
+        Some(card) if card.token == new.token && card.member == old.member => false,
+        Some(_) => {
+            return Err(ApiError::Conflict {
+                message: "new_code names another card".to_owned(),
+            })
+        }
+        None => {
+            if change
+                .current
+                .data
+                .cards
+                .iter()
+                .any(|c| c.token == new.token)
+            {
+                return Err(ApiError::Conflict {
+                    message: "this PAN is already issued to another card".to_owned(),
+                });
+            }
+            true
+        }
+    };
+    let detail = json!({ "new_code": new.code.as_str() });
+    if issued || old.status != CardStatus::Blocked {
+        let mut blocked = old.clone();
+        blocked.status = CardStatus::Blocked;
+        let cards = if issued {
+            vec![new.clone(), blocked]
+        } else {
+            vec![blocked]
+        };
+        let data = ReferenceData {
+            cards,
+            ..ReferenceData::default()
+        };
+        let entry = AuditEntry {
+            action: "replace",
+            resource: "card",
+            code: code.clone(),
+            detail: detail.clone(),
+        };
+        change.save(&operator, &data, entry).await?;
+    } else {
+        drop(change);
+    }
+    let ids = stored(&state).await?.ids;
+    let id_of = |card: &Code| {
+        ids.cards
+            .get(card)
+            .copied()
+            .ok_or(ApiError::NotFound { what: "card" })
+    };
+    let transfer = Transfer {
+        from: id_of(&old.code)?,
+        to: id_of(&new.code)?,
+        operator: operator.name.clone(),
+        detail: detail.to_string(),
+    };
+    let (reply, outcome) = oneshot::channel();
+    state
+        .credits
+        .send(CreditJob {
+            operation: Operation::Transfer(transfer),
+            reply,
+        })
+        .await
+        .map_err(|_| ApiError::store("the committer is not running"))?;
+    let outcome = outcome
+        .await
+        .map_err(|_| ApiError::store("the committer dropped the transfer"))?;
+    let mut blocked = old;
+    blocked.status = CardStatus::Blocked;
+    let answer = json!({ "old": view(&blocked), "new": view(&new) });
+    match outcome {
+        Ok(CreditOutcome::Applied) => Ok((StatusCode::CREATED, Json(answer))),
+        Ok(CreditOutcome::Repeated) => Ok((StatusCode::OK, Json(answer))),
+        Err(CreditFailure::System) => Err(ApiError::store("the transfer's batch failed")),
+        Err(failure) => Err(ApiError::Conflict {
+            message: failure.to_string(),
+        }),
+    }
 }
 
 /// Changes one stored card with `edit` and saves it.

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use crate::api::auth::Writer;
 use crate::api::error::ApiError;
 use crate::api::{body_object, stored, ApiState};
-use crate::committer::{CreditFailure, CreditJob};
+use crate::committer::{CreditFailure, CreditJob, Operation};
 use crate::domain::time::DAY_MS;
 use crate::domain::Rials;
 use crate::engine::credit::{Credit, CreditOutcome, CreditRefusal, CREDIT_KEY_BYTES_MAX};
@@ -123,7 +123,10 @@ async fn submit(state: &ApiState, credit: Credit, answer: Value) -> Result<Respo
     let (reply, outcome) = oneshot::channel();
     state
         .credits
-        .send(CreditJob { credit, reply })
+        .send(CreditJob {
+            operation: Operation::Credit(credit),
+            reply,
+        })
         .await
         .map_err(|_| ApiError::store("the committer is not running"))?;
     let outcome = outcome
@@ -142,6 +145,9 @@ async fn submit(state: &ApiState, credit: Credit, answer: Value) -> Result<Respo
             message: "this idempotency key was used for another credit".to_owned(),
         }),
         Err(CreditFailure::Refused(refusal)) => Err(invalid("amount_rials", &refusal.to_string())),
+        Err(CreditFailure::TransferRefused(refusal)) => Err(ApiError::Conflict {
+            message: refusal.to_string(),
+        }),
         Err(CreditFailure::System) => Err(ApiError::store("the credit's batch failed")),
     }
 }

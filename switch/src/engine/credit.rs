@@ -147,3 +147,140 @@ impl Engine {
         Ok(CreditOutcome::Applied)
     }
 }
+
+/// A card's balances moving to its replacement (a new card for the same member: a lost or
+/// damaged card). Everything moves: the club balance and every store-credit lot, each lot
+/// keeping its merchant, remainder and expiry. A card is replaced at most once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// The old card.
+    pub from: CardId,
+    /// The new card.
+    pub to: CardId,
+    /// The operator's name, for the audit row.
+    pub operator: String,
+    /// The request's fields, for the audit row.
+    pub detail: String,
+}
+
+/// Why balances were not moved; nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransferRefusal {
+    /// The old card was already replaced by another card.
+    #[error("this card was already replaced by another card")]
+    AlreadyReplaced,
+    /// Pending requests hold part of the old card's balances; they end within the confirm
+    /// timeout (the old card is blocked, so no new ones start).
+    #[error("pending requests hold part of the card's balances; retry after they end")]
+    PendingHolds,
+    /// The new card's balance would pass the largest amount a balance may hold.
+    #[error("the new card's balance would exceed 999999999999 rials")]
+    TooLarge,
+}
+
+/// The effect of a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRecord {
+    /// The transfer.
+    pub transfer: Transfer,
+    /// The club balance moved.
+    pub club: Rials,
+    /// Each store-credit lot emptied on the old card and the lot that replaces it.
+    pub lots: Vec<(LotId, NewLot)>,
+    /// When.
+    pub at: UnixMillis,
+}
+
+impl Engine {
+    /// Moves every balance of `transfer.from` to `transfer.to`, or recognises a repeat.
+    ///
+    /// # Errors
+    /// [`TransferRefusal`] when the old card was replaced by another, holds remain on it, or
+    /// the new card's balance would overflow.
+    pub fn transfer(
+        &mut self,
+        transfer: Transfer,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Result<CreditOutcome, TransferRefusal> {
+        if let Some(to) = self.state.replaced.get(&transfer.from) {
+            return if *to == transfer.to {
+                Ok(CreditOutcome::Repeated)
+            } else {
+                Err(TransferRefusal::AlreadyReplaced)
+            };
+        }
+        let state = &self.state;
+        let club = state.club.get(&transfer.from).copied();
+        let accounts: Vec<MerchantId> = state
+            .store
+            .iter()
+            .filter(|((card, _), _)| *card == transfer.from)
+            .map(|((_, merchant), _)| *merchant)
+            .collect();
+        let held_club = club.is_some_and(|account| account.held > Rials::ZERO);
+        let held_store = accounts.iter().any(|merchant| {
+            state
+                .store
+                .get(&(transfer.from, *merchant))
+                .is_some_and(|account| account.held > Rials::ZERO)
+        });
+        if held_club || held_store {
+            return Err(TransferRefusal::PendingHolds);
+        }
+        let club_amount = club.map_or(Rials::ZERO, |account| account.ledger);
+        let to_ledger = state
+            .club
+            .get(&transfer.to)
+            .map_or(Rials::ZERO, |a| a.ledger);
+        if to_ledger.checked_add(club_amount).is_none() {
+            return Err(TransferRefusal::TooLarge);
+        }
+        if club_amount > Rials::ZERO {
+            if let Some(account) = self.state.club.get_mut(&transfer.from) {
+                account.ledger = Rials::ZERO;
+            }
+            let to = self.state.club.entry(transfer.to).or_insert(ClubAccount {
+                ledger: Rials::ZERO,
+                held: Rials::ZERO,
+            });
+            to.ledger = to_ledger.checked_add(club_amount).unwrap_or(Rials::MAX);
+        }
+        let mut lots = Vec::new();
+        for merchant in accounts {
+            let Some(account) = self.state.store.get_mut(&(transfer.from, merchant)) else {
+                continue;
+            };
+            let mut moving = Vec::new();
+            for lot in account
+                .lots
+                .iter_mut()
+                .filter(|lot| lot.remaining > Rials::ZERO)
+            {
+                moving.push((lot.id, lot.remaining, lot.expires_at));
+                lot.remaining = Rials::ZERO;
+            }
+            account.ledger = Rials::ZERO;
+            for (old, remaining, expires_at) in moving {
+                let lot = NewLot {
+                    id: LotId(self.state.next_lot),
+                    card: transfer.to,
+                    merchant,
+                    amount: remaining,
+                    expires_at,
+                };
+                self.state.next_lot += 1;
+                self.state.add_credit_lot(lot);
+                lots.push((old, lot));
+            }
+        }
+        self.state.replaced.insert(transfer.from, transfer.to);
+        effects.push(Effect::Transfer(Box::new(TransferRecord {
+            transfer,
+            club: club_amount,
+            lots,
+            at: now,
+        })));
+        Ok(CreditOutcome::Applied)
+    }
+}

@@ -145,6 +145,8 @@ pub enum Effect {
     },
     /// A top-up or a store-credit grant, with its audit row.
     Credit(Box<crate::engine::credit::CreditRecord>),
+    /// A card's balances moved to its replacement, with its audit row.
+    Transfer(Box<crate::engine::credit::TransferRecord>),
 }
 
 /// Why holds are released.

@@ -228,6 +228,8 @@ pub struct State {
     pub rule_uses: HashMap<(RuleId, MemberId, i64), u32>,
     /// Credits made, by idempotency key (kept for good: a key is never reused).
     pub credits: HashMap<String, crate::engine::credit::CreditKey>,
+    /// Replaced cards and their replacements (a card is replaced at most once).
+    pub replaced: HashMap<CardId, CardId>,
     /// The newest settlement cycle whose transactions the engine knows are settled.
     pub settled_cycle: i64,
     /// Next transaction id.

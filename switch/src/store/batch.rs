@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::domain::{MerchantId, UnixMillis};
-use crate::engine::credit::CreditRecord;
+use crate::engine::credit::{CreditRecord, TransferRecord};
 use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
 use crate::engine::state::{MessageKey, Txn};
 use crate::store::ledger::LedgerError;
@@ -58,6 +58,7 @@ pub struct Plan<'a> {
     new_lots: Vec<(NewLot, Option<i64>, &'static str)>,
     new_clubs: Vec<i64>,
     credits: Vec<&'a CreditRecord>,
+    transfers: Vec<&'a TransferRecord>,
     movements: Vec<Movement>,
     captures: Vec<(i64, i64, i64, i64)>,
     capture_lots: Vec<(i64, i64, i64)>,
@@ -235,6 +236,7 @@ impl<'a> Plan<'a> {
                 self.answers.push((key, fingerprint, response, at.get()));
             }
             Effect::Credit(record) => self.credit(record),
+            Effect::Transfer(record) => self.transfer(record),
         }
     }
 
@@ -257,6 +259,34 @@ impl<'a> Plan<'a> {
             }
         }
         self.credits.push(record);
+    }
+
+    /// A replacement: the old card's club balance and lots leave it, the new card's come in,
+    /// each as a movement (`replace_out`, `replace_in`), with one `card_replacements` row.
+    fn transfer(&mut self, record: &'a TransferRecord) {
+        let (from, to, at) = (
+            record.transfer.from.get(),
+            record.transfer.to.get(),
+            record.at.get(),
+        );
+        let club = record.club.get();
+        if club > 0 {
+            self.new_clubs.push(to);
+            self.club_delta(from, -club, 0);
+            self.club_delta(to, club, 0);
+            self.push_movement(from, None, -club, "replace_out", None, at);
+            self.push_movement(to, None, club, "replace_in", None, at);
+        }
+        for (old, lot) in &record.lots {
+            let (merchant, amount) = (lot.merchant.get(), lot.amount.get());
+            *self.lots.entry(old.0).or_insert(0) -= amount;
+            self.store_delta((from, merchant), -amount, 0);
+            self.push_movement(from, Some(merchant), -amount, "replace_out", None, at);
+            self.new_lots.push((*lot, None, "replace"));
+            self.store_delta((to, merchant), amount, 0);
+            self.push_movement(to, Some(merchant), amount, "replace_in", None, at);
+        }
+        self.transfers.push(record);
     }
 
     fn push_movement(
@@ -615,6 +645,32 @@ impl<'a> Plan<'a> {
             .bind(resource)
             .bind(&credit.detail)
             .bind(credit.card.get())
+            .execute(&mut *conn)
+            .await?;
+        }
+        for record in &self.transfers {
+            let transfer = &record.transfer;
+            let store: i64 = record.lots.iter().map(|(_, lot)| lot.amount.get()).sum();
+            sqlx::query(
+                "INSERT INTO card_replacements (from_card_id, to_card_id, club_rials, \
+                 store_credit_rials, operator, at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(transfer.from.get())
+            .bind(transfer.to.get())
+            .bind(record.club.get())
+            .bind(store)
+            .bind(&transfer.operator)
+            .bind(record.at.get())
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO audit_log (at_ms, operator, action, resource, resource_code, detail) \
+                 SELECT ?, ?, 'move_balances', 'card', code, ? FROM cards WHERE id = ?",
+            )
+            .bind(record.at.get())
+            .bind(&transfer.operator)
+            .bind(&transfer.detail)
+            .bind(transfer.from.get())
             .execute(&mut *conn)
             .await?;
         }

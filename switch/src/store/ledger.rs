@@ -137,6 +137,15 @@ pub async fn load(pool: &SqlitePool, now: UnixMillis) -> Result<State, LedgerErr
         };
         state.credits.insert(row.try_get("idempotency_key")?, key);
     }
+    for row in sqlx::query("SELECT from_card_id, to_card_id FROM card_replacements")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        state.replaced.insert(
+            CardId::new(row.try_get("from_card_id")?),
+            CardId::new(row.try_get("to_card_id")?),
+        );
+    }
     state.next_lot = lot_max + 1;
     Ok(state)
 }

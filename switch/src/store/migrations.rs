@@ -46,6 +46,11 @@ pub const SQLITE: &[Source] = &[
         "key_rotation",
         include_str!("../../../migrations/sqlite/0006_key_rotation.sql"),
     ),
+    (
+        7,
+        "card_replacements",
+        include_str!("../../../migrations/sqlite/0007_card_replacements.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -79,6 +84,11 @@ pub const POSTGRES: &[Source] = &[
         6,
         "key_rotation",
         include_str!("../../../migrations/postgres/0006_key_rotation.sql"),
+    ),
+    (
+        7,
+        "card_replacements",
+        include_str!("../../../migrations/postgres/0007_card_replacements.sql"),
     ),
 ];
 
