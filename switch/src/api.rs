@@ -69,6 +69,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/merchants/{code}"),
     ("POST", "/api/v1/terminals"),
     ("GET", "/api/v1/terminals/{terminal_id}"),
+    ("PUT", "/api/v1/terminals/{terminal_id}"),
     ("POST", "/api/v1/terminals/{terminal_id}/rotate-key"),
     (
         "POST",
@@ -117,7 +118,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(records::merchants::show).put(records::merchants::put),
         )
         .route("/api/v1/terminals", post(terminals::create))
-        .route("/api/v1/terminals/{terminal_id}", get(terminals::show))
+        .route(
+            "/api/v1/terminals/{terminal_id}",
+            get(terminals::show).put(terminals::update),
+        )
         .route(
             "/api/v1/terminals/{terminal_id}/rotate-key",
             post(terminals::rotate),

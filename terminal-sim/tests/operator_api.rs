@@ -1487,3 +1487,57 @@ async fn replacing_a_card_moves_every_balance_once() {
     assert!(terminal_sim::check::all_hold(&findings), "{findings:?}");
     assert_not_logged(new_pan, "the new PAN");
 }
+
+/// A terminal taken out of service gets `58` on its next request, moved to an inactive
+/// merchant `03`, and is back with `00` when restored; its keys never change.
+#[tokio::test]
+async fn terminal_updates_are_live() {
+    let mut api = Api::start().await;
+    let mut client = api.harness.client().await;
+    let mut counter = counter();
+    let at = api.harness.now_seconds();
+    let path = "/api/v1/terminals/TRM00001";
+    for (body, expected) in [
+        (
+            json!({"status": "inactive"}),
+            ResponseCode::TerminalNotActive,
+        ),
+        (
+            json!({"status": "active", "merchant": "M-OFF"}),
+            ResponseCode::MerchantNotActive,
+        ),
+        (json!({"merchant": "M-A"}), ResponseCode::Approved),
+    ] {
+        let (status, value) = api.write("PUT", path, Some(&body.to_string())).await;
+        assert_eq!(status, 200, "{body}: {value}");
+        assert_eq!(value["ksi"], "0123456789ABCDEF", "keys stay");
+        let (_, response) = purchase(
+            &mut client,
+            &mut counter,
+            ProcessingCode::BankPurchase,
+            10_000,
+            RICH,
+            at,
+        )
+        .await;
+        assert_eq!(response.code, expected, "after {body}");
+    }
+    for (body, field) in [
+        (json!({"status": "off"}), "status"),
+        (json!({"merchant": "M-NONE"}), "merchant"),
+        (json!({"groups": ["none"]}), "groups"),
+        (json!({"ksi": "0123456789ABCDEE"}), "ksi"),
+    ] {
+        let (status, value) = api.write("PUT", path, Some(&body.to_string())).await;
+        assert_eq!(status, 422, "{body}: {value}");
+        assert_eq!(problem_fields(&value), [field]);
+    }
+    let (status, _) = api
+        .write(
+            "PUT",
+            "/api/v1/terminals/TRMNONE0",
+            Some(&json!({"status": "active"}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 404);
+}

@@ -127,6 +127,89 @@ pub async fn show(
     Ok(Json(view(terminal)))
 }
 
+/// `PUT /api/v1/terminals/{terminal_id}` with any of `{merchant, status, groups}`: changes an
+/// existing terminal (move it to another merchant, take it out of service, regroup it); its
+/// keys stay as they are (rotate them with `rotate-key`).
+///
+/// # Errors
+/// [`ApiError::NotFound`] for an unknown terminal; [`ApiError::Invalid`] per wrong field.
+pub async fn update(
+    Writer(operator): Writer,
+    State(state): State<Arc<ApiState>>,
+    Path(terminal_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body = body_object(&body)?;
+    let change = Change::begin(&state).await?;
+    let mut record = find(&change.current.data.terminals, "terminal", |t| {
+        t.terminal_id.as_str() == terminal_id
+    })?
+    .clone();
+    let ids = &change.current.ids;
+    let mut problems = Vec::new();
+    for (field, value) in &body {
+        match field.as_str() {
+            "merchant" => match value
+                .as_str()
+                .and_then(|code| ids.merchants.keys().find(|known| known.as_str() == code))
+            {
+                Some(code) => record.merchant = code.clone(),
+                None => problems.push((field.clone(), "no merchant has this code".to_owned())),
+            },
+            "status" => match value.as_str() {
+                Some("active") => record.status = TerminalStatus::Active,
+                Some("inactive") => record.status = TerminalStatus::Inactive,
+                _ => problems.push((
+                    field.clone(),
+                    "must be \"active\" or \"inactive\"".to_owned(),
+                )),
+            },
+            "groups" => {
+                let codes: Option<Vec<_>> = value.as_array().and_then(|items| {
+                    items
+                        .iter()
+                        .map(|item| {
+                            item.as_str().and_then(|code| {
+                                ids.terminal_groups
+                                    .keys()
+                                    .find(|known| known.as_str() == code)
+                            })
+                        })
+                        .collect::<Option<Vec<_>>>()
+                });
+                match codes {
+                    Some(mut codes) => {
+                        codes.sort();
+                        codes.dedup();
+                        record.groups = codes.into_iter().cloned().collect();
+                    }
+                    None => problems.push((
+                        field.clone(),
+                        "must be a list of terminal group codes".to_owned(),
+                    )),
+                }
+            }
+            _ => problems.push((field.clone(), "unknown field".to_owned())),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid { problems });
+    }
+    let answer = view(&record);
+    let data = ReferenceData {
+        terminals: vec![record],
+        ..ReferenceData::default()
+    };
+    let entry = AuditEntry {
+        action: "update",
+        resource: "terminal",
+        code: terminal_id,
+        detail: Value::Object(body),
+    };
+    change.save(&operator, &data, entry).await?;
+    Ok(Json(answer))
+}
+
 /// Longest overlap of a rotation: a week, long enough to reach every terminal of a network,
 /// short enough that a stolen old key does not stay useful.
 pub const OVERLAP_SECONDS_MAX: i64 = 7 * 24 * 3_600;
