@@ -1497,6 +1497,17 @@ async fn terminal_updates_are_live() {
     let mut counter = counter();
     let at = api.harness.now_seconds();
     let path = "/api/v1/terminals/TRM00001";
+    let group = json!({"name": "Front desk"}).to_string();
+    assert_eq!(
+        api.write("PUT", "/api/v1/terminal-groups/front", Some(&group))
+            .await
+            .0,
+        201
+    );
+    let (status, grouped) = api
+        .write("PUT", path, Some(&json!({"groups": ["front"]}).to_string()))
+        .await;
+    assert_eq!((status, &grouped["groups"]), (200, &json!(["front"])));
     for (body, expected) in [
         (
             json!({"status": "inactive"}),
@@ -1526,6 +1537,7 @@ async fn terminal_updates_are_live() {
         (json!({"status": "off"}), "status"),
         (json!({"merchant": "M-NONE"}), "merchant"),
         (json!({"groups": ["none"]}), "groups"),
+        (json!({"groups": ["front", "front"]}), "groups"),
         (json!({"ksi": "0123456789ABCDEE"}), "ksi"),
     ] {
         let (status, value) = api.write("PUT", path, Some(&body.to_string())).await;

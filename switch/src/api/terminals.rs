@@ -179,9 +179,14 @@ pub async fn update(
                 });
                 match codes {
                     Some(mut codes) => {
+                        let named = codes.len();
                         codes.sort();
                         codes.dedup();
-                        record.groups = codes.into_iter().cloned().collect();
+                        if codes.len() == named {
+                            record.groups = codes.into_iter().cloned().collect();
+                        } else {
+                            problems.push((field.clone(), "names a code twice".to_owned()));
+                        }
                     }
                     None => problems.push((
                         field.clone(),
