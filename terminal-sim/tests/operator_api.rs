@@ -639,6 +639,46 @@ async fn records_and_card_issue() {
             assert_eq!(problem_fields(&value), fields, "{path}");
         }
     }
+    // Each kind: create, read one, find it in the list.
+    for (kind, list_key, code, body) in [
+        (
+            "merchant-groups",
+            "merchant_groups",
+            "malls",
+            json!({"name": "Malls"}),
+        ),
+        (
+            "member-groups",
+            "member_groups",
+            "staff",
+            json!({"name": "Staff"}),
+        ),
+        (
+            "terminal-groups",
+            "terminal_groups",
+            "kiosks",
+            json!({"name": "Kiosks"}),
+        ),
+        (
+            "tiers",
+            "tiers",
+            "platinum",
+            json!({"name": "Platinum", "cashback_rate": "6"}),
+        ),
+        ("members", "members", "MB-7", json!({"groups": ["staff"]})),
+    ] {
+        let path = format!("/api/v1/{kind}/{code}");
+        let (status, created) = api.write("PUT", &path, Some(&body.to_string())).await;
+        assert_eq!(status, 201, "{path}: {created}");
+        let (status, shown) = api.read(&path).await;
+        assert_eq!((status, &shown), (200, &created), "{path}");
+        let (status, list) = api.read(&format!("/api/v1/{kind}")).await;
+        assert_eq!(status, 200);
+        assert!(
+            list[list_key].as_array().unwrap().contains(&created),
+            "{kind}: {list}"
+        );
+    }
     let (status, tier) = api.read("/api/v1/tiers/gold").await;
     assert_eq!((status, tier["cashback_rate"].as_str()), (200, Some("5")));
     let (_, members) = api.read("/api/v1/members").await;
