@@ -31,8 +31,8 @@ enum Command {
     /// Start a switch in process on a temporary SQLite database, provision a generated
     /// network, drive mixed traffic, and print what happened.
     Demo {
-        /// Seconds of traffic.
-        #[arg(long, default_value_t = 20)]
+        /// Seconds of traffic (the hold timeout is 3 s, so abandoned holds time out within it).
+        #[arg(long, default_value_t = 12)]
         seconds: u64,
         /// Terminal connections.
         #[arg(long, default_value_t = 16)]
