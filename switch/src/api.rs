@@ -232,3 +232,14 @@ pub fn find<'r, T>(
         .find(|record| matches(record))
         .ok_or(error::ApiError::NotFound { what })
 }
+
+/// One column of a row a report or list read, with a store failure as the API's error.
+///
+/// # Errors
+/// [`error::ApiError::Store`] when the column is missing or of another type.
+pub fn column<'r, T>(row: &'r sqlx::sqlite::SqliteRow, name: &str) -> Result<T, error::ApiError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    sqlx::Row::try_get(row, name).map_err(error::ApiError::store)
+}

@@ -6,11 +6,10 @@ use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sqlx::Row;
 
 use crate::api::auth::Reader;
 use crate::api::error::ApiError;
-use crate::api::ApiState;
+use crate::api::{column, ApiState};
 
 /// Rows returned unless `limit` says fewer; also the most it may ask for.
 pub const ROWS_MAX: i64 = 1_000;
@@ -47,14 +46,14 @@ pub async fn list(
     .map_err(ApiError::store)?;
     let mut entries = Vec::with_capacity(rows.len());
     for row in rows {
-        let detail: String = row.try_get("detail").map_err(ApiError::store)?;
+        let detail: String = column(&row, "detail")?;
         entries.push(json!({
-            "id": row.try_get::<i64, _>("id").map_err(ApiError::store)?,
-            "at_ms": row.try_get::<i64, _>("at_ms").map_err(ApiError::store)?,
-            "operator": row.try_get::<String, _>("operator").map_err(ApiError::store)?,
-            "action": row.try_get::<String, _>("action").map_err(ApiError::store)?,
-            "resource": row.try_get::<String, _>("resource").map_err(ApiError::store)?,
-            "code": row.try_get::<String, _>("resource_code").map_err(ApiError::store)?,
+            "id": column::<i64>(&row, "id")?,
+            "at_ms": column::<i64>(&row, "at_ms")?,
+            "operator": column::<String>(&row, "operator")?,
+            "action": column::<String>(&row, "action")?,
+            "resource": column::<String>(&row, "resource")?,
+            "code": column::<String>(&row, "resource_code")?,
             "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null),
         }));
     }

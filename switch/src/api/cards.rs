@@ -9,13 +9,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use crate::api::auth::{Reader, Writer};
 use crate::api::change::{AuditEntry, Change};
+use crate::api::credits;
 use crate::api::error::ApiError;
 use crate::api::{body_object, find, stored, ApiState};
-use crate::committer::{CreditFailure, CreditJob, Operation};
+use crate::committer::{CreditFailure, Operation};
 use crate::domain::reference::CardRecord;
 use crate::domain::{CardExpiry, CardStatus, Code, ReferenceData};
 use crate::engine::credit::{CreditOutcome, Transfer};
@@ -322,18 +322,7 @@ pub async fn replace(
         operator: operator.name.clone(),
         detail: detail.to_string(),
     };
-    let (reply, outcome) = oneshot::channel();
-    state
-        .credits
-        .send(CreditJob {
-            operation: Operation::Transfer(transfer),
-            reply,
-        })
-        .await
-        .map_err(|_| ApiError::store("the committer is not running"))?;
-    let outcome = outcome
-        .await
-        .map_err(|_| ApiError::store("the committer dropped the transfer"))?;
+    let outcome = credits::run(&state, Operation::Transfer(transfer)).await?;
     let mut blocked = old;
     blocked.status = CardStatus::Blocked;
     let answer = json!({ "old": view(&blocked), "new": view(&new) });

@@ -118,21 +118,28 @@ pub async fn grant(
     submit(&state, credit, answer).await
 }
 
-/// Hands the credit to the engine and waits until it is durable.
-async fn submit(state: &ApiState, credit: Credit, answer: Value) -> Result<Response, ApiError> {
+/// Hands `operation` to the engine and waits until its batch is durable (or refused).
+///
+/// # Errors
+/// [`ApiError::Store`] when the committer is not running or dropped the operation.
+pub async fn run(
+    state: &ApiState,
+    operation: Operation,
+) -> Result<Result<CreditOutcome, CreditFailure>, ApiError> {
     let (reply, outcome) = oneshot::channel();
     state
         .credits
-        .send(CreditJob {
-            operation: Operation::Credit(credit),
-            reply,
-        })
+        .send(CreditJob { operation, reply })
         .await
         .map_err(|_| ApiError::store("the committer is not running"))?;
-    let outcome = outcome
+    outcome
         .await
-        .map_err(|_| ApiError::store("the committer dropped the credit"))?;
-    match outcome {
+        .map_err(|_| ApiError::store("the committer dropped the operation"))
+}
+
+/// Hands the credit to the engine and waits until it is durable.
+async fn submit(state: &ApiState, credit: Credit, answer: Value) -> Result<Response, ApiError> {
+    match run(state, Operation::Credit(credit)).await? {
         Ok(CreditOutcome::Applied) => Ok((StatusCode::CREATED, Json(answer)).into_response()),
         Ok(CreditOutcome::Repeated) => {
             let mut response = (StatusCode::OK, Json(answer)).into_response();
@@ -200,8 +207,9 @@ fn find_id<Id: Copy>(
     code: &str,
     what: &'static str,
 ) -> Result<Id, ApiError> {
-    ids.iter()
-        .find(|(known, _)| known.as_str() == code)
-        .map(|(_, id)| *id)
+    // A code that cannot be a code names nothing.
+    crate::domain::Code::parse(code)
+        .ok()
+        .and_then(|code| ids.get(&code).copied())
         .ok_or(ApiError::NotFound { what })
 }

@@ -12,11 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use sqlx::Row;
 
 use crate::api::auth::Reader;
 use crate::api::error::ApiError;
-use crate::api::ApiState;
+use crate::api::{column, ApiState};
 use crate::domain::time::{DAY_MS, TEHRAN_UTC_OFFSET_MINUTES};
 use crate::domain::{CivilDate, LocalDateTime, UnixMillis};
 
@@ -94,21 +93,21 @@ pub async fn activity(
     let by = params.by.as_deref().unwrap_or("network");
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let day: i64 = row.try_get("day").map_err(ApiError::store)?;
+        let day: i64 = column(&row, "day")?;
         let mut item = Map::new();
         item.insert(
             "day".to_owned(),
             Value::from(CivilDate::from_days_since_epoch(day).to_string()),
         );
         if by != "network" {
-            let key: String = row.try_get("key").map_err(ApiError::store)?;
+            let key: String = column(&row, "key")?;
             item.insert(by.to_owned(), Value::from(key));
         }
-        let count: i64 = row.try_get("count").map_err(ApiError::store)?;
+        let count: i64 = column(&row, "count")?;
         item.insert("count".to_owned(), Value::from(count));
-        for column in AMOUNTS {
-            let sum: i64 = row.try_get(column).map_err(ApiError::store)?;
-            item.insert(column.to_owned(), Value::from(sum));
+        for name in AMOUNTS {
+            let sum: i64 = column(&row, name)?;
+            item.insert(name.to_owned(), Value::from(sum));
         }
         out.push(Value::Object(item));
     }
@@ -148,10 +147,10 @@ pub async fn top_members(
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         out.push(json!({
-            "member": row.try_get::<String, _>("member").map_err(ApiError::store)?,
-            "count": row.try_get::<i64, _>("count").map_err(ApiError::store)?,
-            "gross_rials": row.try_get::<i64, _>("gross_rials").map_err(ApiError::store)?,
-            "discount_rials": row.try_get::<i64, _>("discount_rials").map_err(ApiError::store)?,
+            "member": column::<String>(&row, "member")?,
+            "count": column::<i64>(&row, "count")?,
+            "gross_rials": column::<i64>(&row, "gross_rials")?,
+            "discount_rials": column::<i64>(&row, "discount_rials")?,
         }));
     }
     let columns = ["member", "count", "gross_rials", "discount_rials"];
@@ -183,14 +182,14 @@ pub async fn open_holds(
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         out.push(json!({
-            "rrn": row.try_get::<String, _>("rrn").map_err(ApiError::store)?,
-            "terminal": row.try_get::<String, _>("terminal_id").map_err(ApiError::store)?,
-            "merchant": row.try_get::<String, _>("merchant").map_err(ApiError::store)?,
-            "card": row.try_get::<String, _>("card").map_err(ApiError::store)?,
-            "club_rials": row.try_get::<i64, _>("club_rials").map_err(ApiError::store)?,
-            "store_credit_rials": row.try_get::<i64, _>("store_credit_rials").map_err(ApiError::store)?,
-            "created_at_ms": row.try_get::<i64, _>("created_at_ms").map_err(ApiError::store)?,
-            "hold_expires_at_ms": row.try_get::<i64, _>("hold_expires_at_ms").map_err(ApiError::store)?,
+            "rrn": column::<String>(&row, "rrn")?,
+            "terminal": column::<String>(&row, "terminal_id")?,
+            "merchant": column::<String>(&row, "merchant")?,
+            "card": column::<String>(&row, "card")?,
+            "club_rials": column::<i64>(&row, "club_rials")?,
+            "store_credit_rials": column::<i64>(&row, "store_credit_rials")?,
+            "created_at_ms": column::<i64>(&row, "created_at_ms")?,
+            "hold_expires_at_ms": column::<i64>(&row, "hold_expires_at_ms")?,
         }));
     }
     let columns = [
@@ -238,12 +237,12 @@ pub async fn expiring(
     .map_err(ApiError::store)?;
     let mut out = Vec::new();
     for row in lots {
-        let ends: i64 = row.try_get("expires_at_ms").map_err(ApiError::store)?;
+        let ends: i64 = column(&row, "expires_at_ms")?;
         out.push(json!({
             "what": "store_credit",
-            "card": row.try_get::<String, _>("card").map_err(ApiError::store)?,
-            "merchant": row.try_get::<String, _>("merchant").map_err(ApiError::store)?,
-            "rials": row.try_get::<i64, _>("remaining_rials").map_err(ApiError::store)?,
+            "card": column::<String>(&row, "card")?,
+            "merchant": column::<String>(&row, "merchant")?,
+            "rials": column::<i64>(&row, "remaining_rials")?,
             "lapses": tehran_date(ends).to_string(),
         }));
     }
@@ -262,8 +261,8 @@ pub async fn expiring(
         if out.len() >= usize::try_from(ROWS_MAX).unwrap_or(usize::MAX) {
             break;
         }
-        let year: i64 = row.try_get("expiry_year").map_err(ApiError::store)?;
-        let month: i64 = row.try_get("expiry_month").map_err(ApiError::store)?;
+        let year: i64 = column(&row, "expiry_year")?;
+        let month: i64 = column(&row, "expiry_month")?;
         let Some(lapses) = month_after(year, month) else {
             continue;
         };
@@ -271,7 +270,7 @@ pub async fn expiring(
         if day > today.days_since_epoch() && day <= last {
             out.push(json!({
                 "what": "card",
-                "card": row.try_get::<String, _>("code").map_err(ApiError::store)?,
+                "card": column::<String>(&row, "code")?,
                 "merchant": "",
                 "rials": 0,
                 "lapses": lapses.to_string(),

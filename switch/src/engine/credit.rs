@@ -134,7 +134,7 @@ impl Engine {
                     expires_at: credit.expires_at,
                 };
                 self.state.next_lot += 1;
-                self.state.add_credit_lot(lot);
+                self.state.add_lot(lot);
                 Some(lot)
             }
         };
@@ -270,7 +270,7 @@ impl Engine {
                     expires_at,
                 };
                 self.state.next_lot += 1;
-                self.state.add_credit_lot(lot);
+                self.state.add_lot(lot);
                 lots.push((old, lot));
             }
         }

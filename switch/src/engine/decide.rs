@@ -1009,12 +1009,8 @@ impl State {
         taken
     }
 
-    /// Adds a store-credit lot a grant made.
-    pub(crate) fn add_credit_lot(&mut self, lot: NewLot) {
-        self.add_lot(lot);
-    }
-
-    fn add_lot(&mut self, lot: NewLot) {
+    /// Adds a store-credit lot (cashback, a grant, a replacement's moved lot).
+    pub(crate) fn add_lot(&mut self, lot: NewLot) {
         let account = self
             .store
             .entry((lot.card, lot.merchant))
