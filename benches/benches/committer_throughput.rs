@@ -30,11 +30,11 @@ use benches::traffic::Traffic;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use protocol::terminal::{Outgoing, Terminal as TerminalClient};
 use protocol::{ResponseCode, Rrn};
-use sqlx::SqlitePool;
 use switch::admission::{self, Admission};
 use switch::domain::{Kek, PanTokenKey, UnixMillis};
 use switch::engine::{Decision, Effect, Engine, EngineConfig};
 use switch::snapshot::Snapshot;
+use switch::store::Pool;
 use switch::store::{self, ledger, reference};
 use tokio::runtime::Runtime;
 
@@ -155,14 +155,14 @@ impl Driver {
 }
 
 /// A temporary database provisioned through the store, and a driver over what it loads.
-fn setup(runtime: &Runtime, dir: &tempfile::TempDir) -> (SqlitePool, Driver) {
+fn setup(runtime: &Runtime, dir: &tempfile::TempDir) -> (Pool, Driver) {
     let pan_key = PanTokenKey::from_bytes(PAN_KEY);
     let kek = Kek::from_bytes([0x11; 32]);
     let network: Network = network::build(&SHAPE, &pan_key);
     let start = UnixMillis::new(START_MS);
     let path = dir.path().join("lsw.db");
     runtime.block_on(async {
-        let pool = store::open_sqlite(path.to_str().unwrap()).await.unwrap();
+        let pool = store::open(path.to_str().unwrap()).await.unwrap();
         reference::save(&pool, &network.reference.data, &[0; 32], &kek, start)
             .await
             .unwrap();

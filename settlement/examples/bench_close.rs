@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .map_or_else(|| temp.path().to_path_buf(), Into::into);
     let url = format!("sqlite://{}", dir.join("bench.db").display());
-    let pool = switch::store::open_sqlite(&url).await?;
+    let pool = switch::store::open(&url).await?;
 
     let date = CivilDate::parse("2026-11-22").map_err(anyhow::Error::msg)?;
     let cutoff = Cutoff::DEFAULT;
@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn generate(
-    pool: &sqlx::SqlitePool,
+    pool: &switch::store::Pool,
     transactions: i64,
     merchants: i64,
     cutoff_at: UnixMillis,
@@ -85,7 +85,7 @@ async fn generate(
         .execute(&mut *conn)
         .await?;
     sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
          INSERT INTO merchants (id, code, name, iban, status, currency, fee_rate, fee_rials_min, \
          fee_rials_max, amount_rials_max, cashback_allowed, credit_expiry_days, \
          utc_offset_minutes) \
@@ -103,18 +103,18 @@ async fn generate(
         let rows = CHUNK_ROWS.min(transactions - done);
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
-            "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2) \
+            "WITH RECURSIVE n(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
              INSERT INTO transactions (id, ksi, mti, stan, transmitted, terminal_id, merchant_id, \
              card_id, processing_code, gross_rials, discount_rials, fee_rials, \
              store_credit_rials, club_rials, bank_rest_rials, cashback_rials, rule_id, \
              snapshot_version, rrn, state, created_at_ms, hold_expires_at_ms, confirmed_at_ms) \
-             SELECT i, printf('%016X', i), '0200', i % 1000000, '1122090000', 1 + i % ?3, \
-             1 + i % ?3, 1 + i % 1000003, '006500', \
+             SELECT i, printf('%016X', i), '0200', i % 1000000, '1122090000', 1 + i % $3, \
+             1 + i % $3, 1 + i % 1000003, '006500', \
              100000 + (i % 1000) * 100, (100000 + (i % 1000) * 100) / 10, \
              (100000 + (i % 1000) * 100) * 15 / 1000, 0, \
              (100000 + (i % 1000) * 100) - (100000 + (i % 1000) * 100) / 10, 0, 0, NULL, 1, \
-             printf('%012d', i), 'confirmed', ?4 + i * ?5 / ?6 - 1000, \
-             ?4 + i * ?5 / ?6 + 119000, ?4 + i * ?5 / ?6 FROM n",
+             printf('%012d', i), 'confirmed', $4 + i * $5 / $6 - 1000, \
+             $4 + i * $5 / $6 + 119000, $4 + i * $5 / $6 FROM n",
         )
         .bind(done + 1)
         .bind(done + rows)
@@ -126,7 +126,7 @@ async fn generate(
         .await?;
         sqlx::query(
             "INSERT INTO captures (txn_id, at_ms, club_rials, store_credit_rials) \
-             SELECT id, confirmed_at_ms, club_rials, 0 FROM transactions WHERE id BETWEEN ? AND ?",
+             SELECT id, confirmed_at_ms, club_rials, 0 FROM transactions WHERE id BETWEEN $1 AND $2",
         )
         .bind(done + 1)
         .bind(done + rows)

@@ -2,8 +2,8 @@
 //! transaction (a goodwill credit, a recovered receivable). Each lands in the next cycle that
 //! closes after it is recorded.
 
-use sqlx::SqlitePool;
 use switch::domain::UnixMillis;
+use switch::store::Pool;
 
 use crate::error::SettleError;
 
@@ -21,7 +21,7 @@ pub const REASON_CHARS_MAX: usize = 200;
 /// [`SettleError::UnknownMerchant`]; [`SettleError::BadAdjustment`] for a zero or too large
 /// amount or an empty or too long reason; [`SettleError::Database`].
 pub async fn add_manual(
-    pool: &SqlitePool,
+    pool: &Pool,
     merchant_code: &str,
     amount_rials: i64,
     reason: &str,
@@ -51,23 +51,23 @@ pub async fn add_manual(
             reason: "the reason is over 200 characters",
         });
     }
-    let merchant: Option<i64> = sqlx::query_scalar("SELECT id FROM merchants WHERE code = ?")
+    let merchant: Option<i64> = sqlx::query_scalar("SELECT id FROM merchants WHERE code = $1")
         .bind(merchant_code)
         .fetch_optional(pool)
         .await?;
     let merchant = merchant.ok_or_else(|| SettleError::UnknownMerchant {
         code: merchant_code.to_owned(),
     })?;
-    let done = sqlx::query(
+    let id = sqlx::query_scalar::<_, i64>(
         "INSERT INTO settlement_adjustments \
          (merchant_id, amount_rials, reason, source, txn_id, created_at_ms) \
-         VALUES (?, ?, ?, 'manual', NULL, ?)",
+         VALUES ($1, $2, $3, 'manual', NULL, $4) RETURNING id",
     )
     .bind(merchant)
     .bind(amount_rials)
     .bind(reason)
     .bind(now.get())
-    .execute(pool)
+    .fetch_one(pool)
     .await?;
-    Ok(done.last_insert_rowid())
+    Ok(id)
 }

@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row;
 use switch::domain::{CivilDate, UnixMillis};
+use switch::store::{Backend, Conn, Pool};
 
 use crate::calendar::{Calendar, DayKind, WORKING_DAY_SEARCH_DAYS_MAX};
 use crate::cycle::{local_text, Amounts, Cutoff};
@@ -53,7 +54,7 @@ pub struct Closed {
 /// earlier cycle is still open, or the database or the output directory failed. On error the
 /// database is unchanged.
 pub async fn close(
-    pool: &SqlitePool,
+    pool: &Pool,
     settings: &Settings,
     date: CivilDate,
     now: UnixMillis,
@@ -85,7 +86,7 @@ pub async fn close(
 /// # Errors
 /// As [`close`]; cycles closed before the failure stay closed.
 pub async fn run(
-    pool: &SqlitePool,
+    pool: &Pool,
     settings: &Settings,
     now: UnixMillis,
 ) -> Result<Vec<Closed>, SettleError> {
@@ -157,17 +158,34 @@ fn plan(settings: &Settings, date: CivilDate, now: UnixMillis) -> Result<Plan, S
 /// lock first, so a racing close waits and then finds the cycle; UNIQUE (business_date) would
 /// stop a second cycle on any database regardless. Returns false when another close won.
 async fn close_new(
-    pool: &SqlitePool,
+    pool: &Pool,
     calendar: &Calendar,
     plan: &Plan,
     now: UnixMillis,
 ) -> Result<bool, SettleError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    // A large cycle rewrites every page of its transactions; with SQLite's default 2 MB page
-    // cache those pages would spill to the WAL mid-transaction and be read back.
-    sqlx::query(&format!("PRAGMA cache_size = -{CLOSE_CACHE_KIB}"))
-        .execute(&mut *tx)
-        .await?;
+    let backend = Backend::of_pool(pool);
+    let mut tx = match backend {
+        // The write lock from the start: two closers never interleave.
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => pool.begin().await?,
+    };
+    match backend {
+        Backend::Sqlite => {
+            // A large cycle rewrites every page of its transactions; with SQLite's default
+            // 2 MB page cache those pages would spill to the WAL mid-transaction and be read
+            // back.
+            sqlx::query(&format!("PRAGMA cache_size = -{CLOSE_CACHE_KIB}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        Backend::Postgres => {
+            // Closers (of any process) take turns; the switch's batches still write beside
+            // them, and only rows already confirmed before the cutoff are assigned.
+            sqlx::query("LOCK TABLE settlement_cycles IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
     if store::find_cycle(&mut tx, &CycleRef::Date(plan.date))
         .await?
         .is_some()
@@ -180,20 +198,20 @@ async fn close_new(
         "INSERT INTO settlement_cycles (business_date, cutoff_at_ms, closed_at_ms, due_date, \
          txn_count, gross_rials, discount_rials, fee_rials, store_credit_rials, club_rials, \
          bank_rest_rials, cashback_rials, adjustments_rials, carried_in_rials, payout_rials, \
-         carried_out_rials) VALUES (?, ?, ?, ?, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) \
-         ON CONFLICT (business_date) DO NOTHING",
+         carried_out_rials) VALUES ($1, $2, $3, $4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) \
+         ON CONFLICT (business_date) DO NOTHING RETURNING id",
     )
     .bind(plan.date.to_string())
     .bind(plan.cutoff_at.get())
     .bind(now.get())
     .bind(plan.due_date.to_string())
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    if inserted.rows_affected() == 0 {
+    let Some(cycle) = inserted else {
         tx.rollback().await?;
         return Ok(false);
-    }
-    let cycle = inserted.last_insert_rowid();
+    };
+    let cycle: i64 = cycle.try_get("id")?;
     take_adjustments(&mut tx, cycle, plan.cutoff_at).await?;
     let lines = assign(&mut tx, cycle, plan.cutoff_at).await?;
     let totals = store_lines(&mut tx, cycle, &lines).await?;
@@ -212,7 +230,7 @@ async fn close_new(
 /// Cycles close in date order: the first close may be any working day, later ones must follow
 /// the last closed one with no working day skipped.
 async fn check_order(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     calendar: &Calendar,
     date: CivilDate,
 ) -> Result<(), SettleError> {
@@ -233,7 +251,7 @@ async fn check_order(
 /// what it was paid for the transaction: club captured − fee), then gives this cycle every
 /// unassigned adjustment recorded before the cutoff.
 async fn take_adjustments(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     cycle: i64,
     cutoff_at: UnixMillis,
 ) -> Result<(), SettleError> {
@@ -244,7 +262,7 @@ async fn take_adjustments(
          'late_reversal', t.id, e.at_ms \
          FROM exceptions e JOIN transactions t ON t.id = e.txn_id \
          JOIN captures c ON c.txn_id = t.id \
-         WHERE e.kind = 'late_reversal' AND e.at_ms < ? AND t.cycle_id IS NOT NULL \
+         WHERE e.kind = 'late_reversal' AND e.at_ms < $1 AND t.cycle_id IS NOT NULL \
          AND NOT EXISTS (SELECT 1 FROM settlement_adjustments a \
                          WHERE a.source = 'late_reversal' AND a.txn_id = e.txn_id) \
          ORDER BY e.id",
@@ -253,8 +271,8 @@ async fn take_adjustments(
     .execute(&mut *conn)
     .await?;
     sqlx::query(
-        "UPDATE settlement_adjustments SET cycle_id = ? \
-         WHERE cycle_id IS NULL AND created_at_ms < ?",
+        "UPDATE settlement_adjustments SET cycle_id = $1 \
+         WHERE cycle_id IS NULL AND created_at_ms < $2",
     )
     .bind(cycle)
     .bind(cutoff_at.get())
@@ -266,13 +284,13 @@ async fn take_adjustments(
 /// Sums and assigns the cycle's transactions, and gathers each merchant's adjustments and
 /// open receivable: the lines before the payout rule.
 async fn assign(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     cycle: i64,
     cutoff_at: UnixMillis,
 ) -> Result<BTreeMap<i64, Amounts>, SettleError> {
     // The same filter twice inside one write transaction: the sums are of exactly the rows
     // the update assigns (the count is compared below).
-    let filter = "t.cycle_id IS NULL AND t.state = 'confirmed' AND t.confirmed_at_ms < ?";
+    let filter = "t.cycle_id IS NULL AND t.state = 'confirmed' AND t.confirmed_at_ms < $1";
     let rows = sqlx::query(&format!(
         "{} WHERE {filter} GROUP BY t.merchant_id",
         store::TXN_SUMS
@@ -282,8 +300,8 @@ async fn assign(
     .await?;
     let mut lines = store::txn_sums(&rows)?;
     let assigned = sqlx::query(
-        "UPDATE transactions SET cycle_id = ? \
-         WHERE cycle_id IS NULL AND state = 'confirmed' AND confirmed_at_ms < ?",
+        "UPDATE transactions SET cycle_id = $1 \
+         WHERE cycle_id IS NULL AND state = 'confirmed' AND confirmed_at_ms < $2",
     )
     .bind(cycle)
     .bind(cutoff_at.get())
@@ -310,7 +328,7 @@ async fn assign(
 /// Applies the payout rule to each line, stores it with the merchant's code, name and IBAN as
 /// they are now, and returns the cycle's totals.
 async fn store_lines(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     cycle: i64,
     lines: &BTreeMap<i64, Amounts>,
 ) -> Result<Amounts, SettleError> {
@@ -324,8 +342,8 @@ async fn store_lines(
              iban, txn_count, gross_rials, discount_rials, fee_rials, store_credit_rials, \
              club_rials, bank_rest_rials, cashback_rials, adjustments_rials, carried_in_rials, \
              payout_rials, carried_out_rials) \
-             SELECT ?, id, code, name, iban, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
-             FROM merchants WHERE id = ?",
+             SELECT $1, id, code, name, iban, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+             FROM merchants WHERE id = $14",
         )
         .bind(cycle);
         for value in columns {
@@ -341,16 +359,12 @@ async fn store_lines(
     Ok(totals)
 }
 
-async fn store_totals(
-    conn: &mut SqliteConnection,
-    cycle: i64,
-    totals: &Amounts,
-) -> Result<(), SettleError> {
+async fn store_totals(conn: &mut Conn, cycle: i64, totals: &Amounts) -> Result<(), SettleError> {
     let mut query = sqlx::query(
-        "UPDATE settlement_cycles SET txn_count = ?, gross_rials = ?, discount_rials = ?, \
-         fee_rials = ?, store_credit_rials = ?, club_rials = ?, bank_rest_rials = ?, \
-         cashback_rials = ?, adjustments_rials = ?, carried_in_rials = ?, payout_rials = ?, \
-         carried_out_rials = ? WHERE id = ?",
+        "UPDATE settlement_cycles SET txn_count = $1, gross_rials = $2, discount_rials = $3, \
+         fee_rials = $4, store_credit_rials = $5, club_rials = $6, bank_rest_rials = $7, \
+         cashback_rials = $8, adjustments_rials = $9, carried_in_rials = $10, payout_rials = $11, \
+         carried_out_rials = $12 WHERE id = $13",
     );
     for value in totals.columns() {
         query = query.bind(value);
@@ -363,12 +377,12 @@ async fn store_totals(
 ///
 /// # Errors
 /// [`SettleError::Database`].
-pub async fn open_receivables(pool: &SqlitePool) -> Result<Vec<(String, i64)>, SettleError> {
+pub async fn open_receivables(pool: &Pool) -> Result<Vec<(String, i64)>, SettleError> {
     let mut conn = pool.acquire().await?;
     let open = store::receivables(&mut conn, None).await?;
     let mut out = Vec::with_capacity(open.len());
     for (merchant, amount) in open {
-        let code: String = sqlx::query("SELECT code FROM merchants WHERE id = ?")
+        let code: String = sqlx::query("SELECT code FROM merchants WHERE id = $1")
             .bind(merchant)
             .fetch_one(&mut *conn)
             .await?

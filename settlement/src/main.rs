@@ -218,8 +218,8 @@ fn load_calendar(path: Option<&Path>) -> anyhow::Result<Calendar> {
     Ok(Calendar::parse(&text, &path.display().to_string())?)
 }
 
-async fn open(url: &str) -> anyhow::Result<sqlx::SqlitePool> {
-    switch::store::open_sqlite(url)
+async fn open(url: &str) -> anyhow::Result<switch::store::Pool> {
+    switch::store::open(url)
         .await
         .with_context(|| format!("cannot open the database {url}"))
 }

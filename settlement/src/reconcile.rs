@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use sqlx::SqlitePool;
+use switch::store::Pool;
 
 use crate::cycle::{Amounts, AMOUNT_COLUMNS};
 use crate::error::SettleError;
@@ -92,7 +92,7 @@ impl fmt::Display for Reconciliation {
 /// # Errors
 /// [`SettleError::UnknownCycle`]; [`SettleError`] on a database failure. A difference is not
 /// an error: it is a failing [`Check`].
-pub async fn reconcile(pool: &SqlitePool, cycle: &CycleRef) -> Result<Reconciliation, SettleError> {
+pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, SettleError> {
     let record = store::load_cycle(pool, cycle).await?;
     let mut conn = pool.acquire().await?;
     let id = record.id;
@@ -122,7 +122,7 @@ pub async fn reconcile(pool: &SqlitePool, cycle: &CycleRef) -> Result<Reconcilia
 
     // Lines against transactions, adjustments and receivables.
     let rows = sqlx::query(&format!(
-        "{} WHERE t.cycle_id = ? GROUP BY t.merchant_id",
+        "{} WHERE t.cycle_id = $1 GROUP BY t.merchant_id",
         store::TXN_SUMS
     ))
     .bind(id)
@@ -217,14 +217,14 @@ pub async fn reconcile(pool: &SqlitePool, cycle: &CycleRef) -> Result<Reconcilia
     // The ledgers.
     let ledger = sqlx::query(
         "SELECT \
-         coalesce(sum(CASE WHEN m.account = 'club' AND m.kind = 'capture' \
-                      THEN -m.delta_rials ELSE 0 END), 0) AS club, \
-         coalesce(sum(CASE WHEN m.account = 'store_credit' AND m.kind = 'capture' \
-                      THEN -m.delta_rials ELSE 0 END), 0) AS store_credit, \
-         coalesce(sum(CASE WHEN m.account = 'store_credit' AND m.kind = 'cashback' \
-                      THEN m.delta_rials ELSE 0 END), 0) AS cashback \
+         coalesce(CAST(sum(CASE WHEN m.account = 'club' AND m.kind = 'capture' \
+                      THEN -m.delta_rials ELSE 0 END) AS BIGINT), 0) AS club, \
+         coalesce(CAST(sum(CASE WHEN m.account = 'store_credit' AND m.kind = 'capture' \
+                      THEN -m.delta_rials ELSE 0 END) AS BIGINT), 0) AS store_credit, \
+         coalesce(CAST(sum(CASE WHEN m.account = 'store_credit' AND m.kind = 'cashback' \
+                      THEN m.delta_rials ELSE 0 END) AS BIGINT), 0) AS cashback \
          FROM transactions t JOIN balance_movements m ON m.txn_id = t.id \
-         WHERE t.cycle_id = ?",
+         WHERE t.cycle_id = $1",
     )
     .bind(id)
     .fetch_one(&mut *conn)

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row;
 use switch::domain::{CivilDate, UnixMillis};
+use switch::store::{Conn, DbRow, Pool};
 
 use crate::cycle::Amounts;
 use crate::error::SettleError;
@@ -119,14 +119,14 @@ pub struct ExceptionRow {
 /// `store_credit` are what was captured (an advice confirm may capture less than priced);
 /// `cashback` is what was issued (a merchant may not allow it).
 pub(crate) const TXN_SUMS: &str = "SELECT t.merchant_id, count(*) AS txn_count, \
-     sum(t.gross_rials) AS gross, sum(t.discount_rials) AS discount, sum(t.fee_rials) AS fee, \
-     sum(c.store_credit_rials) AS store_credit, sum(c.club_rials) AS club, \
-     sum(t.bank_rest_rials) AS bank_rest, \
-     sum(CASE WHEN t.cashback_lot_id IS NULL THEN 0 ELSE t.cashback_rials END) AS cashback \
+     CAST(sum(t.gross_rials) AS BIGINT) AS gross, CAST(sum(t.discount_rials) AS BIGINT) AS discount, CAST(sum(t.fee_rials) AS BIGINT) AS fee, \
+     CAST(sum(c.store_credit_rials) AS BIGINT) AS store_credit, CAST(sum(c.club_rials) AS BIGINT) AS club, \
+     CAST(sum(t.bank_rest_rials) AS BIGINT) AS bank_rest, \
+     CAST(sum(CASE WHEN t.cashback_lot_id IS NULL THEN 0 ELSE t.cashback_rials END) AS BIGINT) AS cashback \
      FROM transactions t JOIN captures c ON c.txn_id = t.id";
 
 /// Reads [`TXN_SUMS`] rows into amounts per merchant.
-pub(crate) fn txn_sums(rows: &[SqliteRow]) -> Result<BTreeMap<i64, Amounts>, SettleError> {
+pub(crate) fn txn_sums(rows: &[DbRow]) -> Result<BTreeMap<i64, Amounts>, SettleError> {
     let mut out = BTreeMap::new();
     for row in rows {
         let amounts = Amounts {
@@ -148,13 +148,13 @@ pub(crate) fn txn_sums(rows: &[SqliteRow]) -> Result<BTreeMap<i64, Amounts>, Set
 /// The open receivable of every merchant that has one before cycle `before` (all cycles when
 /// `None`): its latest line's carried-out amount.
 pub(crate) async fn receivables(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     before: Option<i64>,
 ) -> Result<BTreeMap<i64, i64>, SettleError> {
     let rows = sqlx::query(
         "SELECT l.merchant_id, l.carried_out_rials FROM settlement_lines l \
          WHERE l.cycle_id = (SELECT max(p.cycle_id) FROM settlement_lines p \
-                             WHERE p.merchant_id = l.merchant_id AND p.cycle_id < ?) \
+                             WHERE p.merchant_id = l.merchant_id AND p.cycle_id < $1) \
          AND l.carried_out_rials < 0",
     )
     .bind(before.unwrap_or(i64::MAX))
@@ -169,12 +169,12 @@ pub(crate) async fn receivables(
 
 /// Adjustment sums per merchant of cycle `cycle`.
 pub(crate) async fn adjustment_sums(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     cycle: i64,
 ) -> Result<BTreeMap<i64, i64>, SettleError> {
     let rows = sqlx::query(
-        "SELECT merchant_id, sum(amount_rials) FROM settlement_adjustments \
-         WHERE cycle_id = ? GROUP BY merchant_id",
+        "SELECT merchant_id, CAST(sum(amount_rials) AS BIGINT) FROM settlement_adjustments \
+         WHERE cycle_id = $1 GROUP BY merchant_id",
     )
     .bind(cycle)
     .fetch_all(&mut *conn)
@@ -190,19 +190,16 @@ pub(crate) async fn adjustment_sums(
 ///
 /// # Errors
 /// [`SettleError::Database`].
-pub async fn find_cycle(
-    conn: &mut SqliteConnection,
-    cycle: &CycleRef,
-) -> Result<Option<i64>, SettleError> {
+pub async fn find_cycle(conn: &mut Conn, cycle: &CycleRef) -> Result<Option<i64>, SettleError> {
     let id = match cycle {
         CycleRef::Date(date) => {
-            sqlx::query_scalar("SELECT id FROM settlement_cycles WHERE business_date = ?")
+            sqlx::query_scalar("SELECT id FROM settlement_cycles WHERE business_date = $1")
                 .bind(date.to_string())
                 .fetch_optional(&mut *conn)
                 .await?
         }
         CycleRef::Id(id) => {
-            sqlx::query_scalar("SELECT id FROM settlement_cycles WHERE id = ?")
+            sqlx::query_scalar("SELECT id FROM settlement_cycles WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *conn)
                 .await?
@@ -215,7 +212,7 @@ pub async fn find_cycle(
 ///
 /// # Errors
 /// [`SettleError`] on a database failure or a stored date that does not parse.
-pub async fn last_closed(conn: &mut SqliteConnection) -> Result<Option<CivilDate>, SettleError> {
+pub async fn last_closed(conn: &mut Conn) -> Result<Option<CivilDate>, SettleError> {
     let last: Option<String> =
         sqlx::query_scalar("SELECT max(business_date) FROM settlement_cycles")
             .fetch_one(&mut *conn)
@@ -228,7 +225,7 @@ pub async fn last_closed(conn: &mut SqliteConnection) -> Result<Option<CivilDate
 /// # Errors
 /// [`SettleError::UnknownCycle`] when it does not exist; [`SettleError`] on a database
 /// failure or rows that do not make sense.
-pub async fn load_cycle(pool: &SqlitePool, cycle: &CycleRef) -> Result<CycleRecord, SettleError> {
+pub async fn load_cycle(pool: &Pool, cycle: &CycleRef) -> Result<CycleRecord, SettleError> {
     let mut conn = pool.acquire().await?;
     let unknown = || SettleError::UnknownCycle {
         cycle: match cycle {
@@ -237,7 +234,7 @@ pub async fn load_cycle(pool: &SqlitePool, cycle: &CycleRef) -> Result<CycleReco
         },
     };
     let id = find_cycle(&mut conn, cycle).await?.ok_or_else(unknown)?;
-    let row = sqlx::query("SELECT * FROM settlement_cycles WHERE id = ?")
+    let row = sqlx::query("SELECT * FROM settlement_cycles WHERE id = $1")
         .bind(id)
         .fetch_one(&mut *conn)
         .await?;
@@ -245,7 +242,7 @@ pub async fn load_cycle(pool: &SqlitePool, cycle: &CycleRef) -> Result<CycleReco
     let due_date = stored_date(&row.try_get::<String, _>("due_date")?)?;
     let totals = amounts(&row)?;
     let lines =
-        sqlx::query("SELECT * FROM settlement_lines WHERE cycle_id = ? ORDER BY merchant_code")
+        sqlx::query("SELECT * FROM settlement_lines WHERE cycle_id = $1 ORDER BY merchant_code")
             .bind(id)
             .fetch_all(&mut *conn)
             .await?
@@ -289,15 +286,12 @@ pub async fn load_cycle(pool: &SqlitePool, cycle: &CycleRef) -> Result<CycleReco
     })
 }
 
-async fn load_adjustments(
-    conn: &mut SqliteConnection,
-    cycle: i64,
-) -> Result<Vec<Adjustment>, SettleError> {
+async fn load_adjustments(conn: &mut Conn, cycle: i64) -> Result<Vec<Adjustment>, SettleError> {
     let rows = sqlx::query(
         "SELECT a.id, l.merchant_code, a.amount_rials, a.reason, a.source, a.txn_id, \
          a.created_at_ms FROM settlement_adjustments a \
          JOIN settlement_lines l ON l.cycle_id = a.cycle_id AND l.merchant_id = a.merchant_id \
-         WHERE a.cycle_id = ? ORDER BY a.id",
+         WHERE a.cycle_id = $1 ORDER BY a.id",
     )
     .bind(cycle)
     .fetch_all(&mut *conn)
@@ -319,23 +313,20 @@ async fn load_adjustments(
 
 /// Advice confirms with a shortfall among the cycle's transactions, then the late reversals
 /// it adjusted, each in id order.
-async fn load_exceptions(
-    conn: &mut SqliteConnection,
-    cycle: i64,
-) -> Result<Vec<ExceptionRow>, SettleError> {
+async fn load_exceptions(conn: &mut Conn, cycle: i64) -> Result<Vec<ExceptionRow>, SettleError> {
     let rows = sqlx::query(
         "SELECT 0 AS part, e.id AS exception_id, e.kind, l.merchant_code, e.txn_id, t.rrn, e.account, \
          e.amount_rials, e.at_ms FROM exceptions e \
          JOIN transactions t ON t.id = e.txn_id \
          JOIN settlement_lines l ON l.cycle_id = t.cycle_id AND l.merchant_id = t.merchant_id \
-         WHERE t.cycle_id = ?1 AND e.kind = 'advice_shortfall' \
+         WHERE t.cycle_id = $1 AND e.kind = 'advice_shortfall' \
          UNION ALL \
          SELECT 1 AS part, e.id AS exception_id, e.kind, l.merchant_code, e.txn_id, t.rrn, e.account, \
          e.amount_rials, e.at_ms FROM settlement_adjustments a \
          JOIN exceptions e ON e.txn_id = a.txn_id AND e.kind = 'late_reversal' \
          JOIN transactions t ON t.id = a.txn_id \
          JOIN settlement_lines l ON l.cycle_id = a.cycle_id AND l.merchant_id = a.merchant_id \
-         WHERE a.cycle_id = ?1 AND a.source = 'late_reversal' \
+         WHERE a.cycle_id = $1 AND a.source = 'late_reversal' \
          ORDER BY part, exception_id",
     )
     .bind(cycle)
@@ -362,7 +353,7 @@ async fn load_exceptions(
 }
 
 /// Reads the twelve amount columns of a cycle or line row.
-pub(crate) fn amounts(row: &SqliteRow) -> Result<Amounts, SettleError> {
+pub(crate) fn amounts(row: &DbRow) -> Result<Amounts, SettleError> {
     let mut values = [0_i64; 12];
     for (slot, name) in values.iter_mut().zip(crate::cycle::AMOUNT_COLUMNS) {
         *slot = row.try_get(name)?;

@@ -86,8 +86,8 @@ async fn concurrent_closes_make_one_cycle() {
     let net = busy_day().await;
     let date = day("2026-11-02");
     let now = at("2026-11-03", 1, 0, 0);
-    let left_pool = switch::store::open_sqlite(&net.url).await.unwrap();
-    let right_pool = switch::store::open_sqlite(&net.url).await.unwrap();
+    let left_pool = switch::store::open(&net.url).await.unwrap();
+    let right_pool = switch::store::open(&net.url).await.unwrap();
     let left_out = net.dir.path().join("left");
     let right_out = net.dir.path().join("right");
     let left_settings = settings(left_out.clone(), "");

@@ -110,7 +110,7 @@ async fn check_invariants(net: &Net) {
     .await;
     // Counted once.
     let counted = net
-        .scalar("SELECT coalesce(sum(txn_count), 0) FROM settlement_cycles")
+        .scalar("SELECT coalesce(CAST(sum(txn_count) AS BIGINT), 0) FROM settlement_cycles")
         .await;
     let assigned = net
         .scalar("SELECT count(*) FROM transactions WHERE cycle_id IS NOT NULL")
@@ -129,17 +129,17 @@ async fn check_invariants(net: &Net) {
     // taken from the captures themselves.
     let captured = net
         .scalar(
-            "SELECT coalesce(sum(c.club_rials), 0) FROM captures c \
+            "SELECT coalesce(CAST(sum(c.club_rials) AS BIGINT), 0) FROM captures c \
              JOIN transactions t ON t.id = c.txn_id WHERE t.state = 'confirmed'",
         )
         .await;
     let club = net
-        .scalar("SELECT coalesce(sum(club_rials), 0) FROM settlement_cycles")
+        .scalar("SELECT coalesce(CAST(sum(club_rials) AS BIGINT), 0) FROM settlement_cycles")
         .await;
     assert_eq!(club, captured);
     let paid = net
         .scalar(
-            "SELECT coalesce(sum(payout_rials + fee_rials - adjustments_rials), 0) \
+            "SELECT coalesce(CAST(sum(payout_rials + fee_rials - adjustments_rials) AS BIGINT), 0) \
              FROM settlement_cycles",
         )
         .await;

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::store::Pool;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sqlx::SqlitePool;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -32,7 +32,7 @@ pub struct AdminState {
     /// Renders the metrics, when a recorder is installed.
     pub metrics: Option<PrometheusHandle>,
     /// The database.
-    pub pool: SqlitePool,
+    pub pool: Pool,
 }
 
 /// The whole admin router: health, metrics and the operator API.

@@ -24,9 +24,9 @@ pub mod terminals;
 
 use std::sync::Arc;
 
+use crate::store::Pool;
 use axum::routing::{get, post};
 use axum::Router;
-use sqlx::SqlitePool;
 use tokio::sync::{watch, Mutex};
 
 use crate::clock::Clock;
@@ -43,7 +43,7 @@ pub const BODY_BYTES_MAX: usize = 64 * 1024;
 /// What the API's handlers share.
 pub struct ApiState {
     /// The database.
-    pub pool: SqlitePool,
+    pub pool: Pool,
     /// Seals the TMKs of new terminals.
     pub kek: Kek,
     /// Tokenises the PANs of new cards.
@@ -237,9 +237,9 @@ pub fn find<'r, T>(
 ///
 /// # Errors
 /// [`error::ApiError::Store`] when the column is missing or of another type.
-pub fn column<'r, T>(row: &'r sqlx::sqlite::SqliteRow, name: &str) -> Result<T, error::ApiError>
+pub fn column<'r, T>(row: &'r crate::store::DbRow, name: &str) -> Result<T, error::ApiError>
 where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    T: sqlx::Decode<'r, crate::store::Db> + sqlx::Type<crate::store::Db>,
 {
     sqlx::Row::try_get(row, name).map_err(error::ApiError::store)
 }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
+use crate::store::Pool;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -28,7 +28,7 @@ pub struct Running {
     /// Where `/metrics`, `/healthz` and `/readyz` answer.
     pub admin_addr: SocketAddr,
     /// The database.
-    pub pool: SqlitePool,
+    pub pool: Pool,
     /// Publishes a new snapshot to every connection (reference data changes).
     pub snapshots: watch::Sender<Arc<Snapshot>>,
     shutdown: watch::Sender<bool>,
@@ -63,7 +63,7 @@ pub async fn start(
     clock: Arc<dyn Clock>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Result<Running, StartError> {
-    let pool = store::open_sqlite(&config.database_url)
+    let pool = store::open_with(&config.database_url, &config.pg())
         .await
         .map_err(|e| StartError::Store(e.to_string()))?;
     let data = reference::load(&pool, &secrets.kek)
@@ -132,6 +132,14 @@ pub async fn start(
         changes: tokio::sync::Mutex::new(()),
         credits,
     });
+    if store::Backend::of_pool(&pool) == store::Backend::Postgres {
+        tokio::spawn(follow_reference(
+            pool.clone(),
+            secrets.kek.clone(),
+            snapshots.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
     let router = admin::router(admin_state, api_state);
     let admin = tokio::spawn(admin::serve(admin_listener, router, shutdown_rx));
     info!(%addr, %admin_addr, "switch listening");
@@ -145,6 +153,55 @@ pub async fn start(
         committer,
         admin,
     })
+}
+
+/// How often a switch sharing its database looks for reference data another process changed.
+pub const REFERENCE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// On a shared database, an import or API change made through another process bumps
+/// `reference_meta.version`; this reloads the snapshot when it does (requests in flight keep
+/// the one they started with).
+async fn follow_reference(
+    pool: store::Pool,
+    kek: crate::domain::Kek,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(REFERENCE_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let stored: Result<Option<i64>, _> =
+            sqlx::query_scalar("SELECT version FROM reference_meta WHERE id = 1")
+                .fetch_optional(&pool)
+                .await;
+        let current = snapshots.borrow().version();
+        match stored {
+            Ok(Some(version)) if u64::try_from(version).is_ok_and(|v| v > current) => {}
+            Ok(_) => continue,
+            Err(cause) => {
+                tracing::warn!(%cause, "cannot read the reference version; will retry");
+                continue;
+            }
+        }
+        let built = reference::load(&pool, &kek)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|data| Snapshot::build(&data).map_err(|e| e.to_string()));
+        match built {
+            Ok(snapshot) => {
+                info!(
+                    version = snapshot.version(),
+                    "reference data changed by another process; snapshot swapped"
+                );
+                snapshots.send_replace(Arc::new(snapshot));
+            }
+            Err(cause) => tracing::warn!(%cause, "cannot reload the reference data; will retry"),
+        }
+    }
 }
 
 /// Operator credits (top-ups, grants) waiting for the engine; a full queue makes the API

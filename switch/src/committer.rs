@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::store::Pool;
 use bytes::{Bytes, BytesMut};
 use protocol::response::{self, Answer};
 use protocol::{Request, ResponseCode};
-use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, debug_span, error, info, warn};
 
@@ -20,6 +20,8 @@ use crate::engine::{CardRef, Decision, Decline, Effect, Engine};
 use crate::metrics as m;
 use crate::snapshot::Snapshot;
 use crate::store::ledger;
+
+mod shared;
 
 /// Most requests decided per group commit: bounds a batch's transaction and its latency.
 pub const BATCH_MAX_DEFAULT: usize = 512;
@@ -116,12 +118,15 @@ enum Write {
 /// database before deciding anything more.
 pub async fn run(
     mut engine: Engine,
-    pool: SqlitePool,
+    pool: Pool,
     clock: Arc<dyn Clock>,
     mut jobs: mpsc::Receiver<Job>,
     mut credit_jobs: mpsc::Receiver<CreditJob>,
     config: CommitterConfig,
 ) {
+    if crate::store::Backend::of_pool(&pool) == crate::store::Backend::Postgres {
+        return shared::run(engine, pool, clock, jobs, credit_jobs, config).await;
+    }
     let poisoned = Arc::new(AtomicBool::new(false));
     let (writes, writes_rx) = mpsc::channel(WRITES_IN_FLIGHT_MAX);
     let writer = tokio::spawn(write_loop(pool.clone(), writes_rx, poisoned.clone()));
@@ -144,16 +149,7 @@ pub async fn run(
                 learn_settlement(&mut engine, &pool).await;
             }
         }
-        while batch.len() < config.batch_max {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) if config.batch_window.is_zero() || batch.is_empty() => break,
-                Err(_) => match tokio::time::timeout(config.batch_window, jobs.recv()).await {
-                    Ok(Some(job)) => batch.push(job),
-                    Ok(None) | Err(_) => break,
-                },
-            }
-        }
+        fill_batch(&mut jobs, &mut batch, &config).await;
         if poisoned.load(Ordering::SeqCst) {
             recover(&mut engine, &pool, clock.as_ref(), &writes, &poisoned).await;
             effects.clear();
@@ -178,6 +174,25 @@ pub async fn run(
     drop(writes);
     let _ = writer.await;
     info!("committer drained");
+}
+
+/// Takes whatever else is queued, up to the batch size, waiting the batch window for more
+/// when it is set.
+async fn fill_batch(
+    jobs: &mut mpsc::Receiver<Job>,
+    batch: &mut Vec<Job>,
+    config: &CommitterConfig,
+) {
+    while batch.len() < config.batch_max {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) if config.batch_window.is_zero() || batch.is_empty() => break,
+            Err(_) => match tokio::time::timeout(config.batch_window, jobs.recv()).await {
+                Ok(Some(job)) => batch.push(job),
+                Ok(None) | Err(_) => break,
+            },
+        }
+    }
 }
 
 /// Decides a batch: declines leave at once; the rest wait for the writer.
@@ -248,7 +263,7 @@ fn decide_credits(
 /// Settlement runs beside the switch and marks transactions settled in the database; the
 /// engine learns it here, once per sweeper tick, so a later reversal is refused (`12`)
 /// instead of failing its whole batch on the database's guard.
-async fn learn_settlement(engine: &mut Engine, pool: &SqlitePool) {
+async fn learn_settlement(engine: &mut Engine, pool: &Pool) {
     match ledger::settled_since(pool, engine.state.settled_cycle).await {
         Ok((ids, cycle)) if !ids.is_empty() => {
             info!(
@@ -266,7 +281,7 @@ async fn learn_settlement(engine: &mut Engine, pool: &SqlitePool) {
 /// stale state, then rebuild the engine's state from the database.
 async fn recover(
     engine: &mut Engine,
-    pool: &SqlitePool,
+    pool: &Pool,
     clock: &dyn Clock,
     writes: &mpsc::Sender<Write>,
     poisoned: &AtomicBool,
@@ -279,11 +294,7 @@ async fn recover(
     poisoned.store(false, Ordering::SeqCst);
 }
 
-async fn write_loop(
-    pool: SqlitePool,
-    mut writes: mpsc::Receiver<Write>,
-    poisoned: Arc<AtomicBool>,
-) {
+async fn write_loop(pool: Pool, mut writes: mpsc::Receiver<Write>, poisoned: Arc<AtomicBool>) {
     while let Some(write) = writes.recv().await {
         let (effects, deferred, credits) = match write {
             Write::Barrier(done) => {
@@ -342,37 +353,42 @@ fn answer_credits(credits: CreditReplies, durable: bool) {
 /// Answers `96` (nothing was changed) to every job of a batch that was not made durable.
 fn answer_system_error(deferred: Vec<(Job, Decision)>) {
     for (job, _) in deferred {
-        let Some(keyed) = job.snapshot.keys_by_ksi(job.request.ksi.as_bytes()) else {
-            continue;
-        };
-        let code = Decline::System.response_code();
-        let mut out = BytesMut::with_capacity(256);
-        let answer = Answer::code(code);
-        if response::build(
-            &mut out,
-            job.request.mti,
-            job.request.raw(),
-            &answer,
-            Some(keyed.keys),
-        )
-        .is_err()
-        {
-            continue;
-        }
-        let decision = Decision {
-            response: out.freeze(),
-            code,
-            durable: false,
-            resent: false,
-            rrn: None,
-        };
-        send(job, decision);
+        answer_96(job);
     }
+}
+
+/// Answers `96` (nothing was changed) to one job.
+fn answer_96(job: Job) {
+    let Some(keyed) = job.snapshot.keys_by_ksi(job.request.ksi.as_bytes()) else {
+        return;
+    };
+    let code = Decline::System.response_code();
+    let mut out = BytesMut::with_capacity(256);
+    let answer = Answer::code(code);
+    if response::build(
+        &mut out,
+        job.request.mti,
+        job.request.raw(),
+        &answer,
+        Some(keyed.keys),
+    )
+    .is_err()
+    {
+        return;
+    }
+    let decision = Decision {
+        response: out.freeze(),
+        code,
+        durable: false,
+        resent: false,
+        rrn: None,
+    };
+    send(job, decision);
 }
 
 /// After a failed commit the engine's memory is ahead of the database: rebuild it from the
 /// store, retrying until the database answers (requests meanwhile wait in the bounded queue).
-async fn reload(engine: &mut Engine, pool: &SqlitePool, clock: &dyn Clock) {
+async fn reload(engine: &mut Engine, pool: &Pool, clock: &dyn Clock) {
     let mut wait = Duration::from_millis(50);
     loop {
         match ledger::load(pool, clock.now()).await {

@@ -61,9 +61,18 @@ pub struct Config {
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`).
     #[serde(default = "defaults::admin_listen")]
     pub admin_listen: SocketAddr,
-    /// Database URL (`sqlite://path` or a plain path).
+    /// Database URL (`sqlite://path`, a plain path, or `postgres://…`).
     #[serde(default = "defaults::database_url")]
     pub database_url: String,
+    /// PostgreSQL only: connections in the pool.
+    #[serde(default = "defaults::pg_pool_max")]
+    pub pg_pool_max: u32,
+    /// PostgreSQL only: the server cancels a statement running longer than this.
+    #[serde(default = "defaults::pg_statement_timeout_ms")]
+    pub pg_statement_timeout_ms: u64,
+    /// PostgreSQL only: how long to wait for a pooled or new connection.
+    #[serde(default = "defaults::pg_acquire_timeout_ms")]
+    pub pg_acquire_timeout_ms: u64,
     /// Confirm timeout of a pending request.
     #[serde(default = "defaults::hold_timeout_ms")]
     pub hold_timeout_ms: u64,
@@ -107,6 +116,15 @@ mod defaults {
     }
     pub fn database_url() -> String {
         "sqlite://lsw.db".to_string()
+    }
+    pub fn pg_pool_max() -> u32 {
+        8
+    }
+    pub fn pg_statement_timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn pg_acquire_timeout_ms() -> u64 {
+        1_000
     }
     pub fn hold_timeout_ms() -> u64 {
         120_000
@@ -181,6 +199,15 @@ impl Config {
         if let Some(v) = var("LSW_DATABASE_URL") {
             self.database_url = v;
         }
+        if let Some(v) = var("LSW_PG_POOL_MAX") {
+            self.pg_pool_max = parse("LSW_PG_POOL_MAX", &v)?;
+        }
+        if let Some(v) = var("LSW_PG_STATEMENT_TIMEOUT_MS") {
+            self.pg_statement_timeout_ms = parse("LSW_PG_STATEMENT_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = var("LSW_PG_ACQUIRE_TIMEOUT_MS") {
+            self.pg_acquire_timeout_ms = parse("LSW_PG_ACQUIRE_TIMEOUT_MS", &v)?;
+        }
         if let Some(v) = var("LSW_HOLD_TIMEOUT_MS") {
             self.hold_timeout_ms = parse("LSW_HOLD_TIMEOUT_MS", &v)?;
         }
@@ -206,6 +233,15 @@ impl Config {
             self.log_format = v;
         }
         Ok(())
+    }
+
+    /// PostgreSQL connection settings.
+    pub fn pg(&self) -> crate::store::PgSettings {
+        crate::store::PgSettings {
+            pool_max: self.pg_pool_max.max(1),
+            statement_timeout: Duration::from_millis(self.pg_statement_timeout_ms),
+            acquire_timeout: Duration::from_millis(self.pg_acquire_timeout_ms),
+        }
     }
 
     /// Connection limits.

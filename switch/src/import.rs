@@ -17,8 +17,8 @@ pub mod sections;
 
 use std::fmt;
 
+use crate::store::Pool;
 use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
 
 use crate::domain::{Kek, PanTokenKey, ReferenceData, RowIds, UnixMillis};
 use crate::store::reference::{self, ImportOutcome};
@@ -162,7 +162,7 @@ pub enum ImportFailure {
 /// [`ImportFailure`] when the file has a problem or the store refuses it (an opening balance
 /// that differs from the stored one) or fails. Nothing changes in either case.
 pub async fn import_text(
-    pool: &SqlitePool,
+    pool: &Pool,
     text: &str,
     kek: &Kek,
     pan_key: &PanTokenKey,

@@ -86,7 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Serve => serve(&config).await,
             Command::Migrate => {
-                let pool = switch::store::open_sqlite(&config.database_url)
+                let pool = switch::store::open(&config.database_url)
                     .await
                     .context("opening the database")?;
                 pool.close().await;
@@ -122,7 +122,7 @@ async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     let secrets = Secrets::from_env(|name| std::env::var(name).ok()).context("reading secrets")?;
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let pool = switch::store::open_sqlite(&config.database_url)
+    let pool = switch::store::open(&config.database_url)
         .await
         .context("opening the database")?;
     let now = switch::clock::Clock::now(&SystemClock);
@@ -142,7 +142,7 @@ async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
-    let pool = switch::store::open_sqlite(&config.database_url)
+    let pool = switch::store::open(&config.database_url)
         .await
         .context("opening the database")?;
     let now = switch::clock::Clock::now(&SystemClock);

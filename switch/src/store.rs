@@ -1,5 +1,8 @@
-//! Persistence in SQLite (DESIGN.md section 6): the database file, its schema, and the
-//! reference data and balances kept in it.
+//! Persistence (DESIGN.md section 6): the database, its schema, and the reference data and
+//! balances kept in it. One implementation runs on both backends through sqlx's `Any` driver:
+//! SQLite (the embedded default, one switch process) and PostgreSQL (several processes on one
+//! database), chosen by the database URL. Every statement is written once, in the SQL both
+//! dialects share, with `$N` placeholders.
 //!
 //! Layout:
 //! - [`reference`]: saving an import in one transaction and loading the reference data back.
@@ -9,15 +12,60 @@ pub mod batch;
 pub mod ledger;
 pub mod migrations;
 pub mod reference;
+pub mod shared;
+pub mod sql;
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::Executor as _;
 
 use crate::domain::SealError;
 use crate::import::Problem;
+
+/// The database driver the store runs on: sqlx's `Any`, SQLite or PostgreSQL by URL.
+pub type Db = sqlx::Any;
+/// A pool of connections to the switch's database.
+pub type Pool = sqlx::AnyPool;
+/// One connection (or an open transaction, by deref).
+pub type Conn = sqlx::AnyConnection;
+/// A row read from the database.
+pub type DbRow = sqlx::any::AnyRow;
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file: one switch process.
+    Sqlite,
+    /// A PostgreSQL database: several switch processes may share it.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of `url_or_path`: `postgres://` or `postgresql://` URLs are PostgreSQL;
+    /// `sqlite:` URLs and plain file paths are SQLite.
+    pub fn of(url_or_path: &str) -> Backend {
+        if url_or_path.starts_with("postgres:") || url_or_path.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    /// The backend a pool runs on.
+    pub fn of_pool(pool: &Pool) -> Backend {
+        if pool
+            .connect_options()
+            .database_url
+            .scheme()
+            .starts_with("postgres")
+        {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
 
 /// Connections in the pool. SQLite serializes writers anyway; a few connections let reads
 /// (health checks, the admin API) proceed beside the committer's write transaction.
@@ -73,38 +121,183 @@ pub const CACHE_KIB: i64 = -32_768;
 /// Bytes of the database file SQLite may memory-map for reads: 256 MiB.
 pub const MMAP_BYTES: i64 = 256 * 1024 * 1024;
 
-/// Opens (creating it if missing) the SQLite database at `url_or_path` (a `sqlite:` URL or a
-/// file path), with WAL, `synchronous=FULL` (an answered `00` survives a power cut), foreign
-/// keys on and a busy timeout, and applies the migrations.
+/// Opens the database at `url_or_path` and applies the migrations of its dialect.
+///
+/// - SQLite (a `sqlite:` URL or a file path; created if missing): WAL, `synchronous=FULL` (an
+///   answered `00` survives a power cut), foreign keys on, a busy timeout, a larger page cache.
+/// - PostgreSQL (a `postgres://` URL): see [`PgSettings`] for the pool and timeouts.
 ///
 /// # Errors
-/// [`StoreError`] when the file cannot be opened or a migration fails.
-pub async fn open_sqlite(url_or_path: &str) -> Result<SqlitePool, StoreError> {
-    if url_or_path.starts_with("postgres:") || url_or_path.starts_with("postgresql:") {
+/// [`StoreError`] when the database cannot be reached or a migration fails.
+pub async fn open(url_or_path: &str) -> Result<Pool, StoreError> {
+    open_with(url_or_path, &PgSettings::default()).await
+}
+
+/// PostgreSQL connection settings (`docs/config.md`).
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// Connections in the pool.
+    pub pool_max: u32,
+    /// How long one statement may run before the server cancels it.
+    pub statement_timeout: Duration,
+    /// How long to wait for a free pooled connection or a new one.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> PgSettings {
+        PgSettings {
+            pool_max: 8,
+            statement_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// [`open`] with explicit PostgreSQL settings.
+///
+/// # Errors
+/// [`StoreError`] when the database cannot be reached or a migration fails.
+pub async fn open_with(url_or_path: &str, pg: &PgSettings) -> Result<Pool, StoreError> {
+    sqlx::any::install_default_drivers();
+    let pool = match Backend::of(url_or_path) {
+        Backend::Postgres => {
+            let timeout_ms = pg.statement_timeout.as_millis();
+            AnyPoolOptions::new()
+                .max_connections(pg.pool_max)
+                .acquire_timeout(pg.acquire_timeout)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect(url_or_path)
+                .await?
+        }
+        Backend::Sqlite => {
+            let url = if url_or_path.starts_with("sqlite:") {
+                url_or_path.to_owned()
+            } else {
+                format!("sqlite://{url_or_path}")
+            };
+            let url = if url.contains('?') {
+                url
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            AnyPoolOptions::new()
+                .max_connections(POOL_CONNECTIONS_MAX)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // The group commit touches many pages per batch: a larger page cache
+                        // and memory-mapped reads save a read syscall and a copy per page
+                        // (SQLite's defaults are 2 MiB and none).
+                        conn.execute(SQLITE_PRAGMAS.as_str()).await?;
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+                .await?
+        }
+    };
+    let dialect = match Backend::of_pool(&pool) {
+        Backend::Sqlite => migrations::SQLITE,
+        Backend::Postgres => migrations::POSTGRES,
+    };
+    migrations::migrator(dialect).run(&pool).await?;
+    Ok(pool)
+}
+
+static SQLITE_PRAGMAS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = {}; PRAGMA cache_size = {CACHE_KIB}; PRAGMA mmap_size = {MMAP_BYTES}; \
+         PRAGMA temp_store = memory;",
+        BUSY_TIMEOUT.as_millis()
+    )
+});
+
+/// Connects to an existing database without migrating it: for tools that inspect or drive a
+/// switch's database (`check`, the simulator, tests). For SQLite, `sqlite_pragmas` run on every
+/// new connection (for example `PRAGMA synchronous = OFF;` for a throw-away copy).
+///
+/// # Errors
+/// [`sqlx::Error`] when the database cannot be reached.
+pub async fn connect(
+    url_or_path: &str,
+    max_connections: u32,
+    sqlite_pragmas: &'static str,
+) -> Result<Pool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let url = match Backend::of(url_or_path) {
+        Backend::Postgres => url_or_path.to_owned(),
+        Backend::Sqlite if url_or_path.starts_with("sqlite:") => url_or_path.to_owned(),
+        Backend::Sqlite => format!("sqlite://{url_or_path}"),
+    };
+    let is_sqlite = Backend::of(&url) == Backend::Sqlite;
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if is_sqlite {
+                    conn.execute(format!("PRAGMA foreign_keys = ON; {sqlite_pragmas}").as_str())
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+}
+
+/// Creates an empty PostgreSQL database on the server `server_url` names and returns the URL
+/// of the new one: tests (and the benchmark) give each run its own database, so they can run
+/// in parallel and leave nothing shared behind. The name is `prefix` with the process id, the
+/// time and a counter, so two calls never collide.
+///
+/// # Errors
+/// [`StoreError`] when the server refuses or `server_url` is not a PostgreSQL URL.
+pub async fn create_database(server_url: &str, prefix: &str) -> Result<String, StoreError> {
+    use sqlx::Connection as _;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if Backend::of(server_url) != Backend::Postgres {
         return Err(StoreError::Unsupported {
-            what: "PostgreSQL: the schema exists (migrations/postgres) but the store runs on SQLite only so far",
+            what: "create_database needs a postgres:// URL",
         });
     }
-    let options = if url_or_path.starts_with("sqlite:") {
-        SqliteConnectOptions::from_str(url_or_path)?
-    } else {
-        SqliteConnectOptions::new().filename(url_or_path)
-    };
-    let options = options
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(BUSY_TIMEOUT)
-        // The group commit touches many pages per batch: a larger page cache and memory-mapped
-        // reads save a read syscall and a copy per page (SQLite's defaults are 2 MiB and none).
-        .pragma("cache_size", CACHE_KIB.to_string())
-        .pragma("mmap_size", MMAP_BYTES.to_string())
-        .pragma("temp_store", "memory");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(POOL_CONNECTIONS_MAX)
-        .connect_with(options)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{prefix}_{}_{nanos}_{n}", std::process::id())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>();
+    let mut conn = sqlx::postgres::PgConnection::connect(server_url).await?;
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
         .await?;
-    migrations::migrator(migrations::SQLITE).run(&pool).await?;
-    Ok(pool)
+    conn.close().await?;
+    // postgres://user@host:port/database?params: replace the database part.
+    let (head, query) = match server_url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (server_url, None),
+    };
+    let authority_start = head.find("://").map_or(0, |i| i + 3);
+    let base = head
+        .get(authority_start..)
+        .and_then(|rest| rest.find('/'))
+        .and_then(|slash| head.get(..authority_start + slash))
+        .unwrap_or(head);
+    Ok(match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    })
 }

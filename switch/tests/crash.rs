@@ -16,54 +16,15 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use protocol::terminal::Outgoing;
 use protocol::{Pan, ProcessingCode, ResponseCode};
 use sqlx::Row;
-
-struct Wire {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Wire {
-    fn connect(addr: SocketAddr) -> Wire {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Wire {
-            stream,
-            buf: BytesMut::new(),
-        }
-    }
-
-    fn send(&mut self, message: &[u8]) -> std::io::Result<()> {
-        let mut out = BytesMut::new();
-        protocol::frame::encode(message, &mut out).unwrap();
-        self.stream.write_all(&out)
-    }
-
-    fn receive(&mut self) -> std::io::Result<Bytes> {
-        loop {
-            if let Some(frame) = protocol::frame::decode(&mut self.buf).unwrap() {
-                return Ok(frame);
-            }
-            let mut chunk = [0_u8; 4096];
-            let n = self.stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-}
 
 async fn scalar(db: &Path, sql: &str) -> i64 {
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
@@ -168,7 +129,11 @@ async fn approved_work_survives_kill_9() {
         let response = parse(&wire.receive().unwrap(), &keys);
         assert_eq!(response.code, ResponseCode::Approved);
     }
-    let captured = scalar(&db, "SELECT COALESCE(SUM(club_rials), 0) FROM captures").await;
+    let captured = scalar(
+        &db,
+        "SELECT COALESCE(CAST(SUM(club_rials) AS BIGINT), 0) FROM captures",
+    )
+    .await;
     assert_eq!(captured, i64::try_from(approved.len()).unwrap() * 900);
     let ledger = scalar(&db, "SELECT ledger_rials FROM club_balances b JOIN cards c ON c.id = b.card_id WHERE c.last4 = '1112'").await;
     assert_eq!(

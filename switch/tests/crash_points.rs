@@ -46,14 +46,14 @@ const INVARIANTS: &[(&str, &str)] = &[
     (
         "club movements sum to the ledger",
         "SELECT b.card_id FROM club_balances b \
-         LEFT JOIN (SELECT card_id, SUM(delta_rials) AS total FROM balance_movements \
+         LEFT JOIN (SELECT card_id, CAST(SUM(delta_rials) AS BIGINT) AS total FROM balance_movements \
                     WHERE account = 'club' GROUP BY card_id) m ON m.card_id = b.card_id \
          WHERE COALESCE(m.total, 0) <> b.ledger_rials",
     ),
     (
         "store-credit lots sum to the ledger",
         "SELECT a.card_id FROM store_credit_accounts a \
-         LEFT JOIN (SELECT card_id, merchant_id, SUM(remaining_rials) AS total \
+         LEFT JOIN (SELECT card_id, merchant_id, CAST(SUM(remaining_rials) AS BIGINT) AS total \
                     FROM store_credit_lots GROUP BY card_id, merchant_id) l \
            ON l.card_id = a.card_id AND l.merchant_id = a.merchant_id \
          WHERE COALESCE(l.total, 0) <> a.ledger_rials",
@@ -61,7 +61,7 @@ const INVARIANTS: &[(&str, &str)] = &[
     (
         "club holds are exactly the pending transactions' club amounts",
         "SELECT b.card_id FROM club_balances b \
-         LEFT JOIN (SELECT card_id, SUM(club_rials) AS total FROM transactions \
+         LEFT JOIN (SELECT card_id, CAST(SUM(club_rials) AS BIGINT) AS total FROM transactions \
                     WHERE state = 'pending' GROUP BY card_id) p ON p.card_id = b.card_id \
          WHERE COALESCE(p.total, 0) <> b.held_rials",
     ),
@@ -78,7 +78,7 @@ const INVARIANTS: &[(&str, &str)] = &[
     (
         "captured club money moved exactly once",
         "SELECT c.txn_id FROM captures c LEFT JOIN \
-           (SELECT txn_id, -SUM(delta_rials) AS taken FROM balance_movements \
+           (SELECT txn_id, -CAST(SUM(delta_rials) AS BIGINT) AS taken FROM balance_movements \
             WHERE kind = 'capture' AND account = 'club' GROUP BY txn_id) m \
            ON m.txn_id = c.txn_id \
          WHERE COALESCE(m.taken, 0) <> c.club_rials",
@@ -146,16 +146,31 @@ impl Heard {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_at_random_moments_loses_no_answer() {
+async fn kill_9_at_random_moments_loses_no_answer_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    kill_9_at_random_moments(&sqlite_url(&dir.path().join("lsw.db")), dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_no_answer_on_postgres() {
+    let Some(server) = database_url() else {
+        return;
+    };
+    let url = switch::store::create_database(&server, "lsw_crash")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    kill_9_at_random_moments(&url, dir.path()).await;
+}
+
+async fn kill_9_at_random_moments(url: &str, dir: &std::path::Path) {
     let seed = std::env::var("LSW_CRASH_SEED")
         .ok()
         .map_or(0x5eed, |s| s.parse::<u64>().unwrap());
     println!("crash points: LSW_CRASH_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("lsw.db");
     let (listen, admin) = (free_port(), free_port());
-    import(&db, &dir.path().join("network.json"), listen, admin);
+    import_on(url, &dir.join("network.json"), listen, admin);
 
     let mut terminal = counter();
     let keys = terminal.keys().clone();
@@ -164,7 +179,7 @@ async fn kill_9_at_random_moments_loses_no_answer() {
     let mut kills_mid_stream = 0;
 
     for round in 0..ROUNDS {
-        let mut child = serve(&db, listen, admin);
+        let mut child = serve_on(url, listen, admin);
         let stream = TcpStream::connect(listen).unwrap();
         let heard_count = Arc::new(AtomicUsize::new(0));
         let reader = {
@@ -259,7 +274,7 @@ async fn kill_9_at_random_moments_loses_no_answer() {
     );
 
     // The last start: every answer again, identical; every approval confirmed.
-    let mut child = serve(&db, listen, admin);
+    let mut child = serve_on(url, listen, admin);
     let mut stream = TcpStream::connect(listen).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -285,15 +300,11 @@ async fn kill_9_at_random_moments_loses_no_answer() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
+    let pool = switch::store::connect(url, 1, "").await.unwrap();
     for (out, _, rrn) in &heard.approved {
         let row = sqlx::query(
             "SELECT t.stan, t.state, (SELECT count(*) FROM captures c WHERE c.txn_id = t.id) \
-             AS captures FROM transactions t WHERE t.rrn = ?",
+             AS captures FROM transactions t WHERE t.rrn = $1",
         )
         .bind(rrn.as_str())
         .fetch_optional(&pool)
@@ -308,10 +319,11 @@ async fn kill_9_at_random_moments_loses_no_answer() {
         let breaches = sqlx::query(query).fetch_all(&pool).await.unwrap();
         assert!(breaches.is_empty(), "{name}: {} rows", breaches.len());
     }
-    let captured: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(club_rials), 0) FROM captures")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let captured: i64 =
+        sqlx::query_scalar("SELECT COALESCE(CAST(SUM(club_rials) AS BIGINT), 0) FROM captures")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     let captures: i64 = sqlx::query_scalar("SELECT count(*) FROM captures")
         .fetch_one(&pool)
         .await

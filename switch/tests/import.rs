@@ -8,10 +8,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 use switch::domain::{Kek, LoadedReference, PanToken, PanTokenKey, UnixMillis};
 use switch::import::{self, ImportError, ImportFailure};
 use switch::snapshot::Snapshot;
+use switch::store::Pool;
 use switch::store::{self, reference, StoreError};
 
 const EXAMPLE: &str = include_str!("../../docs/examples/network.json");
@@ -29,21 +30,21 @@ fn example() -> Value {
     serde_json::from_str(EXAMPLE).unwrap()
 }
 
-async fn fresh() -> (tempfile::TempDir, std::path::PathBuf, SqlitePool) {
+async fn fresh() -> (tempfile::TempDir, std::path::PathBuf, Pool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("switch.db");
-    let pool = store::open_sqlite(path.to_str().unwrap()).await.unwrap();
+    let pool = store::open(path.to_str().unwrap()).await.unwrap();
     (dir, path, pool)
 }
 
 async fn import_value(
-    pool: &SqlitePool,
+    pool: &Pool,
     file: &Value,
 ) -> Result<reference::ImportOutcome, ImportFailure> {
     import::import_text(pool, &file.to_string(), &kek(), &pan_key(), NOW).await
 }
 
-async fn counts(pool: &SqlitePool) -> Vec<(String, i64)> {
+async fn counts(pool: &Pool) -> Vec<(String, i64)> {
     let tables = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .fetch_all(pool)
         .await
@@ -61,7 +62,7 @@ async fn counts(pool: &SqlitePool) -> Vec<(String, i64)> {
     out
 }
 
-async fn loaded(pool: &SqlitePool) -> LoadedReference {
+async fn loaded(pool: &Pool) -> LoadedReference {
     reference::load(pool, &kek()).await.unwrap()
 }
 

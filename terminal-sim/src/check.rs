@@ -1,7 +1,8 @@
 //! `lsw-sim check`: the conservation invariants on a database after any run. Each check is a
 //! query that returns the rows breaking it; a clean database returns none.
 
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+use switch::store::Pool;
 
 /// One invariant and the query that lists its breaches.
 struct Invariant {
@@ -13,14 +14,14 @@ const INVARIANTS: &[Invariant] = &[
     Invariant {
         name: "club: movements sum to the ledger (opening - captured + returned + issued = closing)",
         breaches: "SELECT b.card_id AS subject FROM club_balances b \
-                   LEFT JOIN (SELECT card_id, SUM(delta_rials) AS total FROM balance_movements \
+                   LEFT JOIN (SELECT card_id, CAST(SUM(delta_rials) AS BIGINT) AS total FROM balance_movements \
                               WHERE account = 'club' GROUP BY card_id) m ON m.card_id = b.card_id \
                    WHERE COALESCE(m.total, 0) <> b.ledger_rials",
     },
     Invariant {
         name: "store credit: movements sum to the ledger per (card, merchant)",
         breaches: "SELECT a.card_id || '/' || a.merchant_id AS subject FROM store_credit_accounts a \
-                   LEFT JOIN (SELECT card_id, merchant_id, SUM(delta_rials) AS total FROM balance_movements \
+                   LEFT JOIN (SELECT card_id, merchant_id, CAST(SUM(delta_rials) AS BIGINT) AS total FROM balance_movements \
                               WHERE account = 'store_credit' GROUP BY card_id, merchant_id) m \
                      ON m.card_id = a.card_id AND m.merchant_id = a.merchant_id \
                    WHERE COALESCE(m.total, 0) <> a.ledger_rials",
@@ -28,21 +29,21 @@ const INVARIANTS: &[Invariant] = &[
     Invariant {
         name: "store credit: lots sum to the ledger per (card, merchant)",
         breaches: "SELECT a.card_id || '/' || a.merchant_id AS subject FROM store_credit_accounts a \
-                   LEFT JOIN (SELECT card_id, merchant_id, SUM(remaining_rials) AS total FROM store_credit_lots \
+                   LEFT JOIN (SELECT card_id, merchant_id, CAST(SUM(remaining_rials) AS BIGINT) AS total FROM store_credit_lots \
                               GROUP BY card_id, merchant_id) l ON l.card_id = a.card_id AND l.merchant_id = a.merchant_id \
                    WHERE COALESCE(l.total, 0) <> a.ledger_rials",
     },
     Invariant {
         name: "club holds are exactly the pending transactions' club amounts",
         breaches: "SELECT b.card_id AS subject FROM club_balances b \
-                   LEFT JOIN (SELECT card_id, SUM(club_rials) AS total FROM transactions \
+                   LEFT JOIN (SELECT card_id, CAST(SUM(club_rials) AS BIGINT) AS total FROM transactions \
                               WHERE state = 'pending' GROUP BY card_id) p ON p.card_id = b.card_id \
                    WHERE COALESCE(p.total, 0) <> b.held_rials",
     },
     Invariant {
         name: "store-credit holds are exactly the pending transactions' store-credit amounts",
         breaches: "SELECT a.card_id || '/' || a.merchant_id AS subject FROM store_credit_accounts a \
-                   LEFT JOIN (SELECT card_id, merchant_id, SUM(store_credit_rials) AS total FROM transactions \
+                   LEFT JOIN (SELECT card_id, merchant_id, CAST(SUM(store_credit_rials) AS BIGINT) AS total FROM transactions \
                               WHERE state = 'pending' GROUP BY card_id, merchant_id) p \
                      ON p.card_id = a.card_id AND p.merchant_id = a.merchant_id \
                    WHERE COALESCE(p.total, 0) <> a.held_rials",
@@ -92,7 +93,7 @@ pub struct Finding {
 ///
 /// # Errors
 /// A database error.
-pub async fn run(pool: &SqlitePool) -> Result<Vec<Finding>, sqlx::Error> {
+pub async fn run(pool: &Pool) -> Result<Vec<Finding>, sqlx::Error> {
     let mut findings = Vec::with_capacity(INVARIANTS.len());
     for invariant in INVARIANTS {
         let rows = sqlx::query(invariant.breaches).fetch_all(pool).await?;

@@ -101,7 +101,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
     switch_config.hold_timeout_ms = 3_000;
     switch_config.sweep_every_ms = 200;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let pool = switch::store::open_sqlite(&switch_config.database_url)
+    let pool = switch::store::open(&switch_config.database_url)
         .await
         .context("opening the database")?;
     let imported = switch::import::import_text(
@@ -145,7 +145,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
     let pool = running.pool.clone();
     running.stop().await;
     let pool = if pool.is_closed() {
-        switch::store::open_sqlite(&switch_config.database_url).await?
+        switch::store::open(&switch_config.database_url).await?
     } else {
         pool
     };
@@ -162,8 +162,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let totals = sqlx::query(
-        "SELECT COALESCE(SUM(discount_rials),0) d, COALESCE(SUM(fee_rials),0) f, COALESCE(SUM(store_credit_rials),0) s, \
-         COALESCE(SUM(club_rials),0) c, COALESCE(SUM(bank_rest_rials),0) b FROM transactions WHERE state = 'confirmed'",
+        "SELECT COALESCE(CAST(SUM(discount_rials) AS BIGINT),0) d, COALESCE(CAST(SUM(fee_rials) AS BIGINT),0) f, COALESCE(CAST(SUM(store_credit_rials) AS BIGINT),0) s, \
+         COALESCE(CAST(SUM(club_rials) AS BIGINT),0) c, COALESCE(CAST(SUM(bank_rest_rials) AS BIGINT),0) b FROM transactions WHERE state = 'confirmed'",
     )
     .fetch_one(&pool)
     .await?;
@@ -197,7 +197,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
 /// nightly job would: with the settlement clock two days ahead, the latest due working day's
 /// cutoff has passed, and the first cycle takes all history before it.
 async fn settle(
-    pool: &sqlx::SqlitePool,
+    pool: &switch::store::Pool,
     dir: &std::path::Path,
     now: switch::domain::UnixMillis,
 ) -> anyhow::Result<Option<SettlementSummary>> {

@@ -3,13 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sqlx::sqlite::SqliteConnectOptions;
 use terminal_sim::demo::{self, DemoConfig};
 use terminal_sim::fixture::Fixture;
 use terminal_sim::load::{self, LoadConfig};
@@ -263,12 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = std::fs::read_to_string(&fixture)
                 .with_context(|| format!("reading {}", fixture.display()))?;
             let fixture = Arc::new(Fixture::parse(&text).context("reading the fixture")?);
-            let options = SqliteConnectOptions::from_str(&db)
-                .with_context(|| format!("database url {db}"))?
-                .read_only(true);
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(2)
-                .connect_with(options)
+            let pool = switch::store::connect(&db, 2, "PRAGMA query_only = ON;")
                 .await
                 .with_context(|| format!("opening {db}"))?;
             let context = ScenarioContext {
@@ -320,9 +313,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { db } => {
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect(&db)
+            let pool = switch::store::connect(&db, 1, "")
                 .await
                 .with_context(|| format!("opening {db}"))?;
             let findings = terminal_sim::check::run(&pool)

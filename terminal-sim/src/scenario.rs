@@ -33,8 +33,9 @@ use protocol::{
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 use switch::clock::{Clock, ManualClock, SystemClock};
+use switch::store::Pool;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -103,7 +104,7 @@ pub struct ScenarioContext {
     /// The terminals and cards the switch was provisioned with.
     pub fixture: Arc<Fixture>,
     /// The switch's database, read only.
-    pub db: SqlitePool,
+    pub db: Pool,
     /// The in-process switch's clock, which scenarios move; `None` for an external switch on
     /// the machine's clock, which scenarios wait for.
     pub clock: Option<Arc<ManualClock>>,
@@ -1778,14 +1779,11 @@ fn ksi_of(out: &Outgoing) -> String {
 }
 
 /// The transactions (id, state) recorded under `out`'s key.
-async fn transactions(
-    db: &SqlitePool,
-    out: &Outgoing,
-) -> Result<Vec<(i64, String)>, ScenarioError> {
+async fn transactions(db: &Pool, out: &Outgoing) -> Result<Vec<(i64, String)>, ScenarioError> {
     let (ksi, mti, stan, transmitted) = key_of(out);
     let rows = sqlx::query(
         "SELECT id, state FROM transactions \
-         WHERE ksi = ? AND mti = ? AND stan = ? AND transmitted = ? ORDER BY id",
+         WHERE ksi = $1 AND mti = $2 AND stan = $3 AND transmitted = $4 ORDER BY id",
     )
     .bind(ksi)
     .bind(mti)
@@ -1798,17 +1796,17 @@ async fn transactions(
         .collect()
 }
 
-async fn capture_count(db: &SqlitePool, txn: i64) -> Result<i64, ScenarioError> {
+async fn capture_count(db: &Pool, txn: i64) -> Result<i64, ScenarioError> {
     Ok(
-        sqlx::query_scalar("SELECT count(*) FROM captures WHERE txn_id = ?")
+        sqlx::query_scalar("SELECT count(*) FROM captures WHERE txn_id = $1")
             .bind(txn)
             .fetch_one(db)
             .await?,
     )
 }
 
-async fn rrn_of(db: &SqlitePool, txn: i64) -> Result<Option<Rrn>, ScenarioError> {
-    let text: Option<String> = sqlx::query_scalar("SELECT rrn FROM transactions WHERE id = ?")
+async fn rrn_of(db: &Pool, txn: i64) -> Result<Option<Rrn>, ScenarioError> {
+    let text: Option<String> = sqlx::query_scalar("SELECT rrn FROM transactions WHERE id = $1")
         .bind(txn)
         .fetch_optional(db)
         .await?;
@@ -1816,12 +1814,9 @@ async fn rrn_of(db: &SqlitePool, txn: i64) -> Result<Option<Rrn>, ScenarioError>
 }
 
 /// The exceptions (kind, account, amount) recorded against a transaction.
-async fn exceptions(
-    db: &SqlitePool,
-    txn: i64,
-) -> Result<Vec<(String, String, u64)>, ScenarioError> {
+async fn exceptions(db: &Pool, txn: i64) -> Result<Vec<(String, String, u64)>, ScenarioError> {
     let rows = sqlx::query(
-        "SELECT kind, account, amount_rials FROM exceptions WHERE txn_id = ? ORDER BY id",
+        "SELECT kind, account, amount_rials FROM exceptions WHERE txn_id = $1 ORDER BY id",
     )
     .bind(txn)
     .fetch_all(db)
@@ -1838,10 +1833,10 @@ async fn exceptions(
         .collect()
 }
 
-async fn tombstones(db: &SqlitePool, original: &Outgoing) -> Result<i64, ScenarioError> {
+async fn tombstones(db: &Pool, original: &Outgoing) -> Result<i64, ScenarioError> {
     let (ksi, mti, stan, transmitted) = key_of(original);
     Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM tombstones WHERE ksi = ? AND mti = ? AND stan = ? AND transmitted = ?",
+        "SELECT count(*) FROM tombstones WHERE ksi = $1 AND mti = $2 AND stan = $3 AND transmitted = $4",
     )
     .bind(ksi)
     .bind(mti)
@@ -1852,11 +1847,11 @@ async fn tombstones(db: &SqlitePool, original: &Outgoing) -> Result<i64, Scenari
 }
 
 /// The response the switch stored for `out`'s key, if any.
-async fn stored_answer(db: &SqlitePool, out: &Outgoing) -> Result<Option<Vec<u8>>, ScenarioError> {
+async fn stored_answer(db: &Pool, out: &Outgoing) -> Result<Option<Vec<u8>>, ScenarioError> {
     let (ksi, mti, stan, transmitted) = key_of(out);
     Ok(sqlx::query_scalar(
         "SELECT response FROM answered_messages \
-         WHERE ksi = ? AND mti = ? AND stan = ? AND transmitted = ?",
+         WHERE ksi = $1 AND mti = $2 AND stan = $3 AND transmitted = $4",
     )
     .bind(ksi)
     .bind(mti)

@@ -26,7 +26,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use bytes::Bytes;
 use protocol::response::Response;
@@ -35,13 +34,13 @@ use protocol::{Pan, ProcessingCode, RawMessage, ResponseCode, Rrn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 use switch::admission::{admit, Admission};
 use switch::domain::{Kek, PanTokenKey, UnixMillis};
 use switch::engine::{Decision, Effect, Engine, EngineConfig, MessageKey, State, TxnState};
 use switch::snapshot::Snapshot;
 use switch::store::ledger;
+use switch::store::Pool;
 
 /// The simulated clock's start: 2026-11-22T18:30:00Z.
 pub const START_MS: i64 = 1_795_372_200_000;
@@ -199,7 +198,7 @@ impl World {
         let pan_key = PanTokenKey::from_bytes([0x22; 32]);
         let dir = tempfile::tempdir()?;
         let template = dir.path().join("template.db");
-        let pool = switch::store::open_sqlite(&template.display().to_string()).await?;
+        let pool = switch::store::open(&template.display().to_string()).await?;
         switch::import::import_text(&pool, network, &kek, &pan_key, UnixMillis::new(START_MS))
             .await
             .map_err(|failure| SetupError::Import(failure.to_string()))?;
@@ -231,17 +230,15 @@ impl World {
 
     /// A fresh store for one seed: a copy of the template, written without fsync (a simulated
     /// crash loses the batch the committer has not written; the file itself never tears).
-    async fn store(&self, seed: u64) -> Result<(SqlitePool, PathBuf), SetupError> {
+    async fn store(&self, seed: u64) -> Result<(Pool, PathBuf), SetupError> {
         let path = self.dir.path().join(format!("seed-{seed}.db"));
         std::fs::copy(&self.template, &path)?;
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .journal_mode(SqliteJournalMode::Memory)
-            .synchronous(SqliteSynchronous::Off)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
+        let pool = switch::store::connect(
+            &path.display().to_string(),
+            1,
+            "PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;",
+        )
+        .await?;
         Ok((pool, path))
     }
 
@@ -339,7 +336,7 @@ struct Deferred {
 
 struct Simulation<'w> {
     world: &'w World,
-    pool: SqlitePool,
+    pool: Pool,
     rng: StdRng,
     engine: Engine,
     config: EngineConfig,
@@ -366,7 +363,7 @@ type Step = Result<(), String>;
 impl<'w> Simulation<'w> {
     async fn start(
         world: &'w World,
-        pool: SqlitePool,
+        pool: Pool,
         seed: u64,
         options: Options,
     ) -> Result<Self, String> {
@@ -1013,7 +1010,7 @@ impl<'w> Simulation<'w> {
             "SELECT txn_id FROM balance_movements WHERE kind = 'capture' \
              AND txn_id NOT IN (SELECT txn_id FROM captures) \
              UNION SELECT c.txn_id FROM captures c LEFT JOIN \
-               (SELECT txn_id, -SUM(delta_rials) AS taken FROM balance_movements \
+               (SELECT txn_id, -CAST(SUM(delta_rials) AS BIGINT) AS taken FROM balance_movements \
                 WHERE kind = 'capture' GROUP BY txn_id) m ON m.txn_id = c.txn_id \
              WHERE COALESCE(m.taken, 0) <> c.club_rials + c.store_credit_rials",
         )
@@ -1026,7 +1023,7 @@ impl<'w> Simulation<'w> {
             ));
         }
         let rows = sqlx::query(
-            "SELECT t.ksi, t.mti, t.stan, t.transmitted, t.state, c.txn_id IS NOT NULL AS captured \
+            "SELECT t.ksi, t.mti, t.stan, t.transmitted, t.state, CASE WHEN c.txn_id IS NULL THEN 0 ELSE 1 END AS captured \
              FROM transactions t LEFT JOIN captures c ON c.txn_id = t.id",
         )
         .fetch_all(&self.pool)
@@ -1044,7 +1041,7 @@ impl<'w> Simulation<'w> {
                 ),
                 (
                     row.try_get("state").map_err(get)?,
-                    row.try_get("captured").map_err(get)?,
+                    row.try_get::<i64, _>("captured").map_err(get)? != 0,
                 ),
             );
         }

@@ -99,9 +99,7 @@ async fn start(dir: &std::path::Path) -> Running {
     let clock = Arc::new(switch::clock::ManualClock::new(
         switch::domain::UnixMillis::new(START_MS),
     ));
-    let pool = switch::store::open_sqlite(&config.database_url)
-        .await
-        .unwrap();
+    let pool = switch::store::open(&config.database_url).await.unwrap();
     let s = secrets();
     switch::import::import_text(
         &pool,

@@ -39,9 +39,7 @@ async fn health_readiness_and_metrics() {
     let clock = Arc::new(switch::clock::ManualClock::new(
         switch::domain::UnixMillis::new(START_MS),
     ));
-    let pool = switch::store::open_sqlite(&config.database_url)
-        .await
-        .unwrap();
+    let pool = switch::store::open(&config.database_url).await.unwrap();
     let s = secrets();
     switch::import::import_text(
         &pool,

@@ -16,9 +16,8 @@ use common::*;
 use protocol::terminal::Outgoing;
 use protocol::{ProcessingCode, ResponseCode};
 
-#[tokio::test]
-async fn bad_messages_change_nothing_and_the_connection_goes_on() {
-    let harness = Harness::start().await;
+async fn bad_messages_change_nothing_and_the_connection_goes_on(db: Db) {
+    let harness = Harness::start_on(db).await;
     let mut client = harness.client().await;
     let mut t = counter();
     let now = harness.now_seconds();
@@ -141,9 +140,8 @@ async fn bad_messages_change_nothing_and_the_connection_goes_on() {
     assert_eq!(harness.state().await, before);
 }
 
-#[tokio::test]
-async fn framing_faults_close_only_their_connection() {
-    let harness = Harness::start().await;
+async fn framing_faults_close_only_their_connection(db: Db) {
+    let harness = Harness::start_on(db).await;
     let mut t = counter();
     let now = harness.now_seconds();
     let mut bystander = harness.client().await;
@@ -211,3 +209,8 @@ async fn a_frame_cut_short_is_closed_after_the_read_timeout() {
     );
     running.stop().await;
 }
+
+on_both!(
+    bad_messages_change_nothing_and_the_connection_goes_on,
+    framing_faults_close_only_their_connection
+);

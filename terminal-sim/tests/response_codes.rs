@@ -42,9 +42,8 @@ async fn check(
     }
 }
 
-#[tokio::test]
-async fn every_response_code() {
-    let harness = Harness::start().await;
+async fn every_response_code(db: Db) {
+    let harness = Harness::start_on(db).await;
     let mut client = harness.client().await;
     let mut t = counter();
     let now = harness.now_seconds();
@@ -277,28 +276,45 @@ async fn every_response_code() {
 
     // 96: the database refuses the write; nothing changes, and service resumes by itself.
     let before = harness.state().await;
-    sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON transactions BEGIN SELECT RAISE(ABORT, 'test'); END")
-        .execute(&harness.running().pool)
-        .await
-        .unwrap();
+    let postgres = switch::store::Backend::of_pool(&harness.running().pool)
+        == switch::store::Backend::Postgres;
+    let refuse: &[&str] = if postgres {
+        &[
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'test'; END $$",
+            "CREATE TRIGGER refuse BEFORE INSERT ON transactions \
+             FOR EACH ROW EXECUTE FUNCTION refuse()",
+        ]
+    } else {
+        &["CREATE TRIGGER refuse BEFORE INSERT ON transactions BEGIN SELECT RAISE(ABORT, 'test'); END"]
+    };
+    for sql in refuse {
+        sqlx::query(sql)
+            .execute(&harness.running().pool)
+            .await
+            .unwrap();
+    }
     let out = t
         .purchase(BankPurchase, Some(30_000), &rich, now, nonce(16))
         .unwrap();
     check(&mut client, &t, &out, SystemError, true).await;
     assert_eq!(harness.state().await, before, "a 96 changes nothing");
-    sqlx::query("DROP TRIGGER refuse")
-        .execute(&harness.running().pool)
-        .await
-        .unwrap();
+    sqlx::query(if postgres {
+        "DROP TRIGGER refuse ON transactions"
+    } else {
+        "DROP TRIGGER refuse"
+    })
+    .execute(&harness.running().pool)
+    .await
+    .unwrap();
     let out = t
         .purchase(BankPurchase, Some(30_000), &rich, now, nonce(17))
         .unwrap();
     check(&mut client, &t, &out, Approved, true).await;
 }
 
-#[tokio::test]
-async fn network_management_answers_with_switch_time() {
-    let harness = Harness::start().await;
+async fn network_management_answers_with_switch_time(db: Db) {
+    let harness = Harness::start_on(db).await;
     let mut client = harness.client().await;
     let mut t = counter();
     for code in [
@@ -319,3 +335,8 @@ async fn network_management_answers_with_switch_time() {
         assert_eq!(raw.field(70).unwrap(), code.as_bytes());
     }
 }
+
+on_both!(
+    every_response_code,
+    network_management_answers_with_switch_time
+);

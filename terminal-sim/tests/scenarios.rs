@@ -29,7 +29,7 @@ async fn check(context: &ScenarioContext, scenarios: &[Scenario]) {
     assert!(broken.is_empty(), "broken claims:\n{}", broken.join("\n"));
 }
 
-fn context(harness_addr: std::net::SocketAddr, pool: sqlx::SqlitePool) -> ScenarioContext {
+fn context(harness_addr: std::net::SocketAddr, pool: switch::store::Pool) -> ScenarioContext {
     ScenarioContext {
         addr: harness_addr,
         fixture: Arc::new(Fixture::parse(NETWORK).unwrap()),
@@ -63,9 +63,7 @@ async fn time_dependent_scenarios_hold_on_the_machine_clock() {
     let mut config = config(&dir.path().join("lsw.db"));
     config.hold_timeout_ms = 400;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let pool = switch::store::open_sqlite(&config.database_url)
-        .await
-        .unwrap();
+    let pool = switch::store::open(&config.database_url).await.unwrap();
     let secrets = secrets();
     switch::import::import_text(&pool, NETWORK, &secrets.kek, &secrets.pan_key, clock.now())
         .await

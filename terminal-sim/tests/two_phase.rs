@@ -14,9 +14,8 @@ use protocol::{ProcessingCode, ResponseCode, Rrn};
 
 use ProcessingCode::*;
 
-#[tokio::test]
-async fn balances_move_through_hold_capture_release_and_timeout() {
-    let harness = Harness::start().await;
+async fn balances_move_through_hold_capture_release_and_timeout(db: Db) {
+    let harness = Harness::start_on(db).await;
     let mut client = harness.client().await;
     let mut t = counter();
     let now = harness.now_seconds();
@@ -103,9 +102,8 @@ async fn balances_move_through_hold_capture_release_and_timeout() {
     );
 }
 
-#[tokio::test]
-async fn confirm_rules() {
-    let harness = Harness::start().await;
+async fn confirm_rules(db: Db) {
+    let harness = Harness::start_on(db).await;
     let mut client = harness.client().await;
     let mut t = counter();
     let now = harness.now_seconds();
@@ -174,9 +172,8 @@ async fn confirm_rules() {
     );
 }
 
-#[tokio::test]
-async fn reversal_rules() {
-    let harness = Harness::start().await;
+async fn reversal_rules(db: Db) {
+    let harness = Harness::start_on(db).await;
     let mut client = harness.client().await;
     let mut t = counter();
     let now = harness.now_seconds();
@@ -250,9 +247,8 @@ async fn reversal_rules() {
     assert_eq!(harness.scalar("SELECT count(*) FROM tombstones").await, 1);
 }
 
-#[tokio::test]
-async fn retransmissions_are_idempotent() {
-    let mut harness = Harness::start().await;
+async fn retransmissions_are_idempotent(db: Db) {
+    let mut harness = Harness::start_on(db).await;
     let mut client = harness.client().await;
     let mut t = counter();
     let now = harness.now_seconds();
@@ -301,9 +297,8 @@ async fn retransmissions_are_idempotent() {
     assert_eq!(r.code, ResponseCode::Security);
 }
 
-#[tokio::test]
-async fn a_settled_transaction_is_not_reversed() {
-    let harness = Harness::start().await;
+async fn a_settled_transaction_is_not_reversed(db: Db) {
+    let harness = Harness::start_on(db).await;
     let mut client = harness.client().await;
     let mut t = counter();
     let now = harness.now_seconds();
@@ -356,8 +351,16 @@ async fn a_settled_transaction_is_not_reversed() {
     );
     assert_eq!(
         harness
-            .scalar("SELECT state = 'confirmed' FROM transactions WHERE rrn = '000000000001'")
+            .scalar("SELECT CASE WHEN state = 'confirmed' THEN 1 ELSE 0 END FROM transactions WHERE rrn = '000000000001'")
             .await,
         1
     );
 }
+
+on_both!(
+    balances_move_through_hold_capture_release_and_timeout,
+    confirm_rules,
+    reversal_rules,
+    retransmissions_are_idempotent,
+    a_settled_transaction_is_not_reversed
+);

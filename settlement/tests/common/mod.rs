@@ -10,11 +10,11 @@ use protocol::{Ksi, Pan, ProcessingCode, ResponseCode, Rrn, TerminalId, Tmk, Wor
 use settlement::calendar::Calendar;
 use settlement::close::Settings;
 use settlement::cycle::{Cutoff, TEHRAN_UTC_OFFSET_MINUTES};
-use sqlx::SqlitePool;
 use switch::admission::{admit, Admission};
 use switch::domain::{CivilDate, Kek, PanTokenKey, UnixMillis};
 use switch::engine::{Decision, Engine, EngineConfig};
 use switch::snapshot::Snapshot;
+use switch::store::Pool;
 
 /// The test network: merchants M-A (1.5 % fee, cashback) and M-B (2 %, at least 5 000 rials,
 /// no cashback), M-OFF inactive.
@@ -52,7 +52,7 @@ pub fn settings(out_dir: PathBuf, calendar: &str) -> Settings {
 pub struct Net {
     pub dir: tempfile::TempDir,
     pub url: String,
-    pub pool: SqlitePool,
+    pub pool: Pool,
     pub snapshot: Snapshot,
     pub engine: Engine,
     pub pan_key: PanTokenKey,
@@ -72,7 +72,7 @@ impl Net {
     pub async fn new(now: UnixMillis) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("lsw.db").display());
-        let pool = switch::store::open_sqlite(&url).await.unwrap();
+        let pool = switch::store::open(&url).await.unwrap();
         let kek = Kek::from_bytes([0x11; 32]);
         let pan_key = PanTokenKey::from_bytes([0x22; 32]);
         switch::import::import_text(&pool, NETWORK, &kek, &pan_key, now)
@@ -201,7 +201,7 @@ impl Net {
 
     /// The transaction id of an approved purchase.
     pub async fn txn_id(&self, approved: &Approved) -> i64 {
-        sqlx::query_scalar("SELECT id FROM transactions WHERE rrn = ?")
+        sqlx::query_scalar("SELECT id FROM transactions WHERE rrn = $1")
             .bind(approved.rrn.as_str())
             .fetch_one(&self.pool)
             .await
@@ -212,7 +212,7 @@ impl Net {
     pub async fn cycle_of(&self, approved: &Approved) -> Option<String> {
         sqlx::query_scalar(
             "SELECT c.business_date FROM transactions t \
-             LEFT JOIN settlement_cycles c ON c.id = t.cycle_id WHERE t.rrn = ?",
+             LEFT JOIN settlement_cycles c ON c.id = t.cycle_id WHERE t.rrn = $1",
         )
         .bind(approved.rrn.as_str())
         .fetch_one(&self.pool)
@@ -226,7 +226,7 @@ impl Net {
     }
 }
 
-pub async fn dump(pool: &SqlitePool) -> String {
+pub async fn dump(pool: &Pool) -> String {
     let tables: Vec<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             .fetch_all(pool)

@@ -38,7 +38,7 @@ pub async fn list(
     }
     let rows = sqlx::query(
         "SELECT id, at_ms, operator, action, resource, resource_code, detail FROM audit_log \
-         ORDER BY id DESC LIMIT ?",
+         ORDER BY id DESC LIMIT $1",
     )
     .bind(limit)
     .fetch_all(&state.pool)

@@ -5,12 +5,13 @@
 
 use std::sync::Arc;
 
+use crate::store::Pool;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 use crate::api::error::ApiError;
 use crate::api::ApiState;
@@ -93,7 +94,7 @@ impl FromRequestParts<Arc<ApiState>> for Writer {
 /// # Errors
 /// [`StoreError`] when the name is taken or the database fails.
 pub async fn add_token(
-    pool: &SqlitePool,
+    pool: &Pool,
     name: &str,
     role: Role,
     now: UnixMillis,
@@ -102,7 +103,7 @@ pub async fn add_token(
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let token = format!("lsw_{}", hex::encode(secret));
     sqlx::query(
-        "INSERT INTO operator_tokens (name, token_sha256, role, created_at_ms) VALUES (?, ?, ?, ?)",
+        "INSERT INTO operator_tokens (name, token_sha256, role, created_at_ms) VALUES ($1, $2, $3, $4)",
     )
     .bind(name)
     .bind(digest(&token).to_vec())
@@ -117,13 +118,9 @@ pub async fn add_token(
 ///
 /// # Errors
 /// [`StoreError`] when the database fails.
-pub async fn revoke_token(
-    pool: &SqlitePool,
-    name: &str,
-    now: UnixMillis,
-) -> Result<bool, StoreError> {
+pub async fn revoke_token(pool: &Pool, name: &str, now: UnixMillis) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "UPDATE operator_tokens SET revoked_at_ms = ? WHERE name = ? AND revoked_at_ms IS NULL",
+        "UPDATE operator_tokens SET revoked_at_ms = $1 WHERE name = $2 AND revoked_at_ms IS NULL",
     )
     .bind(now.get())
     .bind(name)
@@ -136,7 +133,7 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-async fn authenticate(parts: &Parts, pool: &SqlitePool) -> Result<Operator, ApiError> {
+async fn authenticate(parts: &Parts, pool: &Pool) -> Result<Operator, ApiError> {
     let header = parts
         .headers
         .get(AUTHORIZATION)
@@ -148,7 +145,7 @@ async fn authenticate(parts: &Parts, pool: &SqlitePool) -> Result<Operator, ApiE
         .filter(|token| !token.is_empty())
         .ok_or(ApiError::Unauthenticated)?;
     let row = sqlx::query(
-        "SELECT name, role FROM operator_tokens WHERE token_sha256 = ? AND revoked_at_ms IS NULL",
+        "SELECT name, role FROM operator_tokens WHERE token_sha256 = $1 AND revoked_at_ms IS NULL",
     )
     .bind(digest(token).to_vec())
     .fetch_optional(pool)

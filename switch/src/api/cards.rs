@@ -244,7 +244,7 @@ pub async fn replace(
     // issues anything.
     let replaced_by: Option<String> = sqlx::query_scalar(
         "SELECT n.code FROM card_replacements r JOIN cards o ON o.id = r.from_card_id \
-         JOIN cards n ON n.id = r.to_card_id WHERE o.code = ?",
+         JOIN cards n ON n.id = r.to_card_id WHERE o.code = $1",
     )
     .bind(&code)
     .fetch_optional(&state.pool)

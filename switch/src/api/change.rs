@@ -118,7 +118,7 @@ impl<'s> Change<'s> {
                 // The current key becomes the previous one before the new key replaces it.
                 sqlx::query(
                     "INSERT INTO terminal_previous_keys (terminal_id, ksi, tmk_sealed, valid_until_ms) \
-                     SELECT id, ksi, tmk_sealed, ? FROM terminals WHERE terminal_id = ? \
+                     SELECT id, ksi, tmk_sealed, $1 FROM terminals WHERE terminal_id = $2 \
                      ON CONFLICT (terminal_id) DO UPDATE SET ksi = excluded.ksi, \
                      tmk_sealed = excluded.tmk_sealed, valid_until_ms = excluded.valid_until_ms",
                 )
@@ -131,7 +131,7 @@ impl<'s> Change<'s> {
             KeyChange::DropPrevious { terminal } => {
                 sqlx::query(
                     "DELETE FROM terminal_previous_keys WHERE terminal_id = \
-                     (SELECT id FROM terminals WHERE terminal_id = ?)",
+                     (SELECT id FROM terminals WHERE terminal_id = $1)",
                 )
                 .bind(terminal)
                 .execute(&mut *tx)
@@ -154,7 +154,7 @@ impl<'s> Change<'s> {
         };
         sqlx::query(
             "INSERT INTO audit_log (at_ms, operator, action, resource, resource_code, detail) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(now.get())
         .bind(&operator.name)

@@ -75,12 +75,12 @@ pub async fn activity(
     };
     let sums: Vec<String> = AMOUNTS
         .iter()
-        .map(|c| format!("SUM(t.{c}) AS {c}"))
+        .map(|c| format!("CAST(SUM(t.{c}) AS BIGINT) AS {c}"))
         .collect();
     let sql = format!(
         "SELECT (t.confirmed_at_ms + {OFFSET_MS}) / {DAY_MS} AS day, {key} AS key, \
          COUNT(*) AS count, {} FROM transactions t {join} \
-         WHERE t.state = 'confirmed' AND t.confirmed_at_ms >= ? AND t.confirmed_at_ms < ? \
+         WHERE t.state = 'confirmed' AND t.confirmed_at_ms >= $1 AND t.confirmed_at_ms < $2 \
          GROUP BY day, key ORDER BY day, key",
         sums.join(", ")
     );
@@ -132,11 +132,11 @@ pub async fn top_members(
     let (start, end) = period(&params)?;
     let limit = limit(&params)?;
     let rows = sqlx::query(
-        "SELECT mb.code AS member, COUNT(*) AS count, SUM(t.gross_rials) AS gross_rials, \
-         SUM(t.discount_rials) AS discount_rials FROM transactions t \
+        "SELECT mb.code AS member, COUNT(*) AS count, CAST(SUM(t.gross_rials) AS BIGINT) AS gross_rials, \
+         CAST(SUM(t.discount_rials) AS BIGINT) AS discount_rials FROM transactions t \
          JOIN cards c ON c.id = t.card_id JOIN members mb ON mb.id = c.member_id \
-         WHERE t.state = 'confirmed' AND t.confirmed_at_ms >= ? AND t.confirmed_at_ms < ? \
-         GROUP BY mb.code ORDER BY gross_rials DESC, mb.code LIMIT ?",
+         WHERE t.state = 'confirmed' AND t.confirmed_at_ms >= $1 AND t.confirmed_at_ms < $2 \
+         GROUP BY mb.code ORDER BY gross_rials DESC, mb.code LIMIT $3",
     )
     .bind(start)
     .bind(end)
@@ -173,7 +173,7 @@ pub async fn open_holds(
          t.store_credit_rials, t.created_at_ms, t.hold_expires_at_ms FROM transactions t \
          JOIN terminals r ON r.id = t.terminal_id JOIN merchants m ON m.id = t.merchant_id \
          JOIN cards c ON c.id = t.card_id WHERE t.state = 'pending' \
-         ORDER BY t.created_at_ms, t.id LIMIT ?",
+         ORDER BY t.created_at_ms, t.id LIMIT $1",
     )
     .bind(limit)
     .fetch_all(&state.pool)
@@ -226,8 +226,8 @@ pub async fn expiring(
         "SELECT c.code AS card, m.code AS merchant, l.remaining_rials, l.expires_at_ms \
          FROM store_credit_lots l JOIN cards c ON c.id = l.card_id \
          JOIN merchants m ON m.id = l.merchant_id WHERE l.remaining_rials > 0 \
-         AND l.expires_at_ms IS NOT NULL AND l.expires_at_ms > ? AND l.expires_at_ms <= ? \
-         ORDER BY l.expires_at_ms, l.id LIMIT ?",
+         AND l.expires_at_ms IS NOT NULL AND l.expires_at_ms > $1 AND l.expires_at_ms <= $2 \
+         ORDER BY l.expires_at_ms, l.id LIMIT $3",
     )
     .bind(now)
     .bind(horizon)

@@ -238,4 +238,31 @@ pub struct State {
     pub next_lot: i64,
     /// Next RRN number.
     pub next_rrn: u64,
+    /// The store's batch number this state includes (several processes on one database:
+    /// `store::shared`); 0 on SQLite.
+    pub batch_seq: i64,
+}
+
+impl State {
+    /// Puts a transaction read back from the store (another process changed it) in place of
+    /// the one known, keeping the pending index and the rules' spend in step.
+    pub fn replace_txn(&mut self, txn: Txn) {
+        if let Some(old) = self.txns.get(&txn.id) {
+            if old.state == TxnState::Pending {
+                self.pending.remove(&(old.hold_expires_at.get(), old.id));
+            }
+            let counted = matches!(
+                old.state,
+                TxnState::Pending | TxnState::Confirmed | TxnState::Settled
+            );
+            if let (true, Some(rule)) = (counted, old.rule) {
+                if let Some(spent) = self.rule_spent.get_mut(&rule) {
+                    *spent = spent
+                        .checked_sub(old.amounts.discount)
+                        .unwrap_or(Rials::ZERO);
+                }
+            }
+        }
+        self.track(&txn);
+    }
 }

@@ -14,7 +14,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use crate::store::sql::QueryBuilder;
+use crate::store::Conn;
 
 use crate::domain::{MerchantId, UnixMillis};
 use crate::engine::credit::{CreditRecord, TransferRecord};
@@ -366,15 +367,15 @@ impl<'a> Plan<'a> {
     ///
     /// # Errors
     /// [`LedgerError`] when the database fails or refuses a row; the caller rolls back.
-    pub async fn write(&self, conn: &mut SqliteConnection) -> Result<(), LedgerError> {
+    pub async fn write(&self, conn: &mut Conn) -> Result<(), LedgerError> {
         self.write_transactions(conn).await?;
         self.write_balances(conn).await?;
         self.write_records(conn).await
     }
 
-    async fn write_transactions(&self, conn: &mut SqliteConnection) -> Result<(), LedgerError> {
+    async fn write_transactions(&self, conn: &mut Conn) -> Result<(), LedgerError> {
         for chunk in self.inserts.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
+            let mut query = QueryBuilder::new(
                 "INSERT INTO transactions (id, ksi, mti, stan, transmitted, terminal_id, merchant_id, \
                  card_id, processing_code, gross_rials, discount_rials, fee_rials, store_credit_rials, \
                  club_rials, bank_rest_rials, cashback_rials, rule_id, snapshot_version, rrn, state, \
@@ -415,7 +416,7 @@ impl<'a> Plan<'a> {
         }
         let patches: Vec<_> = self.patches.iter().collect();
         for chunk in patches.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
+            let mut query = QueryBuilder::new(
                 "UPDATE transactions SET state = COALESCE(d.column2, state), \
                  confirmed_at_ms = COALESCE(d.column3, confirmed_at_ms), \
                  reversed_at_ms = COALESCE(d.column4, reversed_at_ms), \
@@ -437,12 +438,11 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    async fn write_balances(&self, conn: &mut SqliteConnection) -> Result<(), LedgerError> {
+    async fn write_balances(&self, conn: &mut Conn) -> Result<(), LedgerError> {
         // A top-up may be a card's first club money: its account row comes first.
         for chunk in self.new_clubs.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO club_balances (card_id, ledger_rials, held_rials) ",
-            );
+            let mut query =
+                QueryBuilder::new("INSERT INTO club_balances (card_id, ledger_rials, held_rials) ");
             query.push_values(chunk, |mut row, card| {
                 row.push_bind(*card).push_bind(0_i64).push_bind(0_i64);
             });
@@ -451,7 +451,7 @@ impl<'a> Plan<'a> {
         }
         let club: Vec<_> = self.club.iter().filter(|(_, d)| **d != (0, 0)).collect();
         for chunk in club.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
+            let mut query = QueryBuilder::new(
                 "UPDATE club_balances SET ledger_rials = ledger_rials + d.column2, \
                  held_rials = held_rials + d.column3 FROM (",
             );
@@ -468,7 +468,7 @@ impl<'a> Plan<'a> {
             .map(|(lot, _, _)| (lot.card.get(), lot.merchant.get()))
             .collect();
         for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
+            let mut query = QueryBuilder::new(
                 "INSERT INTO store_credit_accounts (card_id, merchant_id, ledger_rials, held_rials) ",
             );
             query.push_values(chunk, |mut row, (card, merchant)| {
@@ -481,7 +481,7 @@ impl<'a> Plan<'a> {
             query.build().persistent(false).execute(&mut *conn).await?;
         }
         for chunk in self.new_lots.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
+            let mut query = QueryBuilder::new(
                 "INSERT INTO store_credit_lots (id, card_id, merchant_id, remaining_rials, \
                  original_rials, expires_at_ms, source, txn_id) ",
             );
@@ -499,7 +499,7 @@ impl<'a> Plan<'a> {
         }
         let store: Vec<_> = self.store.iter().filter(|(_, d)| **d != (0, 0)).collect();
         for chunk in store.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
+            let mut query = QueryBuilder::new(
                 "UPDATE store_credit_accounts SET ledger_rials = ledger_rials + d.column3, \
                  held_rials = held_rials + d.column4 FROM (",
             );
@@ -518,7 +518,7 @@ impl<'a> Plan<'a> {
         }
         let lots: Vec<_> = self.lots.iter().filter(|(_, delta)| **delta != 0).collect();
         for chunk in lots.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
+            let mut query = QueryBuilder::new(
                 "UPDATE store_credit_lots SET remaining_rials = remaining_rials + d.column2 FROM (",
             );
             query.push_values(chunk, |mut row, (lot, delta)| {
@@ -531,9 +531,9 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    async fn write_records(&self, conn: &mut SqliteConnection) -> Result<(), LedgerError> {
+    async fn write_records(&self, conn: &mut Conn) -> Result<(), LedgerError> {
         for chunk in self.movements.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
+            let mut query = QueryBuilder::new(
                 "INSERT INTO balance_movements (card_id, merchant_id, account, delta_rials, kind, \
                  txn_id, at_ms) ",
             );
@@ -554,7 +554,7 @@ impl<'a> Plan<'a> {
             query.build().persistent(false).execute(&mut *conn).await?;
         }
         for chunk in self.captures.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
+            let mut query = QueryBuilder::new(
                 "INSERT INTO captures (txn_id, at_ms, club_rials, store_credit_rials) ",
             );
             query.push_values(chunk, |mut row, (txn, at, club, store)| {
@@ -566,18 +566,16 @@ impl<'a> Plan<'a> {
             query.build().persistent(false).execute(&mut *conn).await?;
         }
         for chunk in self.capture_lots.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO capture_lots (txn_id, lot_id, taken_rials) ",
-            );
+            let mut query =
+                QueryBuilder::new("INSERT INTO capture_lots (txn_id, lot_id, taken_rials) ");
             query.push_values(chunk, |mut row, (txn, lot, amount)| {
                 row.push_bind(*txn).push_bind(*lot).push_bind(*amount);
             });
             query.build().persistent(false).execute(&mut *conn).await?;
         }
         for chunk in self.returned.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "UPDATE captures SET returned_at_ms = d.column2 FROM (",
-            );
+            let mut query =
+                QueryBuilder::new("UPDATE captures SET returned_at_ms = d.column2 FROM (");
             query.push_values(chunk, |mut row, (txn, at)| {
                 row.push_bind(*txn).push_bind(*at);
             });
@@ -588,7 +586,7 @@ impl<'a> Plan<'a> {
             expect_rows(done.rows_affected(), chunk.len(), "capture return")?;
         }
         for chunk in self.exceptions.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
+            let mut query = QueryBuilder::new(
                 "INSERT INTO exceptions (kind, txn_id, account, amount_rials, at_ms) ",
             );
             query.push_values(chunk, |mut row, (kind, txn, account, amount, at)| {
@@ -603,9 +601,8 @@ impl<'a> Plan<'a> {
             query.build().persistent(false).execute(&mut *conn).await?;
         }
         for chunk in self.tombstones.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO tombstones (ksi, mti, stan, transmitted, at_ms) ",
-            );
+            let mut query =
+                QueryBuilder::new("INSERT INTO tombstones (ksi, mti, stan, transmitted, at_ms) ");
             query.push_values(chunk, |mut row, (key, at)| {
                 row.push_bind(text(&key.ksi))
                     .push_bind(key.mti.as_str())
@@ -620,7 +617,7 @@ impl<'a> Plan<'a> {
             let credit = &record.credit;
             sqlx::query(
                 "INSERT INTO balance_credits (idempotency_key, card_id, merchant_id, amount_rials, \
-                 lot_id, operator, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 lot_id, operator, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&credit.key)
             .bind(credit.card.get())
@@ -637,7 +634,7 @@ impl<'a> Plan<'a> {
             };
             sqlx::query(
                 "INSERT INTO audit_log (at_ms, operator, action, resource, resource_code, detail) \
-                 SELECT ?, ?, ?, ?, code, ? FROM cards WHERE id = ?",
+                 SELECT $1, $2, $3, $4, code, $5 FROM cards WHERE id = $6",
             )
             .bind(record.at.get())
             .bind(&credit.operator)
@@ -653,7 +650,7 @@ impl<'a> Plan<'a> {
             let store: i64 = record.lots.iter().map(|(_, lot)| lot.amount.get()).sum();
             sqlx::query(
                 "INSERT INTO card_replacements (from_card_id, to_card_id, club_rials, \
-                 store_credit_rials, operator, at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                 store_credit_rials, operator, at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(transfer.from.get())
             .bind(transfer.to.get())
@@ -665,7 +662,7 @@ impl<'a> Plan<'a> {
             .await?;
             sqlx::query(
                 "INSERT INTO audit_log (at_ms, operator, action, resource, resource_code, detail) \
-                 SELECT ?, ?, 'move_balances', 'card', code, ? FROM cards WHERE id = ?",
+                 SELECT $1, $2, 'move_balances', 'card', code, $3 FROM cards WHERE id = $4",
             )
             .bind(record.at.get())
             .bind(&transfer.operator)
@@ -675,7 +672,7 @@ impl<'a> Plan<'a> {
             .await?;
         }
         for chunk in self.answers.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
+            let mut query = QueryBuilder::new(
                 "INSERT INTO answered_messages (ksi, mti, stan, transmitted, fingerprint, response, at_ms) ",
             );
             query.push_values(chunk, |mut row, (key, fingerprint, response, at)| {

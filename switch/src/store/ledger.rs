@@ -9,10 +9,10 @@
 
 use std::collections::HashMap;
 
+use crate::store::{Conn, DbRow, Pool};
 use bytes::Bytes;
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row;
 
 use crate::domain::{CardId, MemberId, MerchantId, Rials, RuleId, TerminalRowId, UnixMillis};
 use crate::engine::effect::Effect;
@@ -56,9 +56,11 @@ pub const ANSWERED_WINDOW_MS: i64 = 24 * 3600 * 1000;
 ///
 /// # Errors
 /// [`LedgerError`] on a database failure or a row that does not fit the engine's types.
-pub async fn load(pool: &SqlitePool, now: UnixMillis) -> Result<State, LedgerError> {
+pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     let mut state = State::default();
     let mut conn = pool.acquire().await?;
+    // First: whatever another process writes from here on is read back by the next batch.
+    state.batch_seq = crate::store::shared::current_seq(&mut conn).await?;
     let clubs = sqlx::query("SELECT card_id, ledger_rials, held_rials FROM club_balances")
         .fetch_all(&mut *conn)
         .await?;
@@ -150,10 +152,7 @@ pub async fn load(pool: &SqlitePool, now: UnixMillis) -> Result<State, LedgerErr
     Ok(state)
 }
 
-async fn load_transactions(
-    conn: &mut SqliteConnection,
-    state: &mut State,
-) -> Result<(), LedgerError> {
+async fn load_transactions(conn: &mut Conn, state: &mut State) -> Result<(), LedgerError> {
     // Every transaction is loaded: a late confirm or reversal of any of them must find it
     // (to answer `00`, or `12` once settled). At scale this wants a bound (README, notes).
     let rows = sqlx::query(
@@ -195,8 +194,8 @@ async fn load_transactions(
     Ok(())
 }
 
-fn txn_from_row(
-    row: &SqliteRow,
+pub(crate) fn txn_from_row(
+    row: &DbRow,
     lots_by_txn: &mut HashMap<i64, Vec<(LotId, Rials)>>,
     member_of: &HashMap<i64, i64>,
 ) -> Result<Txn, LedgerError> {
@@ -254,34 +253,20 @@ fn txn_from_row(
 }
 
 async fn load_windows(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     state: &mut State,
     now: UnixMillis,
 ) -> Result<(), LedgerError> {
     let rows = sqlx::query(
         "SELECT ksi, mti, stan, transmitted, fingerprint, response, at_ms \
-         FROM answered_messages WHERE at_ms >= ?",
+         FROM answered_messages WHERE at_ms >= $1",
     )
     .bind(now.get() - ANSWERED_WINDOW_MS)
     .fetch_all(&mut *conn)
     .await?;
     for row in rows {
-        let key = key_from_row(&row)?;
-        let fingerprint: Vec<u8> = row.try_get("fingerprint")?;
-        let fingerprint: [u8; 32] = fingerprint.try_into().map_err(|_| LedgerError::Corrupt {
-            table: "answered_messages",
-            field: "fingerprint",
-        })?;
-        let response: Vec<u8> = row.try_get("response")?;
-        let at = UnixMillis::new(row.try_get("at_ms")?);
-        state.answered.insert(
-            key,
-            Answered {
-                fingerprint,
-                response: Bytes::from(response),
-                at,
-            },
-        );
+        let (key, answered) = answered_from_row(&row)?;
+        state.answered.insert(key, answered);
     }
     let tombstones = sqlx::query("SELECT ksi, mti, stan, transmitted, at_ms FROM tombstones")
         .fetch_all(&mut *conn)
@@ -294,7 +279,24 @@ async fn load_windows(
     Ok(())
 }
 
-fn key_from_row(row: &SqliteRow) -> Result<MessageKey, LedgerError> {
+/// An `answered_messages` row: its key and the stored answer.
+pub(crate) fn answered_from_row(row: &DbRow) -> Result<(MessageKey, Answered), LedgerError> {
+    let key = key_from_row(row)?;
+    let fingerprint: Vec<u8> = row.try_get("fingerprint")?;
+    let fingerprint: [u8; 32] = fingerprint.try_into().map_err(|_| LedgerError::Corrupt {
+        table: "answered_messages",
+        field: "fingerprint",
+    })?;
+    let response: Vec<u8> = row.try_get("response")?;
+    let answered = Answered {
+        fingerprint,
+        response: Bytes::from(response),
+        at: UnixMillis::new(row.try_get("at_ms")?),
+    };
+    Ok((key, answered))
+}
+
+pub(crate) fn key_from_row(row: &DbRow) -> Result<MessageKey, LedgerError> {
     let corrupt = |field| LedgerError::Corrupt {
         table: "message key",
         field,
@@ -317,7 +319,11 @@ fn key_from_row(row: &SqliteRow) -> Result<MessageKey, LedgerError> {
     })
 }
 
-fn rials(row: &SqliteRow, column: &'static str, table: &'static str) -> Result<Rials, LedgerError> {
+pub(crate) fn rials(
+    row: &DbRow,
+    column: &'static str,
+    table: &'static str,
+) -> Result<Rials, LedgerError> {
     let value: i64 = row.try_get(column)?;
     Rials::new(value).ok_or(LedgerError::Corrupt {
         table,
@@ -329,11 +335,8 @@ fn rials(row: &SqliteRow, column: &'static str, table: &'static str) -> Result<R
 ///
 /// # Errors
 /// [`LedgerError::Database`].
-pub async fn settled_since(
-    pool: &SqlitePool,
-    cycle: i64,
-) -> Result<(Vec<TxnId>, i64), LedgerError> {
-    let rows = sqlx::query("SELECT id, cycle_id FROM transactions WHERE cycle_id > ?")
+pub async fn settled_since(pool: &Pool, cycle: i64) -> Result<(Vec<TxnId>, i64), LedgerError> {
+    let rows = sqlx::query("SELECT id, cycle_id FROM transactions WHERE cycle_id > $1")
         .bind(cycle)
         .fetch_all(pool)
         .await?;
@@ -351,7 +354,7 @@ pub async fn settled_since(
 ///
 /// # Errors
 /// [`LedgerError`]; the transaction is rolled back and nothing is changed.
-pub async fn apply(pool: &SqlitePool, effects: &[Effect]) -> Result<(), LedgerError> {
+pub async fn apply(pool: &Pool, effects: &[Effect]) -> Result<(), LedgerError> {
     let plan = Plan::fold(effects);
     let mut tx = pool.begin().await?;
     plan.write(&mut tx).await?;

@@ -51,6 +51,11 @@ pub const SQLITE: &[Source] = &[
         "card_replacements",
         include_str!("../../../migrations/sqlite/0007_card_replacements.sql"),
     ),
+    (
+        8,
+        "shared_batches",
+        include_str!("../../../migrations/sqlite/0008_shared_batches.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -89,6 +94,11 @@ pub const POSTGRES: &[Source] = &[
         7,
         "card_replacements",
         include_str!("../../../migrations/postgres/0007_card_replacements.sql"),
+    ),
+    (
+        8,
+        "shared_batches",
+        include_str!("../../../migrations/postgres/0008_shared_batches.sql"),
     ),
 ];
 

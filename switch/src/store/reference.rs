@@ -10,10 +10,10 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use crate::store::{Conn, DbRow, Pool};
 use protocol::Tmk;
 use rand::RngCore;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row;
 
 use crate::domain::reference::{
     CardRecord, ClubOpening, GroupRecord, MemberRecord, MerchantRecord, PreviousKey, RuleRecord,
@@ -68,7 +68,7 @@ impl fmt::Display for ImportOutcome {
 ///
 /// # Errors
 /// [`StoreError`] when the database fails, a row is invalid or a TMK does not open.
-pub async fn load(pool: &SqlitePool, kek: &Kek) -> Result<LoadedReference, StoreError> {
+pub async fn load(pool: &Pool, kek: &Kek) -> Result<LoadedReference, StoreError> {
     let mut tx = pool.begin().await?;
     let mut loaded = read_all(&mut tx, kek).await?;
     loaded.previous_keys = read_previous_keys(&mut tx, kek).await?;
@@ -77,10 +77,7 @@ pub async fn load(pool: &SqlitePool, kek: &Kek) -> Result<LoadedReference, Store
 }
 
 /// The terminals' previous keys (key rotation), each TMK opened with `kek`.
-async fn read_previous_keys(
-    conn: &mut SqliteConnection,
-    kek: &Kek,
-) -> Result<Vec<PreviousKey>, StoreError> {
+async fn read_previous_keys(conn: &mut Conn, kek: &Kek) -> Result<Vec<PreviousKey>, StoreError> {
     let rows = sqlx::query(
         "SELECT p.terminal_id AS id, t.terminal_id, p.ksi, p.tmk_sealed, p.valid_until_ms \
          FROM terminal_previous_keys p JOIN terminals t ON t.id = p.terminal_id ORDER BY p.terminal_id",
@@ -116,7 +113,7 @@ async fn read_previous_keys(
 /// [`StoreError::Rejected`] when an opening balance differs from a stored account's;
 /// other [`StoreError`]s when the database fails. Nothing is changed on any error.
 pub async fn save(
-    pool: &SqlitePool,
+    pool: &Pool,
     data: &ReferenceData,
     file_sha256: &[u8; 32],
     kek: &Kek,
@@ -134,7 +131,7 @@ pub async fn save(
 /// # Errors
 /// As [`save`]; the caller rolls back.
 pub async fn save_in(
-    tx: &mut SqliteConnection,
+    tx: &mut Conn,
     data: &ReferenceData,
     file_sha256: &[u8; 32],
     kek: &Kek,
@@ -185,7 +182,7 @@ pub async fn save_in(
     };
     if changed {
         sqlx::query(
-            "INSERT INTO reference_meta (id, version, imported_at_ms, file_sha256) VALUES (1, ?, ?, ?)
+            "INSERT INTO reference_meta (id, version, imported_at_ms, file_sha256) VALUES (1, $1, $2, $3)
              ON CONFLICT (id) DO UPDATE SET version = excluded.version,
                  imported_at_ms = excluded.imported_at_ms, file_sha256 = excluded.file_sha256",
         )
@@ -210,7 +207,7 @@ struct Accounts {
 }
 
 impl Accounts {
-    async fn read(conn: &mut SqliteConnection) -> Result<Accounts, StoreError> {
+    async fn read(conn: &mut Conn) -> Result<Accounts, StoreError> {
         let club = sqlx::query("SELECT card_id FROM club_balances")
             .fetch_all(&mut *conn)
             .await?
@@ -291,7 +288,7 @@ struct Count {
 
 /// Writes records inside the import's transaction, keeping the code → id maps current.
 struct Writer<'c> {
-    conn: &'c mut SqliteConnection,
+    conn: &'c mut Conn,
     ids: RowIds,
     count: Count,
 }
@@ -333,20 +330,19 @@ impl Writer<'_> {
             match change(&record.code, record, &stored, &self.ids.tiers) {
                 Change::Same => {}
                 Change::Insert => {
-                    let id = sqlx::query(
-                        "INSERT INTO tiers (code, name, cashback_rate) VALUES (?, ?, ?)",
+                    let id = sqlx::query_scalar::<_, i64>(
+                        "INSERT INTO tiers (code, name, cashback_rate) VALUES ($1, $2, $3) RETURNING id",
                     )
                     .bind(record.code.as_str())
                     .bind(&record.name)
                     .bind(rate)
-                    .execute(&mut *self.conn)
-                    .await?
-                    .last_insert_rowid();
+                    .fetch_one(&mut *self.conn)
+                    .await?;
                     self.ids.tiers.insert(record.code.clone(), TierId::new(id));
                     self.count.inserted += 1;
                 }
                 Change::Update(id) => {
-                    sqlx::query("UPDATE tiers SET name = ?, cashback_rate = ? WHERE id = ?")
+                    sqlx::query("UPDATE tiers SET name = $1, cashback_rate = $2 WHERE id = $3")
                         .bind(&record.name)
                         .bind(rate)
                         .bind(id.get())
@@ -371,19 +367,20 @@ impl Writer<'_> {
             match change(&record.code, record, &stored, ids) {
                 Change::Same => {}
                 Change::Insert => {
-                    let id = sqlx::query("INSERT INTO groups (kind, code, name) VALUES (?, ?, ?)")
-                        .bind(kind)
-                        .bind(record.code.as_str())
-                        .bind(&record.name)
-                        .execute(&mut *self.conn)
-                        .await?
-                        .last_insert_rowid();
+                    let id = sqlx::query_scalar::<_, i64>(
+                        "INSERT INTO groups (kind, code, name) VALUES ($1, $2, $3) RETURNING id",
+                    )
+                    .bind(kind)
+                    .bind(record.code.as_str())
+                    .bind(&record.name)
+                    .fetch_one(&mut *self.conn)
+                    .await?;
                     self.group_ids_mut(kind)
                         .insert(record.code.clone(), GroupId::new(id));
                     self.count.inserted += 1;
                 }
                 Change::Update(id) => {
-                    sqlx::query("UPDATE groups SET name = ? WHERE id = ?")
+                    sqlx::query("UPDATE groups SET name = $1 WHERE id = $2")
                         .bind(&record.name)
                         .bind(id.get())
                         .execute(&mut *self.conn)
@@ -423,11 +420,10 @@ impl Writer<'_> {
                 Change::Insert => {
                     // A placeholder row claims the id; the one UPDATE below writes every
                     // column for new and changed merchants alike, inside this transaction.
-                    let id = sqlx::query("INSERT INTO merchants (code, name, iban, status, currency, fee_rate, fee_rials_min, fee_rials_max, amount_rials_max, cashback_allowed, credit_expiry_days, utc_offset_minutes) VALUES (?, '', '', 'inactive', 364, '0', 0, 0, 0, 0, 1, 0)")
+                    let id = sqlx::query_scalar::<_, i64>("INSERT INTO merchants (code, name, iban, status, currency, fee_rate, fee_rials_min, fee_rials_max, amount_rials_max, cashback_allowed, credit_expiry_days, utc_offset_minutes) VALUES ($1, '', '', 'inactive', 364, '0', 0, 0, 0, 0, 1, 0) RETURNING id")
                         .bind(record.code.as_str())
-                        .execute(&mut *self.conn)
-                        .await?
-                        .last_insert_rowid();
+                        .fetch_one(&mut *self.conn)
+                        .await?;
                     self.ids
                         .merchants
                         .insert(record.code.clone(), MerchantId::new(id));
@@ -442,9 +438,9 @@ impl Writer<'_> {
             let profile = &record.profile;
             let fee = &profile.fee;
             sqlx::query(
-                "UPDATE merchants SET name = ?, iban = ?, status = ?, currency = ?, fee_rate = ?,
-                 fee_rials_min = ?, fee_rials_max = ?, amount_rials_max = ?, cashback_allowed = ?,
-                 credit_expiry_days = ?, utc_offset_minutes = ? WHERE id = ?",
+                "UPDATE merchants SET name = $1, iban = $2, status = $3, currency = $4, fee_rate = $5,
+                 fee_rials_min = $6, fee_rials_max = $7, amount_rials_max = $8, cashback_allowed = $9,
+                 credit_expiry_days = $10, utc_offset_minutes = $11 WHERE id = $12",
             )
             .bind(&profile.name)
             .bind(profile.iban.as_str())
@@ -483,11 +479,12 @@ impl Writer<'_> {
         targets: &[i64],
     ) -> Result<(), StoreError> {
         // Table and column names are constants of this module, never input.
-        sqlx::query(&format!("DELETE FROM {table} WHERE {owner_column} = ?"))
+        sqlx::query(&format!("DELETE FROM {table} WHERE {owner_column} = $1"))
             .bind(owner)
             .execute(&mut *self.conn)
             .await?;
-        let insert = format!("INSERT INTO {table} ({owner_column}, {target_column}) VALUES (?, ?)");
+        let insert =
+            format!("INSERT INTO {table} ({owner_column}, {target_column}) VALUES ($1, $2)");
         for target in targets {
             sqlx::query(&insert)
                 .bind(owner)
@@ -512,15 +509,14 @@ impl Writer<'_> {
             let id = match change(&record.terminal_id, record, &stored, &self.ids.terminals) {
                 Change::Same => continue,
                 Change::Insert => {
-                    let id = sqlx::query("INSERT INTO terminals (terminal_id, ksi, merchant_id, status, tmk_sealed) VALUES (?, ?, ?, ?, ?)")
+                    let id = sqlx::query_scalar::<_, i64>("INSERT INTO terminals (terminal_id, ksi, merchant_id, status, tmk_sealed) VALUES ($1, $2, $3, $4, $5) RETURNING id")
                         .bind(record.terminal_id.as_str())
                         .bind(record.ksi.as_str())
                         .bind(merchant)
                         .bind(terminal_status_text(record.status))
                         .bind(sealed)
-                        .execute(&mut *self.conn)
-                        .await?
-                        .last_insert_rowid();
+                        .fetch_one(&mut *self.conn)
+                        .await?;
                     self.ids
                         .terminals
                         .insert(record.terminal_id, TerminalRowId::new(id));
@@ -528,7 +524,7 @@ impl Writer<'_> {
                     id
                 }
                 Change::Update(id) => {
-                    sqlx::query("UPDATE terminals SET ksi = ?, merchant_id = ?, status = ?, tmk_sealed = ? WHERE id = ?")
+                    sqlx::query("UPDATE terminals SET ksi = $1, merchant_id = $2, status = $3, tmk_sealed = $4 WHERE id = $5")
                         .bind(record.ksi.as_str())
                         .bind(merchant)
                         .bind(terminal_status_text(record.status))
@@ -563,11 +559,12 @@ impl Writer<'_> {
             let id = match change(&record.code, record, &stored, &self.ids.members) {
                 Change::Same => continue,
                 Change::Insert => {
-                    let id = sqlx::query("INSERT INTO members (code) VALUES (?)")
-                        .bind(record.code.as_str())
-                        .execute(&mut *self.conn)
-                        .await?
-                        .last_insert_rowid();
+                    let id = sqlx::query_scalar::<_, i64>(
+                        "INSERT INTO members (code) VALUES ($1) RETURNING id",
+                    )
+                    .bind(record.code.as_str())
+                    .fetch_one(&mut *self.conn)
+                    .await?;
                     self.ids
                         .members
                         .insert(record.code.clone(), MemberId::new(id));
@@ -599,7 +596,7 @@ impl Writer<'_> {
             match change(&record.code, record, &stored, &self.ids.cards) {
                 Change::Same => {}
                 Change::Insert => {
-                    let id = sqlx::query("INSERT INTO cards (code, member_id, pan_token, bin, last4, status, expiry_year, expiry_month, tier_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                    let id = sqlx::query_scalar::<_, i64>("INSERT INTO cards (code, member_id, pan_token, bin, last4, status, expiry_year, expiry_month, tier_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id")
                         .bind(record.code.as_str())
                         .bind(member)
                         .bind(record.token.as_bytes().as_slice())
@@ -609,14 +606,13 @@ impl Writer<'_> {
                         .bind(i64::from(record.expiry.year()))
                         .bind(i64::from(record.expiry.month()))
                         .bind(tier)
-                        .execute(&mut *self.conn)
-                        .await?
-                        .last_insert_rowid();
+                        .fetch_one(&mut *self.conn)
+                        .await?;
                     self.ids.cards.insert(record.code.clone(), CardId::new(id));
                     self.count.inserted += 1;
                 }
                 Change::Update(id) => {
-                    sqlx::query("UPDATE cards SET member_id = ?, pan_token = ?, bin = ?, last4 = ?, status = ?, expiry_year = ?, expiry_month = ?, tier_id = ? WHERE id = ?")
+                    sqlx::query("UPDATE cards SET member_id = $1, pan_token = $2, bin = $3, last4 = $4, status = $5, expiry_year = $6, expiry_month = $7, tier_id = $8 WHERE id = $9")
                         .bind(member)
                         .bind(record.token.as_bytes().as_slice())
                         .bind(bin)
@@ -642,11 +638,10 @@ impl Writer<'_> {
                 Change::Same => continue,
                 Change::Insert => {
                     // A placeholder row claims the id; `rule_row` writes every column.
-                    let id = sqlx::query("INSERT INTO rules (code, name, fixed_rials, basket_rials_min, weekdays) VALUES (?, '', 0, 0, 127)")
+                    let id = sqlx::query_scalar::<_, i64>("INSERT INTO rules (code, name, fixed_rials, basket_rials_min, weekdays) VALUES ($1, '', 0, 0, 127) RETURNING id")
                         .bind(record.code.as_str())
-                        .execute(&mut *self.conn)
-                        .await?
-                        .last_insert_rowid();
+                        .fetch_one(&mut *self.conn)
+                        .await?;
                     self.ids.rules.insert(record.code.clone(), RuleId::new(id));
                     self.count.inserted += 1;
                     id
@@ -669,10 +664,10 @@ impl Writer<'_> {
         };
         let window = &terms.window;
         sqlx::query(
-            "UPDATE rules SET name = ?, percent = ?, fixed_rials = ?, basket_rials_min = ?,
-             discount_rials_max = ?, valid_from = ?, valid_until = ?, weekdays = ?,
-             minute_from = ?, minute_until = ?, budget_rials = ?, member_daily_uses_max = ?
-             WHERE id = ?",
+            "UPDATE rules SET name = $1, percent = $2, fixed_rials = $3, basket_rials_min = $4,
+             discount_rials_max = $5, valid_from = $6, valid_until = $7, weekdays = $8,
+             minute_from = $9, minute_until = $10, budget_rials = $11, member_daily_uses_max = $12
+             WHERE id = $13",
         )
         .bind(&terms.name)
         .bind(percent)
@@ -716,12 +711,12 @@ impl Writer<'_> {
         )?);
         self.links("rule_groups", "rule_id", id, "group_id", &groups)
             .await?;
-        sqlx::query("DELETE FROM rule_bins WHERE rule_id = ?")
+        sqlx::query("DELETE FROM rule_bins WHERE rule_id = $1")
             .bind(id)
             .execute(&mut *self.conn)
             .await?;
         for range in &who.bins {
-            sqlx::query("INSERT INTO rule_bins (rule_id, bin_low, bin_high) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO rule_bins (rule_id, bin_low, bin_high) VALUES ($1, $2, $3)")
                 .bind(id)
                 .bind(ascii(range.low()))
                 .bind(ascii(range.high()))
@@ -743,7 +738,7 @@ impl Writer<'_> {
                 continue; // The same opening, checked before writing.
             }
             sqlx::query(
-                "INSERT INTO club_balances (card_id, ledger_rials, held_rials) VALUES (?, ?, 0)",
+                "INSERT INTO club_balances (card_id, ledger_rials, held_rials) VALUES ($1, $2, 0)",
             )
             .bind(card)
             .bind(opening.amount.get())
@@ -758,13 +753,13 @@ impl Writer<'_> {
             if accounts.store_credit.contains(&(card, merchant)) {
                 continue;
             }
-            sqlx::query("INSERT INTO store_credit_accounts (card_id, merchant_id, ledger_rials, held_rials) VALUES (?, ?, ?, 0)")
+            sqlx::query("INSERT INTO store_credit_accounts (card_id, merchant_id, ledger_rials, held_rials) VALUES ($1, $2, $3, 0)")
                 .bind(card)
                 .bind(merchant)
                 .bind(opening.amount.get())
                 .execute(&mut *self.conn)
                 .await?;
-            sqlx::query("INSERT INTO store_credit_lots (card_id, merchant_id, remaining_rials, original_rials, expires_at_ms, source) VALUES (?, ?, ?, ?, ?, 'opening')")
+            sqlx::query("INSERT INTO store_credit_lots (card_id, merchant_id, remaining_rials, original_rials, expires_at_ms, source) VALUES ($1, $2, $3, $4, $5, 'opening')")
                 .bind(card)
                 .bind(merchant)
                 .bind(opening.amount.get())
@@ -786,7 +781,7 @@ impl Writer<'_> {
         amount: Rials,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO balance_movements (card_id, merchant_id, account, delta_rials, kind, at_ms) VALUES (?, ?, ?, ?, 'opening', ?)")
+        sqlx::query("INSERT INTO balance_movements (card_id, merchant_id, account, delta_rials, kind, at_ms) VALUES ($1, $2, $3, $4, 'opening', $5)")
             .bind(card)
             .bind(merchant)
             .bind(account)
@@ -856,7 +851,7 @@ fn card_status_text(status: CardStatus) -> &'static str {
 }
 
 /// Reads every reference record, id and opening inside the caller's transaction.
-async fn read_all(conn: &mut SqliteConnection, kek: &Kek) -> Result<LoadedReference, StoreError> {
+async fn read_all(conn: &mut Conn, kek: &Kek) -> Result<LoadedReference, StoreError> {
     let mut out = LoadedReference::default();
     let version = sqlx::query("SELECT version FROM reference_meta WHERE id = 1")
         .fetch_optional(&mut *conn)
@@ -893,7 +888,7 @@ fn corrupt(table: &'static str, id: i64, reason: impl fmt::Display) -> StoreErro
 
 /// A column that must pass a domain constructor.
 fn column<T>(
-    row: &SqliteRow,
+    row: &DbRow,
     table: &'static str,
     id: i64,
     name: &str,
@@ -911,7 +906,7 @@ fn name_of(names: &Names, table: &'static str, id: i64, target: i64) -> Result<C
 }
 
 fn small<T: TryFrom<i64>>(
-    row: &SqliteRow,
+    row: &DbRow,
     table: &'static str,
     id: i64,
     name: &str,
@@ -920,13 +915,13 @@ fn small<T: TryFrom<i64>>(
     T::try_from(value).map_err(|_| corrupt(table, id, format_args!("{name} out of range")))
 }
 
-fn amount(row: &SqliteRow, table: &'static str, id: i64, name: &str) -> Result<Rials, StoreError> {
+fn amount(row: &DbRow, table: &'static str, id: i64, name: &str) -> Result<Rials, StoreError> {
     let value: i64 = row.try_get(name)?;
     Rials::new(value).ok_or_else(|| corrupt(table, id, format_args!("{name} out of range")))
 }
 
 fn optional_amount(
-    row: &SqliteRow,
+    row: &DbRow,
     table: &'static str,
     id: i64,
     name: &str,
@@ -941,7 +936,7 @@ fn optional_amount(
 
 /// Owner id → sorted codes of its link targets, from a two-column link query.
 async fn links(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     sql: &str,
     names: &Names,
 ) -> Result<HashMap<i64, Vec<Code>>, StoreError> {
@@ -967,10 +962,7 @@ fn group_names(groups: &GroupNames, kind: &str) -> Names {
         .collect()
 }
 
-async fn read_tiers(
-    conn: &mut SqliteConnection,
-    out: &mut LoadedReference,
-) -> Result<Names, StoreError> {
+async fn read_tiers(conn: &mut Conn, out: &mut LoadedReference) -> Result<Names, StoreError> {
     let mut names = Names::new();
     for row in sqlx::query("SELECT id, code, name, cashback_rate FROM tiers ORDER BY id")
         .fetch_all(&mut *conn)
@@ -990,10 +982,7 @@ async fn read_tiers(
     Ok(names)
 }
 
-async fn read_groups(
-    conn: &mut SqliteConnection,
-    out: &mut LoadedReference,
-) -> Result<GroupNames, StoreError> {
+async fn read_groups(conn: &mut Conn, out: &mut LoadedReference) -> Result<GroupNames, StoreError> {
     let mut names = GroupNames::new();
     for row in sqlx::query("SELECT id, kind, code, name FROM groups ORDER BY id")
         .fetch_all(&mut *conn)
@@ -1020,7 +1009,7 @@ async fn read_groups(
 }
 
 async fn read_merchants(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     out: &mut LoadedReference,
     groups: &GroupNames,
 ) -> Result<Names, StoreError> {
@@ -1074,7 +1063,7 @@ async fn read_merchants(
 }
 
 async fn read_terminals(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     out: &mut LoadedReference,
     merchants: &Names,
     groups: &GroupNames,
@@ -1121,7 +1110,7 @@ async fn read_terminals(
 }
 
 async fn read_members(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     out: &mut LoadedReference,
     groups: &GroupNames,
 ) -> Result<Names, StoreError> {
@@ -1150,7 +1139,7 @@ async fn read_members(
 }
 
 async fn read_cards(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     out: &mut LoadedReference,
     members: &Names,
     tiers: &Names,
@@ -1209,7 +1198,7 @@ fn digits<const N: usize>(text: &str) -> Result<[u8; N], Invalid> {
 }
 
 async fn read_rules(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     out: &mut LoadedReference,
     merchants: &Names,
     groups: &GroupNames,
@@ -1279,7 +1268,7 @@ async fn read_rules(
     Ok(())
 }
 
-fn rule_terms(row: &SqliteRow, id: i64) -> Result<RuleTerms, StoreError> {
+fn rule_terms(row: &DbRow, id: i64) -> Result<RuleTerms, StoreError> {
     let table = "rules";
     let percent: Option<String> = row.try_get("percent")?;
     let kind = match (percent, optional_amount(row, table, id, "fixed_rials")?) {
@@ -1336,7 +1325,7 @@ fn rule_terms(row: &SqliteRow, id: i64) -> Result<RuleTerms, StoreError> {
 }
 
 async fn read_openings(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     out: &mut LoadedReference,
     cards: &Names,
     merchants: &Names,

@@ -3,12 +3,13 @@
 //! terminal and card.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use protocol::response::Response;
 use protocol::terminal::Terminal;
 use protocol::{Ksi, RawMessage, TerminalId, Tmk, WorkingKeys};
@@ -27,11 +28,21 @@ pub fn free_port() -> SocketAddr {
 
 /// `lsw-switch` with the test secrets, database and listeners.
 pub fn switch_command(db: &Path, listen: SocketAddr, admin: SocketAddr) -> Command {
+    switch_command_on(&sqlite_url(db), listen, admin)
+}
+
+/// The URL of the SQLite file `db`.
+pub fn sqlite_url(db: &Path) -> String {
+    format!("sqlite://{}", db.display())
+}
+
+/// `lsw-switch` with the test secrets and listeners, on the database `url`.
+pub fn switch_command_on(url: &str, listen: SocketAddr, admin: SocketAddr) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lsw-switch"));
     command
         .env("LSW_KEK", KEK)
         .env("LSW_PAN_TOKEN_KEY", PAN_KEY)
-        .env("LSW_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("LSW_DATABASE_URL", url)
         .env("LSW_LISTEN", listen.to_string())
         .env("LSW_ADMIN_LISTEN", admin.to_string())
         .env("RUST_LOG", "warn")
@@ -42,8 +53,13 @@ pub fn switch_command(db: &Path, listen: SocketAddr, admin: SocketAddr) -> Comma
 
 /// Imports the test network into `db`.
 pub fn import(db: &Path, network: &Path, listen: SocketAddr, admin: SocketAddr) {
+    import_on(&sqlite_url(db), network, listen, admin);
+}
+
+/// Imports the test network into the database `url`.
+pub fn import_on(url: &str, network: &Path, listen: SocketAddr, admin: SocketAddr) {
     std::fs::write(network, include_str!("../data/network.json")).unwrap();
-    let status = switch_command(db, listen, admin)
+    let status = switch_command_on(url, listen, admin)
         .arg("import")
         .arg(network)
         .status()
@@ -53,16 +69,82 @@ pub fn import(db: &Path, network: &Path, listen: SocketAddr, admin: SocketAddr) 
 
 /// Starts `lsw-switch serve` and waits until it accepts connections.
 pub fn serve(db: &Path, listen: SocketAddr, admin: SocketAddr) -> Child {
-    let child = switch_command(db, listen, admin)
+    serve_on(&sqlite_url(db), listen, admin)
+}
+
+/// Starts `lsw-switch serve` on the database `url` and waits until it accepts connections.
+pub fn serve_on(url: &str, listen: SocketAddr, admin: SocketAddr) -> Child {
+    let child = switch_command_on(url, listen, admin)
         .arg("serve")
         .spawn()
         .unwrap();
+    wait_listening(listen);
+    child
+}
+
+/// Waits until a switch accepts connections on `listen`.
+pub fn wait_listening(listen: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(listen).is_err() {
         assert!(Instant::now() < deadline, "switch did not start");
         std::thread::sleep(Duration::from_millis(10));
     }
-    child
+}
+
+/// The variable naming the PostgreSQL server the tests may use.
+pub const DATABASE_URL: &str = "LSW_TEST_DATABASE_URL";
+
+/// The PostgreSQL server's URL, or `None` after saying on stderr that the test is skipped
+/// (written to the stderr handle, so the test harness does not capture it).
+pub fn database_url() -> Option<String> {
+    use std::io::Write as _;
+    match std::env::var(DATABASE_URL) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let mut stderr = std::io::stderr().lock();
+            writeln!(stderr, "skipped: {DATABASE_URL} is not set").unwrap();
+            None
+        }
+    }
+}
+
+/// A blocking terminal connection: one frame out, one frame in.
+pub struct Wire {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Wire {
+    pub fn connect(addr: SocketAddr) -> Wire {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Wire {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    pub fn send(&mut self, message: &[u8]) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        protocol::frame::encode(message, &mut out).unwrap();
+        self.stream.write_all(&out)
+    }
+
+    pub fn receive(&mut self) -> std::io::Result<Bytes> {
+        loop {
+            if let Some(frame) = protocol::frame::decode(&mut self.buf).unwrap() {
+                return Ok(frame);
+            }
+            let mut chunk = [0_u8; 4096];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
 }
 
 pub fn now_seconds() -> i64 {

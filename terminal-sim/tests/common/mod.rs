@@ -50,14 +50,75 @@ pub fn config(db: &std::path::Path) -> Config {
     config
 }
 
+/// The database a test runs on.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// A temporary SQLite file.
+    Sqlite,
+    /// A fresh PostgreSQL database (its URL).
+    Postgres(String),
+}
+
+/// The variable naming the PostgreSQL server the tests may use.
+pub const DATABASE_URL: &str = "LSW_TEST_DATABASE_URL";
+
+impl Db {
+    /// A fresh PostgreSQL database, or `None` after saying on stderr that the test is skipped.
+    pub async fn postgres() -> Option<Db> {
+        use std::io::Write as _;
+        match std::env::var(DATABASE_URL) {
+            Ok(url) if !url.is_empty() => Some(Db::Postgres(
+                switch::store::create_database(&url, "lsw_test")
+                    .await
+                    .unwrap(),
+            )),
+            _ => {
+                let mut stderr = std::io::stderr().lock();
+                writeln!(stderr, "skipped: {DATABASE_URL} is not set").unwrap();
+                None
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+}
+
+/// Runs the test function `$name(db: Db)` once on SQLite and once on PostgreSQL (the second
+/// says it is skipped when no server is configured): `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Db::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = super::Db::postgres().await {
+                    super::$name(db).await;
+                }
+            }
+        }
+    )*};
+}
+
 impl Harness {
     pub async fn start() -> Harness {
+        Harness::start_on(Db::Sqlite).await
+    }
+
+    pub async fn start_on(db: Db) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let config = config(&dir.path().join("lsw.db"));
+        let mut config = config(&dir.path().join("lsw.db"));
+        if let Db::Postgres(url) = &db {
+            config.database_url = url.clone();
+        }
         let clock = Arc::new(ManualClock::new(UnixMillis::new(START_MS)));
-        let pool = switch::store::open_sqlite(&config.database_url)
-            .await
-            .unwrap();
+        let pool = switch::store::open(&config.database_url).await.unwrap();
         let secrets = secrets();
         switch::import::import_text(&pool, NETWORK, &secrets.kek, &secrets.pan_key, clock.now())
             .await
@@ -107,6 +168,7 @@ impl Harness {
     pub async fn state(&self) -> String {
         let pool = &self.running().pool;
         let mut out = String::new();
+        let postgres = switch::store::Backend::of_pool(pool) == switch::store::Backend::Postgres;
         for table in [
             "transactions",
             "captures",
@@ -119,6 +181,16 @@ impl Harness {
             "exceptions",
             "answered_messages",
         ] {
+            if postgres {
+                let rows: Vec<String> = sqlx::query_scalar(&format!(
+                    "SELECT row_to_json(t)::text FROM {table} t ORDER BY 1"
+                ))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                out.push_str(&format!("{table}: {rows:?}\n"));
+                continue;
+            }
             let columns: Vec<String> =
                 sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')"))
                     .fetch_all(pool)
