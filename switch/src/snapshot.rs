@@ -5,9 +5,11 @@
 //! by KSI, merchant by id, card by PAN token, member and tier by id, and the candidate rules of
 //! a merchant, indexed at build time so a decision never scans every rule.
 //!
-//! Memory, for 1M cards, 10k merchants and 1k rules: a [`Card`] is about 80 bytes and its two
-//! index entries about 60, so cards take about 140 MB; members with a few groups about 60 MB;
+//! Memory, for 1M cards, 10k merchants and 1k rules: a [`Card`] is about 100 bytes and its two
+//! index entries about 35, so cards take about 135 MB; members with a few groups about 60 MB;
 //! merchants, terminals (with their derived key schedules, about 1 KB each) and rules a few MB.
+
+mod token_index;
 
 use protocol::WorkingKeys;
 
@@ -18,6 +20,7 @@ use crate::domain::{
 };
 use crate::fast_hash::HashMap;
 use crate::pricing::Purchase;
+use token_index::TokenIndex;
 
 /// The immutable reference data of one version.
 #[derive(Debug)]
@@ -31,7 +34,8 @@ pub struct Snapshot {
     terminal_by_id: HashMap<TerminalRowId, u32>,
     members: HashMap<MemberId, Member>,
     cards: Vec<Card>,
-    card_by_token: HashMap<PanToken, u32>,
+    /// Card rows by PAN token (see [`TokenIndex`] for why not a `HashMap`).
+    card_by_token: TokenIndex,
     card_by_id: HashMap<CardId, u32>,
     tiers: HashMap<TierId, Tier>,
     /// Every rule, ascending by id.
@@ -143,7 +147,7 @@ impl Snapshot {
             ),
             members,
             cards: Vec::with_capacity(data.cards.len()),
-            card_by_token: HashMap::with_capacity_and_hasher(data.cards.len(), Default::default()),
+            card_by_token: TokenIndex::with_capacity(data.cards.len()),
             card_by_id: HashMap::with_capacity_and_hasher(data.cards.len(), Default::default()),
             tiers,
             rules: Vec::with_capacity(data.rules.len()),
@@ -212,8 +216,13 @@ impl Snapshot {
 
     /// The card whose PAN has token `token`.
     pub fn card_by_token(&self, token: &PanToken) -> Option<&Card> {
-        let index = self.card_by_token.get(token)?;
-        self.cards.get(usize::try_from(*index).ok()?)
+        let index = self.card_by_token.get(token, |row| self.token_at(row))?;
+        self.cards.get(usize::try_from(index).ok()?)
+    }
+
+    fn token_at(&self, row: u32) -> Option<&PanToken> {
+        let card = self.cards.get(usize::try_from(row).ok()?)?;
+        Some(&card.token)
     }
 
     /// The card with row id `id`.
@@ -428,14 +437,22 @@ impl Snapshot {
             member_groups,
         };
         let index = index_of(self.cards.len(), "cards")?;
-        let fresh_token = self.card_by_token.insert(card.token, index).is_none();
-        unique(fresh_token, "cards", format!("{:?}", card.token))?;
-        unique(
-            self.card_by_id.insert(card.id, index).is_none(),
-            "cards",
-            card.id.get(),
-        )?;
+        // The row is pushed first: the token index compares tokens in the rows. A refused
+        // card is taken off again, and the build fails.
+        let (token, id) = (card.token, card.id);
         self.cards.push(card);
+        let cards = &self.cards;
+        let token_at = |row: u32| {
+            let card: &Card = cards.get(usize::try_from(row).ok()?)?;
+            Some(&card.token)
+        };
+        let fresh_token = self.card_by_token.insert(&token, index, token_at);
+        let fresh_id = fresh_token && self.card_by_id.insert(id, index).is_none();
+        if !fresh_id {
+            self.cards.pop();
+        }
+        unique(fresh_token, "cards", format!("{token:?}"))?;
+        unique(fresh_id, "cards", id.get())?;
         Ok(())
     }
 
