@@ -9,6 +9,7 @@
 //! index entries about 35, so cards take about 135 MB; members with a few groups about 60 MB;
 //! merchants, terminals (with their derived key schedules, about 1 KB each) and rules a few MB.
 
+mod row_index;
 mod token_index;
 
 use protocol::WorkingKeys;
@@ -20,13 +21,16 @@ use crate::domain::{
 };
 use crate::fast_hash::HashMap;
 use crate::pricing::Purchase;
+use row_index::RowIndex;
 use token_index::TokenIndex;
 
 /// The immutable reference data of one version.
 #[derive(Debug)]
 pub struct Snapshot {
     version: u64,
-    merchants: HashMap<MerchantId, Merchant>,
+    merchants: Vec<Merchant>,
+    /// Positions in `merchants` by row id (see [`RowIndex`] for why not a `HashMap`).
+    merchant_by_id: RowIndex,
     terminals: Vec<Terminal>,
     terminal_by_ksi: HashMap<[u8; 16], u32>,
     /// Previous keys during a rotation's overlap, by their KSI.
@@ -120,7 +124,7 @@ impl Snapshot {
             };
             unique(tiers.insert(id, tier).is_none(), "tiers", id.get())?;
         }
-        let merchants = build_merchants(reference)?;
+        let (merchants, merchant_by_id) = build_merchants(reference)?;
         let mut members = HashMap::with_capacity_and_hasher(data.members.len(), Default::default());
         for record in &data.members {
             let id = resolve(&ids.members, &record.code, "member")?;
@@ -135,6 +139,7 @@ impl Snapshot {
         let mut snapshot = Snapshot {
             version: reference.version,
             merchants,
+            merchant_by_id,
             terminals: Vec::with_capacity(data.terminals.len()),
             previous_keys: HashMap::default(),
             terminal_by_ksi: HashMap::with_capacity_and_hasher(
@@ -211,7 +216,8 @@ impl Snapshot {
 
     /// The merchant with row id `id`.
     pub fn merchant(&self, id: MerchantId) -> Option<&Merchant> {
-        self.merchants.get(&id)
+        let index = self.merchant_by_id.get(id.get())?;
+        self.merchants.get(usize::try_from(index).ok()?)
     }
 
     /// The card whose PAN has token `token`.
@@ -471,7 +477,7 @@ impl Snapshot {
             }
         }
         let mut by_group: HashMap<GroupId, Vec<MerchantId>> = HashMap::default();
-        for merchant in self.merchants.values() {
+        for merchant in &self.merchants {
             for group in merchant.groups.iter() {
                 by_group.entry(*group).or_default().push(merchant.id);
             }
@@ -531,10 +537,10 @@ impl Snapshot {
 
 fn build_merchants(
     reference: &LoadedReference,
-) -> Result<HashMap<MerchantId, Merchant>, SnapshotError> {
+) -> Result<(Vec<Merchant>, RowIndex), SnapshotError> {
     let ids = &reference.ids;
-    let mut merchants =
-        HashMap::with_capacity_and_hasher(reference.data.merchants.len(), Default::default());
+    let mut merchants = Vec::with_capacity(reference.data.merchants.len());
+    let mut by_id = RowIndex::with_rows(reference.data.merchants.len());
     for record in &reference.data.merchants {
         let MerchantRecord {
             code,
@@ -548,13 +554,11 @@ fn build_merchants(
             profile: profile.clone(),
             groups: resolve_groups(&ids.merchant_groups, groups)?,
         };
-        unique(
-            merchants.insert(id, merchant).is_none(),
-            "merchants",
-            id.get(),
-        )?;
+        let index = index_of(merchants.len(), "merchants")?;
+        unique(by_id.insert(id.get(), index), "merchants", id.get())?;
+        merchants.push(merchant);
     }
-    Ok(merchants)
+    Ok((merchants, by_id))
 }
 
 fn resolve_rule(record: &RuleRecord, reference: &LoadedReference) -> Result<Rule, SnapshotError> {
