@@ -128,14 +128,11 @@ impl Driver {
         else {
             panic!("a generated message is not admitted");
         };
-        let terminal = self
-            .snapshot
-            .terminal_by_ksi(request.ksi.as_bytes())
-            .unwrap();
+        let keyed = self.snapshot.keys_by_ksi(request.ksi.as_bytes()).unwrap();
         let now = UnixMillis::new(self.now_ms);
         let decision = self.engine.decide(
             &self.snapshot,
-            terminal,
+            keyed,
             &request,
             card.as_ref(),
             now,

@@ -7,7 +7,8 @@
 //! per card and 100k store-credit accounts; resident memory is printed once. Then 200k
 //! purchases (`benches::traffic`: four processing codes, random cards and terminals) are
 //! built by their terminals and admitted (parse, MAC, envelope, PAN token) outside the timed
-//! loop; that part is `parse_mac_open_0100`'s. The timed loop is `Engine::decide` alone on
+//! loop; that part is `parse_mac_open_0100`'s. The terminal and keys of each request's KSI are
+//! found there too, as admission and the committer find them before the engine runs. The timed loop is `Engine::decide` alone on
 //! fresh requests: each has its own (KSI, STAN, field 7), so none is answered from the
 //! idempotency window. When the pool is used up, the holds and transactions it created are
 //! dropped (untimed) and it is replayed against a state equal to the first.
@@ -30,9 +31,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use protocol::terminal::Terminal as TerminalClient;
 use protocol::Request;
 use switch::admission::{self, Admission};
-use switch::domain::{PanTokenKey, Rials, Terminal, UnixMillis};
+use switch::domain::{PanTokenKey, Rials, UnixMillis};
 use switch::engine::{CardRef, Effect, Engine, EngineConfig, State};
-use switch::snapshot::Snapshot;
+use switch::snapshot::{Keyed, Snapshot};
 
 /// The network of the target.
 const SHAPE: Shape = Shape {
@@ -56,7 +57,7 @@ const ENGINE: EngineConfig = EngineConfig {
 
 /// A request ready for the engine, as the connection hands it to the committer.
 struct Admitted<'s> {
-    terminal: &'s Terminal,
+    keyed: Keyed<'s>,
     request: Request,
     card: Option<CardRef>,
 }
@@ -95,9 +96,9 @@ fn admitted_pool<'s>(
         else {
             panic!("a generated purchase is not admitted");
         };
-        let terminal = snapshot.terminal_by_ksi(request.ksi.as_bytes()).unwrap();
+        let keyed = snapshot.keys_by_ksi(request.ksi.as_bytes()).unwrap();
         pool.push(Admitted {
-            terminal,
+            keyed,
             request,
             card,
         });
@@ -139,7 +140,7 @@ fn check(engine: &mut Engine, snapshot: &Snapshot, pool: &[Admitted<'_>], now: U
         effects.clear();
         let decision = engine.decide(
             snapshot,
-            item.terminal,
+            item.keyed,
             &item.request,
             item.card.as_ref(),
             now,
@@ -198,7 +199,7 @@ fn benches(c: &mut Criterion) {
                     effects.clear();
                     let decision = engine.decide(
                         &snapshot,
-                        item.terminal,
+                        item.keyed,
                         &item.request,
                         item.card.as_ref(),
                         now,

@@ -205,7 +205,7 @@ fn decide(
     let now = clock.now();
     let mut deferred = Vec::new();
     for job in batch.drain(..) {
-        let Some(terminal) = job.snapshot.terminal_by_ksi(job.request.ksi.as_bytes()) else {
+        let Some(keyed) = job.snapshot.keys_by_ksi(job.request.ksi.as_bytes()) else {
             continue;
         };
         let span = debug_span!(
@@ -217,7 +217,7 @@ fn decide(
         let _entered = span.enter();
         let decision = engine.decide(
             &job.snapshot,
-            terminal,
+            keyed,
             &job.request,
             job.card.as_ref(),
             now,

@@ -5,9 +5,12 @@
 //! by KSI, merchant by id, card by PAN token, member and tier by id, and the candidate rules of
 //! a merchant, indexed at build time so a decision never scans every rule.
 //!
-//! Memory, for 1M cards, 10k merchants and 1k rules: a [`Card`] is about 80 bytes and its two
-//! index entries about 60, so cards take about 140 MB; members with a few groups about 60 MB;
+//! Memory, for 1M cards, 10k merchants and 1k rules: a [`Card`] is about 100 bytes and its two
+//! index entries about 35, so cards take about 135 MB; members with a few groups about 60 MB;
 //! merchants, terminals (with their derived key schedules, about 1 KB each) and rules a few MB.
+
+mod row_index;
+mod token_index;
 
 use protocol::WorkingKeys;
 
@@ -18,12 +21,16 @@ use crate::domain::{
 };
 use crate::fast_hash::HashMap;
 use crate::pricing::Purchase;
+use row_index::RowIndex;
+use token_index::TokenIndex;
 
 /// The immutable reference data of one version.
 #[derive(Debug)]
 pub struct Snapshot {
     version: u64,
-    merchants: HashMap<MerchantId, Merchant>,
+    merchants: Vec<Merchant>,
+    /// Positions in `merchants` by row id (see [`RowIndex`] for why not a `HashMap`).
+    merchant_by_id: RowIndex,
     terminals: Vec<Terminal>,
     terminal_by_ksi: HashMap<[u8; 16], u32>,
     /// Previous keys during a rotation's overlap, by their KSI.
@@ -31,7 +38,8 @@ pub struct Snapshot {
     terminal_by_id: HashMap<TerminalRowId, u32>,
     members: HashMap<MemberId, Member>,
     cards: Vec<Card>,
-    card_by_token: HashMap<PanToken, u32>,
+    /// Card rows by PAN token (see [`TokenIndex`] for why not a `HashMap`).
+    card_by_token: TokenIndex,
     card_by_id: HashMap<CardId, u32>,
     tiers: HashMap<TierId, Tier>,
     /// Every rule, ascending by id.
@@ -116,7 +124,7 @@ impl Snapshot {
             };
             unique(tiers.insert(id, tier).is_none(), "tiers", id.get())?;
         }
-        let merchants = build_merchants(reference)?;
+        let (merchants, merchant_by_id) = build_merchants(reference)?;
         let mut members = HashMap::with_capacity_and_hasher(data.members.len(), Default::default());
         for record in &data.members {
             let id = resolve(&ids.members, &record.code, "member")?;
@@ -131,6 +139,7 @@ impl Snapshot {
         let mut snapshot = Snapshot {
             version: reference.version,
             merchants,
+            merchant_by_id,
             terminals: Vec::with_capacity(data.terminals.len()),
             previous_keys: HashMap::default(),
             terminal_by_ksi: HashMap::with_capacity_and_hasher(
@@ -143,7 +152,7 @@ impl Snapshot {
             ),
             members,
             cards: Vec::with_capacity(data.cards.len()),
-            card_by_token: HashMap::with_capacity_and_hasher(data.cards.len(), Default::default()),
+            card_by_token: TokenIndex::with_capacity(data.cards.len()),
             card_by_id: HashMap::with_capacity_and_hasher(data.cards.len(), Default::default()),
             tiers,
             rules: Vec::with_capacity(data.rules.len()),
@@ -207,13 +216,19 @@ impl Snapshot {
 
     /// The merchant with row id `id`.
     pub fn merchant(&self, id: MerchantId) -> Option<&Merchant> {
-        self.merchants.get(&id)
+        let index = self.merchant_by_id.get(id.get())?;
+        self.merchants.get(usize::try_from(index).ok()?)
     }
 
     /// The card whose PAN has token `token`.
     pub fn card_by_token(&self, token: &PanToken) -> Option<&Card> {
-        let index = self.card_by_token.get(token)?;
-        self.cards.get(usize::try_from(*index).ok()?)
+        let index = self.card_by_token.get(token, |row| self.token_at(row))?;
+        self.cards.get(usize::try_from(index).ok()?)
+    }
+
+    fn token_at(&self, row: u32) -> Option<&PanToken> {
+        let card = self.cards.get(usize::try_from(row).ok()?)?;
+        Some(&card.token)
     }
 
     /// The card with row id `id`.
@@ -428,14 +443,22 @@ impl Snapshot {
             member_groups,
         };
         let index = index_of(self.cards.len(), "cards")?;
-        let fresh_token = self.card_by_token.insert(card.token, index).is_none();
-        unique(fresh_token, "cards", format!("{:?}", card.token))?;
-        unique(
-            self.card_by_id.insert(card.id, index).is_none(),
-            "cards",
-            card.id.get(),
-        )?;
+        // The row is pushed first: the token index compares tokens in the rows. A refused
+        // card is taken off again, and the build fails.
+        let (token, id) = (card.token, card.id);
         self.cards.push(card);
+        let cards = &self.cards;
+        let token_at = |row: u32| {
+            let card: &Card = cards.get(usize::try_from(row).ok()?)?;
+            Some(&card.token)
+        };
+        let fresh_token = self.card_by_token.insert(&token, index, token_at);
+        let fresh_id = fresh_token && self.card_by_id.insert(id, index).is_none();
+        if !fresh_id {
+            self.cards.pop();
+        }
+        unique(fresh_token, "cards", format!("{token:?}"))?;
+        unique(fresh_id, "cards", id.get())?;
         Ok(())
     }
 
@@ -454,7 +477,7 @@ impl Snapshot {
             }
         }
         let mut by_group: HashMap<GroupId, Vec<MerchantId>> = HashMap::default();
-        for merchant in self.merchants.values() {
+        for merchant in &self.merchants {
             for group in merchant.groups.iter() {
                 by_group.entry(*group).or_default().push(merchant.id);
             }
@@ -514,10 +537,10 @@ impl Snapshot {
 
 fn build_merchants(
     reference: &LoadedReference,
-) -> Result<HashMap<MerchantId, Merchant>, SnapshotError> {
+) -> Result<(Vec<Merchant>, RowIndex), SnapshotError> {
     let ids = &reference.ids;
-    let mut merchants =
-        HashMap::with_capacity_and_hasher(reference.data.merchants.len(), Default::default());
+    let mut merchants = Vec::with_capacity(reference.data.merchants.len());
+    let mut by_id = RowIndex::with_rows(reference.data.merchants.len());
     for record in &reference.data.merchants {
         let MerchantRecord {
             code,
@@ -531,13 +554,11 @@ fn build_merchants(
             profile: profile.clone(),
             groups: resolve_groups(&ids.merchant_groups, groups)?,
         };
-        unique(
-            merchants.insert(id, merchant).is_none(),
-            "merchants",
-            id.get(),
-        )?;
+        let index = index_of(merchants.len(), "merchants")?;
+        unique(by_id.insert(id.get(), index), "merchants", id.get())?;
+        merchants.push(merchant);
     }
-    Ok(merchants)
+    Ok((merchants, by_id))
 }
 
 fn resolve_rule(record: &RuleRecord, reference: &LoadedReference) -> Result<Rule, SnapshotError> {

@@ -693,12 +693,12 @@ impl<'w> Simulation<'w> {
             }
             Admission::Unparseable => return Err(format!("message {message} unparseable")),
         };
-        let terminal = snapshot
-            .terminal_by_ksi(request.ksi.as_bytes())
+        let keyed = snapshot
+            .keys_by_ksi(request.ksi.as_bytes())
             .ok_or("admitted request of an unknown terminal")?;
         let decision = self.engine.decide(
             snapshot,
-            terminal,
+            keyed,
             &request,
             card.as_ref(),
             UnixMillis::new(self.now),

@@ -111,15 +111,11 @@ impl Net {
         else {
             panic!("not admitted: {:?}", out.mti);
         };
-        let terminal = self
-            .snapshot
-            .terminal_by_ksi(request.ksi.as_bytes())
-            .unwrap()
-            .clone();
+        let keyed = self.snapshot.keys_by_ksi(request.ksi.as_bytes()).unwrap();
         let mut effects = Vec::new();
         let decision = self.engine.decide(
             &self.snapshot,
-            &terminal,
+            keyed,
             &request,
             card.as_ref(),
             now,

@@ -22,7 +22,7 @@ use crate::engine::state::{
     TxnState,
 };
 use crate::pricing;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Keyed, Snapshot};
 
 /// Engine settings (documented in `docs/config.md`).
 #[derive(Debug, Clone, Copy)]
@@ -83,10 +83,14 @@ impl Engine {
     }
 
     /// Decides one verified request (steps 4 to 6 of PROTOCOL.md section 7).
+    ///
+    /// `keyed` is what [`Snapshot::keys_by_ksi`] gave for the request's KSI in `snapshot`: the
+    /// caller has looked it up already (to find the terminal), and a second lookup here would
+    /// be a second cache miss per decision.
     pub fn decide(
         &mut self,
         snapshot: &Snapshot,
-        terminal: &Terminal,
+        keyed: Keyed<'_>,
         request: &Request,
         card: Option<&CardRef>,
         now: UnixMillis,
@@ -100,13 +104,9 @@ impl Engine {
         };
         // Answers are MACed with the keys of the request's KSI: a terminal's current key, or
         // its previous one until the end of a rotation's overlap, after which it is refused.
-        let (keys, key_expired) = match snapshot.keys_by_ksi(request.ksi.as_bytes()) {
-            Some(keyed) => (
-                keyed.keys,
-                keyed.valid_until.is_some_and(|until| now > until),
-            ),
-            None => (&terminal.keys, false),
-        };
+        let terminal = keyed.terminal;
+        let keys = keyed.keys;
+        let key_expired = keyed.valid_until.is_some_and(|until| now > until);
         if key_expired {
             return self.decline(keys, request, Decline::KeyExpired);
         }
