@@ -357,7 +357,38 @@ async fn a_settled_transaction_is_not_reversed(db: Db) {
     );
 }
 
+/// A rule's per-member daily use limit counts what was approved before a restart: the
+/// engine rebuilds the count from the stored transactions (it once started from zero).
+async fn daily_rule_uses_survive_a_restart(db: Db) {
+    let mut network: serde_json::Value = serde_json::from_str(NETWORK).unwrap();
+    network["rules"][0]["member_daily_uses_max"] = 2.into();
+    let mut harness = Harness::start_with(db, &network.to_string()).await;
+    let mut t = counter();
+    let now = harness.now_seconds();
+    let mut client = harness.client().await;
+    for _ in 0..2 {
+        let (_, r) = purchase(&mut client, &mut t, BankPurchase, 10_000, RICH, now).await;
+        assert_eq!(r.code, ResponseCode::Approved);
+        assert_eq!(
+            amount(&r, AmountKind::Discount),
+            1_000,
+            "within the daily uses"
+        );
+    }
+    drop(client);
+    harness.restart().await;
+    let mut client = harness.client().await;
+    let (_, r) = purchase(&mut client, &mut t, BankPurchase, 10_000, RICH, now).await;
+    assert_eq!(r.code, ResponseCode::Approved);
+    assert_eq!(
+        amount(&r, AmountKind::Discount),
+        0,
+        "the third use of the day gets no discount, restart or not"
+    );
+}
+
 on_both!(
+    daily_rule_uses_survive_a_restart,
     balances_move_through_hold_capture_release_and_timeout,
     confirm_rules,
     reversal_rules,

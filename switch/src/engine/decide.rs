@@ -369,10 +369,10 @@ impl Engine {
             created_at: now,
             hold_expires_at: UnixMillis::new(now.get() + self.config.hold_timeout_ms),
             capture: Capture::none(),
+            local_day: day,
         };
         self.state.place_holds(&txn);
         self.state.track(&txn);
-        self.state.count_rule_use(&txn, day);
         effects.push(Effect::Hold { txn: Box::new(txn) });
         PurchaseAmounts {
             discount: to_amount(amounts.discount),
@@ -925,8 +925,16 @@ impl State {
         self.pending.remove(&(txn.hold_expires_at.get(), txn.id));
     }
 
-    /// Registers a transaction (new or loaded) in the indexes.
+    /// Registers a transaction (new or loaded) in the indexes. Its rule's use by the member
+    /// that day counts whatever became of it (a reversal does not give the use back), so a
+    /// restart or another process's reload counts exactly what the live engine counted.
     pub fn track(&mut self, txn: &Txn) {
+        if let Some(rule) = txn.rule {
+            *self
+                .rule_uses
+                .entry((rule, txn.member, txn.local_day))
+                .or_insert(0) += 1;
+        }
         if txn.state == TxnState::Pending {
             self.pending.insert((txn.hold_expires_at.get(), txn.id));
         }
@@ -941,12 +949,6 @@ impl State {
         }
         self.txn_keys.insert(txn.key, txn.id);
         self.txns.insert(txn.id, txn.clone());
-    }
-
-    fn count_rule_use(&mut self, txn: &Txn, day: i64) {
-        if let Some(rule) = txn.rule {
-            *self.rule_uses.entry((rule, txn.member, day)).or_insert(0) += 1;
-        }
     }
 
     fn untrack_rule_spend(&mut self, txn: &Txn) {

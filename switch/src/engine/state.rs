@@ -121,6 +121,9 @@ pub struct Txn {
     pub hold_expires_at: UnixMillis,
     /// What its confirm captured (empty until then).
     pub capture: Capture,
+    /// The merchant's local date of `created_at`, in days since 1970-01-01: the day its
+    /// rule's per-member daily use counts against.
+    pub local_day: i64,
 }
 
 impl Capture {
@@ -248,6 +251,11 @@ impl State {
     /// the one known, keeping the pending index and the rules' spend in step.
     pub fn replace_txn(&mut self, txn: Txn) {
         if let Some(old) = self.txns.get(&txn.id) {
+            if let Some(rule) = old.rule {
+                if let Some(uses) = self.rule_uses.get_mut(&(rule, old.member, old.local_day)) {
+                    *uses = uses.saturating_sub(1);
+                }
+            }
             if old.state == TxnState::Pending {
                 self.pending.remove(&(old.hold_expires_at.get(), old.id));
             }

@@ -156,8 +156,9 @@ async fn load_transactions(conn: &mut Conn, state: &mut State) -> Result<(), Led
     // Every transaction is loaded: a late confirm or reversal of any of them must find it
     // (to answer `00`, or `12` once settled). At scale this wants a bound (README, notes).
     let rows = sqlx::query(
-        "SELECT t.*, c.club_rials AS captured_club FROM transactions t \
-         LEFT JOIN captures c ON c.txn_id = t.id ORDER BY t.id",
+        "SELECT t.*, c.club_rials AS captured_club, m.utc_offset_minutes AS merchant_utc_offset \
+         FROM transactions t LEFT JOIN captures c ON c.txn_id = t.id \
+         JOIN merchants m ON m.id = t.merchant_id ORDER BY t.id",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -248,6 +249,13 @@ pub(crate) fn txn_from_row(
         state,
         created_at: UnixMillis::new(row.try_get("created_at_ms")?),
         hold_expires_at: UnixMillis::new(row.try_get("hold_expires_at_ms")?),
+        local_day: {
+            let offset: i64 = row.try_get("merchant_utc_offset")?;
+            let offset = i32::try_from(offset).map_err(|_| corrupt("merchant_utc_offset"))?;
+            crate::domain::LocalDateTime::at(UnixMillis::new(row.try_get("created_at_ms")?), offset)
+                .date
+                .days_since_epoch()
+        },
         capture,
     })
 }

@@ -160,9 +160,10 @@ pub async fn refresh(
     }
 
     let rows = sqlx::query(
-        "SELECT t.*, c.club_rials AS captured_club, k.member_id AS card_member \
+        "SELECT t.*, c.club_rials AS captured_club, k.member_id AS card_member, \
+         m.utc_offset_minutes AS merchant_utc_offset \
          FROM transactions t LEFT JOIN captures c ON c.txn_id = t.id \
-         JOIN cards k ON k.id = t.card_id WHERE t.change_seq > $1 AND t.change_seq < $2 ORDER BY t.id",
+         JOIN cards k ON k.id = t.card_id JOIN merchants m ON m.id = t.merchant_id WHERE t.change_seq > $1 AND t.change_seq < $2 ORDER BY t.id",
     )
     .bind(after)
     .bind(before)

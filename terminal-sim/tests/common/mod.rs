@@ -112,6 +112,11 @@ impl Harness {
     }
 
     pub async fn start_on(db: Db) -> Harness {
+        Harness::start_with(db, NETWORK).await
+    }
+
+    /// On `db`, provisioned with the import file `network`.
+    pub async fn start_with(db: Db, network: &str) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(&dir.path().join("lsw.db"));
         if let Db::Postgres(url) = &db {
@@ -120,7 +125,7 @@ impl Harness {
         let clock = Arc::new(ManualClock::new(UnixMillis::new(START_MS)));
         let pool = switch::store::open(&config.database_url).await.unwrap();
         let secrets = secrets();
-        switch::import::import_text(&pool, NETWORK, &secrets.kek, &secrets.pan_key, clock.now())
+        switch::import::import_text(&pool, network, &secrets.kek, &secrets.pan_key, clock.now())
             .await
             .unwrap();
         pool.close().await;
