@@ -6,8 +6,9 @@
 -- batches of all processes are written one after the other and each has a number. The batch
 -- sets `lsw.batch_seq` for its transaction (SET LOCAL), and the trigger below stamps it on
 -- every row inserted or changed. Before deciding, a process reads the rows stamped by other
--- processes' batches since its own last one. Writes outside a batch (import, settlement)
--- stamp 0; the switch learns of those by other means (settled cycles, reference reloads).
+-- processes' batches since its own last one. Rows inserted outside a batch (import) stamp 0,
+-- and updates outside a batch (settlement) keep the row's stamp; the switch learns of those
+-- by other means (settled cycles, reference reloads).
 --
 -- PostgreSQL dialect of migrations/sqlite/0008_shared_batches.sql.
 CREATE TABLE batch_sequence (
@@ -17,8 +18,18 @@ CREATE TABLE batch_sequence (
 INSERT INTO batch_sequence (id, seq) VALUES (1, 0);
 
 CREATE FUNCTION stamp_change_seq() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    batch TEXT := NULLIF(current_setting('lsw.batch_seq', true), '');
 BEGIN
-    NEW.change_seq := COALESCE(NULLIF(current_setting('lsw.batch_seq', true), ''), '0')::BIGINT;
+    IF batch IS NOT NULL THEN
+        NEW.change_seq := batch::BIGINT;
+    ELSIF TG_OP = 'UPDATE' THEN
+        -- Not a batch (settlement marking a cycle): the stamp of the last batch stays, so a
+        -- process that has not read that batch yet still finds the row.
+        NEW.change_seq := OLD.change_seq;
+    ELSE
+        NEW.change_seq := 0;
+    END IF;
     RETURN NEW;
 END;
 $$;
