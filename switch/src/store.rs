@@ -52,6 +52,15 @@ impl Backend {
         }
     }
 
+    /// The backend a connection runs on.
+    pub fn of_conn(conn: &Conn) -> Backend {
+        if conn.backend_name() == "PostgreSQL" {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
     /// The backend a pool runs on.
     pub fn of_pool(pool: &Pool) -> Backend {
         if pool

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::store::sql::QueryBuilder;
-use crate::store::Conn;
+use crate::store::{Backend, Conn};
 
 use crate::domain::{MerchantId, UnixMillis};
 use crate::engine::credit::{CreditRecord, TransferRecord};
@@ -411,7 +411,7 @@ impl<'a> Plan<'a> {
                     .push_bind(patch.expired_at)
                     .push_bind(patch.cashback_lot);
             });
-            let done = query.build().persistent(false).execute(&mut *conn).await?;
+            let done = query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
             expect_rows(done.rows_affected(), chunk.len(), "transaction insert")?;
         }
         let patches: Vec<_> = self.patches.iter().collect();
@@ -432,7 +432,7 @@ impl<'a> Plan<'a> {
                     .push_bind(patch.cashback_lot);
             });
             query.push(") AS d WHERE transactions.id = d.column1");
-            let done = query.build().persistent(false).execute(&mut *conn).await?;
+            let done = query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
             expect_rows(done.rows_affected(), chunk.len(), "transaction state")?;
         }
         Ok(())
@@ -447,7 +447,7 @@ impl<'a> Plan<'a> {
                 row.push_bind(*card).push_bind(0_i64).push_bind(0_i64);
             });
             query.push(" ON CONFLICT (card_id) DO NOTHING");
-            query.build().persistent(false).execute(&mut *conn).await?;
+            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
         }
         let club: Vec<_> = self.club.iter().filter(|(_, d)| **d != (0, 0)).collect();
         for chunk in club.chunks(ROWS_PER_STATEMENT) {
@@ -459,7 +459,7 @@ impl<'a> Plan<'a> {
                 row.push_bind(**card).push_bind(*ledger).push_bind(*held);
             });
             query.push(") AS d WHERE club_balances.card_id = d.column1");
-            let done = query.build().persistent(false).execute(&mut *conn).await?;
+            let done = query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
             expect_rows(done.rows_affected(), chunk.len(), "club balance")?;
         }
         let accounts: Vec<_> = self
@@ -478,7 +478,7 @@ impl<'a> Plan<'a> {
                     .push_bind(0_i64);
             });
             query.push(" ON CONFLICT (card_id, merchant_id) DO NOTHING");
-            query.build().persistent(false).execute(&mut *conn).await?;
+            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
         }
         for chunk in self.new_lots.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::new(
@@ -495,7 +495,7 @@ impl<'a> Plan<'a> {
                     .push_bind(*source)
                     .push_bind(*txn);
             });
-            query.build().persistent(false).execute(&mut *conn).await?;
+            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
         }
         let store: Vec<_> = self.store.iter().filter(|(_, d)| **d != (0, 0)).collect();
         for chunk in store.chunks(ROWS_PER_STATEMENT) {
@@ -513,7 +513,7 @@ impl<'a> Plan<'a> {
                 ") AS d WHERE store_credit_accounts.card_id = d.column1 \
                  AND store_credit_accounts.merchant_id = d.column2",
             );
-            let done = query.build().persistent(false).execute(&mut *conn).await?;
+            let done = query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
             expect_rows(done.rows_affected(), chunk.len(), "store credit account")?;
         }
         let lots: Vec<_> = self.lots.iter().filter(|(_, delta)| **delta != 0).collect();
@@ -525,7 +525,7 @@ impl<'a> Plan<'a> {
                 row.push_bind(**lot).push_bind(**delta);
             });
             query.push(") AS d WHERE store_credit_lots.id = d.column1");
-            let done = query.build().persistent(false).execute(&mut *conn).await?;
+            let done = query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
             expect_rows(done.rows_affected(), chunk.len(), "store credit lot")?;
         }
         Ok(())
@@ -551,7 +551,7 @@ impl<'a> Plan<'a> {
                     .push_bind(m.txn)
                     .push_bind(m.at);
             });
-            query.build().persistent(false).execute(&mut *conn).await?;
+            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
         }
         for chunk in self.captures.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::new(
@@ -563,7 +563,7 @@ impl<'a> Plan<'a> {
                     .push_bind(*club)
                     .push_bind(*store);
             });
-            query.build().persistent(false).execute(&mut *conn).await?;
+            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
         }
         for chunk in self.capture_lots.chunks(ROWS_PER_STATEMENT) {
             let mut query =
@@ -571,7 +571,7 @@ impl<'a> Plan<'a> {
             query.push_values(chunk, |mut row, (txn, lot, amount)| {
                 row.push_bind(*txn).push_bind(*lot).push_bind(*amount);
             });
-            query.build().persistent(false).execute(&mut *conn).await?;
+            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
         }
         for chunk in self.returned.chunks(ROWS_PER_STATEMENT) {
             let mut query =
@@ -582,7 +582,7 @@ impl<'a> Plan<'a> {
             query.push(
                 ") AS d WHERE captures.txn_id = d.column1 AND captures.returned_at_ms IS NULL",
             );
-            let done = query.build().persistent(false).execute(&mut *conn).await?;
+            let done = query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
             expect_rows(done.rows_affected(), chunk.len(), "capture return")?;
         }
         for chunk in self.exceptions.chunks(ROWS_PER_STATEMENT) {
@@ -598,7 +598,7 @@ impl<'a> Plan<'a> {
             });
             // A late reversal is recorded once per transaction, however often it is resent.
             query.push(" ON CONFLICT DO NOTHING");
-            query.build().persistent(false).execute(&mut *conn).await?;
+            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
         }
         for chunk in self.tombstones.chunks(ROWS_PER_STATEMENT) {
             let mut query =
@@ -611,7 +611,7 @@ impl<'a> Plan<'a> {
                     .push_bind(*at);
             });
             query.push(" ON CONFLICT DO NOTHING");
-            query.build().persistent(false).execute(&mut *conn).await?;
+            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
         }
         for record in &self.credits {
             let credit = &record.credit;
@@ -684,7 +684,7 @@ impl<'a> Plan<'a> {
                     .push_bind(*response)
                     .push_bind(*at);
             });
-            query.build().persistent(false).execute(&mut *conn).await?;
+            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
         }
         Ok(())
     }
