@@ -113,8 +113,7 @@ pub fn rule_discount(terms: &RuleTerms, gross: Rials) -> Rials {
 fn eligible(rule: &Rule, purchase: &Purchase<'_>) -> bool {
     let who = &rule.eligibility;
     (who.tiers.is_empty() || purchase.tier.is_some_and(|t| who.tiers.contains(&t)))
-        && (who.member_groups.is_empty()
-            || intersects(&who.member_groups, purchase.member_groups))
+        && (who.member_groups.is_empty() || intersects(&who.member_groups, purchase.member_groups))
         && (who.terminal_groups.is_empty()
             || intersects(&who.terminal_groups, purchase.terminal_groups))
         && (who.bins.is_empty() || who.bins.iter().any(|range| range.contains(purchase.bin)))

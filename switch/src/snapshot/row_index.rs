@@ -36,7 +36,10 @@ impl RowIndex {
     /// The position of `id`.
     pub(super) fn get(&self, id: i64) -> Option<u32> {
         match self.dense_slot(id) {
-            Some(slot) => self.dense.get(slot).and_then(|stored| stored.checked_sub(1)),
+            Some(slot) => self
+                .dense
+                .get(slot)
+                .and_then(|stored| stored.checked_sub(1)),
             None => self.sparse.get(&id).copied(),
         }
     }
@@ -74,7 +77,10 @@ mod tests {
     #[test]
     fn dense_and_sparse_ids() {
         let mut index = RowIndex::with_rows(10);
-        for (position, id) in [1_i64, 2, 7, 0, 1_000_000, -5, 1043, 1044].iter().enumerate() {
+        for (position, id) in [1_i64, 2, 7, 0, 1_000_000, -5, 1043, 1044]
+            .iter()
+            .enumerate()
+        {
             assert!(index.insert(*id, u32::try_from(position).unwrap_or(0)));
         }
         assert_eq!(index.get(1), Some(0));
@@ -87,7 +93,10 @@ mod tests {
         assert_eq!(index.get(3), None);
         assert_eq!(index.get(5_000), None);
         assert!(!index.insert(7, 9), "a repeated id is refused");
-        assert!(!index.insert(1_000_000, 9), "a repeated sparse id is refused");
+        assert!(
+            !index.insert(1_000_000, 9),
+            "a repeated sparse id is refused"
+        );
         assert_eq!(index.get(7), Some(2));
         assert!(index.dense.len() <= 1044, "the vector stops at the limit");
     }
