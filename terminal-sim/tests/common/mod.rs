@@ -38,6 +38,7 @@ pub fn secrets() -> Secrets {
     Secrets {
         kek: Kek::from_bytes([0x11; 32]),
         pan_key: PanTokenKey::from_bytes([0x22; 32]),
+        sms_gateway_token: None,
     }
 }
 
@@ -112,8 +113,14 @@ impl Harness {
     }
 
     pub async fn start_on(db: Db) -> Harness {
+        Harness::start_with(db, |_| {}).await
+    }
+
+    /// Starts with `edit` applied to the test configuration.
+    pub async fn start_with(db: Db, edit: impl FnOnce(&mut Config)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(&dir.path().join("lsw.db"));
+        edit(&mut config);
         if let Db::Postgres(url) = &db {
             config.database_url = url.clone();
         }
