@@ -303,6 +303,8 @@ fn cards(reference: &mut LoadedReference, shape: &Shape, pan_key: &PanTokenKey, 
         data.members.push(MemberRecord {
             code: member.clone(),
             groups: member_groups,
+            phone: None,
+            locale: switch::domain::Locale::Fa,
         });
         let pan = pan(index);
         let tier = match rng.gen_range(0..100) {

@@ -35,6 +35,7 @@ pub struct Running {
     server: JoinHandle<()>,
     committer: JoinHandle<()>,
     admin: JoinHandle<()>,
+    dispatcher: Option<JoinHandle<()>>,
 }
 
 /// Why the switch could not start.
@@ -140,6 +141,16 @@ pub async fn start(
             shutdown_rx.clone(),
         ));
     }
+    let dispatcher = config
+        .dispatcher(secrets.sms_gateway_token.clone())
+        .map(|settings| {
+            tokio::spawn(crate::notify::dispatcher::run(
+                pool.clone(),
+                clock.clone(),
+                settings,
+                shutdown_rx.clone(),
+            ))
+        });
     let router = admin::router(admin_state, api_state);
     let admin = tokio::spawn(admin::serve(admin_listener, router, shutdown_rx));
     info!(%addr, %admin_addr, "switch listening");
@@ -152,6 +163,7 @@ pub async fn start(
         server,
         committer,
         admin,
+        dispatcher,
     })
 }
 
@@ -233,6 +245,9 @@ impl Running {
         // Every connection (and so every job sender) is gone: the committer drains and ends.
         let _ = self.committer.await;
         let _ = self.admin.await;
+        if let Some(dispatcher) = self.dispatcher {
+            let _ = dispatcher.await;
+        }
         self.pool.close().await;
         info!("switch stopped");
     }

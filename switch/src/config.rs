@@ -11,8 +11,14 @@ use serde::Deserialize;
 use crate::committer::{CommitterConfig, BATCH_MAX_DEFAULT};
 use crate::domain::{Kek, PanTokenKey};
 use crate::engine::EngineConfig;
+use crate::notify::dispatcher::DispatcherConfig;
+use crate::notify::gateway::{Gateway, GatewayToken, GatewayUrl};
 use crate::server::Limits;
 use crate::store::ledger::ANSWERED_WINDOW_MS;
+
+/// Largest `sms_batch_max`: a round sends its rows one after the other, so a larger batch
+/// only lengthens the lease without sending faster.
+pub const SMS_BATCH_MAX_LIMIT: usize = 256;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +109,24 @@ pub struct Config {
     /// `pretty` or `json`.
     #[serde(default = "defaults::log_format")]
     pub log_format: String,
+    /// The SMS gateway (`http://host[:port]/path`); no dispatcher runs without it.
+    #[serde(default)]
+    pub sms_gateway_url: Option<String>,
+    /// Timeout of one request to the SMS gateway, connection included.
+    #[serde(default = "defaults::sms_request_timeout_ms")]
+    pub sms_request_timeout_ms: u64,
+    /// How often the dispatcher looks for due notifications.
+    #[serde(default = "defaults::sms_poll_every_ms")]
+    pub sms_poll_every_ms: u64,
+    /// Most notifications claimed per dispatcher round.
+    #[serde(default = "defaults::sms_batch_max")]
+    pub sms_batch_max: usize,
+    /// Delay before the first retry of a notification, doubled for each further one.
+    #[serde(default = "defaults::sms_backoff_ms_min")]
+    pub sms_backoff_ms_min: u64,
+    /// Longest delay between two attempts of a notification.
+    #[serde(default = "defaults::sms_backoff_ms_max")]
+    pub sms_backoff_ms_max: u64,
 }
 
 mod defaults {
@@ -152,6 +176,21 @@ mod defaults {
     }
     pub fn log_format() -> String {
         "pretty".to_string()
+    }
+    pub fn sms_request_timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn sms_poll_every_ms() -> u64 {
+        1_000
+    }
+    pub fn sms_batch_max() -> usize {
+        16
+    }
+    pub fn sms_backoff_ms_min() -> u64 {
+        1_000
+    }
+    pub fn sms_backoff_ms_max() -> u64 {
+        600_000
     }
 }
 
@@ -232,7 +271,31 @@ impl Config {
         if let Some(v) = var("LSW_LOG_FORMAT") {
             self.log_format = v;
         }
+        if let Some(v) = var("LSW_SMS_GATEWAY_URL") {
+            self.sms_gateway_url = Some(v).filter(|url| !url.is_empty());
+        }
+        if let Some(url) = &self.sms_gateway_url {
+            GatewayUrl::parse(url).map_err(|e| ConfigError::Env {
+                name: "LSW_SMS_GATEWAY_URL",
+                message: e.to_string(),
+            })?;
+        }
         Ok(())
+    }
+
+    /// The SMS dispatcher's settings, when a gateway is configured.
+    pub fn dispatcher(&self, token: Option<GatewayToken>) -> Option<DispatcherConfig> {
+        let url = GatewayUrl::parse(self.sms_gateway_url.as_deref()?).ok()?;
+        let request_timeout = Duration::from_millis(self.sms_request_timeout_ms.max(1));
+        let millis = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
+        Some(DispatcherConfig {
+            gateway: Gateway::new(url, token, request_timeout),
+            poll_every: Duration::from_millis(self.sms_poll_every_ms.max(1)),
+            batch_max: self.sms_batch_max.clamp(1, SMS_BATCH_MAX_LIMIT),
+            request_timeout,
+            backoff_ms_min: millis(self.sms_backoff_ms_min.max(1)),
+            backoff_ms_max: millis(self.sms_backoff_ms_max.max(self.sms_backoff_ms_min)),
+        })
     }
 
     /// PostgreSQL connection settings.
@@ -278,18 +341,23 @@ pub struct Secrets {
     pub kek: Kek,
     /// Keys the PAN token.
     pub pan_key: PanTokenKey,
+    /// The SMS gateway's bearer token, if it needs one.
+    pub sms_gateway_token: Option<GatewayToken>,
 }
 
 impl Secrets {
     /// Reads `LSW_KEK` and `LSW_PAN_TOKEN_KEY` (64 hex characters each), or the files named by
-    /// `LSW_KEK_FILE` and `LSW_PAN_TOKEN_KEY_FILE`.
+    /// `LSW_KEK_FILE` and `LSW_PAN_TOKEN_KEY_FILE`; and the optional `LSW_SMS_GATEWAY_TOKEN`
+    /// (or the file `LSW_SMS_GATEWAY_TOKEN_FILE` names).
     ///
     /// # Errors
     /// [`ConfigError::Secret`] when one is missing or not 32 bytes of hex.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Secrets, ConfigError> {
         let kek = secret(&var, "LSW_KEK", "LSW_KEK_FILE")?;
         let pan = secret(&var, "LSW_PAN_TOKEN_KEY", "LSW_PAN_TOKEN_KEY_FILE")?;
+        let sms_gateway_token = sms_token(&var)?;
         Ok(Secrets {
+            sms_gateway_token,
             kek: Kek::from_slice(&kek).map_err(|_| ConfigError::Secret {
                 name: "LSW_KEK",
                 message: "must be 32 bytes",
@@ -300,6 +368,25 @@ impl Secrets {
             })?,
         })
     }
+}
+
+fn sms_token(var: &impl Fn(&str) -> Option<String>) -> Result<Option<GatewayToken>, ConfigError> {
+    const NAME: &str = "LSW_SMS_GATEWAY_TOKEN";
+    const FILE: &str = "LSW_SMS_GATEWAY_TOKEN_FILE";
+    let text = match (var(NAME), var(FILE)) {
+        (Some(value), _) => value,
+        (None, Some(path)) => std::fs::read_to_string(&path).map_err(|_| ConfigError::Secret {
+            name: FILE,
+            message: "file cannot be read",
+        })?,
+        (None, None) => return Ok(None),
+    };
+    GatewayToken::new(&text)
+        .map(Some)
+        .map_err(|_| ConfigError::Secret {
+            name: NAME,
+            message: "must be visible ascii characters",
+        })
 }
 
 fn secret(

@@ -8,11 +8,13 @@
 //! - [`money`]: [`Rials`] and [`Percent`].
 //! - [`time`]: [`UnixMillis`], civil dates, weekdays and local-time windows.
 //! - [`ids`]: row ids and the [`Code`] that names a record in the import file.
+//! - [`contact`]: a member's [`Phone`] and message [`Locale`].
 //! - [`merchant`], [`terminal`], [`card`], [`tier`], [`rule`]: the reference records.
 //! - [`sealing`]: the key-encryption key that seals terminal master keys at rest.
 //! - [`reference`]: [`ReferenceData`], the plain data an import yields and the store keeps.
 
 pub mod card;
+pub mod contact;
 pub mod ids;
 pub mod merchant;
 pub mod money;
@@ -24,6 +26,7 @@ pub mod tier;
 pub mod time;
 
 pub use card::{Card, CardExpiry, CardStatus, Member, PanToken, PanTokenKey};
+pub use contact::{Locale, Phone};
 pub use ids::{CardId, Code, GroupId, MemberId, MerchantId, RuleId, TerminalRowId, TierId};
 pub use merchant::{CurrencyCode, FeeSchedule, Iban, Merchant, MerchantProfile, MerchantStatus};
 pub use money::{Percent, Rials};

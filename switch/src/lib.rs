@@ -12,6 +12,7 @@
 //! - [`admission`]: format, MAC and envelope checks of one frame (pure).
 //! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics, health and the
 //!   operator API ([`api`]).
+//! - [`notify`]: the SMS outbox's templates and its dispatcher.
 //! - [`app`]: wiring for `serve` and in-process use; [`config`], [`clock`], [`metrics`],
 //!   [`logs`].
 #![warn(missing_docs)]
@@ -29,6 +30,7 @@ pub mod fast_hash;
 pub mod import;
 pub mod logs;
 pub mod metrics;
+pub mod notify;
 pub mod pricing;
 pub mod server;
 pub mod snapshot;

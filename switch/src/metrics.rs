@@ -17,8 +17,21 @@ pub const HOLDS_OPEN: &str = "lsw_holds_open";
 /// Frames rejected, by `reason` (bad_length, unparseable, read_timeout, idle_timeout).
 pub const FRAMES_REJECTED_TOTAL: &str = "lsw_frames_rejected_total";
 
+/// SMS notifications the gateway accepted.
+pub const NOTIFICATIONS_SENT_TOTAL: &str = "lsw_notifications_sent_total";
+/// SMS attempts that failed (a status other than 2xx, a timeout, a lost connection).
+pub const NOTIFICATIONS_FAILED_TOTAL: &str = "lsw_notifications_failed_total";
+/// SMS attempts that were retries of an earlier failed or unrecorded one.
+pub const NOTIFICATIONS_RETRIED_TOTAL: &str = "lsw_notifications_retried_total";
+
 /// Describes every metric once, at start-up.
 pub fn describe() {
+    metrics::describe_counter!(NOTIFICATIONS_SENT_TOTAL, "sms notifications delivered");
+    metrics::describe_counter!(NOTIFICATIONS_FAILED_TOTAL, "sms attempts that failed");
+    metrics::describe_counter!(
+        NOTIFICATIONS_RETRIED_TOTAL,
+        "sms attempts that were retries"
+    );
     metrics::describe_counter!(
         MESSAGES_TOTAL,
         "messages answered, by mti and response code"

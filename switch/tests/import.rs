@@ -242,6 +242,21 @@ async fn every_problem_is_reported_with_its_path_and_changes_nothing() {
     )
     .await;
     check_problems(
+        |f| f["members"][0]["phone"] = json!("09121234567"),
+        &["members[0].phone: must start with + and the country code"],
+    )
+    .await;
+    check_problems(
+        |f| f["members"][1]["phone"] = json!("+9891"),
+        &["members[1].phone: must be + and 8..=15 digits"],
+    )
+    .await;
+    check_problems(
+        |f| f["members"][0]["locale"] = json!("de"),
+        &["members[0].locale: must be \"fa\" or \"en\""],
+    )
+    .await;
+    check_problems(
         |f| f["merchants"][0]["colour"] = json!("red"),
         &["merchants[0]: unknown field `colour`"],
     )

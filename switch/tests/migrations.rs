@@ -562,7 +562,8 @@ async fn postgres_table(pool: &PgPool, schema: &str, table: &str) -> Table {
             name,
             kind: kind(Dialect::Postgres, &declared),
             required: nullable == "NO",
-            default,
+            // PostgreSQL spells a text literal default with its cast (`'fa'::text`).
+            default: default.map(|d| d.strip_suffix("::text").map(str::to_owned).unwrap_or(d)),
         })
         .collect();
     let keys: Vec<(bool, Vec<String>)> = sqlx::query_as(

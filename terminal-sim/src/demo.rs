@@ -238,6 +238,7 @@ pub fn demo_secrets() -> Secrets {
     Secrets {
         kek: Kek::from_bytes([0x5a; 32]),
         pan_key: PanTokenKey::from_bytes([0xa5; 32]),
+        sms_gateway_token: None,
     }
 }
 

@@ -626,6 +626,12 @@ async fn records_and_card_issue() {
             vec!["groups"],
         ),
         (
+            "/api/v1/members/MB-7",
+            json!({"phone": "09121234567", "locale": "de"}),
+            422,
+            vec!["phone", "locale"],
+        ),
+        (
             "/api/v1/members/MB-1",
             json!({"code": "MB-2"}),
             422,

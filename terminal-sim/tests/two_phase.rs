@@ -362,7 +362,7 @@ async fn a_settled_transaction_is_not_reversed(db: Db) {
 async fn daily_rule_uses_survive_a_restart(db: Db) {
     let mut network: serde_json::Value = serde_json::from_str(NETWORK).unwrap();
     network["rules"][0]["member_daily_uses_max"] = 2.into();
-    let mut harness = Harness::start_with(db, &network.to_string()).await;
+    let mut harness = Harness::start_network(db, &network.to_string()).await;
     let mut t = counter();
     let now = harness.now_seconds();
     let mut client = harness.client().await;

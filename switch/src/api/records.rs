@@ -274,7 +274,12 @@ fn groups(records: &[GroupRecord]) -> Vec<(String, Value)> {
 
 fn member(record: &MemberRecord) -> Value {
     let groups: Vec<&str> = record.groups.iter().map(|code| code.as_str()).collect();
-    json!({ "code": record.code.as_str(), "groups": groups })
+    json!({
+        "code": record.code.as_str(),
+        "groups": groups,
+        "phone": record.phone.as_ref().map(crate::domain::Phone::as_str),
+        "locale": record.locale.as_str(),
+    })
 }
 
 /// Handlers for one [`Kind`], as axum wants them: a list, a read and a `PUT`.

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use protocol::Tmk;
 
 use crate::domain::{
-    CardExpiry, CardId, CardStatus, Code, Eligibility, GroupId, KeySetId, MemberId, MerchantId,
-    MerchantProfile, PanToken, Percent, Rials, RuleId, RuleTerms, TerminalCode, TerminalRowId,
-    TerminalStatus, TierId, UnixMillis,
+    CardExpiry, CardId, CardStatus, Code, Eligibility, GroupId, KeySetId, Locale, MemberId,
+    MerchantId, MerchantProfile, PanToken, Percent, Phone, Rials, RuleId, RuleTerms, TerminalCode,
+    TerminalRowId, TerminalStatus, TierId, UnixMillis,
 };
 
 /// Everything the operator defines, as one value. Each list is in a stable order (file order
@@ -97,6 +97,10 @@ pub struct MemberRecord {
     pub code: Code,
     /// Codes of its member groups, sorted, without duplicates.
     pub groups: Vec<Code>,
+    /// Its mobile number, if it receives SMS.
+    pub phone: Option<Phone>,
+    /// The language of its messages.
+    pub locale: Locale,
 }
 
 /// A card, without its PAN.

@@ -553,6 +553,8 @@ impl Engine {
             txn: id,
             card: txn.card,
             merchant: txn.merchant,
+            gross: txn.amounts.gross,
+            discount: txn.amounts.discount,
             club_held,
             store_held,
             club,

@@ -57,6 +57,10 @@ pub enum Effect {
         card: CardId,
         /// The merchant.
         merchant: MerchantId,
+        /// The purchase amount G, for the member's notification.
+        gross: Rials,
+        /// The discount it got, for the member's notification.
+        discount: Rials,
         /// Club held by the request, released now (zero on the advice path).
         club_held: Rials,
         /// Store credit held by the request, released now.

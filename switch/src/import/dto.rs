@@ -158,6 +158,10 @@ pub struct Member {
     pub code: Value,
     #[serde(default)]
     pub groups: Value,
+    #[serde(default)]
+    pub phone: Value,
+    #[serde(default)]
+    pub locale: Value,
 }
 
 /// A card record.

@@ -13,9 +13,9 @@ use crate::domain::reference::{
 use crate::domain::time::{check_utc_offset, TEHRAN_UTC_OFFSET_MINUTES};
 use crate::domain::{
     BinRange, CardExpiry, CardStatus, CivilDate, Code, CurrencyCode, Eligibility, FeeSchedule,
-    Iban, Invalid, KeySetId, MerchantProfile, MerchantStatus, MinuteWindow, PanToken, PanTokenKey,
-    ReferenceData, RowIds, RuleKind, RuleTerms, TerminalCode, TerminalStatus, UnixMillis, Weekday,
-    Weekdays, Window,
+    Iban, Invalid, KeySetId, Locale, MerchantProfile, MerchantStatus, MinuteWindow, PanToken,
+    PanTokenKey, Phone, ReferenceData, RowIds, RuleKind, RuleTerms, TerminalCode, TerminalStatus,
+    UnixMillis, Weekday, Weekdays, Window,
 };
 use crate::import::dto::{self, Records};
 use crate::import::record::{
@@ -455,8 +455,20 @@ fn members(
             &codes.member_groups,
             "member group",
         );
-        if let (Some(code), Some(groups)) = (code, groups) {
-            out.push(MemberRecord { code, groups });
+        let phone = record.optional("phone", &dto.phone, None, |v| {
+            text(v).and_then(Phone::parse).map(Some)
+        });
+        let locale = record.optional("locale", &dto.locale, Locale::Fa, |v| {
+            text(v).and_then(Locale::parse)
+        });
+        if let (Some(code), Some(groups), Some(phone), Some(locale)) = (code, groups, phone, locale)
+        {
+            out.push(MemberRecord {
+                code,
+                groups,
+                phone,
+                locale,
+            });
         }
     }
     out

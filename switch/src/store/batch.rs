@@ -17,10 +17,11 @@ use std::collections::{BTreeMap, HashMap};
 use crate::store::sql::QueryBuilder;
 use crate::store::{Backend, Conn};
 
-use crate::domain::{MerchantId, UnixMillis};
+use crate::domain::{Locale, MerchantId, Rials, UnixMillis};
 use crate::engine::credit::{CreditRecord, TransferRecord};
 use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
 use crate::engine::state::{MessageKey, Txn};
+use crate::notify::templates::Message;
 use crate::store::ledger::LedgerError;
 
 /// Rows per multi-row statement: keeps the bound parameters (at most 22 per row) far below
@@ -35,6 +36,31 @@ struct Patch {
     reversed_at: Option<i64>,
     expired_at: Option<i64>,
     cashback_lot: Option<i64>,
+}
+
+/// An outbox row to write if the card's member has a phone: both languages are rendered, the
+/// database keeps the member's (docs/notifications.md).
+#[derive(Debug, Clone)]
+struct Notice {
+    key: String,
+    card: i64,
+    kind: &'static str,
+    fa: String,
+    en: String,
+    at: i64,
+}
+
+impl Notice {
+    fn new(key: String, card: i64, message: &Message, at: i64) -> Notice {
+        Notice {
+            key,
+            card,
+            kind: message.kind(),
+            fa: message.render(Locale::Fa),
+            en: message.render(Locale::En),
+            at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +93,7 @@ pub struct Plan<'a> {
     exceptions: Vec<(&'static str, i64, &'static str, i64, i64)>,
     tombstones: Vec<(&'a MessageKey, i64)>,
     answers: Vec<(&'a MessageKey, &'a [u8; 32], &'a [u8], i64)>,
+    notices: Vec<Notice>,
 }
 
 impl<'a> Plan<'a> {
@@ -100,6 +127,8 @@ impl<'a> Plan<'a> {
                 txn,
                 card,
                 merchant,
+                gross,
+                discount,
                 club_held,
                 store_held,
                 club,
@@ -109,6 +138,7 @@ impl<'a> Plan<'a> {
                 at,
             } => {
                 let (card, merchant, txn, at) = (card.get(), merchant.get(), txn.0, at.get());
+                self.capture_notices(txn, card, *gross, *discount, *club, lots, cashback, at);
                 self.club_delta(card, -club.get(), -club_held.get());
                 if store_held.get() > 0 {
                     self.store_delta((card, merchant), 0, -store_held.get());
@@ -246,6 +276,20 @@ impl<'a> Plan<'a> {
     fn credit(&mut self, record: &'a CreditRecord) {
         let credit = &record.credit;
         let (card, amount, at) = (credit.card.get(), credit.amount.get(), record.at.get());
+        let message = match credit.merchant {
+            None => Message::TopUp {
+                amount: credit.amount,
+            },
+            Some(_) => Message::StoreCredit {
+                amount: credit.amount,
+            },
+        };
+        self.notices.push(Notice::new(
+            format!("credit:{}", credit.key),
+            card,
+            &message,
+            at,
+        ));
         match (credit.merchant, record.lot) {
             (Some(merchant), Some(lot)) => {
                 let key = (card, merchant.get());
@@ -260,6 +304,40 @@ impl<'a> Plan<'a> {
             }
         }
         self.credits.push(record);
+    }
+
+    /// The member's messages of a confirm: the purchase, and the cashback it credited. Keys
+    /// come from the transaction, so a re-applied capture cannot write a second row.
+    #[allow(clippy::too_many_arguments)]
+    fn capture_notices(
+        &mut self,
+        txn: i64,
+        card: i64,
+        gross: Rials,
+        discount: Rials,
+        club: Rials,
+        lots: &[(crate::engine::state::LotId, Rials)],
+        cashback: &Option<NewLot>,
+        at: i64,
+    ) {
+        let store_credit = lots.iter().map(|(_, amount)| amount.get()).sum::<i64>();
+        let purchase = Message::Purchase {
+            gross,
+            discount,
+            club,
+            store_credit: Rials::new(store_credit).unwrap_or(Rials::ZERO),
+        };
+        self.notices
+            .push(Notice::new(format!("capture:{txn}"), card, &purchase, at));
+        if let Some(lot) = cashback {
+            let message = Message::Cashback { amount: lot.amount };
+            self.notices.push(Notice::new(
+                format!("cashback:{txn}"),
+                lot.card.get(),
+                &message,
+                at,
+            ));
+        }
     }
 
     /// A replacement: the old card's club balance and lots leave it, the new card's come in,
@@ -370,7 +448,42 @@ impl<'a> Plan<'a> {
     pub async fn write(&self, conn: &mut Conn) -> Result<(), LedgerError> {
         self.write_transactions(conn).await?;
         self.write_balances(conn).await?;
-        self.write_records(conn).await
+        self.write_records(conn).await?;
+        self.write_notices(conn).await
+    }
+
+    /// The batch's outbox rows, one multi-row statement per chunk: only members with a phone
+    /// get a row, in their locale; a key already in the outbox is skipped, so a re-applied
+    /// event never notifies twice.
+    async fn write_notices(&self, conn: &mut Conn) -> Result<(), LedgerError> {
+        for chunk in self.notices.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::new(
+                "INSERT INTO notifications (idempotency_key, member_id, kind, locale, phone, body, \
+                 created_at_ms, attempts, next_attempt_at_ms) \
+                 SELECT d.column1, m.id, d.column3, m.locale, m.phone, \
+                 CASE WHEN m.locale = 'en' THEN d.column5 ELSE d.column4 END, \
+                 d.column6, 0, d.column6 FROM (",
+            );
+            query.push_values(chunk, |mut row, notice| {
+                row.push_bind(notice.key.as_str())
+                    .push_bind(notice.card)
+                    .push_bind(notice.kind)
+                    .push_bind(notice.fa.as_str())
+                    .push_bind(notice.en.as_str())
+                    .push_bind(notice.at);
+            });
+            // The WHERE also tells SQLite's parser that ON CONFLICT is the upsert clause.
+            query.push(
+                ") AS d JOIN cards c ON c.id = d.column2 JOIN members m ON m.id = c.member_id \
+                 WHERE m.phone IS NOT NULL ON CONFLICT (idempotency_key) DO NOTHING",
+            );
+            query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn write_transactions(&self, conn: &mut Conn) -> Result<(), LedgerError> {
@@ -411,7 +524,11 @@ impl<'a> Plan<'a> {
                     .push_bind(patch.expired_at)
                     .push_bind(patch.cashback_lot);
             });
-            let done = query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            let done = query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
             expect_rows(done.rows_affected(), chunk.len(), "transaction insert")?;
         }
         let patches: Vec<_> = self.patches.iter().collect();
@@ -432,7 +549,11 @@ impl<'a> Plan<'a> {
                     .push_bind(patch.cashback_lot);
             });
             query.push(") AS d WHERE transactions.id = d.column1");
-            let done = query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            let done = query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
             expect_rows(done.rows_affected(), chunk.len(), "transaction state")?;
         }
         Ok(())
@@ -447,7 +568,11 @@ impl<'a> Plan<'a> {
                 row.push_bind(*card).push_bind(0_i64).push_bind(0_i64);
             });
             query.push(" ON CONFLICT (card_id) DO NOTHING");
-            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
         }
         let club: Vec<_> = self.club.iter().filter(|(_, d)| **d != (0, 0)).collect();
         for chunk in club.chunks(ROWS_PER_STATEMENT) {
@@ -459,7 +584,11 @@ impl<'a> Plan<'a> {
                 row.push_bind(**card).push_bind(*ledger).push_bind(*held);
             });
             query.push(") AS d WHERE club_balances.card_id = d.column1");
-            let done = query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            let done = query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
             expect_rows(done.rows_affected(), chunk.len(), "club balance")?;
         }
         let accounts: Vec<_> = self
@@ -478,7 +607,11 @@ impl<'a> Plan<'a> {
                     .push_bind(0_i64);
             });
             query.push(" ON CONFLICT (card_id, merchant_id) DO NOTHING");
-            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
         }
         for chunk in self.new_lots.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::new(
@@ -495,7 +628,11 @@ impl<'a> Plan<'a> {
                     .push_bind(*source)
                     .push_bind(*txn);
             });
-            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
         }
         let store: Vec<_> = self.store.iter().filter(|(_, d)| **d != (0, 0)).collect();
         for chunk in store.chunks(ROWS_PER_STATEMENT) {
@@ -513,7 +650,11 @@ impl<'a> Plan<'a> {
                 ") AS d WHERE store_credit_accounts.card_id = d.column1 \
                  AND store_credit_accounts.merchant_id = d.column2",
             );
-            let done = query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            let done = query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
             expect_rows(done.rows_affected(), chunk.len(), "store credit account")?;
         }
         let lots: Vec<_> = self.lots.iter().filter(|(_, delta)| **delta != 0).collect();
@@ -525,7 +666,11 @@ impl<'a> Plan<'a> {
                 row.push_bind(**lot).push_bind(**delta);
             });
             query.push(") AS d WHERE store_credit_lots.id = d.column1");
-            let done = query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            let done = query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
             expect_rows(done.rows_affected(), chunk.len(), "store credit lot")?;
         }
         Ok(())
@@ -551,7 +696,11 @@ impl<'a> Plan<'a> {
                     .push_bind(m.txn)
                     .push_bind(m.at);
             });
-            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
         }
         for chunk in self.captures.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::new(
@@ -563,7 +712,11 @@ impl<'a> Plan<'a> {
                     .push_bind(*club)
                     .push_bind(*store);
             });
-            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
         }
         for chunk in self.capture_lots.chunks(ROWS_PER_STATEMENT) {
             let mut query =
@@ -571,7 +724,11 @@ impl<'a> Plan<'a> {
             query.push_values(chunk, |mut row, (txn, lot, amount)| {
                 row.push_bind(*txn).push_bind(*lot).push_bind(*amount);
             });
-            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
         }
         for chunk in self.returned.chunks(ROWS_PER_STATEMENT) {
             let mut query =
@@ -582,7 +739,11 @@ impl<'a> Plan<'a> {
             query.push(
                 ") AS d WHERE captures.txn_id = d.column1 AND captures.returned_at_ms IS NULL",
             );
-            let done = query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            let done = query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
             expect_rows(done.rows_affected(), chunk.len(), "capture return")?;
         }
         for chunk in self.exceptions.chunks(ROWS_PER_STATEMENT) {
@@ -598,7 +759,11 @@ impl<'a> Plan<'a> {
             });
             // A late reversal is recorded once per transaction, however often it is resent.
             query.push(" ON CONFLICT DO NOTHING");
-            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
         }
         for chunk in self.tombstones.chunks(ROWS_PER_STATEMENT) {
             let mut query =
@@ -611,7 +776,11 @@ impl<'a> Plan<'a> {
                     .push_bind(*at);
             });
             query.push(" ON CONFLICT DO NOTHING");
-            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
         }
         for record in &self.credits {
             let credit = &record.credit;
@@ -684,7 +853,11 @@ impl<'a> Plan<'a> {
                     .push_bind(*response)
                     .push_bind(*at);
             });
-            query.build(Backend::of_conn(conn)).persistent(false).execute(&mut *conn).await?;
+            query
+                .build(Backend::of_conn(conn))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }

@@ -56,6 +56,11 @@ pub const SQLITE: &[Source] = &[
         "shared_batches",
         include_str!("../../../migrations/sqlite/0008_shared_batches.sql"),
     ),
+    (
+        9,
+        "notifications",
+        include_str!("../../../migrations/sqlite/0009_notifications.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -99,6 +104,11 @@ pub const POSTGRES: &[Source] = &[
         8,
         "shared_batches",
         include_str!("../../../migrations/postgres/0008_shared_batches.sql"),
+    ),
+    (
+        9,
+        "notifications",
+        include_str!("../../../migrations/postgres/0009_notifications.sql"),
     ),
 ];
 

@@ -21,10 +21,10 @@ use crate::domain::reference::{
 };
 use crate::domain::{
     BinRange, CardExpiry, CardId, CardStatus, CivilDate, Code, CurrencyCode, Eligibility,
-    FeeSchedule, GroupId, Iban, Invalid, Kek, KeySetId, LoadedReference, MemberId, MerchantId,
-    MerchantProfile, MerchantStatus, MinuteWindow, PanToken, Percent, ReferenceData, Rials, RowIds,
-    RuleId, RuleKind, RuleTerms, TerminalCode, TerminalRowId, TerminalStatus, TierId, UnixMillis,
-    Weekdays, Window,
+    FeeSchedule, GroupId, Iban, Invalid, Kek, KeySetId, LoadedReference, Locale, MemberId,
+    MerchantId, MerchantProfile, MerchantStatus, MinuteWindow, PanToken, Percent, Phone,
+    ReferenceData, Rials, RowIds, RuleId, RuleKind, RuleTerms, TerminalCode, TerminalRowId,
+    TerminalStatus, TierId, UnixMillis, Weekdays, Window,
 };
 use crate::import::Problem;
 use crate::store::StoreError;
@@ -560,9 +560,11 @@ impl Writer<'_> {
                 Change::Same => continue,
                 Change::Insert => {
                     let id = sqlx::query_scalar::<_, i64>(
-                        "INSERT INTO members (code) VALUES ($1) RETURNING id",
+                        "INSERT INTO members (code, phone, locale) VALUES ($1, $2, $3) RETURNING id",
                     )
                     .bind(record.code.as_str())
+                    .bind(record.phone.as_ref().map(Phone::as_str))
+                    .bind(record.locale.as_str())
                     .fetch_one(&mut *self.conn)
                     .await?;
                     self.ids
@@ -572,6 +574,12 @@ impl Writer<'_> {
                     id
                 }
                 Change::Update(id) => {
+                    sqlx::query("UPDATE members SET phone = $1, locale = $2 WHERE id = $3")
+                        .bind(record.phone.as_ref().map(Phone::as_str))
+                        .bind(record.locale.as_str())
+                        .bind(id.get())
+                        .execute(&mut *self.conn)
+                        .await?;
                     self.count.updated += 1;
                     id.get()
                 }
@@ -1122,17 +1130,25 @@ async fn read_members(
     )
     .await?;
     let mut names = Names::new();
-    for row in sqlx::query("SELECT id, code FROM members ORDER BY id")
+    for row in sqlx::query("SELECT id, code, phone, locale FROM members ORDER BY id")
         .fetch_all(&mut *conn)
         .await?
     {
         let id: i64 = row.try_get("id")?;
         let code = column(&row, "members", id, "code", Code::parse)?;
+        let phone: Option<String> = row.try_get("phone")?;
+        let phone = phone
+            .map(|text| Phone::parse(&text))
+            .transpose()
+            .map_err(|invalid| corrupt("members", id, format_args!("phone {invalid}")))?;
+        let locale = column(&row, "members", id, "locale", Locale::parse)?;
         out.ids.members.insert(code.clone(), MemberId::new(id));
         names.insert(id, code.clone());
         out.data.members.push(MemberRecord {
             code,
             groups: memberships.remove(&id).unwrap_or_default(),
+            phone,
+            locale,
         });
     }
     Ok(names)

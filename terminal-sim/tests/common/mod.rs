@@ -38,6 +38,7 @@ pub fn secrets() -> Secrets {
     Secrets {
         kek: Kek::from_bytes([0x11; 32]),
         pan_key: PanTokenKey::from_bytes([0x22; 32]),
+        sms_gateway_token: None,
     }
 }
 
@@ -112,13 +113,24 @@ impl Harness {
     }
 
     pub async fn start_on(db: Db) -> Harness {
-        Harness::start_with(db, NETWORK).await
+        Harness::start_full(db, NETWORK, |_| {}).await
+    }
+
+    /// Starts with `edit` applied to the test configuration.
+    pub async fn start_with(db: Db, edit: impl FnOnce(&mut Config)) -> Harness {
+        Harness::start_full(db, NETWORK, edit).await
     }
 
     /// On `db`, provisioned with the import file `network`.
-    pub async fn start_with(db: Db, network: &str) -> Harness {
+    pub async fn start_network(db: Db, network: &str) -> Harness {
+        Harness::start_full(db, network, |_| {}).await
+    }
+
+    /// On `db`, provisioned with `network`, with `edit` applied to the configuration.
+    pub async fn start_full(db: Db, network: &str, edit: impl FnOnce(&mut Config)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(&dir.path().join("lsw.db"));
+        edit(&mut config);
         if let Db::Postgres(url) = &db {
             config.database_url = url.clone();
         }
