@@ -1,4 +1,5 @@
-//! The import file, end to end: parse, save to a temporary SQLite file, load back.
+//! The import file, end to end: parse, save to a temporary SQLite file (and, with
+//! `LSW_TEST_DATABASE_URL` set, a fresh PostgreSQL database), load back.
 //!
 //! Goal: the example network imports and reads back equal; re-importing it changes nothing;
 //! every kind of bad record is reported with its path and field and changes nothing; and the
@@ -30,12 +31,61 @@ fn example() -> Value {
     serde_json::from_str(EXAMPLE).unwrap()
 }
 
+tokio::task_local! {
+    /// The PostgreSQL server a test runs on; SQLite outside a scope.
+    static SERVER: String;
+}
+
+/// An empty, migrated database: a SQLite file, or a fresh PostgreSQL database inside a
+/// [`SERVER`] scope.
 async fn fresh() -> (tempfile::TempDir, std::path::PathBuf, Pool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("switch.db");
-    let pool = store::open(path.to_str().unwrap()).await.unwrap();
+    let url = match SERVER.try_with(Clone::clone) {
+        Ok(server) => store::create_database(&server, "lsw_import").await.unwrap(),
+        Err(_) => path.to_str().unwrap().to_owned(),
+    };
+    let pool = store::open(&url).await.unwrap();
     (dir, path, pool)
 }
+
+/// The PostgreSQL server's URL, or `None` after saying on stderr that the test is skipped.
+fn server_url() -> Option<String> {
+    use std::io::Write as _;
+    match std::env::var("LSW_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let mut stderr = std::io::stderr().lock();
+            writeln!(stderr, "skipped: LSW_TEST_DATABASE_URL is not set").unwrap();
+            None
+        }
+    }
+}
+
+/// Runs each test function on SQLite (`name::sqlite`) and on PostgreSQL (`name::postgres`).
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name().await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(server) = super::server_url() {
+                    super::SERVER.scope(server, super::$name()).await;
+                }
+            }
+        }
+    )*};
+}
+
+on_both!(
+    example_imports_and_reads_back_equal,
+    reimport_is_a_noop_and_changes_keep_ids,
+    every_problem_is_reported_with_its_path_and_changes_nothing,
+);
 
 async fn import_value(
     pool: &Pool,
@@ -45,10 +95,16 @@ async fn import_value(
 }
 
 async fn counts(pool: &Pool) -> Vec<(String, i64)> {
-    let tables = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .fetch_all(pool)
-        .await
-        .unwrap();
+    let list = match store::Backend::of_pool(pool) {
+        store::Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        }
+        store::Backend::Postgres => {
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = 'public' ORDER BY 1"
+        }
+    };
+    let tables = sqlx::query(list).fetch_all(pool).await.unwrap();
     let mut out = Vec::new();
     for row in tables {
         let name: String = row.get(0);
@@ -66,7 +122,6 @@ async fn loaded(pool: &Pool) -> LoadedReference {
     reference::load(pool, &kek()).await.unwrap()
 }
 
-#[tokio::test]
 async fn example_imports_and_reads_back_equal() {
     let (_dir, _path, pool) = fresh().await;
     let parsed = import::parse(EXAMPLE.as_bytes(), &pan_key()).unwrap();
@@ -162,7 +217,6 @@ async fn example_imports_and_reads_back_equal() {
     assert_eq!(expires, Some(1_798_749_000_000));
 }
 
-#[tokio::test]
 async fn reimport_is_a_noop_and_changes_keep_ids() {
     let (_dir, _path, pool) = fresh().await;
     import_value(&pool, &example()).await.unwrap();
@@ -228,7 +282,6 @@ async fn check_problems(edit: fn(&mut Value), expected: &[&str]) {
     );
 }
 
-#[tokio::test]
 async fn every_problem_is_reported_with_its_path_and_changes_nothing() {
     check_problems(|f| f["version"] = json!(2), &["version: must be 1"]).await;
     check_problems(
