@@ -476,3 +476,69 @@ async fn database_outage_answers_96_and_recovers() {
         outage.system_errors
     );
 }
+
+/// The change stamp: a batch's number on what it writes; an update outside a batch (such as
+/// settlement's) keeps the last batch's stamp, so a process that has not read that batch yet
+/// still finds the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_carry_the_stamp_of_the_batch_that_wrote_them() {
+    let Some(server) = database_url() else {
+        return;
+    };
+    let url = switch::store::create_database(&server, "lsw_stamp")
+        .await
+        .unwrap();
+    let pool = switch::store::open(&url).await.unwrap();
+    let kek = switch::domain::Kek::from_bytes([0x11; 32]);
+    let pan_key = switch::domain::PanTokenKey::from_bytes([0x22; 32]);
+    switch::import::import_text(
+        &pool,
+        include_str!("data/network.json"),
+        &kek,
+        &pan_key,
+        switch::domain::UnixMillis::new(1_795_372_200_000),
+    )
+    .await
+    .unwrap();
+    let stamp = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT b.change_seq FROM club_balances b JOIN cards c ON c.id = b.card_id \
+             WHERE c.code = 'C-RICH'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(stamp().await, 0, "an import is not a batch");
+
+    let mut tx = pool.begin().await.unwrap();
+    let seq = switch::store::shared::begin_batch(&mut tx).await.unwrap();
+    sqlx::query("UPDATE club_balances SET held_rials = held_rials + 0")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(stamp().await, seq, "the batch's number");
+
+    sqlx::query("UPDATE club_balances SET held_rials = held_rials + 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stamp().await,
+        seq,
+        "an update outside a batch keeps the stamp"
+    );
+
+    let mut tx = pool.begin().await.unwrap();
+    let next = switch::store::shared::begin_batch(&mut tx).await.unwrap();
+    assert_eq!(next, seq + 1, "batches are numbered in turn");
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        switch::store::shared::current_seq(&mut pool.acquire().await.unwrap())
+            .await
+            .unwrap(),
+        seq,
+        "a batch rolled back gives its number back"
+    );
+}
