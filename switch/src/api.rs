@@ -7,7 +7,7 @@
 //! - [`auth`]: operator tokens (stored hashed) and the read and write roles.
 //! - [`error`]: the one JSON error shape and its status codes.
 //! - [`merchants`], [`terminals`], [`cards`], [`audit`], and [`records`] (tiers, groups and
-//!   members): the resources; [`reports`]: activity, top members, open holds, expiring.
+//!   members): the resources; [`reports`]: activity, top members, open holds, expiring, RFM, win-back.
 //! - [`change`]: how a change is saved, audited and made live; [`credits`]: top-ups and
 //!   store-credit grants, which go through the engine.
 
@@ -106,6 +106,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/reports/top-members"),
     ("GET", "/api/v1/reports/open-holds"),
     ("GET", "/api/v1/reports/expiring"),
+    ("GET", "/api/v1/reports/rfm"),
+    ("GET", "/api/v1/reports/win-back"),
 ];
 
 /// The `/api/v1` routes.
@@ -179,6 +181,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/reports/top-members", get(reports::top_members))
         .route("/api/v1/reports/open-holds", get(reports::open_holds))
         .route("/api/v1/reports/expiring", get(reports::expiring))
+        .route("/api/v1/reports/rfm", get(reports::rfm))
+        .route("/api/v1/reports/win-back", get(reports::win_back))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
 }

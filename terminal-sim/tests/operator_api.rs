@@ -933,6 +933,84 @@ async fn reports_add_up_to_the_transactions() {
     }
 }
 
+/// The segment reports: RFM scores (⌈5 k / n⌉ per dimension, equal values equal) over the
+/// last 365 days, and the win-back list of members inactive for N days, biggest spenders
+/// first; bad parameters name their field.
+#[tokio::test]
+async fn rfm_and_win_back_segments() {
+    let mut api = Api::start().await;
+    let mut client = api.harness.client().await;
+    let mut counter = counter();
+    let at = api.harness.now_seconds();
+    // MB-1 (card RICH) buys twice, MB-2 (card POOR) once and less, all at the same instant.
+    for (card, gross) in [(RICH, 10_000), (RICH, 20_000), (POOR, 5_000)] {
+        let (out, response) = purchase(
+            &mut client,
+            &mut counter,
+            ProcessingCode::BankPurchase,
+            gross,
+            card,
+            at,
+        )
+        .await;
+        assert_eq!(response.code, ResponseCode::Approved);
+        let confirm = counter.confirm(&out, response.rrn.unwrap(), at).unwrap();
+        assert_eq!(
+            exchange(&mut client, &counter, &confirm).await.code,
+            ResponseCode::Approved
+        );
+    }
+    let (status, report) = api.read("/api/v1/reports/rfm").await;
+    assert_eq!(status, 200, "{report}");
+    let rows = report["rfm"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{report}");
+    // n = 2. Recency ties (k = 2 for both): 5. MB-1: k = 2 for frequency and spend: 5;
+    // MB-2: k = 1: ⌈5 / 2⌉ = 3.
+    let score = |row: &Value| {
+        (
+            row["member"].as_str().unwrap().to_owned(),
+            row["frequency"].as_i64().unwrap(),
+            row["monetary_rials"].as_i64().unwrap(),
+            row["r"].as_i64().unwrap(),
+            row["f"].as_i64().unwrap(),
+            row["m"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(score(&rows[0]), ("MB-1".to_owned(), 2, 30_000, 5, 5, 5));
+    assert_eq!(score(&rows[1]), ("MB-2".to_owned(), 1, 5_000, 5, 3, 3));
+    assert_eq!(rows[0]["recency_days"], 0);
+
+    let (_, none) = api.read("/api/v1/reports/win-back?days=1").await;
+    assert_eq!(none["win_back"].as_array().unwrap().len(), 0, "{none}");
+    // Two days later both are inactive for a day; the bigger spender comes first.
+    api.harness.clock.advance(2 * 86_400_000);
+    let (status, back) = api.read("/api/v1/reports/win-back?days=1").await;
+    assert_eq!(status, 200, "{back}");
+    let rows = back["win_back"].as_array().unwrap();
+    let members: Vec<_> = rows.iter().map(|r| r["member"].as_str().unwrap()).collect();
+    assert_eq!(members, ["MB-1", "MB-2"], "{back}");
+    assert_eq!(rows[0]["days_inactive"], 2);
+    assert_eq!(rows[0]["purchases"], 2);
+    assert_eq!(rows[0]["gross_rials"], 30_000);
+    let (_, still) = api.read("/api/v1/reports/win-back?days=3").await;
+    assert_eq!(still["win_back"].as_array().unwrap().len(), 0, "{still}");
+    // A year and more later, the RFM window is empty.
+    api.harness.clock.advance(366 * 86_400_000);
+    let (_, old) = api.read("/api/v1/reports/rfm").await;
+    assert_eq!(old["rfm"].as_array().unwrap().len(), 0, "{old}");
+
+    for (path, field) in [
+        ("/api/v1/reports/win-back?days=0", "days"),
+        ("/api/v1/reports/win-back?days=4000", "days"),
+        ("/api/v1/reports/rfm?limit=0", "limit"),
+        ("/api/v1/reports/rfm?format=xml", "format"),
+    ] {
+        let (status, value) = api.read(path).await;
+        assert_eq!(status, 422, "{path}: {value}");
+        assert_eq!(problem_fields(&value), [field], "{path}");
+    }
+}
+
 /// A top-up raises the club balance and a grant adds store credit at one merchant, each once
 /// per idempotency key (a retry, even after a restart, changes nothing), both visible to the
 /// next balance inquiry over TCP, audited, and the conservation invariants still hold.

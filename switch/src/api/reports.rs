@@ -52,7 +52,8 @@ pub struct Params {
     pub format: Option<String>,
     /// Rows, 1..=1000 (top members, open holds).
     pub limit: Option<i64>,
-    /// Days ahead, 1..=366 (expiring; default 30).
+    /// Days ahead, 1..=366 (expiring; default 30); days inactive, 1..=3650 (win-back;
+    /// default 90).
     pub days: Option<i64>,
 }
 
@@ -283,6 +284,123 @@ pub async fn expiring(
         &["what", "card", "merchant", "rials", "lapses"],
         out,
     )
+}
+
+/// How far back the RFM report looks: the rolling twelve months of the loyalty programme.
+pub const RFM_WINDOW_DAYS: i64 = 365;
+/// Longest inactivity the win-back report takes, in days.
+pub const INACTIVE_DAYS_MAX: i64 = 3_650;
+
+/// `GET /api/v1/reports/rfm?limit&format`: every member with a confirmed purchase in the last
+/// 365 days, with recency (days since the last one), frequency (purchases) and monetary value
+/// (G, rials) over that window, and a score of 1 to 5 for each: ⌈5 × k / n⌉, where n is the
+/// number of those members and k how many of them have a value at most the member's (older
+/// or equal last purchase, as many or fewer purchases, as much or less spend). So 5 is the top
+/// fifth (most recent, most frequent, highest spend), equal values score equally, and a lone
+/// member scores 5. Integer arithmetic, rounded up as written. Best first.
+///
+/// # Errors
+/// [`ApiError::Invalid`] for a malformed limit or format.
+pub async fn rfm(
+    _reader: Reader,
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let limit = limit(&params)?;
+    let now = state.clock.now().get();
+    let rows = sqlx::query(
+        "WITH per AS (SELECT mb.code AS member, MAX(t.confirmed_at_ms) AS last_ms, \
+         COUNT(*) AS frequency, CAST(SUM(t.gross_rials) AS BIGINT) AS monetary_rials \
+         FROM transactions t JOIN cards c ON c.id = t.card_id \
+         JOIN members mb ON mb.id = c.member_id \
+         WHERE t.state = 'confirmed' AND t.confirmed_at_ms >= $1 GROUP BY mb.code) \
+         SELECT * FROM (SELECT member, last_ms, frequency, monetary_rials, \
+         (5 * COUNT(*) OVER (ORDER BY last_ms) + COUNT(*) OVER () - 1) / COUNT(*) OVER () AS r, \
+         (5 * COUNT(*) OVER (ORDER BY frequency) + COUNT(*) OVER () - 1) / COUNT(*) OVER () AS f, \
+         (5 * COUNT(*) OVER (ORDER BY monetary_rials) + COUNT(*) OVER () - 1) / COUNT(*) OVER () \
+         AS m FROM per) scored ORDER BY r + f + m DESC, member LIMIT $2",
+    )
+    .bind(now - RFM_WINDOW_DAYS * DAY_MS)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(ApiError::store)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let last: i64 = column(&row, "last_ms")?;
+        out.push(json!({
+            "member": column::<String>(&row, "member")?,
+            "last_purchase": tehran_date(last).to_string(),
+            "recency_days": (now - last).max(0) / DAY_MS,
+            "frequency": column::<i64>(&row, "frequency")?,
+            "monetary_rials": column::<i64>(&row, "monetary_rials")?,
+            "r": column::<i64>(&row, "r")?,
+            "f": column::<i64>(&row, "f")?,
+            "m": column::<i64>(&row, "m")?,
+        }));
+    }
+    let columns = [
+        "member",
+        "last_purchase",
+        "recency_days",
+        "frequency",
+        "monetary_rials",
+        "r",
+        "f",
+        "m",
+    ];
+    render(&params, "rfm", &columns, out)
+}
+
+/// `GET /api/v1/reports/win-back?days&limit&format`: members who have bought before but not
+/// in the last `days` days (1..=3650, default 90), with their last purchase and lifetime
+/// purchases and spend; the biggest spenders first. The list a win-back campaign targets.
+///
+/// # Errors
+/// [`ApiError::Invalid`] for a malformed days, limit or format.
+pub async fn win_back(
+    _reader: Reader,
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let limit = limit(&params)?;
+    let days = params.days.unwrap_or(90);
+    if !(1..=INACTIVE_DAYS_MAX).contains(&days) {
+        return Err(invalid("days", "must be 1..=3650"));
+    }
+    let now = state.clock.now().get();
+    let rows = sqlx::query(
+        "SELECT mb.code AS member, MAX(t.confirmed_at_ms) AS last_ms, COUNT(*) AS purchases, \
+         CAST(SUM(t.gross_rials) AS BIGINT) AS gross_rials \
+         FROM transactions t JOIN cards c ON c.id = t.card_id \
+         JOIN members mb ON mb.id = c.member_id WHERE t.state = 'confirmed' \
+         GROUP BY mb.code HAVING MAX(t.confirmed_at_ms) < $1 \
+         ORDER BY gross_rials DESC, mb.code LIMIT $2",
+    )
+    .bind(now - days * DAY_MS)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(ApiError::store)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let last: i64 = column(&row, "last_ms")?;
+        out.push(json!({
+            "member": column::<String>(&row, "member")?,
+            "last_purchase": tehran_date(last).to_string(),
+            "days_inactive": (now - last).max(0) / DAY_MS,
+            "purchases": column::<i64>(&row, "purchases")?,
+            "gross_rials": column::<i64>(&row, "gross_rials")?,
+        }));
+    }
+    let columns = [
+        "member",
+        "last_purchase",
+        "days_inactive",
+        "purchases",
+        "gross_rials",
+    ];
+    render(&params, "win_back", &columns, out)
 }
 
 /// The Tehran calendar day of an instant.
