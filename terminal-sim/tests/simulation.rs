@@ -12,8 +12,8 @@
 //! LSW_SIM_SEED=N cargo test -p terminal-sim --test simulation -- --nocapture
 //! ```
 //!
-//! `LSW_SIM_SEEDS` sets how many seeds (default 2 000, about 40 s in a debug build on two
-//! cores), `LSW_SIM_FIRST` the first one (default 0), `LSW_SIM_FRESH` how many fresh seeds
+//! `LSW_SIM_SEEDS` sets how many seeds (default 2 000: about 40 s in a debug build on two
+//! quiet cores, 94 s at load average 2–3), `LSW_SIM_FIRST` the first one (default 0), `LSW_SIM_FRESH` how many fresh seeds
 //! to add from a first seed taken from the clock (default 0; `.ci/run` adds 500),
 //! `LSW_SIM_STEPS` the steps per seed (default 200), `LSW_SIM_TRACE=1` (with `LSW_SIM_SEED`)
 //! prints every step. Terminals also send a second confirm or reversal under a new STAN
