@@ -186,11 +186,7 @@ pub async fn open_with(url_or_path: &str, pg: &PgSettings) -> Result<Pool, Store
                 .await?
         }
         Backend::Sqlite => {
-            let url = if url_or_path.starts_with("sqlite:") {
-                url_or_path.to_owned()
-            } else {
-                format!("sqlite://{url_or_path}")
-            };
+            let url = sqlite_url(url_or_path);
             let url = if url.contains('?') {
                 url
             } else {
@@ -219,6 +215,15 @@ pub async fn open_with(url_or_path: &str, pg: &PgSettings) -> Result<Pool, Store
     Ok(pool)
 }
 
+/// A `sqlite:` URL as given, or a plain file path made into one.
+fn sqlite_url(url_or_path: &str) -> String {
+    if url_or_path.starts_with("sqlite:") {
+        url_or_path.to_owned()
+    } else {
+        format!("sqlite://{url_or_path}")
+    }
+}
+
 static SQLITE_PRAGMAS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
@@ -240,12 +245,12 @@ pub async fn connect(
     sqlite_pragmas: &'static str,
 ) -> Result<Pool, sqlx::Error> {
     sqlx::any::install_default_drivers();
-    let url = match Backend::of(url_or_path) {
-        Backend::Postgres => url_or_path.to_owned(),
-        Backend::Sqlite if url_or_path.starts_with("sqlite:") => url_or_path.to_owned(),
-        Backend::Sqlite => format!("sqlite://{url_or_path}"),
+    let is_sqlite = Backend::of(url_or_path) == Backend::Sqlite;
+    let url = if is_sqlite {
+        sqlite_url(url_or_path)
+    } else {
+        url_or_path.to_owned()
     };
-    let is_sqlite = Backend::of(&url) == Backend::Sqlite;
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .after_connect(move |conn, _| {

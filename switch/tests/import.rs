@@ -8,6 +8,8 @@
 //! the state of the database is compared before and after by loading it whole.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use serde_json::{json, Value};
 use sqlx::Row;
 use switch::domain::{Kek, LoadedReference, PanToken, PanTokenKey, UnixMillis};
@@ -49,19 +51,6 @@ async fn fresh() -> (tempfile::TempDir, std::path::PathBuf, Pool) {
     (dir, path, pool)
 }
 
-/// The PostgreSQL server's URL, or `None` after saying on stderr that the test is skipped.
-fn server_url() -> Option<String> {
-    use std::io::Write as _;
-    match std::env::var("LSW_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let mut stderr = std::io::stderr().lock();
-            writeln!(stderr, "skipped: LSW_TEST_DATABASE_URL is not set").unwrap();
-            None
-        }
-    }
-}
-
 /// Runs each test function on SQLite (`name::sqlite`) and on PostgreSQL (`name::postgres`).
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {$(
@@ -73,7 +62,7 @@ macro_rules! on_both {
 
             #[tokio::test]
             async fn postgres() {
-                if let Some(server) = super::server_url() {
+                if let Some(server) = super::common::database_url() {
                     super::SERVER.scope(server, super::$name()).await;
                 }
             }
