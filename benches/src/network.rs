@@ -215,6 +215,9 @@ fn groups(reference: &mut LoadedReference, shape: &Shape) {
             code: code((*name).to_owned()),
             name: (*name).to_owned(),
             cashback_rate: Percent::parse(rate).expect("tier rate"),
+            rank: u32::try_from(index).expect("tier rank"),
+            spend_rials_min: None,
+            purchases_min: None,
         };
         ids.tiers
             .insert(record.code.clone(), TierId::new(row_id(index)));

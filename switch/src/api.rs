@@ -15,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod cards;
 pub mod change;
+pub mod coupons;
 pub mod credits;
 pub mod error;
 pub mod merchants;
@@ -100,6 +101,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/members"),
     ("GET", "/api/v1/members/{code}"),
     ("PUT", "/api/v1/members/{code}"),
+    ("GET", "/api/v1/members/{code}/coupons"),
+    ("POST", "/api/v1/members/{code}/coupons"),
+    ("POST", "/api/v1/coupons/win-back"),
     ("POST", "/api/v1/cards/{code}/top-ups"),
     ("POST", "/api/v1/cards/{code}/store-credit"),
     ("GET", "/api/v1/reports/activity"),
@@ -175,6 +179,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/members/{code}",
             get(records::members::show).put(records::members::put),
         )
+        .route(
+            "/api/v1/members/{code}/coupons",
+            get(coupons::list).post(coupons::issue),
+        )
+        .route("/api/v1/coupons/win-back", post(coupons::win_back))
         .route("/api/v1/cards/{code}/top-ups", post(credits::top_up))
         .route("/api/v1/cards/{code}/store-credit", post(credits::grant))
         .route("/api/v1/reports/activity", get(reports::activity))

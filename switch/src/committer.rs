@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, debug_span, error, info, warn};
 
 use crate::clock::Clock;
+use crate::engine::coupon::{CouponIssue, CouponRefusal};
 use crate::engine::credit::{Credit, CreditOutcome, CreditRefusal, Transfer, TransferRefusal};
 use crate::engine::{CardRef, Decision, Decline, Effect, Engine};
 use crate::metrics as m;
@@ -50,6 +51,8 @@ pub enum Operation {
     Credit(Credit),
     /// A card's balances moved to its replacement.
     Transfer(Transfer),
+    /// A member coupon issued.
+    Coupon(CouponIssue),
 }
 
 /// An operation from the operator API on its way to the engine; answered once durable.
@@ -69,6 +72,9 @@ pub enum CreditFailure {
     /// The engine refused the transfer.
     #[error(transparent)]
     TransferRefused(#[from] TransferRefusal),
+    /// The engine refused the coupon.
+    #[error(transparent)]
+    CouponRefused(#[from] CouponRefusal),
     /// The store failed to make its batch durable.
     #[error("the store failed; nothing was changed")]
     System,
@@ -248,6 +254,9 @@ fn decide_credits(
             Operation::Credit(credit) => engine.credit(credit, now, effects).map_err(Into::into),
             Operation::Transfer(transfer) => {
                 engine.transfer(transfer, now, effects).map_err(Into::into)
+            }
+            Operation::Coupon(issue) => {
+                engine.issue_coupon(issue, now, effects).map_err(Into::into)
             }
         };
         match outcome {

@@ -10,11 +10,13 @@
 //! - [`ids`]: row ids and the [`Code`] that names a record in the import file.
 //! - [`contact`]: a member's [`Phone`] and message [`Locale`].
 //! - [`merchant`], [`terminal`], [`card`], [`tier`], [`rule`]: the reference records.
+//! - [`coupon`]: a member coupon's terms.
 //! - [`sealing`]: the key-encryption key that seals terminal master keys at rest.
 //! - [`reference`]: [`ReferenceData`], the plain data an import yields and the store keeps.
 
 pub mod card;
 pub mod contact;
+pub mod coupon;
 pub mod ids;
 pub mod merchant;
 pub mod money;
@@ -27,14 +29,17 @@ pub mod time;
 
 pub use card::{Card, CardExpiry, CardStatus, Member, PanToken, PanTokenKey};
 pub use contact::{Locale, Phone};
-pub use ids::{CardId, Code, GroupId, MemberId, MerchantId, RuleId, TerminalRowId, TierId};
+pub use coupon::{CouponKind, CouponTerms};
+pub use ids::{
+    CardId, Code, CouponId, GroupId, MemberId, MerchantId, RuleId, TerminalRowId, TierId,
+};
 pub use merchant::{CurrencyCode, FeeSchedule, Iban, Merchant, MerchantProfile, MerchantStatus};
 pub use money::{Percent, Rials};
 pub use reference::{LoadedReference, ReferenceData, RowIds};
 pub use rule::{BinRange, Eligibility, MinuteWindow, Rule, RuleKind, RuleTerms, Window};
 pub use sealing::{Kek, SealError};
 pub use terminal::{KeySetId, Terminal, TerminalCode, TerminalStatus};
-pub use tier::Tier;
+pub use tier::{Activity, Tier, TIER_WINDOW_DAYS};
 pub use time::{CivilDate, LocalDateTime, UnixMillis, Weekday, Weekdays};
 
 /// Why a value was refused by a domain constructor: a short, lowercase reason that the import

@@ -3,15 +3,19 @@
 //!
 //! - [`decide`]: the [`Engine`] and its per-MTI rules; [`credit`]: top-ups and store-credit
 //!   grants.
+//! - [`coupon`]: member coupons, held, used and given back with their purchase.
 //! - [`decline`]: the one mapping from a decline to its response code.
 //! - [`effect`]: the effects the committer makes durable.
 //! - [`state`]: balances, holds, transactions, the idempotency window.
+//! - [`tier`]: tiers earned by rolling 12-month activity.
 
+pub mod coupon;
 pub mod credit;
 pub mod decide;
 pub mod decline;
 pub mod effect;
 pub mod state;
+pub mod tier;
 
 pub use decide::{CardRef, Decision, Engine, EngineConfig};
 pub use decline::Decline;

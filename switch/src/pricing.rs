@@ -17,11 +17,13 @@ pub mod discount;
 pub mod fee;
 pub mod split;
 
-pub use discount::{discount, rule_discount, Purchase, RuleDiscount, RuleUsage, Unlimited};
+pub use discount::{
+    coupon_discount, discount, rule_discount, Purchase, RuleDiscount, RuleUsage, Unlimited,
+};
 pub use fee::{cashback, fee};
 pub use split::{split, Account, Funding, Shortfall, Split};
 
-use crate::domain::{Percent, Rials, Rule};
+use crate::domain::{CouponTerms, Percent, Rials, Rule};
 
 /// What the card can spend at this merchant right now (`available = ledger − holds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,8 @@ pub struct Quote {
     pub gross: Rials,
     /// The rule that gave the discount, if any.
     pub rule: Option<RuleDiscount>,
+    /// The part of the discount the member's coupon gave (zero without one).
+    pub coupon: Rials,
     /// How G is paid: discount, store credit, club, bank rest.
     pub split: Split,
     /// The merchant's fee on G.
@@ -64,8 +68,8 @@ pub enum QuoteDecline {
     Insufficient(Shortfall),
 }
 
-/// Prices one purchase: the best eligible discount, the split for `funding`, the fee and the
-/// cashback to earn.
+/// Prices one purchase: the best eligible discount plus the coupon's (if the engine found one
+/// for the member), the split for `funding`, the fee and the cashback to earn.
 ///
 /// Cashback is `floor(tier_rate × (club + bank rest) / 100)` when the merchant allows cashback
 /// and the card has a tier (`tier_rate` is `Some`), else zero.
@@ -82,6 +86,7 @@ pub fn quote<'r>(
     funds: Funds,
     funding: Funding,
     tier_rate: Option<Percent>,
+    coupon: Option<&CouponTerms>,
 ) -> Result<Quote, QuoteDecline> {
     let gross = purchase.gross;
     if gross == Rials::ZERO {
@@ -92,7 +97,11 @@ pub fn quote<'r>(
         return Err(QuoteDecline::AmountLimit { limit });
     }
     let rule = discount(rules, purchase, usage);
-    let discounted = rule.map_or(Rials::ZERO, |applied| applied.amount);
+    let ruled = rule.map_or(Rials::ZERO, |applied| applied.amount);
+    let couponed = coupon.map_or(Rials::ZERO, |terms| coupon_discount(terms, gross, ruled));
+    // Both are at most G together: the coupon's is capped by what the rule's leaves.
+    let discounted = Rials::new(ruled.get() + couponed.get()).unwrap_or(gross);
+    assert!(discounted <= gross, "discount above G");
     let split = split(gross, discounted, funds.store_credit, funds.club, funding)
         .map_err(QuoteDecline::Insufficient)?;
     let fee = fee(gross, &purchase.merchant.profile.fee);
@@ -105,6 +114,7 @@ pub fn quote<'r>(
     Ok(Quote {
         gross,
         rule,
+        coupon: couponed,
         split,
         fee,
         cashback,

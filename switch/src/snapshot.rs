@@ -16,8 +16,8 @@ use protocol::WorkingKeys;
 
 use crate::domain::reference::{CardRecord, MerchantRecord, RuleRecord, TerminalRecord};
 use crate::domain::{
-    Card, CardId, Code, GroupId, LoadedReference, Member, MemberId, Merchant, MerchantId, PanToken,
-    Percent, Rials, Rule, RuleId, Terminal, TerminalRowId, Tier, TierId, UnixMillis,
+    Activity, Card, CardId, Code, GroupId, LoadedReference, Member, MemberId, Merchant, MerchantId,
+    PanToken, Percent, Rials, Rule, RuleId, Terminal, TerminalRowId, Tier, TierId, UnixMillis,
 };
 use crate::fast_hash::HashMap;
 use crate::pricing::Purchase;
@@ -42,6 +42,9 @@ pub struct Snapshot {
     card_by_token: TokenIndex,
     card_by_id: HashMap<CardId, u32>,
     tiers: HashMap<TierId, Tier>,
+    /// The tiers activity can earn, best first (rank descending, then id ascending). Empty
+    /// when the network has no earnable tier: then no confirm recomputes anything.
+    ladder: Vec<TierId>,
     /// Every rule, ascending by id.
     rules: Vec<Rule>,
     /// Indices into `rules` of the rules open to every merchant.
@@ -121,9 +124,15 @@ impl Snapshot {
                 code: record.code.clone(),
                 name: record.name.clone(),
                 cashback_rate: record.cashback_rate,
+                rank: record.rank,
+                spend_rials_min: record.spend_rials_min,
+                purchases_min: record.purchases_min,
             };
             unique(tiers.insert(id, tier).is_none(), "tiers", id.get())?;
         }
+        let mut ladder: Vec<&Tier> = tiers.values().filter(|t| t.is_earnable()).collect();
+        ladder.sort_by_key(|tier| (std::cmp::Reverse(tier.rank), tier.id));
+        let ladder = ladder.into_iter().map(|tier| tier.id).collect();
         let (merchants, merchant_by_id) = build_merchants(reference)?;
         let mut members = HashMap::with_capacity_and_hasher(data.members.len(), Default::default());
         for record in &data.members {
@@ -155,6 +164,7 @@ impl Snapshot {
             card_by_token: TokenIndex::with_capacity(data.cards.len()),
             card_by_id: HashMap::with_capacity_and_hasher(data.cards.len(), Default::default()),
             tiers,
+            ladder,
             rules: Vec::with_capacity(data.rules.len()),
             rules_any_merchant: Box::new([]),
             rules_any_unbinned: Box::new([]),
@@ -247,6 +257,30 @@ impl Snapshot {
         self.tiers.get(&id)
     }
 
+    /// Whether any tier can be earned by activity (else tiers are only given by hand).
+    pub fn has_tier_ladder(&self) -> bool {
+        !self.ladder.is_empty()
+    }
+
+    /// The best tier `activity` earns, if any.
+    pub fn earned_tier(&self, activity: Activity) -> Option<TierId> {
+        self.ladder
+            .iter()
+            .copied()
+            .find(|id| self.tier(*id).is_some_and(|tier| tier.earned_by(activity)))
+    }
+
+    /// The tier a member holds: the better of the one their card was given (a floor) and the
+    /// one their activity earned. Better is the higher rank; on equal ranks, the card's.
+    pub fn effective_tier(&self, given: Option<TierId>, earned: Option<TierId>) -> Option<TierId> {
+        let rank = |id: Option<TierId>| id.and_then(|id| self.tier(id)).map(|tier| tier.rank);
+        match (given, earned) {
+            (Some(_), Some(_)) if rank(earned) > rank(given) => earned,
+            (Some(_), _) => given,
+            (None, earned) => earned,
+        }
+    }
+
     fn rule_at(&self, index: u32) -> Option<&Rule> {
         self.rules.get(usize::try_from(index).ok()?)
     }
@@ -302,10 +336,9 @@ impl Snapshot {
         &self.cards
     }
 
-    /// The cashback rate of `card`'s tier, if it has one.
-    pub fn tier_rate(&self, card: &Card) -> Option<Percent> {
-        card.tier
-            .and_then(|id| self.tier(id))
+    /// The cashback rate of `tier`, if there is one.
+    pub fn tier_rate(&self, tier: Option<TierId>) -> Option<Percent> {
+        tier.and_then(|id| self.tier(id))
             .map(|tier| tier.cashback_rate)
     }
 

@@ -136,7 +136,7 @@ async fn example_imports_and_reads_back_equal() {
         .unwrap();
     assert_eq!(&card.bin, b"603799");
     assert_eq!(&card.last4, b"7893");
-    assert_eq!(snapshot.tier_rate(card).unwrap().to_string(), "2");
+    assert_eq!(snapshot.tier_rate(card.tier).unwrap().to_string(), "2");
     let mut rules: Vec<&str> = snapshot
         .rules_for_merchant(cafe.id)
         .map(|rule| rule.code.as_str())

@@ -9,9 +9,9 @@
 
 use proptest::prelude::*;
 use switch::domain::{
-    BinRange, CivilDate, Code, CurrencyCode, Eligibility, FeeSchedule, GroupId, Iban, Merchant,
-    MerchantId, MerchantProfile, MerchantStatus, MinuteWindow, Percent, Rials, Rule, RuleId,
-    RuleKind, RuleTerms, TierId, UnixMillis, Weekday, Weekdays, Window,
+    BinRange, CivilDate, Code, CouponTerms, CurrencyCode, Eligibility, FeeSchedule, GroupId, Iban,
+    Merchant, MerchantId, MerchantProfile, MerchantStatus, MinuteWindow, Percent, Rials, Rule,
+    RuleId, RuleKind, RuleTerms, TierId, UnixMillis, Weekday, Weekdays, Window,
 };
 use switch::pricing::{
     self, Account, Funding, Funds, Purchase, QuoteDecline, RuleDiscount, RuleUsage, Shortfall,
@@ -515,6 +515,7 @@ fn worked_examples() {
         funds,
         Funding::BankWithStoreCredit,
         Some(pct("2")),
+        None,
     )
     .unwrap();
     assert_eq!(
@@ -543,6 +544,7 @@ fn worked_examples() {
         funds,
         Funding::Mixed,
         Some(pct("2")),
+        None,
     )
     .unwrap();
     assert_eq!(
@@ -551,6 +553,54 @@ fn worked_examples() {
     );
     assert_eq!(quote.fee, rials(5_250));
     assert_eq!(quote.cashback, rials(6_250));
+
+    // A member coupon adds to the rule's discount, computed on G, within what G leaves.
+    let coupon = |kind, basket, cap: Option<i64>| CouponTerms {
+        kind,
+        basket_rials_min: rials(basket),
+        discount_rials_max: cap.map(rials),
+        merchant: None,
+        expires_at: UnixMillis::new(i64::MAX),
+    };
+    let funds = Funds {
+        store_credit: Rials::ZERO,
+        club: Rials::ZERO,
+    };
+    let with = |terms: CouponTerms| {
+        pricing::quote(
+            &purchase(480_000),
+            &ten,
+            &Unlimited,
+            funds,
+            Funding::BankOnly,
+            Some(pct("2")),
+            Some(&terms),
+        )
+        .unwrap()
+    };
+    let fixed = with(coupon(RuleKind::Fixed(rials(50_000)), 100_000, None));
+    assert_eq!(fixed.coupon, rials(50_000));
+    assert_eq!(
+        fixed.split.parts(),
+        [rials(98_000), Rials::ZERO, Rials::ZERO, rials(382_000)]
+    );
+    // Cashback on what the member paid (2 % of 382 000, rounded down); the fee on G.
+    assert_eq!(fixed.cashback, rials(7_640));
+    assert_eq!(fixed.fee, rials(7_200));
+    // 15 % of 480 000 is 72 000, capped at 60 000.
+    let capped = with(coupon(RuleKind::Percent(pct("15")), 0, Some(60_000)));
+    assert_eq!(capped.coupon, rials(60_000));
+    // 95 % would pass G with the rule's 48 000: the coupon gives the 432 000 left.
+    let whole = with(coupon(RuleKind::Percent(pct("95")), 0, None));
+    assert_eq!(whole.coupon, rials(432_000));
+    assert_eq!(
+        whole.split.parts(),
+        [rials(480_000), Rials::ZERO, Rials::ZERO, Rials::ZERO]
+    );
+    // Below its minimum basket it gives nothing.
+    let basket = with(coupon(RuleKind::Fixed(rials(50_000)), 500_000, None));
+    assert_eq!(basket.coupon, Rials::ZERO);
+    assert_eq!(basket.split.discount(), rials(48_000));
 }
 
 #[test]
@@ -571,8 +621,17 @@ fn quote_declines() {
         store_credit: Rials::ZERO,
         club: rials(10),
     };
-    let quote =
-        |gross, funding| pricing::quote(&purchase(gross), &[], &Unlimited, funds, funding, None);
+    let quote = |gross, funding| {
+        pricing::quote(
+            &purchase(gross),
+            &[],
+            &Unlimited,
+            funds,
+            funding,
+            None,
+            None,
+        )
+    };
     assert_eq!(quote(0, Funding::BankOnly), Err(QuoteDecline::AmountZero));
     assert_eq!(
         quote(1_000_001, Funding::BankOnly),
@@ -603,6 +662,7 @@ fn quote_declines() {
         funds,
         Funding::BankOnly,
         Some(pct("4")),
+        None,
     )
     .unwrap();
     assert_eq!(quote.cashback, Rials::ZERO);
@@ -694,6 +754,32 @@ proptest! {
         prop_assert!(discount <= rials(g));
         if let Some(cap) = terms.discount_rials_max {
             prop_assert!(discount <= cap);
+        }
+    }
+
+    /// A coupon on top of a rule: the two never pass G, the coupon never passes its cap, it
+    /// gives nothing below its basket, and otherwise exactly its own discount or what G leaves.
+    #[test]
+    fn coupon_stacks_within_gross(g in 1..=AMOUNT_MAX, d in 0..=AMOUNT_MAX, terms in terms()) {
+        let gross = rials(g);
+        let ruled = rials(d % (g + 1));
+        let coupon = CouponTerms {
+            kind: terms.kind,
+            basket_rials_min: terms.basket_rials_min,
+            discount_rials_max: terms.discount_rials_max,
+            merchant: None,
+            expires_at: UnixMillis::new(i64::MAX),
+        };
+        let given = pricing::coupon_discount(&coupon, gross, ruled);
+        prop_assert!(given.get() + ruled.get() <= g);
+        if let Some(cap) = coupon.discount_rials_max {
+            prop_assert!(given <= cap);
+        }
+        if gross < coupon.basket_rials_min {
+            prop_assert_eq!(given, Rials::ZERO);
+        } else {
+            let alone = pricing::rule_discount(&terms, gross);
+            prop_assert_eq!(given, alone.min(rials(g - ruled.get())));
         }
     }
 

@@ -1303,6 +1303,8 @@ async fn every_route_refuses_without_rights_and_knows_unknown_ids() {
                 json!({"new_code": "C-Z", "pan": "6037995555555551"})
             } else if path.ends_with("/store-credit") {
                 json!({"amount_rials": 1, "merchant": "M-A"})
+            } else if path.ends_with("/coupons") {
+                json!({"kind": "manual", "fixed_rials": 1_000, "valid_days": 30})
             } else {
                 body
             };

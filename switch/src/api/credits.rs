@@ -155,17 +155,20 @@ async fn submit(state: &ApiState, credit: Credit, answer: Value) -> Result<Respo
         Err(CreditFailure::TransferRefused(refusal)) => Err(ApiError::Conflict {
             message: refusal.to_string(),
         }),
+        Err(CreditFailure::CouponRefused(refusal)) => Err(ApiError::Conflict {
+            message: refusal.to_string(),
+        }),
         Err(CreditFailure::System) => Err(ApiError::store("the credit's batch failed")),
     }
 }
 
-fn invalid(field: &str, message: &str) -> ApiError {
+pub(crate) fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::Invalid {
         problems: vec![(field.to_owned(), message.to_owned())],
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     let key = headers
         .get(IDEMPOTENCY_KEY)
         .and_then(|value| value.to_str().ok())
@@ -181,7 +184,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(key.to_owned())
 }
 
-fn only(body: &Map<String, Value>, fields: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn only(body: &Map<String, Value>, fields: &[&str]) -> Result<(), ApiError> {
     let unknown: Vec<(String, String)> = body
         .keys()
         .filter(|field| !fields.contains(&field.as_str()))

@@ -258,6 +258,9 @@ fn tier(record: &TierRecord) -> Value {
         "code": record.code.as_str(),
         "name": record.name,
         "cashback_rate": record.cashback_rate.to_string(),
+        "rank": record.rank,
+        "spend_rials_min": record.spend_rials_min.map(Rials::get),
+        "purchases_min": record.purchases_min,
     })
 }
 

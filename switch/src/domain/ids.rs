@@ -51,6 +51,11 @@ row_id!(
     TierId
 );
 row_id!(
+    /// A member coupon's row id, assigned by the engine. Ties between equal coupon discounts
+    /// go to the lowest id.
+    CouponId
+);
+row_id!(
     /// A merchant, member or terminal group's row id. Ids are unique across the three kinds.
     GroupId
 );

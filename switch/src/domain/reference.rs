@@ -51,6 +51,12 @@ pub struct TierRecord {
     pub name: String,
     /// Cashback rate in percent.
     pub cashback_rate: Percent,
+    /// Its place in the ladder: the member gets the highest-ranked tier they qualify for.
+    pub rank: u32,
+    /// Qualifies with at least this much confirmed spend (G) in the rolling 12 months.
+    pub spend_rials_min: Option<Rials>,
+    /// Qualifies with at least this many confirmed purchases in the rolling 12 months.
+    pub purchases_min: Option<u32>,
 }
 
 /// A merchant, member or terminal group (which one depends on the list it is in).

@@ -15,12 +15,14 @@ use crate::domain::{
     Card, CardStatus, LocalDateTime, Merchant, MerchantStatus, PanToken, Rials, Terminal,
     TerminalStatus, UnixMillis,
 };
+use crate::engine::coupon::CouponState;
 use crate::engine::decline::{approved, Decline};
 use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
 use crate::engine::state::{
     Amounts, Answered, Capture, ClubAccount, LotId, MessageKey, State, StoreAccount, Txn, TxnId,
     TxnState,
 };
+use crate::engine::tier::TierCause;
 use crate::pricing;
 use crate::snapshot::{Keyed, Snapshot};
 
@@ -182,7 +184,7 @@ impl Engine {
                 self.confirm(snapshot, request, follow_up, now, effects)
             }
             (Kind::Reversal, Body::Reversal(follow_up)) => {
-                self.reversal(request, follow_up, now, effects)
+                self.reversal(snapshot, request, follow_up, now, effects)
             }
             (_, _) => Err(Decline::Protocol(protocol::Reject::InvalidTransaction)),
         };
@@ -327,14 +329,23 @@ impl Engine {
             member: card.member,
             day,
         };
-        let purchase = snapshot.purchase(merchant, terminal, card, gross, now);
+        let tier = self.tier_of(snapshot, card.tier, card.member);
+        // Most members have no coupon: the lookup is skipped while nobody has one.
+        let coupon = if self.state.member_coupons.is_empty() {
+            None
+        } else {
+            self.state.best_coupon(card.member, merchant.id, gross, now)
+        };
+        let mut purchase = snapshot.purchase(merchant, terminal, card, gross, now);
+        purchase.tier = tier;
         let quote = pricing::quote(
             &purchase,
             snapshot.rules_for_purchase(merchant.id, &card.bin),
             &usage,
             funds,
             funding,
-            snapshot.tier_rate(card),
+            snapshot.tier_rate(tier),
+            coupon.as_ref().map(|coupon| &coupon.terms),
         )
         .map_err(|decline| match decline {
             pricing::QuoteDecline::AmountZero => Decline::Protocol(protocol::Reject::InvalidAmount),
@@ -363,6 +374,9 @@ impl Engine {
             code,
             amounts,
             rule: quote.rule.map(|applied| applied.rule),
+            coupon: coupon
+                .filter(|_| quote.coupon > Rials::ZERO)
+                .map(|coupon| (coupon.id, quote.coupon)),
             snapshot_version: snapshot.version(),
             rrn,
             state: TxnState::Pending,
@@ -373,6 +387,9 @@ impl Engine {
         };
         self.state.place_holds(&txn);
         self.state.track(&txn);
+        if let Some((coupon, _)) = txn.coupon {
+            self.move_coupon(coupon, CouponState::Held(id), now, effects);
+        }
         effects.push(Effect::Hold { txn: Box::new(txn) });
         PurchaseAmounts {
             discount: to_amount(amounts.discount),
@@ -462,6 +479,7 @@ impl Engine {
 
     fn reversal(
         &mut self,
+        snapshot: &Snapshot,
         request: &Request,
         follow_up: &FollowUp,
         now: UnixMillis,
@@ -488,7 +506,7 @@ impl Engine {
         check_same(txn, follow_up)?;
         match txn.state {
             TxnState::Pending => self.release(id, ReleaseReason::Reversal, now, effects),
-            TxnState::Confirmed => self.give_back(id, now, effects),
+            TxnState::Confirmed => self.give_back(snapshot, id, now, effects),
             TxnState::Expired => {
                 self.state.set_state(id, TxnState::Reversed);
                 effects.push(Effect::MarkReversed { txn: id, at: now });
@@ -563,6 +581,13 @@ impl Engine {
             cashback,
             at: now,
         });
+        if let Some((coupon, amount)) = txn.coupon {
+            self.use_coupon(&txn, coupon, amount, now, effects);
+        }
+        if let Some(confirmed) = self.state.txns.get(&id).cloned() {
+            self.state.count_activity(&confirmed);
+            self.recompute_tier(snapshot, &confirmed, TierCause::Confirm, now, effects);
+        }
     }
 
     fn cashback_lot(&mut self, snapshot: &Snapshot, txn: &Txn, now: UnixMillis) -> Option<NewLot> {
@@ -599,6 +624,9 @@ impl Engine {
         }
         self.state.release_holds(&txn);
         self.state.untrack_rule_spend(&txn);
+        if let Some((coupon, _)) = txn.coupon {
+            self.give_back_coupon(coupon, txn.id, now, effects);
+        }
         let state = match reason {
             ReleaseReason::Reversal => TxnState::Reversed,
             ReleaseReason::Expiry => TxnState::Expired,
@@ -617,7 +645,13 @@ impl Engine {
 
     /// Reverses a confirmed, unsettled transaction: returns what it captured and claws back
     /// its cashback (the part already spent becomes an exception, never a negative balance).
-    fn give_back(&mut self, id: TxnId, now: UnixMillis, effects: &mut Vec<Effect>) {
+    fn give_back(
+        &mut self,
+        snapshot: &Snapshot,
+        id: TxnId,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) {
         let Some(txn) = self.state.txns.get(&id).cloned() else {
             return;
         };
@@ -645,6 +679,11 @@ impl Engine {
             clawback_shortfall,
             at: now,
         });
+        if let Some((coupon, _)) = txn.coupon {
+            self.give_back_coupon(coupon, txn.id, now, effects);
+        }
+        self.state.uncount_activity(txn.member, txn.id);
+        self.recompute_tier(snapshot, &txn, TierCause::Reversal, now, effects);
     }
 
     fn next_rrn(&mut self) -> Rrn {
@@ -946,9 +985,10 @@ impl State {
         ) {
             if let Some(rule) = txn.rule {
                 let spent = self.rule_spent.entry(rule).or_insert(Rials::ZERO);
-                *spent = plus(*spent, txn.amounts.discount);
+                *spent = plus(*spent, txn.rule_discount());
             }
         }
+        self.count_activity(txn);
         self.txn_keys.insert(txn.key, txn.id);
         self.txns.insert(txn.id, txn.clone());
     }
@@ -956,7 +996,7 @@ impl State {
     fn untrack_rule_spend(&mut self, txn: &Txn) {
         if let Some(rule) = txn.rule {
             if let Some(spent) = self.rule_spent.get_mut(&rule) {
-                *spent = minus(*spent, txn.amounts.discount);
+                *spent = minus(*spent, txn.rule_discount());
             }
         }
     }

@@ -151,6 +151,33 @@ pub enum Effect {
     Credit(Box<crate::engine::credit::CreditRecord>),
     /// A card's balances moved to its replacement, with its audit row.
     Transfer(Box<crate::engine::credit::TransferRecord>),
+    /// A member coupon issued.
+    CouponIssued(Box<crate::engine::coupon::CouponRecord>),
+    /// A coupon held, used or made available again; `from` is the condition of the update.
+    CouponState {
+        /// The coupon.
+        coupon: crate::domain::CouponId,
+        /// Its state before.
+        from: crate::engine::coupon::CouponState,
+        /// Its state now.
+        to: crate::engine::coupon::CouponState,
+        /// When.
+        at: UnixMillis,
+    },
+    /// A confirm on the advice path whose coupon another purchase has used meanwhile: its
+    /// discount was given twice; recorded as an exception.
+    CouponShortfall {
+        /// The transaction.
+        txn: TxnId,
+        /// The coupon.
+        coupon: crate::domain::CouponId,
+        /// The coupon's part of its discount.
+        amount: Rials,
+        /// When.
+        at: UnixMillis,
+    },
+    /// A recompute changed the tier a member's activity earns.
+    TierChange(Box<crate::engine::tier::TierChange>),
 }
 
 /// Why holds are released.

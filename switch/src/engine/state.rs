@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
 
-use crate::domain::{CardId, MemberId, MerchantId, Rials, RuleId, TerminalRowId, UnixMillis};
+use crate::domain::{
+    CardId, CouponId, MemberId, MerchantId, Rials, RuleId, TerminalRowId, TierId, UnixMillis,
+};
+use crate::engine::coupon::Coupon;
 use crate::fast_hash::HashMap;
 
 /// Row id of a transaction.
@@ -109,6 +112,8 @@ pub struct Txn {
     pub amounts: Amounts,
     /// The rule that priced the discount.
     pub rule: Option<RuleId>,
+    /// The member coupon it holds or used, and the part of the discount it gave.
+    pub coupon: Option<(CouponId, Rials)>,
     /// The reference-data version that priced it.
     pub snapshot_version: u64,
     /// The RRN the switch assigned.
@@ -124,6 +129,18 @@ pub struct Txn {
     /// The merchant's local date of `created_at`, in days since 1970-01-01: the day its
     /// rule's per-member daily use counts against.
     pub local_day: i64,
+}
+
+impl Txn {
+    /// The part of the discount its rule gave (the rest is its coupon's): what counts against
+    /// the rule's budget.
+    pub fn rule_discount(&self) -> Rials {
+        let coupon = self.coupon.map_or(Rials::ZERO, |(_, amount)| amount);
+        self.amounts
+            .discount
+            .checked_sub(coupon)
+            .unwrap_or(Rials::ZERO)
+    }
 }
 
 impl Capture {
@@ -231,6 +248,21 @@ pub struct State {
     pub rule_uses: HashMap<(RuleId, MemberId, i64), u32>,
     /// Credits made, by idempotency key (kept for good: a key is never reused).
     pub credits: HashMap<String, crate::engine::credit::CreditKey>,
+    /// Confirmed purchases per member, as (created at in ms, id, G), for tiers earned by
+    /// activity (`engine::tier`); entries older than the window are dropped as they are met.
+    pub activity: HashMap<MemberId, Vec<(i64, TxnId, Rials)>>,
+    /// The tier each member's activity earned at their last recompute (`None`: none earned);
+    /// members never recomputed are absent.
+    pub earned_tiers: HashMap<MemberId, Option<TierId>>,
+    /// Member coupons by id: available, held and used ones (a used one comes back when its
+    /// purchase is reversed).
+    pub coupons: HashMap<CouponId, Coupon>,
+    /// Each member's coupons that are not used, in no order.
+    pub member_coupons: HashMap<MemberId, Vec<CouponId>>,
+    /// Coupons by their issue's idempotency key (kept for good: a key is never reused).
+    pub coupon_keys: HashMap<String, CouponId>,
+    /// Next coupon id.
+    pub next_coupon: i64,
     /// Replaced cards and their replacements (a card is replaced at most once).
     pub replaced: HashMap<CardId, CardId>,
     /// The newest settlement cycle whose transactions the engine knows are settled.
@@ -266,10 +298,12 @@ impl State {
             if let (true, Some(rule)) = (counted, old.rule) {
                 if let Some(spent) = self.rule_spent.get_mut(&rule) {
                     *spent = spent
-                        .checked_sub(old.amounts.discount)
+                        .checked_sub(old.rule_discount())
                         .unwrap_or(Rials::ZERO);
                 }
             }
+            let member = old.member;
+            self.uncount_activity(member, txn.id);
         }
         self.track(&txn);
     }

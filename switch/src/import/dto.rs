@@ -84,6 +84,12 @@ pub struct Tier {
     pub name: Value,
     #[serde(default)]
     pub cashback_rate: Value,
+    #[serde(default)]
+    pub rank: Value,
+    #[serde(default)]
+    pub spend_rials_min: Value,
+    #[serde(default)]
+    pub purchases_min: Value,
 }
 
 /// A group record (merchant, member or terminal).

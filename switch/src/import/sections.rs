@@ -213,11 +213,35 @@ fn tiers(records: Records<dto::Tier>, seen: &mut Seen, problems: &mut Problems) 
         }
         let name = record.required("name", &dto.name, name);
         let rate = record.required("cashback_rate", &dto.cashback_rate, percent);
-        if let (Some(code), Some(name), Some(cashback_rate)) = (code, name, rate) {
+        let rank = record.optional("rank", &dto.rank, 0, |v| {
+            let rank = record::integer(v, 0, 1_000, "must be 0..=1000")?;
+            u32::try_from(rank).map_err(|_| Invalid::new("must be 0..=1000"))
+        });
+        let spend = record.optional("spend_rials_min", &dto.spend_rials_min, None, |v| {
+            amount(v).map(Some)
+        });
+        let purchases = record.optional("purchases_min", &dto.purchases_min, None, |v| {
+            let count = record::integer(v, 1, 1_000_000, "must be 1..=1000000")?;
+            u32::try_from(count)
+                .map(Some)
+                .map_err(|_| Invalid::new("must be 1..=1000000"))
+        });
+        if let (
+            Some(code),
+            Some(name),
+            Some(cashback_rate),
+            Some(rank),
+            Some(spend_rials_min),
+            Some(purchases_min),
+        ) = (code, name, rate, rank, spend, purchases)
+        {
             out.push(TierRecord {
                 code,
                 name,
                 cashback_rate,
+                rank,
+                spend_rials_min,
+                purchases_min,
             });
         }
     }

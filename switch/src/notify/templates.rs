@@ -4,11 +4,12 @@
 //! Amounts are whole rials with thousands separators: `1,250,000` in English; in Persian with
 //! Persian digits and the Arabic thousands separator (U+066C), `۱٬۲۵۰٬۰۰۰`.
 
-use crate::domain::{Locale, Rials};
+use crate::domain::time::TEHRAN_UTC_OFFSET_MINUTES;
+use crate::domain::{LocalDateTime, Locale, Rials, RuleKind, UnixMillis};
 
 /// What a notification tells the member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message {
+pub enum Message<'a> {
     /// A confirmed purchase, with what the club and the store credit paid and the discount.
     Purchase {
         /// G, the purchase amount.
@@ -35,9 +36,25 @@ pub enum Message {
         /// The amount.
         amount: Rials,
     },
+    /// A coupon issued to the member.
+    Coupon {
+        /// Percent or fixed.
+        kind: RuleKind,
+        /// Its cap, if any.
+        cap: Option<Rials>,
+        /// When it stops being usable (shown as the Tehran date of its last day).
+        expires_at: UnixMillis,
+    },
+    /// The member's tier changed (activity earned a better one, or left the window).
+    Tier {
+        /// The tier's display name; `None` when the member holds no tier any more.
+        name: Option<&'a str>,
+        /// Up (true) or down.
+        promoted: bool,
+    },
 }
 
-impl Message {
+impl Message<'_> {
     /// The outbox's `kind` column.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -45,6 +62,8 @@ impl Message {
             Message::Cashback { .. } => "cashback",
             Message::TopUp { .. } => "top_up",
             Message::StoreCredit { .. } => "store_credit",
+            Message::Coupon { .. } => "coupon",
+            Message::Tier { .. } => "tier",
         }
     }
 
@@ -124,8 +143,105 @@ impl Message {
                 push_rials(&mut out, *amount, locale);
                 out.push_str(" ریال اعتبار فروشگاهی به شما هدیه داده شد.");
             }
+            (
+                Message::Coupon {
+                    kind,
+                    cap,
+                    expires_at,
+                },
+                locale,
+            ) => push_coupon(&mut out, *kind, *cap, *expires_at, locale),
+            (Message::Tier { name, promoted }, Locale::En) => match (name, promoted) {
+                (Some(name), true) => {
+                    out.push_str("Congratulations! You are now a ");
+                    out.push_str(name);
+                    out.push_str(" member.");
+                }
+                (Some(name), false) => {
+                    out.push_str("Your membership tier is now ");
+                    out.push_str(name);
+                    out.push('.');
+                }
+                (None, _) => out.push_str("Your membership tier has ended."),
+            },
+            (Message::Tier { name, promoted }, Locale::Fa) => match (name, promoted) {
+                (Some(name), true) => {
+                    out.push_str("تبریک! سطح عضویت شما به ");
+                    out.push_str(name);
+                    out.push_str(" ارتقا یافت.");
+                }
+                (Some(name), false) => {
+                    out.push_str("سطح عضویت شما اکنون ");
+                    out.push_str(name);
+                    out.push_str(" است.");
+                }
+                (None, _) => out.push_str("سطح عضویت شما به پایان رسید."),
+            },
         }
         out
+    }
+}
+
+/// "A coupon for 10% off your next purchase (up to 50,000 rials), valid until 2026-12-31."
+fn push_coupon(
+    out: &mut String,
+    kind: RuleKind,
+    cap: Option<Rials>,
+    expires_at: UnixMillis,
+    locale: Locale,
+) {
+    // The last day it can be used: the day of the last millisecond before it expires.
+    let last = LocalDateTime::at(
+        UnixMillis::new(expires_at.get() - 1),
+        TEHRAN_UTC_OFFSET_MINUTES,
+    )
+    .date;
+    let date = format!("{:04}-{:02}-{:02}", last.year(), last.month(), last.day());
+    match locale {
+        Locale::En => {
+            out.push_str("A coupon for ");
+            match kind {
+                RuleKind::Percent(rate) => {
+                    out.push_str(&rate.to_string());
+                    out.push('%');
+                }
+                RuleKind::Fixed(amount) => {
+                    push_rials(out, amount, locale);
+                    out.push_str(" rials");
+                }
+            }
+            out.push_str(" off your next purchase");
+            if let Some(cap) = cap {
+                out.push_str(" (up to ");
+                push_rials(out, cap, locale);
+                out.push_str(" rials)");
+            }
+            out.push_str(" is waiting for you, valid until ");
+            out.push_str(&date);
+            out.push('.');
+        }
+        Locale::Fa => {
+            out.push_str("یک کوپن ");
+            match kind {
+                RuleKind::Percent(rate) => {
+                    push_digits(out, &rate.to_string(), locale);
+                    out.push_str(" درصد");
+                }
+                RuleKind::Fixed(amount) => {
+                    push_rials(out, amount, locale);
+                    out.push_str(" ریالی");
+                }
+            }
+            out.push_str(" تخفیف برای خرید بعدی شما");
+            if let Some(cap) = cap {
+                out.push_str(" (تا ");
+                push_rials(out, cap, locale);
+                out.push_str(" ریال)");
+            }
+            out.push_str(" صادر شد؛ معتبر تا ");
+            push_digits(out, &date, locale);
+            out.push('.');
+        }
     }
 }
 
@@ -141,6 +257,20 @@ fn push_part(out: &mut String, prefix: &str, amount: Rials, suffix: &str, locale
 }
 
 /// An amount with thousands separators, in the digits of `locale`.
+/// `text` with its ASCII digits in the locale's digits (dates, rates); other characters as
+/// they are.
+fn push_digits(out: &mut String, text: &str, locale: Locale) {
+    for ch in text.chars() {
+        match (locale, ch.to_digit(10)) {
+            (Locale::Fa, Some(value)) => {
+                let index = usize::try_from(value).unwrap_or(0);
+                out.push(PERSIAN_DIGITS.get(index).copied().unwrap_or(ch));
+            }
+            _ => out.push(ch),
+        }
+    }
+}
+
 fn push_rials(out: &mut String, amount: Rials, locale: Locale) {
     let (digits, separator): (&[char; 10], char) = match locale {
         Locale::En => (&LATIN_DIGITS, ','),
@@ -258,5 +388,56 @@ mod tests {
             Locale::Fa,
             "۳۰٬۰۰۰ ریال اعتبار فروشگاهی به شما هدیه داده شد.",
         );
+        // Expires at the start of 2027-01-01 Tehran (20:30 UTC the day before): last day 12-31.
+        let expires_at = UnixMillis::new(1_798_749_000_000);
+        let percent = Message::Coupon {
+            kind: RuleKind::Percent(crate::domain::Percent::parse("10").unwrap()),
+            cap: Some(rials(50_000)),
+            expires_at,
+        };
+        check(
+            percent,
+            Locale::En,
+            "A coupon for 10% off your next purchase (up to 50,000 rials) is waiting for you, \
+             valid until 2026-12-31.",
+        );
+        check(
+            percent,
+            Locale::Fa,
+            "یک کوپن ۱۰ درصد تخفیف برای خرید بعدی شما (تا ۵۰٬۰۰۰ ریال) صادر شد؛ معتبر تا ۲۰۲۶-۱۲-۳۱.",
+        );
+        let fixed = Message::Coupon {
+            kind: RuleKind::Fixed(rials(100_000)),
+            cap: None,
+            expires_at,
+        };
+        check(
+            fixed,
+            Locale::En,
+            "A coupon for 100,000 rials off your next purchase is waiting for you, valid until \
+             2026-12-31.",
+        );
+        let up = Message::Tier {
+            name: Some("Gold"),
+            promoted: true,
+        };
+        check(
+            up,
+            Locale::En,
+            "Congratulations! You are now a Gold member.",
+        );
+        check(up, Locale::Fa, "تبریک! سطح عضویت شما به Gold ارتقا یافت.");
+        let down = Message::Tier {
+            name: Some("Silver"),
+            promoted: false,
+        };
+        check(down, Locale::En, "Your membership tier is now Silver.");
+        check(down, Locale::Fa, "سطح عضویت شما اکنون Silver است.");
+        let gone = Message::Tier {
+            name: None,
+            promoted: false,
+        };
+        check(gone, Locale::En, "Your membership tier has ended.");
+        check(gone, Locale::Fa, "سطح عضویت شما به پایان رسید.");
     }
 }

@@ -1,8 +1,8 @@
 //! The discount: the largest eligible rule wins, ties go to the lowest rule id (DESIGN.md
 //! section 4, step 1).
 
+use crate::domain::{CouponTerms, RuleTerms, UnixMillis};
 use crate::domain::{GroupId, LocalDateTime, Merchant, Rials, Rule, RuleId, RuleKind, TierId};
-use crate::domain::{RuleTerms, UnixMillis};
 
 /// The engine's answer to "may this rule give this discount now?": its total budget and the
 /// member's daily use limit are state, which pricing does not keep.
@@ -94,15 +94,39 @@ pub fn discount<'r>(
 /// basket; otherwise `floor(G × rate / 100)` (percent) or the amount (fixed), then capped by
 /// the rule's cap and by G.
 pub fn rule_discount(terms: &RuleTerms, gross: Rials) -> Rials {
-    if gross < terms.basket_rials_min {
+    capped(
+        terms.kind,
+        terms.basket_rials_min,
+        terms.discount_rials_max,
+        gross,
+    )
+}
+
+/// What a percent or fixed discount gives on `gross`: zero below `basket_min`, else the raw
+/// amount capped by `cap` and by G.
+fn capped(kind: RuleKind, basket_min: Rials, cap: Option<Rials>, gross: Rials) -> Rials {
+    if gross < basket_min {
         return Rials::ZERO;
     }
-    let raw = match terms.kind {
+    let raw = match kind {
         RuleKind::Percent(rate) => gross.percent_floor(rate),
         RuleKind::Fixed(amount) => amount,
     };
-    let capped = terms.discount_rials_max.map_or(raw, |cap| raw.min(cap));
-    capped.min(gross)
+    cap.map_or(raw, |cap| raw.min(cap)).min(gross)
+}
+
+/// What a coupon gives on `gross` after the rule's discount `ruled`: `floor(G × rate / 100)`
+/// (percent) or its amount (fixed), computed on G like a rule's, capped by the coupon's cap and
+/// by what G leaves after the rule's discount (docs/loyalty.md). Zero below its minimum basket.
+pub fn coupon_discount(terms: &CouponTerms, gross: Rials, ruled: Rials) -> Rials {
+    assert!(ruled <= gross, "rule discount above G");
+    let own = capped(
+        terms.kind,
+        terms.basket_rials_min,
+        terms.discount_rials_max,
+        gross,
+    );
+    own.min(gross.checked_sub(ruled).unwrap_or(Rials::ZERO))
 }
 
 /// Whether `purchase` meets every condition of `rule.eligibility`.

@@ -17,14 +17,16 @@ use std::collections::{BTreeMap, HashMap};
 use crate::store::sql::QueryBuilder;
 use crate::store::{Backend, Conn};
 
-use crate::domain::{Locale, MerchantId, Rials, UnixMillis};
+use crate::domain::{Locale, MerchantId, Rials, RuleKind, UnixMillis};
+use crate::engine::coupon::{CouponRecord, CouponState};
 use crate::engine::credit::{CreditRecord, TransferRecord};
 use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
 use crate::engine::state::{MessageKey, Txn};
+use crate::engine::tier::TierChange;
 use crate::notify::templates::Message;
 use crate::store::ledger::LedgerError;
 
-/// Rows per multi-row statement: keeps the bound parameters (at most 22 per row) far below
+/// Rows per multi-row statement: keeps the bound parameters (at most 28 per row) far below
 /// SQLite's limit of 32 766.
 pub const ROWS_PER_STATEMENT: usize = 500;
 
@@ -51,7 +53,7 @@ struct Notice {
 }
 
 impl Notice {
-    fn new(key: String, card: i64, message: &Message, at: i64) -> Notice {
+    fn new(key: String, card: i64, message: &Message<'_>, at: i64) -> Notice {
         Notice {
             key,
             card,
@@ -61,6 +63,23 @@ impl Notice {
             at,
         }
     }
+}
+
+/// A coupon row to write, in effect order (an issue comes before the moves of its coupon).
+#[derive(Debug, Clone, Copy)]
+enum CouponOp<'a> {
+    Issue(&'a CouponRecord),
+    Move {
+        coupon: i64,
+        from: CouponState,
+        to: CouponState,
+    },
+    Shortfall {
+        txn: i64,
+        coupon: i64,
+        amount: i64,
+        at: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +105,8 @@ pub struct Plan<'a> {
     new_clubs: Vec<i64>,
     credits: Vec<&'a CreditRecord>,
     transfers: Vec<&'a TransferRecord>,
+    tier_changes: Vec<&'a TierChange>,
+    coupon_ops: Vec<CouponOp<'a>>,
     movements: Vec<Movement>,
     captures: Vec<(i64, i64, i64, i64)>,
     capture_lots: Vec<(i64, i64, i64)>,
@@ -268,6 +289,52 @@ impl<'a> Plan<'a> {
             }
             Effect::Credit(record) => self.credit(record),
             Effect::Transfer(record) => self.transfer(record),
+            Effect::CouponIssued(record) => {
+                if let Some(card) = record.card {
+                    let terms = &record.coupon.terms;
+                    let message = Message::Coupon {
+                        kind: terms.kind,
+                        cap: terms.discount_rials_max,
+                        expires_at: terms.expires_at,
+                    };
+                    let key = format!("coupon:{}", record.coupon.id.get());
+                    let notice = Notice::new(key, card.get(), &message, record.at.get());
+                    self.notices.push(notice);
+                }
+                self.coupon_ops.push(CouponOp::Issue(record));
+            }
+            Effect::CouponState {
+                coupon, from, to, ..
+            } => {
+                self.coupon_ops.push(CouponOp::Move {
+                    coupon: coupon.get(),
+                    from: *from,
+                    to: *to,
+                });
+            }
+            Effect::CouponShortfall {
+                txn,
+                coupon,
+                amount,
+                at,
+            } => self.coupon_ops.push(CouponOp::Shortfall {
+                txn: txn.0,
+                coupon: coupon.get(),
+                amount: amount.get(),
+                at: at.get(),
+            }),
+            Effect::TierChange(change) => {
+                if change.is_visible() {
+                    let message = Message::Tier {
+                        name: change.to_name.as_deref(),
+                        promoted: change.promoted,
+                    };
+                    let key = format!("tier:{}:{}", change.txn.0, change.cause.as_str());
+                    let notice = Notice::new(key, change.card.get(), &message, change.at.get());
+                    self.notices.push(notice);
+                }
+                self.tier_changes.push(change);
+            }
         }
     }
 
@@ -449,7 +516,113 @@ impl<'a> Plan<'a> {
         self.write_transactions(conn).await?;
         self.write_balances(conn).await?;
         self.write_records(conn).await?;
+        self.write_tiers(conn).await?;
+        self.write_coupons(conn).await?;
         self.write_notices(conn).await
+    }
+
+    /// Coupon issues, state changes and exceptions, in order. Few purchases carry a coupon:
+    /// one statement each. A state change names the state it leaves and must touch its row.
+    async fn write_coupons(&self, conn: &mut Conn) -> Result<(), LedgerError> {
+        for op in &self.coupon_ops {
+            match *op {
+                CouponOp::Issue(record) => {
+                    let coupon = &record.coupon;
+                    let terms = &coupon.terms;
+                    let (percent, fixed) = match terms.kind {
+                        RuleKind::Percent(rate) => (Some(rate.to_string()), None),
+                        RuleKind::Fixed(amount) => (None, Some(amount.get())),
+                    };
+                    sqlx::query(
+                        "INSERT INTO coupons (id, idempotency_key, member_id, kind, percent, \
+                         fixed_rials, basket_rials_min, discount_rials_max, merchant_id, \
+                         issued_at_ms, expires_at_ms, state, txn_id, operator) VALUES ($1, $2, \
+                         $3, $4, $5, $6, $7, $8, $9, $10, $11, 'available', NULL, $12)",
+                    )
+                    .bind(coupon.id.get())
+                    .bind(record.key.as_str())
+                    .bind(coupon.member.get())
+                    .bind(coupon.kind.as_str())
+                    .bind(percent)
+                    .bind(fixed)
+                    .bind(terms.basket_rials_min.get())
+                    .bind(terms.discount_rials_max.map(Rials::get))
+                    .bind(terms.merchant.map(MerchantId::get))
+                    .bind(record.at.get())
+                    .bind(terms.expires_at.get())
+                    .bind(record.operator.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                CouponOp::Move { coupon, from, to } => {
+                    let done = sqlx::query(
+                        "UPDATE coupons SET state = $1, txn_id = $2 WHERE id = $3 AND state = $4 \
+                         AND COALESCE(txn_id, 0) = $5",
+                    )
+                    .bind(to.as_str())
+                    .bind(to.txn().map(|txn| txn.0))
+                    .bind(coupon)
+                    .bind(from.as_str())
+                    .bind(from.txn().map_or(0, |txn| txn.0))
+                    .execute(&mut *conn)
+                    .await?;
+                    expect_rows(done.rows_affected(), 1, "coupons")?;
+                }
+                CouponOp::Shortfall {
+                    txn,
+                    coupon,
+                    amount,
+                    at,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO coupon_exceptions (txn_id, coupon_id, amount_rials, at_ms) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(txn)
+                    .bind(coupon)
+                    .bind(amount)
+                    .bind(at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tier recomputes, in order (a member can change twice in one batch). They are rare: one
+    /// statement or two each. A second record of the same transaction and cause is refused
+    /// by the unique key, so a re-applied recompute fails the batch instead of counting twice.
+    async fn write_tiers(&self, conn: &mut Conn) -> Result<(), LedgerError> {
+        for change in &self.tier_changes {
+            let (member, txn, at) = (change.member.get(), change.txn.0, change.at.get());
+            sqlx::query(
+                "INSERT INTO member_tiers (member_id, tier_id, txn_id, at_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (member_id) DO UPDATE SET \
+                 tier_id = excluded.tier_id, txn_id = excluded.txn_id, at_ms = excluded.at_ms",
+            )
+            .bind(member)
+            .bind(change.earned.map(|tier| tier.get()))
+            .bind(txn)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            if change.is_visible() {
+                sqlx::query(
+                    "INSERT INTO tier_changes (member_id, from_tier_id, to_tier_id, txn_id, \
+                     cause, at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(member)
+                .bind(change.from.map(|tier| tier.get()))
+                .bind(change.to.map(|tier| tier.get()))
+                .bind(txn)
+                .bind(change.cause.as_str())
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// The batch's outbox rows, one multi-row statement per chunk: only members with a phone
@@ -493,7 +666,7 @@ impl<'a> Plan<'a> {
                  card_id, processing_code, gross_rials, discount_rials, fee_rials, store_credit_rials, \
                  club_rials, bank_rest_rials, cashback_rials, rule_id, snapshot_version, rrn, state, \
                  created_at_ms, hold_expires_at_ms, confirmed_at_ms, reversed_at_ms, expired_at_ms, \
-                 cashback_lot_id) ",
+                 cashback_lot_id, coupon_id, coupon_rials) ",
             );
             query.push_values(chunk, |mut row, (txn, patch)| {
                 let a = &txn.amounts;
@@ -522,7 +695,9 @@ impl<'a> Plan<'a> {
                     .push_bind(patch.confirmed_at)
                     .push_bind(patch.reversed_at)
                     .push_bind(patch.expired_at)
-                    .push_bind(patch.cashback_lot);
+                    .push_bind(patch.cashback_lot)
+                    .push_bind(txn.coupon.map(|(coupon, _)| coupon.get()))
+                    .push_bind(txn.coupon.map_or(0, |(_, amount)| amount.get()));
             });
             let done = query
                 .build(Backend::of_conn(conn))

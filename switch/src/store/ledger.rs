@@ -14,7 +14,11 @@ use bytes::Bytes;
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
 use sqlx::Row;
 
-use crate::domain::{CardId, MemberId, MerchantId, Rials, RuleId, TerminalRowId, UnixMillis};
+use crate::domain::{
+    CardId, CouponId, CouponKind, CouponTerms, MemberId, MerchantId, Percent, Rials, RuleId,
+    RuleKind, TerminalRowId, TierId, UnixMillis,
+};
+use crate::engine::coupon::{Coupon, CouponState};
 use crate::engine::effect::Effect;
 use crate::engine::state::{
     Amounts, Answered, Capture, ClubAccount, Lot, LotId, MessageKey, State, StoreAccount, Txn,
@@ -148,8 +152,78 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
             CardId::new(row.try_get("to_card_id")?),
         );
     }
+    for row in sqlx::query(COUPON_COLUMNS).fetch_all(&mut *conn).await? {
+        let (coupon, key) = coupon_from_row(&row)?;
+        state.add_coupon(coupon, key);
+    }
+    for row in sqlx::query("SELECT member_id, tier_id FROM member_tiers")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let (member, tier) = earned_tier_from_row(&row)?;
+        state.earned_tiers.insert(member, tier);
+    }
     state.next_lot = lot_max + 1;
     Ok(state)
+}
+
+/// The coupon columns the engine keeps, ending in `FROM coupons` (a caller may add a `WHERE`).
+pub(crate) const COUPON_COLUMNS: &str = "SELECT id, idempotency_key, member_id, kind, percent, \
+     fixed_rials, basket_rials_min, discount_rials_max, merchant_id, expires_at_ms, state, txn_id \
+     FROM coupons";
+
+/// A `coupons` row as the engine keeps it, with its idempotency key.
+pub(crate) fn coupon_from_row(row: &DbRow) -> Result<(Coupon, String), LedgerError> {
+    let table = "coupons";
+    let corrupt = |field| LedgerError::Corrupt { table, field };
+    let kind_text: String = row.try_get("kind")?;
+    let kind = CouponKind::parse(&kind_text).ok_or(corrupt("kind"))?;
+    let percent: Option<String> = row.try_get("percent")?;
+    let fixed: Option<i64> = row.try_get("fixed_rials")?;
+    let discount = match (percent, fixed) {
+        (Some(rate), None) => {
+            RuleKind::Percent(Percent::parse(&rate).map_err(|_| corrupt("percent"))?)
+        }
+        (None, Some(_)) => RuleKind::Fixed(rials(row, "fixed_rials", table)?),
+        _ => return Err(corrupt("percent")),
+    };
+    let cap: Option<i64> = row.try_get("discount_rials_max")?;
+    let terms = CouponTerms {
+        kind: discount,
+        basket_rials_min: rials(row, "basket_rials_min", table)?,
+        discount_rials_max: match cap {
+            Some(_) => Some(rials(row, "discount_rials_max", table)?),
+            None => None,
+        },
+        merchant: row
+            .try_get::<Option<i64>, _>("merchant_id")?
+            .map(MerchantId::new),
+        expires_at: UnixMillis::new(row.try_get("expires_at_ms")?),
+    };
+    let state_text: String = row.try_get("state")?;
+    let txn = row.try_get::<Option<i64>, _>("txn_id")?.map(TxnId);
+    let state = match (state_text.as_str(), txn) {
+        ("available", None) => CouponState::Available,
+        ("held", Some(txn)) => CouponState::Held(txn),
+        ("used", Some(txn)) => CouponState::Used(txn),
+        _ => return Err(corrupt("state")),
+    };
+    let coupon = Coupon {
+        id: CouponId::new(row.try_get("id")?),
+        member: MemberId::new(row.try_get("member_id")?),
+        kind,
+        terms,
+        state,
+    };
+    Ok((coupon, row.try_get("idempotency_key")?))
+}
+
+/// A `member_tiers` row: the member and the tier their activity earned.
+pub(crate) fn earned_tier_from_row(row: &DbRow) -> Result<(MemberId, Option<TierId>), LedgerError> {
+    Ok((
+        MemberId::new(row.try_get("member_id")?),
+        row.try_get::<Option<i64>, _>("tier_id")?.map(TierId::new),
+    ))
 }
 
 async fn load_transactions(conn: &mut Conn, state: &mut State) -> Result<(), LedgerError> {
@@ -244,6 +318,10 @@ pub(crate) fn txn_from_row(
         code,
         amounts,
         rule: row.try_get::<Option<i64>, _>("rule_id")?.map(RuleId::new),
+        coupon: match row.try_get::<Option<i64>, _>("coupon_id")? {
+            Some(coupon) => Some((CouponId::new(coupon), rials(row, "coupon_rials", table)?)),
+            None => None,
+        },
         snapshot_version: u64::try_from(version).map_err(|_| corrupt("snapshot_version"))?,
         rrn,
         state,

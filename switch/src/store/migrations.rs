@@ -61,6 +61,16 @@ pub const SQLITE: &[Source] = &[
         "notifications",
         include_str!("../../../migrations/sqlite/0009_notifications.sql"),
     ),
+    (
+        10,
+        "tiers",
+        include_str!("../../../migrations/sqlite/0010_tiers.sql"),
+    ),
+    (
+        11,
+        "coupons",
+        include_str!("../../../migrations/sqlite/0011_coupons.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -109,6 +119,16 @@ pub const POSTGRES: &[Source] = &[
         9,
         "notifications",
         include_str!("../../../migrations/postgres/0009_notifications.sql"),
+    ),
+    (
+        10,
+        "tiers",
+        include_str!("../../../migrations/postgres/0010_tiers.sql"),
+    ),
+    (
+        11,
+        "coupons",
+        include_str!("../../../migrations/postgres/0011_coupons.sql"),
     ),
 ];
 

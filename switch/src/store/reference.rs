@@ -331,23 +331,33 @@ impl Writer<'_> {
                 Change::Same => {}
                 Change::Insert => {
                     let id = sqlx::query_scalar::<_, i64>(
-                        "INSERT INTO tiers (code, name, cashback_rate) VALUES ($1, $2, $3) RETURNING id",
+                        "INSERT INTO tiers (code, name, cashback_rate, rank, spend_rials_min, \
+                         purchases_min) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                     )
                     .bind(record.code.as_str())
                     .bind(&record.name)
                     .bind(rate)
+                    .bind(i64::from(record.rank))
+                    .bind(record.spend_rials_min.map(Rials::get))
+                    .bind(record.purchases_min.map(i64::from))
                     .fetch_one(&mut *self.conn)
                     .await?;
                     self.ids.tiers.insert(record.code.clone(), TierId::new(id));
                     self.count.inserted += 1;
                 }
                 Change::Update(id) => {
-                    sqlx::query("UPDATE tiers SET name = $1, cashback_rate = $2 WHERE id = $3")
-                        .bind(&record.name)
-                        .bind(rate)
-                        .bind(id.get())
-                        .execute(&mut *self.conn)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE tiers SET name = $1, cashback_rate = $2, rank = $3, \
+                         spend_rials_min = $4, purchases_min = $5 WHERE id = $6",
+                    )
+                    .bind(&record.name)
+                    .bind(rate)
+                    .bind(i64::from(record.rank))
+                    .bind(record.spend_rials_min.map(Rials::get))
+                    .bind(record.purchases_min.map(i64::from))
+                    .bind(id.get())
+                    .execute(&mut *self.conn)
+                    .await?;
                     self.count.updated += 1;
                 }
             }
@@ -972,9 +982,12 @@ fn group_names(groups: &GroupNames, kind: &str) -> Names {
 
 async fn read_tiers(conn: &mut Conn, out: &mut LoadedReference) -> Result<Names, StoreError> {
     let mut names = Names::new();
-    for row in sqlx::query("SELECT id, code, name, cashback_rate FROM tiers ORDER BY id")
-        .fetch_all(&mut *conn)
-        .await?
+    for row in sqlx::query(
+        "SELECT id, code, name, cashback_rate, rank, spend_rials_min, purchases_min FROM tiers \
+         ORDER BY id",
+    )
+    .fetch_all(&mut *conn)
+    .await?
     {
         let id: i64 = row.try_get("id")?;
         let code = column(&row, "tiers", id, "code", Code::parse)?;
@@ -982,6 +995,15 @@ async fn read_tiers(conn: &mut Conn, out: &mut LoadedReference) -> Result<Names,
             code: code.clone(),
             name: row.try_get("name")?,
             cashback_rate: column(&row, "tiers", id, "cashback_rate", Percent::parse)?,
+            rank: small(&row, "tiers", id, "rank")?,
+            spend_rials_min: optional_amount(&row, "tiers", id, "spend_rials_min")?,
+            purchases_min: row
+                .try_get::<Option<i64>, _>("purchases_min")?
+                .map(|count| {
+                    u32::try_from(count)
+                        .map_err(|_| corrupt("tiers", id, "purchases_min out of range"))
+                })
+                .transpose()?,
         };
         out.ids.tiers.insert(code.clone(), TierId::new(id));
         names.insert(id, code);

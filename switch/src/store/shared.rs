@@ -265,6 +265,26 @@ pub async fn refresh(
         );
         out.rows += 1;
     }
+
+    let coupons = format!("{} WHERE", ledger::COUPON_COLUMNS);
+    for row in stamped(conn, &coupons, after, before).await? {
+        let (coupon, key) = ledger::coupon_from_row(&row)?;
+        state.add_coupon(coupon, key);
+        out.rows += 1;
+    }
+
+    for row in stamped(
+        conn,
+        "SELECT member_id, tier_id FROM member_tiers WHERE",
+        after,
+        before,
+    )
+    .await?
+    {
+        let (member, tier) = ledger::earned_tier_from_row(&row)?;
+        state.earned_tiers.insert(member, tier);
+        out.rows += 1;
+    }
     Ok(out)
 }
 

@@ -369,3 +369,36 @@ pub fn with_fields(terminal: &Terminal, out: &Outgoing, extra: &[(u8, &[u8])]) -
         ..out.clone()
     }
 }
+
+/// One request to the admin port (a fresh connection, closed after the response): status,
+/// the `idempotent-replayed` header's presence, and the JSON body (`Null` when not JSON).
+pub async fn admin_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, bool, serde_json::Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let key_header = key.map_or(String::new(), |key| format!("idempotency-key: {key}\r\n"));
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\nauthorization: Bearer {token}\r\n{key_header}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let replayed = head
+        .lines()
+        .any(|line| line.eq_ignore_ascii_case("idempotent-replayed: true"));
+    (
+        status,
+        replayed,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
