@@ -308,6 +308,9 @@ fn cards(reference: &mut LoadedReference, shape: &Shape, pan_key: &PanTokenKey, 
             groups: member_groups,
             phone: None,
             locale: switch::domain::Locale::Fa,
+            birth_date: None,
+            joined_on: None,
+            referred_by: None,
         });
         let pan = pan(index);
         let tier = match rng.gen_range(0..100) {

@@ -12,12 +12,12 @@ CREATE TABLE coupons (
     merchant_id BIGINT REFERENCES merchants(id),
     issued_at_ms BIGINT NOT NULL,
     expires_at_ms BIGINT NOT NULL CHECK (expires_at_ms > issued_at_ms),
-    state TEXT NOT NULL CHECK (state IN ('available', 'held', 'used')),
+    state TEXT NOT NULL CHECK (state IN ('available', 'held', 'used', 'withdrawn')),
     txn_id BIGINT,
     operator TEXT NOT NULL,
     change_seq BIGINT NOT NULL DEFAULT 0,
     CHECK ((percent IS NULL) <> (fixed_rials IS NULL)),
-    CHECK ((state = 'available') = (txn_id IS NULL))
+    CHECK ((state IN ('available', 'withdrawn')) = (txn_id IS NULL))
 );
 CREATE INDEX coupons_member ON coupons (member_id);
 CREATE TRIGGER coupons_stamp BEFORE INSERT OR UPDATE ON coupons

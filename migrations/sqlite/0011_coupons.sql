@@ -15,12 +15,12 @@ CREATE TABLE coupons (
     merchant_id INTEGER REFERENCES merchants(id),
     issued_at_ms INTEGER NOT NULL,
     expires_at_ms INTEGER NOT NULL CHECK (expires_at_ms > issued_at_ms),
-    state TEXT NOT NULL CHECK (state IN ('available', 'held', 'used')),
+    state TEXT NOT NULL CHECK (state IN ('available', 'held', 'used', 'withdrawn')),
     txn_id INTEGER,
     operator TEXT NOT NULL,
     change_seq INTEGER NOT NULL DEFAULT 0,
     CHECK ((percent IS NULL) <> (fixed_rials IS NULL)),
-    CHECK ((state = 'available') = (txn_id IS NULL))
+    CHECK ((state IN ('available', 'withdrawn')) = (txn_id IS NULL))
 );
 CREATE INDEX coupons_member ON coupons (member_id);
 

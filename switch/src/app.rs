@@ -36,6 +36,7 @@ pub struct Running {
     committer: JoinHandle<()>,
     admin: JoinHandle<()>,
     dispatcher: Option<JoinHandle<()>>,
+    loyalty: JoinHandle<()>,
 }
 
 /// Why the switch could not start.
@@ -80,7 +81,7 @@ pub async fn start(
         answered = state.answered.len(),
         "state loaded"
     );
-    let engine = Engine::new(state, config.engine());
+    let engine = Engine::new(state, config.engine()).with_loyalty(config.loyalty());
     let (snapshots, snapshot_rx) = watch::channel(snapshot);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (jobs, jobs_rx) = mpsc::channel(config.queue_max.max(1));
@@ -124,6 +125,25 @@ pub async fn start(
         metrics,
         pool: pool.clone(),
     });
+    let job = crate::loyalty::LoyaltyJob {
+        every: std::time::Duration::from_millis(config.loyalty_every_ms.max(10)),
+        birthday: config
+            .birthday_coupon
+            .as_ref()
+            .and_then(|coupon| coupon.template().ok()),
+        anniversary: config
+            .anniversary_coupon
+            .as_ref()
+            .and_then(|coupon| coupon.template().ok()),
+        expiry_notice_days: config.expiry_notice_days,
+    };
+    let loyalty = tokio::spawn(crate::loyalty::run(
+        pool.clone(),
+        clock.clone(),
+        credits.clone(),
+        job,
+        shutdown_rx.clone(),
+    ));
     let api_state = Arc::new(ApiState {
         pool: pool.clone(),
         kek: secrets.kek.clone(),
@@ -164,6 +184,7 @@ pub async fn start(
         committer,
         admin,
         dispatcher,
+        loyalty,
     })
 }
 
@@ -242,6 +263,7 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        let _ = self.loyalty.await;
         // Every connection (and so every job sender) is gone: the committer drains and ends.
         let _ = self.committer.await;
         let _ = self.admin.await;

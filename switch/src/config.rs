@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::committer::{CommitterConfig, BATCH_MAX_DEFAULT};
-use crate::domain::{Kek, PanTokenKey};
+use crate::domain::{CouponTemplate, Kek, PanTokenKey, Percent, Rials, RuleKind};
+use crate::engine::referral::LoyaltyRules;
 use crate::engine::EngineConfig;
 use crate::notify::dispatcher::DispatcherConfig;
 use crate::notify::gateway::{Gateway, GatewayToken, GatewayUrl};
@@ -127,6 +128,78 @@ pub struct Config {
     /// Longest delay between two attempts of a notification.
     #[serde(default = "defaults::sms_backoff_ms_max")]
     pub sms_backoff_ms_max: u64,
+    /// How often the loyalty job runs (occasion coupons, expiry notices).
+    #[serde(default = "defaults::loyalty_every_ms")]
+    pub loyalty_every_ms: u64,
+    /// Days ahead the expiry notices look (store credit and coupons); 0 sends none.
+    #[serde(default = "defaults::expiry_notice_days")]
+    pub expiry_notice_days: u32,
+    /// The coupon each side of a referral gets; absent: referrals give nothing.
+    #[serde(default)]
+    pub referral_coupon: Option<CouponConfig>,
+    /// The coupon members get on their birthday; absent: none.
+    #[serde(default)]
+    pub birthday_coupon: Option<CouponConfig>,
+    /// The coupon members get on the anniversary of joining; absent: none.
+    #[serde(default)]
+    pub anniversary_coupon: Option<CouponConfig>,
+}
+
+/// A coupon the programme issues by itself (`[referral_coupon]`, `[birthday_coupon]`,
+/// `[anniversary_coupon]` tables; docs/config.md).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CouponConfig {
+    /// Percent of G, as a decimal string; exactly one of this and `fixed_rials`.
+    #[serde(default)]
+    pub percent: Option<String>,
+    /// A fixed amount.
+    #[serde(default)]
+    pub fixed_rials: Option<i64>,
+    /// Applies only from this G up.
+    #[serde(default)]
+    pub basket_rials_min: i64,
+    /// Its discount is capped here.
+    #[serde(default)]
+    pub discount_rials_max: Option<i64>,
+    /// Usable for this many days, 1..=3650.
+    pub valid_days: i64,
+}
+
+impl CouponConfig {
+    /// The coupon's terms.
+    ///
+    /// # Errors
+    /// A message naming the field at fault.
+    pub fn template(&self) -> Result<CouponTemplate, String> {
+        let kind = match (&self.percent, self.fixed_rials) {
+            (Some(rate), None) => match Percent::parse(rate) {
+                Ok(rate) if rate.get() > rust_decimal::Decimal::ZERO => RuleKind::Percent(rate),
+                _ => return Err("percent: a decimal above 0 and at most 100".to_owned()),
+            },
+            (None, Some(fixed)) => RuleKind::Fixed(
+                Rials::new(fixed)
+                    .filter(|fixed| *fixed > Rials::ZERO)
+                    .ok_or("fixed_rials: 1..=999999999999")?,
+            ),
+            _ => return Err("exactly one of percent and fixed_rials".to_owned()),
+        };
+        let basket_rials_min =
+            Rials::new(self.basket_rials_min).ok_or("basket_rials_min: 0..=999999999999")?;
+        let discount_rials_max = match self.discount_rials_max {
+            Some(cap) => Some(Rials::new(cap).ok_or("discount_rials_max: 0..=999999999999")?),
+            None => None,
+        };
+        if !(1..=3_650).contains(&self.valid_days) {
+            return Err("valid_days: 1..=3650".to_owned());
+        }
+        Ok(CouponTemplate {
+            kind,
+            basket_rials_min,
+            discount_rials_max,
+            valid_days: self.valid_days,
+        })
+    }
 }
 
 mod defaults {
@@ -192,6 +265,12 @@ mod defaults {
     pub fn sms_backoff_ms_max() -> u64 {
         600_000
     }
+    pub fn loyalty_every_ms() -> u64 {
+        3_600_000
+    }
+    pub fn expiry_notice_days() -> u32 {
+        3
+    }
 }
 
 impl Config {
@@ -212,7 +291,30 @@ impl Config {
             message: error.to_string(),
         })?;
         config.apply_env(|name| std::env::var(name).ok())?;
+        for (table, coupon) in [
+            ("referral_coupon", &config.referral_coupon),
+            ("birthday_coupon", &config.birthday_coupon),
+            ("anniversary_coupon", &config.anniversary_coupon),
+        ] {
+            if let Some(Err(message)) = coupon.as_ref().map(CouponConfig::template) {
+                return Err(ConfigError::Parse {
+                    path: path.map_or_else(|| PathBuf::from("<defaults>"), Path::to_path_buf),
+                    message: format!("[{table}] {message}"),
+                });
+            }
+        }
         Ok(config)
+    }
+
+    /// The programme's rules the engine applies (validated by [`Config::load`]; a coupon
+    /// table that does not validate gives none).
+    pub fn loyalty(&self) -> LoyaltyRules {
+        LoyaltyRules {
+            referral_coupon: self
+                .referral_coupon
+                .as_ref()
+                .and_then(|coupon| coupon.template().ok()),
+        }
     }
 
     /// Applies `LSW_*` overrides read through `var`.

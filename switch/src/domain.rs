@@ -29,7 +29,7 @@ pub mod time;
 
 pub use card::{Card, CardExpiry, CardStatus, Member, PanToken, PanTokenKey};
 pub use contact::{Locale, Phone};
-pub use coupon::{CouponKind, CouponTerms};
+pub use coupon::{CouponKind, CouponTemplate, CouponTerms};
 pub use ids::{
     CardId, Code, CouponId, GroupId, MemberId, MerchantId, RuleId, TerminalRowId, TierId,
 };

@@ -6,6 +6,7 @@
 //! - [`coupon`]: member coupons, held, used and given back with their purchase.
 //! - [`decline`]: the one mapping from a decline to its response code.
 //! - [`effect`]: the effects the committer makes durable.
+//! - [`referral`]: referral rewards, and the programme rules the engine applies.
 //! - [`state`]: balances, holds, transactions, the idempotency window.
 //! - [`tier`]: tiers earned by rolling 12-month activity.
 
@@ -14,6 +15,7 @@ pub mod credit;
 pub mod decide;
 pub mod decline;
 pub mod effect;
+pub mod referral;
 pub mod state;
 pub mod tier;
 

@@ -13,6 +13,7 @@
 //! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics, health and the
 //!   operator API ([`api`]).
 //! - [`notify`]: the SMS outbox's templates and its dispatcher.
+//! - [`loyalty`]: the job that issues occasion coupons and writes expiry notices.
 //! - [`app`]: wiring for `serve` and in-process use; [`config`], [`clock`], [`metrics`],
 //!   [`logs`].
 #![warn(missing_docs)]
@@ -29,6 +30,7 @@ pub mod engine;
 pub mod fast_hash;
 pub mod import;
 pub mod logs;
+pub mod loyalty;
 pub mod metrics;
 pub mod notify;
 pub mod pricing;

@@ -16,8 +16,9 @@ use protocol::WorkingKeys;
 
 use crate::domain::reference::{CardRecord, MerchantRecord, RuleRecord, TerminalRecord};
 use crate::domain::{
-    Activity, Card, CardId, Code, GroupId, LoadedReference, Member, MemberId, Merchant, MerchantId,
-    PanToken, Percent, Rials, Rule, RuleId, Terminal, TerminalRowId, Tier, TierId, UnixMillis,
+    Activity, Card, CardId, CardStatus, Code, GroupId, LoadedReference, Member, MemberId, Merchant,
+    MerchantId, PanToken, Percent, Rials, Rule, RuleId, Terminal, TerminalRowId, Tier, TierId,
+    UnixMillis,
 };
 use crate::fast_hash::HashMap;
 use crate::pricing::Purchase;
@@ -142,6 +143,12 @@ impl Snapshot {
                 id,
                 code: record.code.clone(),
                 groups,
+                referred_by: record
+                    .referred_by
+                    .as_ref()
+                    .map(|code| resolve(&ids.members, code, "member"))
+                    .transpose()?,
+                card: None,
             };
             unique(members.insert(id, member).is_none(), "members", id.get())?;
         }
@@ -456,12 +463,18 @@ impl Snapshot {
     ) -> Result<(), SnapshotError> {
         let ids = &reference.ids;
         let member = resolve(&ids.members, &record.member, "member")?;
-        let member_groups = match self.members.get(&member) {
-            Some(found) => found.groups.clone(),
+        let id = resolve(&ids.cards, &record.code, "card")?;
+        let member_groups = match self.members.get_mut(&member) {
+            Some(found) => {
+                if record.status == CardStatus::Active && found.card.is_none_or(|card| id < card) {
+                    found.card = Some(id);
+                }
+                found.groups.clone()
+            }
             None => Box::new([]),
         };
         let card = Card {
-            id: resolve(&ids.cards, &record.code, "card")?,
+            id,
             member,
             token: record.token,
             bin: record.bin,

@@ -18,6 +18,7 @@ mod common;
 use common::*;
 use protocol::terminal::Terminal;
 use protocol::{ProcessingCode, ResponseCode};
+use switch::config::CouponConfig;
 use terminal_sim::client::Client;
 
 const LOYALTY: &str = include_str!("data/loyalty.json");
@@ -487,8 +488,199 @@ async fn coupons_are_held_used_and_given_back(db: Db) {
     );
 }
 
+fn coupon(percent: Option<&str>, fixed: Option<i64>, valid_days: i64) -> CouponConfig {
+    CouponConfig {
+        percent: percent.map(str::to_owned),
+        fixed_rials: fixed,
+        basket_rials_min: 0,
+        discount_rials_max: None,
+        valid_days,
+    }
+}
+
+/// Every coupon: "member kind state", by id.
+async fn coupons(harness: &Harness) -> Vec<String> {
+    sqlx::query_scalar::<_, String>(
+        "SELECT m.code || ' ' || k.kind || ' ' || k.state FROM coupons k \
+         JOIN members m ON m.id = k.member_id ORDER BY k.id",
+    )
+    .fetch_all(&harness.running().pool)
+    .await
+    .unwrap()
+}
+
+async fn referral_rewards_both_once_and_reversal_withdraws(db: Db) {
+    let harness = Harness::start_full(db, LOYALTY, |config| {
+        config.referral_coupon = Some(coupon(None, Some(20_000), 30));
+    })
+    .await;
+    let mut client = harness.client().await;
+    let mut t = counter();
+    // MB-2 (referred by MB-1, card given gold: the 20 % rule) confirms a first purchase.
+    let first = buy(
+        &harness,
+        &mut client,
+        &mut t,
+        POOR,
+        100_000,
+        [20_000, 1_500, 0, 0, 80_000, 4_000],
+    )
+    .await;
+    assert!(coupons(&harness).await.is_empty());
+    confirm(&harness, &mut client, &mut t, &first).await;
+    assert_eq!(
+        coupons(&harness).await,
+        ["MB-2 referral available", "MB-1 referral available"]
+    );
+    // MB-2's next purchase takes its coupon on top of the rule: 20 000 + 20 000.
+    let second = buy(
+        &harness,
+        &mut client,
+        &mut t,
+        POOR,
+        100_000,
+        [40_000, 1_500, 0, 0, 60_000, 3_000],
+    )
+    .await;
+    confirm(&harness, &mut client, &mut t, &second).await;
+    assert_eq!(
+        harness
+            .scalar("SELECT count(*) FROM referral_rewards")
+            .await,
+        1
+    );
+    // Reversing the purchase that earned the reward withdraws the coupon not used yet.
+    reverse(&harness, &mut client, &mut t, &first).await;
+    assert_eq!(
+        coupons(&harness).await,
+        ["MB-2 referral used", "MB-1 referral withdrawn"]
+    );
+    let reversed = "SELECT count(*) FROM referral_rewards WHERE reversed_at_ms IS NOT NULL";
+    assert_eq!(harness.scalar(reversed).await, 1);
+    buy(
+        &harness,
+        &mut client,
+        &mut t,
+        RICH,
+        300_000,
+        [0, 4_500, 0, 0, 300_000, 0],
+    )
+    .await;
+    // Once: a later first-looking purchase earns nothing more.
+    let third = buy(
+        &harness,
+        &mut client,
+        &mut t,
+        POOR,
+        100_000,
+        [20_000, 1_500, 0, 0, 80_000, 4_000],
+    )
+    .await;
+    confirm(&harness, &mut client, &mut t, &third).await;
+    assert_eq!(coupons(&harness).await.len(), 2);
+}
+
+/// Waits (moving nothing) until `sql` counts `wanted`, for the loyalty job's next runs.
+async fn eventually(harness: &Harness, sql: &str, wanted: i64) {
+    for _ in 0..300 {
+        if harness.scalar(sql).await == wanted {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(harness.scalar(sql).await, wanted, "{sql}");
+}
+
+async fn occasion_coupons_and_expiry_notices(db: Db) {
+    let mut harness = Harness::start_full(db, LOYALTY, |config| {
+        config.loyalty_every_ms = 20;
+        config.birthday_coupon = Some(coupon(Some("10"), None, 2));
+        config.anniversary_coupon = Some(coupon(None, Some(30_000), 30));
+    })
+    .await;
+    // 2026-11-22 in Tehran: MB-1's birthday (born 1990-11-22), MB-2's second anniversary.
+    let all = "SELECT count(*) FROM coupons";
+    eventually(&harness, all, 2).await;
+    assert_eq!(
+        coupons(&harness)
+            .await
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .len(),
+        2
+    );
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "SELECT m.code || ' ' || k.idempotency_key FROM coupons k \
+         JOIN members m ON m.id = k.member_id ORDER BY m.code",
+    )
+    .fetch_all(&harness.running().pool)
+    .await
+    .unwrap();
+    assert!(
+        kinds[0].starts_with("MB-1 birthday:") && kinds[0].ends_with(":2026"),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds[1].starts_with("MB-2 anniversary:") && kinds[1].ends_with(":2026"),
+        "{kinds:?}"
+    );
+    // The birthday coupon (2 days) expires within the 3 days the notices look ahead.
+    let coupon_notice =
+        "SELECT count(*) FROM notifications WHERE idempotency_key LIKE 'coupon-expiry:%'";
+    eventually(&harness, coupon_notice, 1).await;
+
+    // A cashback lot of MB-2 (gold: 5 %), expiring after the merchant's 90 credit days.
+    let mut client = harness.client().await;
+    let mut t = counter();
+    let bought = buy(
+        &harness,
+        &mut client,
+        &mut t,
+        POOR,
+        100_000,
+        [50_000, 1_500, 0, 0, 50_000, 2_500],
+    )
+    .await;
+    confirm(&harness, &mut client, &mut t, &bought).await;
+
+    // Runs after a restart and on later days issue nothing twice.
+    harness.restart().await;
+    harness.clock.advance(DAY_MS);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(
+        harness.scalar(all).await,
+        2,
+        "the day's coupons were issued once"
+    );
+    // 88 days later the lot is 2 days from expiry: one notice, in the member's language.
+    harness.clock.advance(87 * DAY_MS);
+    let lot_notice = "SELECT count(*) FROM notifications WHERE idempotency_key LIKE 'lot-expiry:%'";
+    eventually(&harness, lot_notice, 1).await;
+    let body: String = sqlx::query_scalar(
+        "SELECT body FROM notifications WHERE idempotency_key LIKE 'lot-expiry:%'",
+    )
+    .fetch_one(&harness.running().pool)
+    .await
+    .unwrap();
+    assert!(
+        body.starts_with("2,500 rials of your store credit expire after "),
+        "{body}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(harness.scalar(lot_notice).await, 1, "notified once");
+    // Three days on the lot has expired: the ledger still shows it, available does not.
+    harness.clock.advance(3 * DAY_MS);
+    let mut client = harness.client().await;
+    let now = harness.now_seconds();
+    let [_, _, store_ledger, store_available] = balances(&mut client, &mut t, POOR, now).await;
+    assert_eq!((store_ledger, store_available), (2_500, 0));
+}
+
 on_both!(
     tiers_follow_rolling_activity,
     given_tier_is_a_floor,
-    coupons_are_held_used_and_given_back
+    coupons_are_held_used_and_given_back,
+    referral_rewards_both_once_and_reversal_withdraws,
+    occasion_coupons_and_expiry_notices
 );

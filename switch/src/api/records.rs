@@ -282,6 +282,9 @@ fn member(record: &MemberRecord) -> Value {
         "groups": groups,
         "phone": record.phone.as_ref().map(crate::domain::Phone::as_str),
         "locale": record.locale.as_str(),
+        "birth_date": record.birth_date.map(|date| date.to_string()),
+        "joined_on": record.joined_on.map(|date| date.to_string()),
+        "referred_by": record.referred_by.as_ref().map(|code| code.as_str()),
     })
 }
 

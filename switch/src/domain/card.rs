@@ -168,6 +168,10 @@ pub struct Member {
     pub code: Code,
     /// Member groups it belongs to, sorted ascending.
     pub groups: Box<[GroupId]>,
+    /// The member who referred them.
+    pub referred_by: Option<MemberId>,
+    /// Their lowest-id active card, which messages and rewards not tied to a purchase go by.
+    pub card: Option<CardId>,
 }
 
 /// A card as the engine sees it. It has no PAN, only the token, BIN and last 4.

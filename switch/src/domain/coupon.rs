@@ -66,6 +66,33 @@ pub struct CouponTerms {
     pub expires_at: UnixMillis,
 }
 
+/// The terms of coupons issued by a rule of the programme (birthday, anniversary, referral),
+/// with their validity instead of an expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CouponTemplate {
+    /// Percent of G (rounded down) or a fixed amount.
+    pub kind: RuleKind,
+    /// Applies only from this G up.
+    pub basket_rials_min: Rials,
+    /// Its discount is capped here.
+    pub discount_rials_max: Option<Rials>,
+    /// Usable for this many days from issue.
+    pub valid_days: i64,
+}
+
+impl CouponTemplate {
+    /// The terms of a coupon issued at `now`, at any merchant.
+    pub fn terms_at(&self, now: UnixMillis) -> CouponTerms {
+        CouponTerms {
+            kind: self.kind,
+            basket_rials_min: self.basket_rials_min,
+            discount_rials_max: self.discount_rials_max,
+            merchant: None,
+            expires_at: UnixMillis::new(now.get() + self.valid_days * crate::domain::time::DAY_MS),
+        }
+    }
+}
+
 impl CouponTerms {
     /// Whether the coupon can apply to a purchase of `gross` at `merchant` at `now` (its
     /// discount may still be zero after the rule's).

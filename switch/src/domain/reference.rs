@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use protocol::Tmk;
 
 use crate::domain::{
-    CardExpiry, CardId, CardStatus, Code, Eligibility, GroupId, KeySetId, Locale, MemberId,
-    MerchantId, MerchantProfile, PanToken, Percent, Phone, Rials, RuleId, RuleTerms, TerminalCode,
-    TerminalRowId, TerminalStatus, TierId, UnixMillis,
+    CardExpiry, CardId, CardStatus, CivilDate, Code, Eligibility, GroupId, KeySetId, Locale,
+    MemberId, MerchantId, MerchantProfile, PanToken, Percent, Phone, Rials, RuleId, RuleTerms,
+    TerminalCode, TerminalRowId, TerminalStatus, TierId, UnixMillis,
 };
 
 /// Everything the operator defines, as one value. Each list is in a stable order (file order
@@ -107,6 +107,12 @@ pub struct MemberRecord {
     pub phone: Option<Phone>,
     /// The language of its messages.
     pub locale: Locale,
+    /// Birthday (its month and day matter), for birthday coupons.
+    pub birth_date: Option<CivilDate>,
+    /// When they joined the club, for anniversary coupons.
+    pub joined_on: Option<CivilDate>,
+    /// Code of the member who referred them (a member's code is their referral code).
+    pub referred_by: Option<Code>,
 }
 
 /// A card, without its PAN.

@@ -26,6 +26,8 @@ pub enum CouponState {
     Held(TxnId),
     /// Used by a confirmed purchase.
     Used(TxnId),
+    /// Taken back before use (a referral reward whose purchase was reversed).
+    Withdrawn,
 }
 
 impl CouponState {
@@ -35,13 +37,14 @@ impl CouponState {
             CouponState::Available => "available",
             CouponState::Held(_) => "held",
             CouponState::Used(_) => "used",
+            CouponState::Withdrawn => "withdrawn",
         }
     }
 
     /// The transaction holding or using it.
     pub fn txn(self) -> Option<TxnId> {
         match self {
-            CouponState::Available => None,
+            CouponState::Available | CouponState::Withdrawn => None,
             CouponState::Held(txn) | CouponState::Used(txn) => Some(txn),
         }
     }
@@ -179,7 +182,7 @@ impl Engine {
                 }
             }
             CouponState::Held(_) => {}
-            CouponState::Used(_) => live.retain(|other| *other != id),
+            CouponState::Used(_) | CouponState::Withdrawn => live.retain(|other| *other != id),
         }
         effects.push(Effect::CouponState {
             coupon: id,
@@ -271,7 +274,7 @@ impl State {
         self.coupon_keys.insert(key, coupon.id);
         let live = self.member_coupons.entry(coupon.member).or_default();
         live.retain(|other| *other != coupon.id);
-        if !matches!(coupon.state, CouponState::Used(_)) {
+        if !matches!(coupon.state, CouponState::Used(_) | CouponState::Withdrawn) {
             live.push(coupon.id);
         }
         self.next_coupon = self.next_coupon.max(coupon.id.get() + 1);

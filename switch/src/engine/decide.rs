@@ -18,6 +18,7 @@ use crate::domain::{
 use crate::engine::coupon::CouponState;
 use crate::engine::decline::{approved, Decline};
 use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
+use crate::engine::referral::LoyaltyRules;
 use crate::engine::state::{
     Amounts, Answered, Capture, ClubAccount, LotId, MessageKey, State, StoreAccount, Txn, TxnId,
     TxnState,
@@ -69,6 +70,7 @@ pub struct Engine {
     /// The state (public for the store's loader and for invariant checks).
     pub state: State,
     config: EngineConfig,
+    pub(crate) loyalty: LoyaltyRules,
     scratch: BytesMut,
     amounts: BytesMut,
 }
@@ -79,9 +81,16 @@ impl Engine {
         Engine {
             state,
             config,
+            loyalty: LoyaltyRules::default(),
             scratch: BytesMut::with_capacity(4096),
             amounts: BytesMut::with_capacity(128),
         }
+    }
+
+    /// The same engine, applying the programme's `rules` (referral rewards).
+    pub fn with_loyalty(mut self, rules: LoyaltyRules) -> Engine {
+        self.loyalty = rules;
+        self
     }
 
     /// Decides one verified request (steps 4 to 6 of PROTOCOL.md section 7).
@@ -587,6 +596,7 @@ impl Engine {
         if let Some(confirmed) = self.state.txns.get(&id).cloned() {
             self.state.count_activity(&confirmed);
             self.recompute_tier(snapshot, &confirmed, TierCause::Confirm, now, effects);
+            self.reward_referral(snapshot, &confirmed, now, effects);
         }
     }
 
@@ -684,6 +694,7 @@ impl Engine {
         }
         self.state.uncount_activity(txn.member, txn.id);
         self.recompute_tier(snapshot, &txn, TierCause::Reversal, now, effects);
+        self.reverse_referral(&txn, now, effects);
     }
 
     fn next_rrn(&mut self) -> Rrn {

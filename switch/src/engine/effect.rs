@@ -176,6 +176,22 @@ pub enum Effect {
         /// When.
         at: UnixMillis,
     },
+    /// A referral rewarded (its two coupons are issued just before).
+    Referral {
+        /// The referred member.
+        referred: crate::domain::MemberId,
+        /// The reward.
+        referral: crate::engine::referral::Referral,
+        /// When.
+        at: UnixMillis,
+    },
+    /// The purchase that earned a referral reward was reversed.
+    ReferralReversed {
+        /// The referred member.
+        referred: crate::domain::MemberId,
+        /// When.
+        at: UnixMillis,
+    },
     /// A recompute changed the tier a member's activity earns.
     TierChange(Box<crate::engine::tier::TierChange>),
 }

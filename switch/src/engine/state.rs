@@ -263,6 +263,8 @@ pub struct State {
     pub coupon_keys: HashMap<String, CouponId>,
     /// Next coupon id.
     pub next_coupon: i64,
+    /// Referral rewards by referred member.
+    pub referrals: HashMap<MemberId, crate::engine::referral::Referral>,
     /// Replaced cards and their replacements (a card is replaced at most once).
     pub replaced: HashMap<CardId, CardId>,
     /// The newest settlement cycle whose transactions the engine knows are settled.

@@ -168,6 +168,12 @@ pub struct Member {
     pub phone: Value,
     #[serde(default)]
     pub locale: Value,
+    #[serde(default)]
+    pub birth_date: Value,
+    #[serde(default)]
+    pub joined_on: Value,
+    #[serde(default)]
+    pub referred_by: Value,
 }
 
 /// A card record.

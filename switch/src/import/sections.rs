@@ -485,17 +485,63 @@ fn members(
         let locale = record.optional("locale", &dto.locale, Locale::Fa, |v| {
             text(v).and_then(Locale::parse)
         });
-        if let (Some(code), Some(groups), Some(phone), Some(locale)) = (code, groups, phone, locale)
-        {
-            out.push(MemberRecord {
-                code,
-                groups,
-                phone,
-                locale,
-            });
+        let date = |v: &Value| CivilDate::parse(text(v)?).map(Some);
+        let birth_date = record.optional("birth_date", &dto.birth_date, None, date);
+        let joined_on = record.optional("joined_on", &dto.joined_on, None, date);
+        let referred_by = record.optional("referred_by", &dto.referred_by, None, |v| {
+            record::code(v).map(Some)
+        });
+        if let (
+            Some(code),
+            Some(groups),
+            Some(phone),
+            Some(locale),
+            Some(birth_date),
+            Some(joined_on),
+            Some(referred_by),
+        ) = (
+            code,
+            groups,
+            phone,
+            locale,
+            birth_date,
+            joined_on,
+            referred_by,
+        ) {
+            out.push((
+                index,
+                MemberRecord {
+                    code,
+                    groups,
+                    phone,
+                    locale,
+                    birth_date,
+                    joined_on,
+                    referred_by,
+                },
+            ));
         }
     }
-    out
+    // A referrer may come later in the file: checked once every member is known.
+    let mut kept = Vec::with_capacity(out.len());
+    for (index, member) in out {
+        if let Some(referrer) = &member.referred_by {
+            let mut record = Record::new("members", index, problems);
+            if *referrer == member.code {
+                record.report("referred_by", "a member cannot refer themselves");
+                continue;
+            }
+            if !codes.members.has(referrer) {
+                record.report(
+                    "referred_by",
+                    format_args!("no member has code \"{referrer}\""),
+                );
+                continue;
+            }
+        }
+        kept.push(member);
+    }
+    kept
 }
 
 fn cards(

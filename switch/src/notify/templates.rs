@@ -45,6 +45,18 @@ pub enum Message<'a> {
         /// When it stops being usable (shown as the Tehran date of its last day).
         expires_at: UnixMillis,
     },
+    /// Store credit about to expire.
+    StoreCreditExpiring {
+        /// What is left of the lot.
+        amount: Rials,
+        /// When it expires.
+        expires_at: UnixMillis,
+    },
+    /// An unused coupon about to expire.
+    CouponExpiring {
+        /// When it expires.
+        expires_at: UnixMillis,
+    },
     /// The member's tier changed (activity earned a better one, or left the window).
     Tier {
         /// The tier's display name; `None` when the member holds no tier any more.
@@ -63,6 +75,7 @@ impl Message<'_> {
             Message::TopUp { .. } => "top_up",
             Message::StoreCredit { .. } => "store_credit",
             Message::Coupon { .. } => "coupon",
+            Message::StoreCreditExpiring { .. } | Message::CouponExpiring { .. } => "expiry",
             Message::Tier { .. } => "tier",
         }
     }
@@ -151,6 +164,28 @@ impl Message<'_> {
                 },
                 locale,
             ) => push_coupon(&mut out, *kind, *cap, *expires_at, locale),
+            (Message::StoreCreditExpiring { amount, expires_at }, Locale::En) => {
+                push_rials(&mut out, *amount, Locale::En);
+                out.push_str(" rials of your store credit expire after ");
+                out.push_str(&last_day(*expires_at));
+                out.push('.');
+            }
+            (Message::StoreCreditExpiring { amount, expires_at }, Locale::Fa) => {
+                push_rials(&mut out, *amount, Locale::Fa);
+                out.push_str(" ریال از اعتبار فروشگاهی شما پس از ");
+                push_digits(&mut out, &last_day(*expires_at), Locale::Fa);
+                out.push_str(" منقضی می‌شود.");
+            }
+            (Message::CouponExpiring { expires_at }, Locale::En) => {
+                out.push_str("Your coupon expires after ");
+                out.push_str(&last_day(*expires_at));
+                out.push_str(": use it on your next purchase.");
+            }
+            (Message::CouponExpiring { expires_at }, Locale::Fa) => {
+                out.push_str("کوپن تخفیف شما پس از ");
+                push_digits(&mut out, &last_day(*expires_at), Locale::Fa);
+                out.push_str(" منقضی می‌شود.");
+            }
             (Message::Tier { name, promoted }, Locale::En) => match (name, promoted) {
                 (Some(name), true) => {
                     out.push_str("Congratulations! You are now a ");
@@ -182,6 +217,17 @@ impl Message<'_> {
     }
 }
 
+/// The last Tehran day something expiring at `expires_at` can be used: the day of the last
+/// millisecond before it expires, as YYYY-MM-DD.
+fn last_day(expires_at: UnixMillis) -> String {
+    let last = LocalDateTime::at(
+        UnixMillis::new(expires_at.get() - 1),
+        TEHRAN_UTC_OFFSET_MINUTES,
+    )
+    .date;
+    format!("{:04}-{:02}-{:02}", last.year(), last.month(), last.day())
+}
+
 /// "A coupon for 10% off your next purchase (up to 50,000 rials), valid until 2026-12-31."
 fn push_coupon(
     out: &mut String,
@@ -190,13 +236,7 @@ fn push_coupon(
     expires_at: UnixMillis,
     locale: Locale,
 ) {
-    // The last day it can be used: the day of the last millisecond before it expires.
-    let last = LocalDateTime::at(
-        UnixMillis::new(expires_at.get() - 1),
-        TEHRAN_UTC_OFFSET_MINUTES,
-    )
-    .date;
-    let date = format!("{:04}-{:02}-{:02}", last.year(), last.month(), last.day());
+    let date = last_day(expires_at);
     match locale {
         Locale::En => {
             out.push_str("A coupon for ");
@@ -416,6 +456,25 @@ mod tests {
             Locale::En,
             "A coupon for 100,000 rials off your next purchase is waiting for you, valid until \
              2026-12-31.",
+        );
+        let lot = Message::StoreCreditExpiring {
+            amount: rials(12_500),
+            expires_at,
+        };
+        check(
+            lot,
+            Locale::En,
+            "12,500 rials of your store credit expire after 2026-12-31.",
+        );
+        check(
+            lot,
+            Locale::Fa,
+            "۱۲٬۵۰۰ ریال از اعتبار فروشگاهی شما پس از ۲۰۲۶-۱۲-۳۱ منقضی می‌شود.",
+        );
+        check(
+            Message::CouponExpiring { expires_at },
+            Locale::En,
+            "Your coupon expires after 2026-12-31: use it on your next purchase.",
         );
         let up = Message::Tier {
             name: Some("Gold"),

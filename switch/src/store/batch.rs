@@ -21,6 +21,7 @@ use crate::domain::{Locale, MerchantId, Rials, RuleKind, UnixMillis};
 use crate::engine::coupon::{CouponRecord, CouponState};
 use crate::engine::credit::{CreditRecord, TransferRecord};
 use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
+use crate::engine::referral::Referral;
 use crate::engine::state::{MessageKey, Txn};
 use crate::engine::tier::TierChange;
 use crate::notify::templates::Message;
@@ -78,6 +79,15 @@ enum CouponOp<'a> {
         txn: i64,
         coupon: i64,
         amount: i64,
+        at: i64,
+    },
+    Referral {
+        referred: i64,
+        referral: Referral,
+        at: i64,
+    },
+    ReferralReversed {
+        referred: i64,
         at: i64,
     },
 }
@@ -323,6 +333,21 @@ impl<'a> Plan<'a> {
                 amount: amount.get(),
                 at: at.get(),
             }),
+            Effect::Referral {
+                referred,
+                referral,
+                at,
+            } => self.coupon_ops.push(CouponOp::Referral {
+                referred: referred.get(),
+                referral: *referral,
+                at: at.get(),
+            }),
+            Effect::ReferralReversed { referred, at } => {
+                self.coupon_ops.push(CouponOp::ReferralReversed {
+                    referred: referred.get(),
+                    at: at.get(),
+                });
+            }
             Effect::TierChange(change) => {
                 if change.is_visible() {
                     let message = Message::Tier {
@@ -584,6 +609,36 @@ impl<'a> Plan<'a> {
                     .bind(at)
                     .execute(&mut *conn)
                     .await?;
+                }
+                CouponOp::Referral {
+                    referred,
+                    referral,
+                    at,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO referral_rewards (referred_member_id, referrer_member_id, \
+                         txn_id, referred_coupon_id, referrer_coupon_id, at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(referred)
+                    .bind(referral.referrer.get())
+                    .bind(referral.txn.0)
+                    .bind(referral.coupons[0].get())
+                    .bind(referral.coupons[1].get())
+                    .bind(at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                CouponOp::ReferralReversed { referred, at } => {
+                    let done = sqlx::query(
+                        "UPDATE referral_rewards SET reversed_at_ms = $1 \
+                         WHERE referred_member_id = $2 AND reversed_at_ms IS NULL",
+                    )
+                    .bind(at)
+                    .bind(referred)
+                    .execute(&mut *conn)
+                    .await?;
+                    expect_rows(done.rows_affected(), 1, "referral_rewards")?;
                 }
             }
         }

@@ -20,6 +20,7 @@ use crate::domain::{
 };
 use crate::engine::coupon::{Coupon, CouponState};
 use crate::engine::effect::Effect;
+use crate::engine::referral::Referral;
 use crate::engine::state::{
     Amounts, Answered, Capture, ClubAccount, Lot, LotId, MessageKey, State, StoreAccount, Txn,
     TxnId, TxnState,
@@ -156,6 +157,10 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
         let (coupon, key) = coupon_from_row(&row)?;
         state.add_coupon(coupon, key);
     }
+    for row in sqlx::query(REFERRAL_COLUMNS).fetch_all(&mut *conn).await? {
+        let (referred, referral) = referral_from_row(&row)?;
+        state.referrals.insert(referred, referral);
+    }
     for row in sqlx::query("SELECT member_id, tier_id FROM member_tiers")
         .fetch_all(&mut *conn)
         .await?
@@ -206,6 +211,7 @@ pub(crate) fn coupon_from_row(row: &DbRow) -> Result<(Coupon, String), LedgerErr
         ("available", None) => CouponState::Available,
         ("held", Some(txn)) => CouponState::Held(txn),
         ("used", Some(txn)) => CouponState::Used(txn),
+        ("withdrawn", None) => CouponState::Withdrawn,
         _ => return Err(corrupt("state")),
     };
     let coupon = Coupon {
@@ -216,6 +222,25 @@ pub(crate) fn coupon_from_row(row: &DbRow) -> Result<(Coupon, String), LedgerErr
         state,
     };
     Ok((coupon, row.try_get("idempotency_key")?))
+}
+
+/// The referral columns the engine keeps, ending in `FROM referral_rewards`.
+pub(crate) const REFERRAL_COLUMNS: &str = "SELECT referred_member_id, referrer_member_id, txn_id, \
+     referred_coupon_id, referrer_coupon_id, reversed_at_ms FROM referral_rewards";
+
+/// A `referral_rewards` row: the referred member and the reward.
+pub(crate) fn referral_from_row(row: &DbRow) -> Result<(MemberId, Referral), LedgerError> {
+    let reversed: Option<i64> = row.try_get("reversed_at_ms")?;
+    let referral = Referral {
+        txn: TxnId(row.try_get("txn_id")?),
+        referrer: MemberId::new(row.try_get("referrer_member_id")?),
+        coupons: [
+            CouponId::new(row.try_get("referred_coupon_id")?),
+            CouponId::new(row.try_get("referrer_coupon_id")?),
+        ],
+        reversed: reversed.is_some(),
+    };
+    Ok((MemberId::new(row.try_get("referred_member_id")?), referral))
 }
 
 /// A `member_tiers` row: the member and the tier their activity earned.

@@ -71,6 +71,11 @@ pub const SQLITE: &[Source] = &[
         "coupons",
         include_str!("../../../migrations/sqlite/0011_coupons.sql"),
     ),
+    (
+        12,
+        "occasions_referrals",
+        include_str!("../../../migrations/sqlite/0012_occasions_referrals.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -129,6 +134,11 @@ pub const POSTGRES: &[Source] = &[
         11,
         "coupons",
         include_str!("../../../migrations/postgres/0011_coupons.sql"),
+    ),
+    (
+        12,
+        "occasions_referrals",
+        include_str!("../../../migrations/postgres/0012_occasions_referrals.sql"),
     ),
 ];
 

@@ -570,11 +570,15 @@ impl Writer<'_> {
                 Change::Same => continue,
                 Change::Insert => {
                     let id = sqlx::query_scalar::<_, i64>(
-                        "INSERT INTO members (code, phone, locale) VALUES ($1, $2, $3) RETURNING id",
+                        "INSERT INTO members (code, phone, locale, birth_date, joined_on, \
+                         referred_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                     )
                     .bind(record.code.as_str())
                     .bind(record.phone.as_ref().map(Phone::as_str))
                     .bind(record.locale.as_str())
+                    .bind(record.birth_date.map(|date| date.to_string()))
+                    .bind(record.joined_on.map(|date| date.to_string()))
+                    .bind(record.referred_by.as_ref().map(Code::as_str))
                     .fetch_one(&mut *self.conn)
                     .await?;
                     self.ids
@@ -584,12 +588,18 @@ impl Writer<'_> {
                     id
                 }
                 Change::Update(id) => {
-                    sqlx::query("UPDATE members SET phone = $1, locale = $2 WHERE id = $3")
-                        .bind(record.phone.as_ref().map(Phone::as_str))
-                        .bind(record.locale.as_str())
-                        .bind(id.get())
-                        .execute(&mut *self.conn)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE members SET phone = $1, locale = $2, birth_date = $3, \
+                         joined_on = $4, referred_by = $5 WHERE id = $6",
+                    )
+                    .bind(record.phone.as_ref().map(Phone::as_str))
+                    .bind(record.locale.as_str())
+                    .bind(record.birth_date.map(|date| date.to_string()))
+                    .bind(record.joined_on.map(|date| date.to_string()))
+                    .bind(record.referred_by.as_ref().map(Code::as_str))
+                    .bind(id.get())
+                    .execute(&mut *self.conn)
+                    .await?;
                     self.count.updated += 1;
                     id.get()
                 }
@@ -1152,9 +1162,12 @@ async fn read_members(
     )
     .await?;
     let mut names = Names::new();
-    for row in sqlx::query("SELECT id, code, phone, locale FROM members ORDER BY id")
-        .fetch_all(&mut *conn)
-        .await?
+    for row in sqlx::query(
+        "SELECT id, code, phone, locale, birth_date, joined_on, referred_by FROM members \
+         ORDER BY id",
+    )
+    .fetch_all(&mut *conn)
+    .await?
     {
         let id: i64 = row.try_get("id")?;
         let code = column(&row, "members", id, "code", Code::parse)?;
@@ -1164,6 +1177,18 @@ async fn read_members(
             .transpose()
             .map_err(|invalid| corrupt("members", id, format_args!("phone {invalid}")))?;
         let locale = column(&row, "members", id, "locale", Locale::parse)?;
+        let date = |name: &str| -> Result<Option<CivilDate>, StoreError> {
+            let text: Option<String> = row.try_get(name)?;
+            text.map(|text| CivilDate::parse(&text))
+                .transpose()
+                .map_err(|invalid| corrupt("members", id, format_args!("{name} {invalid}")))
+        };
+        let (birth_date, joined_on) = (date("birth_date")?, date("joined_on")?);
+        let referred_by: Option<String> = row.try_get("referred_by")?;
+        let referred_by = referred_by
+            .map(|text| Code::parse(&text))
+            .transpose()
+            .map_err(|invalid| corrupt("members", id, format_args!("referred_by {invalid}")))?;
         out.ids.members.insert(code.clone(), MemberId::new(id));
         names.insert(id, code.clone());
         out.data.members.push(MemberRecord {
@@ -1171,6 +1196,9 @@ async fn read_members(
             groups: memberships.remove(&id).unwrap_or_default(),
             phone,
             locale,
+            birth_date,
+            joined_on,
+            referred_by,
         });
     }
     Ok(names)

@@ -273,6 +273,13 @@ pub async fn refresh(
         out.rows += 1;
     }
 
+    let referrals = format!("{} WHERE", ledger::REFERRAL_COLUMNS);
+    for row in stamped(conn, &referrals, after, before).await? {
+        let (referred, referral) = ledger::referral_from_row(&row)?;
+        state.referrals.insert(referred, referral);
+        out.rows += 1;
+    }
+
     for row in stamped(
         conn,
         "SELECT member_id, tier_id FROM member_tiers WHERE",
