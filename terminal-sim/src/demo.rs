@@ -1,8 +1,10 @@
 //! `lsw-sim demo`: a whole network in a minute. It creates a temporary SQLite database,
 //! provisions a generated network through the import path, starts the switch in process on a
-//! free loopback port, drives mixed traffic (bank and club purchases, store credit, inquiries,
-//! confirms, reversals, abandoned requests whose holds time out), then prints what happened
-//! and checks the conservation invariants.
+//! free loopback port, issues campaign coupons to a third of the members through the operator
+//! API, drives mixed traffic (bank and club purchases, store credit, inquiries, confirms,
+//! reversals, abandoned requests whose holds time out), then prints what happened (the loyalty
+//! programme's tier promotions, cashback and coupons included) and checks the conservation
+//! invariants.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::Row;
+use switch::api::auth::Role;
 use switch::clock::{Clock, SystemClock};
 use switch::config::{Config, Secrets};
 use switch::domain::{Kek, PanTokenKey};
@@ -17,6 +20,10 @@ use switch::domain::{Kek, PanTokenKey};
 use crate::fixture::Fixture;
 use crate::load::{self, LoadConfig, LoadReport};
 use crate::network::{self, Size};
+
+pub mod loyalty;
+
+use loyalty::LoyaltySummary;
 
 /// Demo settings.
 #[derive(Debug, Clone)]
@@ -44,6 +51,10 @@ pub struct DemoOutcome {
     pub failed_checks: Vec<String>,
     /// The settlement cycle closed over the run.
     pub settlement: Option<SettlementSummary>,
+    /// Coupons the operator API answered `201 Created` for before the traffic.
+    pub coupons_created: u64,
+    /// What the loyalty programme did, read from the database after the run.
+    pub loyalty: LoyaltySummary,
     /// Database file.
     pub database: PathBuf,
     /// Log file.
@@ -82,14 +93,12 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let database = dir.join("lsw.db");
     let log = dir.join("switch.log");
-    let network = network::generate(
-        config.seed,
-        Size {
-            merchants: 12,
-            terminals_per_merchant: 4,
-            cards: 2_000,
-        },
-    );
+    let size = Size {
+        merchants: 12,
+        terminals_per_merchant: 4,
+        cards: 2_000,
+    };
+    let network = network::generate(config.seed, size);
     let network_text = network.to_string();
     std::fs::write(dir.join("network.json"), &network_text).context("writing the network file")?;
     let secrets = demo_secrets();
@@ -115,6 +124,10 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
     .map_err(|e| anyhow::anyhow!("{e}"))
     .context("importing the network")?;
     println!("provisioned: {imported}");
+    // The demo's operator, as `lsw-switch token add demo --role write` would add it.
+    let token = switch::api::auth::add_token(&pool, "demo", Role::Write, clock.now())
+        .await
+        .context("adding the demo's operator token")?;
     pool.close().await;
     let running = switch::app::start(&switch_config, &secrets, clock.clone(), None)
         .await
@@ -122,6 +135,19 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
     println!(
         "switch listening on {}; driving {} s of traffic over {} connections",
         running.addr, config.seconds, config.connections
+    );
+    let issuing = std::time::Instant::now();
+    let coupons_created = match loyalty::issue_coupons(running.admin_addr, &token, size.cards).await
+    {
+        Ok(created) => created,
+        Err(error) => {
+            running.stop().await;
+            return Err(error);
+        }
+    };
+    println!(
+        "issued {coupons_created} campaign coupons through the operator API in {:.1} s",
+        issuing.elapsed().as_secs_f64()
     );
     let fixture = Arc::new(Fixture::parse(&network_text).context("reading the network")?);
     let report = load::run(
@@ -175,6 +201,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
         totals.try_get("b")?,
     ];
     let findings = crate::check::run(&pool).await?;
+    let loyalty = loyalty::summary(&pool).await?;
     let settlement = settle(&pool, &dir, clock.now()).await?;
     pool.close().await;
     let failed_checks = findings
@@ -188,6 +215,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
         confirmed_totals,
         failed_checks,
         settlement,
+        coupons_created,
+        loyalty,
         database,
         log,
     })
@@ -263,6 +292,7 @@ pub fn print(outcome: &DemoOutcome, kept: bool) {
     let [discount, fee, store, club, bank] = outcome.confirmed_totals;
     println!("== confirmed amounts (rials) ==");
     println!("  discounts {discount}  fees {fee}  store credit {store}  club {club}  bank {bank}");
+    loyalty::print(&outcome.loyalty);
     println!("== latency (µs) ==");
     let mut latency: Vec<_> = load.latency.iter().collect();
     latency.sort_by(|a, b| a.0.cmp(b.0));

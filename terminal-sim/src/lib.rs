@@ -6,6 +6,7 @@
 //! - [`load`]: the load generator.
 //! - [`check`]: the conservation invariants on a database.
 //! - [`network`]: a generated network in the import format.
+//! - [`operator`]: a minimal client of the operator API.
 //! - [`scenario`]: fault injection against a live switch, each scenario checking its claim.
 //! - [`demo`]: the whole product in a minute.
 //! - [`simulation`]: the engine and the store on a simulated clock, seeded, with crashes.
@@ -17,5 +18,6 @@ pub mod demo;
 pub mod fixture;
 pub mod load;
 pub mod network;
+pub mod operator;
 pub mod scenario;
 pub mod simulation;

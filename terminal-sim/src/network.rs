@@ -1,9 +1,16 @@
 //! A generated network in the import file's format (`docs/import-format.md`): merchants with
-//! terminals, members with cards, tiers, rules and balances, from a seed, so a demo or a load
-//! run provisions the switch through the same import path operators use.
+//! terminals, members with cards (half with a phone), tiers earned by activity, rules and
+//! balances, from a seed, so a demo or a load run provisions the switch through the same import
+//! path operators use.
 
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+
+/// Confirmed spend in the rolling year that earns silver: less than the largest purchase the
+/// load sends (500 000 rials), so one purchase can earn it.
+pub const SILVER_SPEND_RIALS_MIN: u64 = 300_000;
+/// Confirmed spend in the rolling year that earns gold: about six average purchases.
+pub const GOLD_SPEND_RIALS_MIN: u64 = 1_500_000;
 
 /// How big a network to generate.
 #[derive(Debug, Clone, Copy)]
@@ -80,10 +87,17 @@ pub fn generate(seed: u64, size: Size) -> Value {
     let mut club = Vec::new();
     let mut store_credit = Vec::new();
     for c in 0..size.cards {
-        members.push(json!({ "code": format!("MB-{c:07}") }));
-        let tier = match c % 3 {
-            0 => Some("silver"),
-            1 => Some("gold"),
+        let mut member = json!({ "code": format!("MB-{c:07}") });
+        // Half the members gave a mobile number, so half get SMS messages in the outbox.
+        if c % 2 == 0 {
+            member["phone"] = json!(format!("+98912{c:07}"));
+        }
+        members.push(member);
+        // A few members were brought over from an earlier programme with a tier (a floor);
+        // everyone else starts with none and earns silver and gold by buying.
+        let tier = match c % 10 {
+            0 => Some("gold"),
+            1 => Some("silver"),
             _ => None,
         };
         let mut card = json!({
@@ -110,8 +124,12 @@ pub fn generate(seed: u64, size: Size) -> Value {
         "format": "lsw-import",
         "version": 1,
         "tiers": [
-            { "code": "silver", "name": "Silver", "cashback_rate": "2" },
-            { "code": "gold", "name": "Gold", "cashback_rate": "4" }
+            // Low thresholds, so that seconds of traffic promote members: one purchase of
+            // SILVER_SPEND_RIALS_MIN or two purchases earn silver.
+            { "code": "silver", "name": "Silver", "cashback_rate": "2", "rank": 1,
+              "spend_rials_min": SILVER_SPEND_RIALS_MIN, "purchases_min": 2 },
+            { "code": "gold", "name": "Gold", "cashback_rate": "4", "rank": 2,
+              "spend_rials_min": GOLD_SPEND_RIALS_MIN, "purchases_min": 6 }
         ],
         "merchant_groups": [
             { "code": "food", "name": "Cafes and restaurants" },

@@ -1,11 +1,15 @@
 //! Goal: no card number of a run appears in clear in any log line, database table or file the
-//! switch wrote, and no key is logged (DESIGN.md section 8, STYLE.md section 8).
+//! switch wrote, and no key or operator token is logged (DESIGN.md section 8, STYLE.md section
+//! 8). And the demo's summary tells the truth: its loyalty section (tier promotions, cashback,
+//! coupons, messages) is not zero and agrees with the database it was read from.
 //!
-//! Method: run the demo (generated network, in-process switch, seconds of mixed traffic) with
-//! every log line at TRACE level captured, then search the captured logs, the database file and
-//! its WAL, and every other file in the run's folder, for each PAN of the network (as digits,
-//! and as its hex), for the TMKs and for the key-encryption and PAN-token keys. The network
-//! file itself is the operator's input and holds the PANs by design; it is the one file skipped.
+//! Method: run the demo (generated network, in-process switch, coupons issued over the
+//! operator API, seconds of mixed traffic) with every log line at TRACE level captured, then
+//! search the captured logs, the database file and its WAL, and every other file in the run's
+//! folder, for each PAN of the network (as digits, and as its hex), for the TMKs, for the
+//! key-encryption and PAN-token keys, and the logs for anything shaped like an operator token.
+//! The network file itself is the operator's input and holds the PANs by design; it is the one
+//! file skipped. Then count the loyalty tables again with queries of their own and compare.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
@@ -135,4 +139,94 @@ async fn no_pan_or_key_in_logs_database_or_files() {
     // The scan itself finds what it looks for.
     let planted = format!("xx{}yy", pans[0]);
     assert_eq!(found(planted.as_bytes(), &needles).len(), 1);
+    assert_eq!(tokens(&files[0].1), 0, "an operator token was logged");
+    assert_eq!(tokens(format!("a lsw_{} b", "0f".repeat(32)).as_bytes()), 1);
+
+    loyalty_agrees_with_the_database(&outcome, &dir.path().join("lsw.db")).await;
+}
+
+/// Operator tokens (`lsw_` and 64 hex digits) in `bytes`.
+fn tokens(bytes: &[u8]) -> usize {
+    bytes
+        .windows(4 + 64)
+        .filter(|w| w.starts_with(b"lsw_") && w[4..].iter().all(u8::is_ascii_hexdigit))
+        .count()
+}
+
+async fn loyalty_agrees_with_the_database(outcome: &demo::DemoOutcome, db: &std::path::Path) {
+    let loyalty = &outcome.loyalty;
+    assert!(loyalty.promotions > 0, "{loyalty:?}");
+    assert!(loyalty.cashback_lots > 0, "{loyalty:?}");
+    assert!(loyalty.coupons_used > 0, "{loyalty:?}");
+    assert!(loyalty.coupon_rials > 0, "{loyalty:?}");
+    assert!(loyalty.tier_messages > 0, "{loyalty:?}");
+    assert_eq!(
+        i64::try_from(outcome.coupons_created).unwrap(),
+        loyalty.coupons_issued
+    );
+    let pool = switch::store::connect(&format!("sqlite://{}", db.display()), 1, "")
+        .await
+        .unwrap();
+    let scalar = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let sum = |counts: &[(String, i64)]| counts.iter().map(|(_, n)| n).sum::<i64>();
+    let table = [
+        (
+            "tier changes",
+            loyalty.promotions + loyalty.demotions,
+            scalar("SELECT count(*) FROM tier_changes").await,
+        ),
+        (
+            "promotions by tier",
+            loyalty.promotions,
+            sum(&loyalty.promoted_to),
+        ),
+        (
+            "members by tier",
+            sum(&loyalty.members_by_tier),
+            scalar("SELECT count(*) FROM members").await,
+        ),
+        (
+            "cashback lots",
+            loyalty.cashback_lots,
+            scalar("SELECT count(*) FROM transactions WHERE state = 'confirmed' AND cashback_rials > 0").await,
+        ),
+        // No confirmed purchase is reversed in the demo, so every lot is a confirmed purchase's.
+        (
+            "cashback rials",
+            loyalty.cashback_rials,
+            scalar("SELECT CAST(SUM(cashback_rials) AS BIGINT) FROM transactions WHERE state = 'confirmed'").await,
+        ),
+        (
+            "coupons used",
+            loyalty.coupons_used,
+            scalar("SELECT count(*) FROM coupons WHERE state = 'used'").await,
+        ),
+        (
+            "coupons by state",
+            loyalty.coupons_issued,
+            loyalty.coupons_used + loyalty.coupons_held + loyalty.coupons_available,
+        ),
+        (
+            "tier messages",
+            loyalty.tier_messages,
+            scalar("SELECT count(*) FROM tier_changes c JOIN members m ON m.id = c.member_id WHERE m.phone IS NOT NULL").await,
+        ),
+        (
+            "coupon messages",
+            loyalty.coupon_messages,
+            scalar("SELECT count(*) FROM coupons c JOIN members m ON m.id = c.member_id WHERE m.phone IS NOT NULL").await,
+        ),
+    ];
+    for (what, summary, database) in table {
+        assert_eq!(summary, database, "{what}");
+    }
+    pool.close().await;
 }
