@@ -26,6 +26,8 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -63,6 +65,13 @@ fn network() -> String {
     serde_json::to_string(&document).unwrap()
 }
 
+fn single_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|value| {
         value
@@ -88,10 +97,20 @@ fn fresh_seeds(count: u64) -> Vec<u64> {
     (first..first + count).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seeds_keep_every_invariant() {
+/// Workers playing seeds side by side, each on its own thread and store.
+const WORKERS: usize = 2;
+
+#[test]
+fn seeds_keep_every_invariant() {
+    // The world's own runtime keeps running beside the workers' (a pool hands a connection
+    // back in a task on the runtime that used it).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let built = Instant::now();
-    let world = std::sync::Arc::new(World::new(&network()).await.unwrap());
+    let world = Arc::new(runtime.block_on(World::new(&network())).unwrap());
     println!("network imported in {:.1?}", built.elapsed());
     let steps = env("LSW_SIM_STEPS").map_or(STEPS_DEFAULT, |s| usize::try_from(s).unwrap());
     let options = Options {
@@ -99,7 +118,7 @@ async fn seeds_keep_every_invariant() {
         fresh_follow_ups: true,
         trace: env("LSW_SIM_SEED").is_some() && env("LSW_SIM_TRACE").is_some(),
     };
-    let seeds: Vec<u64> = match env("LSW_SIM_SEED") {
+    let seeds: Arc<Vec<u64>> = Arc::new(match env("LSW_SIM_SEED") {
         Some(seed) => vec![seed],
         None => {
             let first = env("LSW_SIM_FIRST").unwrap_or(0);
@@ -108,36 +127,45 @@ async fn seeds_keep_every_invariant() {
             seeds.extend(fresh_seeds(env("LSW_SIM_FRESH").unwrap_or(0)));
             seeds
         }
-    };
+    });
     let started = Instant::now();
-    // Two workers, each with its own seeds in order; a failure stops both at the next seed.
-    let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for worker in 0..2_usize {
-        let seeds: Vec<u64> = seeds.iter().copied().skip(worker).step_by(2).collect();
-        let (world, failed) = (world.clone(), failed.clone());
-        workers.push(tokio::spawn(async move {
-            let store = world.store().await.unwrap();
-            let mut total = Summary::default();
-            for seed in seeds {
-                if failed.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
-                }
-                match simulation::run(&world, &store, seed, options).await {
-                    Ok(summary) => total.add(&summary),
-                    Err(failure) => {
-                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
-                        return Err(failure);
+    // Each worker takes the next seed not yet taken, and plays it alone on its store (put
+    // back to the template first), so a seed's run does not depend on which worker or which
+    // seeds came before; a failure stops the others at their next seed. A worker runs its
+    // own single-threaded runtime: the store's connection thread wakes only that one.
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (world, seeds, next, failed) =
+                (world.clone(), seeds.clone(), next.clone(), failed.clone());
+            std::thread::spawn(move || {
+                single_thread_runtime().block_on(async move {
+                    let store = world.store().await.unwrap();
+                    let mut total = Summary::default();
+                    while !failed.load(Ordering::SeqCst) {
+                        let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                            break;
+                        };
+                        match simulation::run(&world, &store, seed, options).await {
+                            Ok(summary) => total.add(&summary),
+                            Err(failure) => {
+                                failed.store(true, Ordering::SeqCst);
+                                store.close().await;
+                                return Err(failure);
+                            }
+                        }
                     }
-                }
-            }
-            Ok(total)
-        }));
-    }
+                    store.close().await;
+                    Ok(total)
+                })
+            })
+        })
+        .collect();
     let mut total = Summary::default();
     let mut failures = Vec::new();
     for worker in workers {
-        match worker.await.unwrap() {
+        match worker.join().unwrap() {
             Ok(summary) => total.add(&summary),
             Err(failure) => failures.push(failure),
         }
