@@ -2,8 +2,10 @@
 //! on a simulated clock, with the committer's rules played out step by step (STYLE.md
 //! section 10).
 //!
-//! A [`World`] is built once: the network imported into a template database, its snapshot,
-//! its terminals and cards. [`run`] then plays one seed on a fresh copy of that database.
+//! A [`World`] is built once: the network imported into a template database (then kept in
+//! memory), its snapshot, its terminals and cards. [`run`] then plays one seed on a [`Store`],
+//! an in-memory database put back to the template's rows first, so a seed plays the same
+//! whichever seeds the store played before.
 //! Each step the RNG picks one thing that can happen to a switch in the field:
 //!
 //! - a terminal sends a purchase or inquiry (any code, amount and card, declines included);

@@ -4,21 +4,25 @@
 //! a retransmission gets the identical answer, nothing is captured twice, no balance goes
 //! negative, and the engine's memory is what a restart would load.
 //!
-//! Method: `terminal_sim::simulation` plays many seeds, each on a fresh copy of a database
-//! imported once from the test network (with a few more terminals and a second merchant).
+//! Method: `terminal_sim::simulation` plays many seeds, each on an in-memory copy of a
+//! database imported once from the test network (with a few more terminals and a second
+//! merchant), two seeds at a time on two threads.
 //! A failure prints `simulation failed at seed N step K: …`; the same seed replays exactly:
 //!
 //! ```text
 //! LSW_SIM_SEED=N cargo test -p terminal-sim --test simulation -- --nocapture
 //! ```
 //!
-//! `LSW_SIM_SEEDS` sets how many seeds (default 2 000: about 40 s in a debug build on two
-//! quiet cores, 94 s at load average 2–3), `LSW_SIM_FIRST` the first one (default 0), `LSW_SIM_FRESH` how many fresh seeds
-//! to add from a first seed taken from the clock (default 0; `.ci/run` adds 500),
+//! `LSW_SIM_SEEDS` sets how many seeds (default 2 000), `LSW_SIM_FIRST` the first one
+//! (default 0), `LSW_SIM_FRESH` how many fresh seeds to add from a first seed taken from the
+//! clock (default 0; `.ci/run` adds 500: the 2 500 seeds took 50 s and 75 s in a debug build
+//! on two cores at load average 5–7, measured on 2026-12-02 while other builds ran; 154 s
+//! and 183 s before the store moved to memory, measured back to back),
 //! `LSW_SIM_STEPS` the steps per seed (default 200), `LSW_SIM_TRACE=1` (with `LSW_SIM_SEED`)
 //! prints every step. Terminals also send a second confirm or reversal under a new STAN
 //! while the first is unanswered (the regression test below pins the seed that once broke
-//! that). The long run, 20 000 fresh seeds, about 7 minutes in a debug build:
+//! that). The long run, 20 000 fresh seeds (7 min 25 s in a debug build at load average
+//! 7–9, measured on 2026-12-02):
 //!
 //! ```text
 //! LSW_SIM_SEEDS=20000 LSW_SIM_FIRST=$RANDOM$RANDOM \
