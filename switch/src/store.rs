@@ -235,7 +235,11 @@ static SQLITE_PRAGMAS: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
 
 /// Connects to an existing database without migrating it: for tools that inspect or drive a
 /// switch's database (`check`, the simulator, tests). For SQLite, `sqlite_pragmas` run on every
-/// new connection (for example `PRAGMA synchronous = OFF;` for a throw-away copy).
+/// new connection (for example `PRAGMA synchronous = OFF;` for a throw-away copy), and the
+/// pool keeps its connections for its whole life without testing them before each use: a
+/// connection to a local file does not go stale (the test is a round trip to the connection's
+/// thread per statement), and an in-memory database lives only while a connection has it
+/// open.
 ///
 /// # Errors
 /// [`sqlx::Error`] when the database cannot be reached.
@@ -251,8 +255,16 @@ pub async fn connect(
     } else {
         url_or_path.to_owned()
     };
-    AnyPoolOptions::new()
-        .max_connections(max_connections)
+    let options = AnyPoolOptions::new().max_connections(max_connections);
+    let options = if is_sqlite {
+        options
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        options
+    };
+    options
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if is_sqlite {

@@ -2,8 +2,10 @@
 //! on a simulated clock, with the committer's rules played out step by step (STYLE.md
 //! section 10).
 //!
-//! A [`World`] is built once: the network imported into a template database, its snapshot,
-//! its terminals and cards. [`run`] then plays one seed on a fresh copy of that database.
+//! A [`World`] is built once: the network imported into a template database (then kept in
+//! memory), its snapshot, its terminals and cards. [`run`] then plays one seed on a [`Store`],
+//! an in-memory database put back to the template's rows first, so a seed plays the same
+//! whichever seeds the store played before.
 //! Each step the RNG picks one thing that can happen to a switch in the field:
 //!
 //! - a terminal sends a purchase or inquiry (any code, amount and card, declines included);
@@ -25,7 +27,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use protocol::response::Response;
@@ -96,9 +98,12 @@ pub enum SetupError {
     /// The network file has no usable terminal or card.
     #[error("network: {0}")]
     Network(String),
-    /// A file could not be copied.
+    /// The template's directory could not be made.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The schema's tables cannot be put back in an order their foreign keys allow.
+    #[error("schema: {0}")]
+    Schema(String),
 }
 
 /// An invariant that did not hold: the seed replays it.
@@ -148,6 +153,9 @@ pub struct Summary {
     /// reversal had only met a declined original, which a crash then forgot). The reversal
     /// invariant covers only approvals heard before their reversal.
     pub approved_after_reversal: u64,
+    /// A digest of every response heard, in order, byte for byte (FNV-1a): two plays of a
+    /// seed are the same run when their digests agree. Seeds' digests add up (wrapping).
+    pub responses_digest: u64,
 }
 
 impl Summary {
@@ -162,6 +170,7 @@ impl Summary {
         self.crashes += other.crashes;
         self.expired += other.expired;
         self.approved_after_reversal += other.approved_after_reversal;
+        self.responses_digest = self.responses_digest.wrapping_add(other.responses_digest);
     }
 }
 
@@ -172,8 +181,15 @@ pub struct World {
     terminals: Vec<Terminal>,
     cards: Vec<Pan>,
     pan_key: PanTokenKey,
-    dir: tempfile::TempDir,
-    template: PathBuf,
+    /// The template, in memory (SQLite's `memdb` file system); this pool's connection and the
+    /// stores that attach it keep it alive.
+    template: Pool,
+    /// Names this world's in-memory databases apart from another world's in the process.
+    name: String,
+    /// Stores opened so far, to name the next one.
+    stores: AtomicU64,
+    /// The statements that put a store's tables back to the template's rows.
+    reset: String,
 }
 
 impl fmt::Debug for World {
@@ -181,35 +197,46 @@ impl fmt::Debug for World {
         f.debug_struct("World")
             .field("terminals", &self.terminals.len())
             .field("cards", &self.cards.len())
-            .field("template", &self.template)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
 
 impl World {
     /// Imports `network` (an import file) into a template database through the operators'
-    /// import path. The simulated terminals are the active terminals of active merchants; the
-    /// cards are every card of the file (blocked and expired ones too) and one stranger.
+    /// import path, then keeps the template in memory. The simulated terminals are the active
+    /// terminals of active merchants; the cards are every card of the file (blocked and
+    /// expired ones too) and one stranger.
     ///
     /// # Errors
     /// [`SetupError`] when the file does not import or has nothing to drive.
     pub async fn new(network: &str) -> Result<World, SetupError> {
+        static WORLDS: AtomicU64 = AtomicU64::new(0);
         let kek = Kek::from_bytes([0x11; 32]);
         let pan_key = PanTokenKey::from_bytes([0x22; 32]);
+        let name = format!(
+            "lsw-sim-{}-{}",
+            std::process::id(),
+            WORLDS.fetch_add(1, Ordering::Relaxed)
+        );
+        // The import runs on a file through the switch's own `open` (its migrations, WAL and
+        // pragmas), exactly as an operator's import does; the file is then copied to memory.
         let dir = tempfile::tempdir()?;
-        let template = dir.path().join("template.db");
-        let pool = switch::store::open(&template.display().to_string()).await?;
+        let file = dir.path().join("template.db");
+        let pool = switch::store::open(&file.display().to_string()).await?;
         switch::import::import_text(&pool, network, &kek, &pan_key, UnixMillis::new(START_MS))
             .await
             .map_err(|failure| SetupError::Import(failure.to_string()))?;
         let loaded = switch::store::reference::load(&pool, &kek).await?;
         let snapshot =
             Snapshot::build(&loaded).map_err(|error| SetupError::Snapshot(error.to_string()))?;
-        // Fold the write-ahead log into the file, so one copy of the file is the database.
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        let template = memory_pool(&format!("{name}-template")).await?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(memory_uri(&format!("{name}-template")))
             .execute(&pool)
             .await?;
         pool.close().await;
+        let reset = reset_statements(&template).await?;
         let fixture = crate::fixture::Fixture::parse(network)
             .map_err(|error| SetupError::Network(error.to_string()))?;
         let terminals = fixture.terminals.into_iter().map(|(t, _)| t).collect();
@@ -223,29 +250,164 @@ impl World {
             terminals,
             cards,
             pan_key,
-            dir,
             template,
+            name,
+            stores: AtomicU64::new(0),
+            reset,
         })
     }
 
-    /// A fresh store for one seed: a copy of the template, written without fsync (a simulated
-    /// crash loses the batch the committer has not written; the file itself never tears).
-    async fn store(&self, seed: u64) -> Result<(Pool, PathBuf), SetupError> {
-        let path = self.dir.path().join(format!("seed-{seed}.db"));
-        std::fs::copy(&self.template, &path)?;
-        let pool = switch::store::connect(
-            &path.display().to_string(),
-            1,
-            "PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;",
-        )
-        .await?;
-        Ok((pool, path))
+    /// A store for seeds to run on, one after another: an in-memory copy of the template,
+    /// which [`run`] puts back to the template's rows before each seed. Each worker of a
+    /// parallel run opens its own.
+    ///
+    /// # Errors
+    /// [`SetupError`] when the database cannot be created.
+    pub async fn store(&self) -> Result<Store, SetupError> {
+        let name = format!(
+            "{}-store-{}",
+            self.name,
+            self.stores.fetch_add(1, Ordering::Relaxed)
+        );
+        let pool = memory_pool(&name).await?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(memory_uri(&name))
+            .execute(&self.template)
+            .await?;
+        sqlx::query("ATTACH $1 AS template")
+            .bind(format!(
+                "{}&mode=ro",
+                memory_uri(&format!("{}-template", self.name))
+            ))
+            .execute(&pool)
+            .await?;
+        Ok(Store { pool })
+    }
+}
+
+/// One database seeds run on, one seed at a time: in memory, written without a journal on
+/// disk or fsync (a simulated crash loses the batch the committer has not written; the
+/// database itself never tears). Its template is attached read-only as `template`; the
+/// store's code never names that schema.
+#[derive(Debug)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Puts every table back to the template's rows, rowids included, so a seed plays the
+    /// same on a store used before as on a fresh one (the test checks that).
+    async fn reset(&self, world: &World) -> Result<(), sqlx::Error> {
+        sqlx::query(&world.reset).execute(&self.pool).await?;
+        Ok(())
     }
 
-    /// The directory seeds' databases are copied into.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+    /// Closes the database (and frees its memory).
+    pub async fn close(self) {
+        self.pool.close().await;
     }
+}
+
+/// The URI of an in-memory database that every connection of this process naming it shares
+/// (a leading `/` makes `memdb` share it); it lives while a connection has it open.
+fn memory_uri(name: &str) -> String {
+    format!("file:/{name}?vfs=memdb")
+}
+
+/// A one-connection pool on the in-memory database `name`, created empty if new.
+async fn memory_pool(name: &str) -> Result<Pool, sqlx::Error> {
+    switch::store::connect(
+        &format!("sqlite:///{name}?vfs=memdb&mode=rwc"),
+        1,
+        "PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;",
+    )
+    .await
+}
+
+/// One transaction that empties every table of `main` and copies the template's rows back,
+/// with their rowids (a table without an `INTEGER PRIMARY KEY` keeps a hidden one, which
+/// decides the order of a scan). Tables are emptied children first and filled parents first,
+/// so every foreign key holds at every statement (deferring the checks with a pragma would
+/// expire every prepared statement of the connection, the store's too).
+async fn reset_statements(template: &Pool) -> Result<String, SetupError> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+         ORDER BY name",
+    )
+    .fetch_all(template)
+    .await?;
+    let mut parents: HashMap<String, Vec<String>> = HashMap::new();
+    let mut columns: HashMap<String, String> = HashMap::new();
+    for table in &tables {
+        let referenced: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT \"table\" FROM pragma_foreign_key_list($1)")
+                .bind(table)
+                .fetch_all(template)
+                .await?;
+        parents.insert(
+            table.clone(),
+            referenced.into_iter().filter(|p| p != table).collect(),
+        );
+        columns.insert(table.clone(), column_list(template, table).await?);
+    }
+    let order = parents_first(&tables, &parents)?;
+    let mut sql = String::from("BEGIN;\n");
+    for table in order.iter().rev() {
+        sql.push_str(&format!("DELETE FROM main.\"{table}\";\n"));
+    }
+    for table in &order {
+        let names = columns.get(table).map_or("", String::as_str);
+        sql.push_str(&format!(
+            "INSERT INTO main.\"{table}\" ({names}) SELECT {names} FROM template.\"{table}\";\n"
+        ));
+    }
+    sql.push_str("COMMIT;");
+    Ok(sql)
+}
+
+/// `table`'s columns, quoted, led by `rowid` unless a column is the rowid already.
+async fn column_list(template: &Pool, table: &str) -> Result<String, sqlx::Error> {
+    let rows = sqlx::query("SELECT name, type, pk FROM pragma_table_info($1) ORDER BY cid")
+        .bind(table)
+        .fetch_all(template)
+        .await?;
+    let mut names = Vec::with_capacity(rows.len() + 1);
+    let mut keys = Vec::new();
+    for row in &rows {
+        let name: String = row.try_get("name")?;
+        let kind: String = row.try_get("type")?;
+        if row.try_get::<i64, _>("pk")? > 0 {
+            keys.push(kind.to_ascii_uppercase());
+        }
+        names.push(format!("\"{name}\""));
+    }
+    if !(keys.len() == 1 && keys.first().is_some_and(|k| k == "INTEGER")) {
+        names.insert(0, "rowid".into());
+    }
+    Ok(names.join(", "))
+}
+
+/// `tables` ordered so each comes after every table its foreign keys name.
+fn parents_first(
+    tables: &[String],
+    parents: &HashMap<String, Vec<String>>,
+) -> Result<Vec<String>, SetupError> {
+    let mut order: Vec<String> = Vec::with_capacity(tables.len());
+    // Each pass places at least one table, or the keys form a cycle.
+    for _ in 0..tables.len() {
+        for table in tables {
+            let ready = parents
+                .get(table)
+                .is_none_or(|names| names.iter().all(|p| order.contains(p)));
+            if ready && !order.contains(table) {
+                order.push(table.clone());
+            }
+        }
+    }
+    if order.len() != tables.len() {
+        return Err(SetupError::Schema("the foreign keys form a cycle".into()));
+    }
+    Ok(order)
 }
 
 fn every_card(network: &str) -> Result<Vec<Pan>, SetupError> {
@@ -261,34 +423,34 @@ fn every_card(network: &str) -> Result<Vec<Pan>, SetupError> {
     Ok(cards)
 }
 
-/// Plays one seed for `steps` steps, then drains: the last batch is written, the clock passes
-/// the hold timeout, the sweeper runs and everything is checked once more.
+/// Plays one seed for `steps` steps on `store` (put back to the template first), then
+/// drains: the last batch is written, the clock passes the hold timeout, the sweeper runs and
+/// everything is checked once more.
 ///
 /// # Errors
 /// [`Failure`] on the first invariant that does not hold (or a setup failure, at step 0).
-pub async fn run(world: &World, seed: u64, options: Options) -> Result<Summary, Failure> {
+pub async fn run(
+    world: &World,
+    store: &Store,
+    seed: u64,
+    options: Options,
+) -> Result<Summary, Failure> {
     let steps = options.steps;
     let fail = |step, reason: String| Failure { seed, step, reason };
-    let (pool, path) = world
-        .store(seed)
+    store
+        .reset(world)
         .await
-        .map_err(|error| fail(0, error.to_string()))?;
-    let outcome = async {
-        let mut sim = Simulation::start(world, pool.clone(), seed, options)
-            .await
-            .map_err(|reason| fail(0, reason))?;
-        for step in 1..=steps {
-            sim.step().await.map_err(|reason| fail(step, reason))?;
-        }
-        sim.drain()
-            .await
-            .map_err(|reason| fail(steps + 1, reason))?;
-        Ok(sim.summary)
+        .map_err(|error| fail(0, format!("reset: {error}")))?;
+    let mut sim = Simulation::start(world, store.pool.clone(), seed, options)
+        .await
+        .map_err(|reason| fail(0, reason))?;
+    for step in 1..=steps {
+        sim.step().await.map_err(|reason| fail(step, reason))?;
     }
-    .await;
-    pool.close().await;
-    let _ = std::fs::remove_file(&path);
-    outcome
+    sim.drain()
+        .await
+        .map_err(|reason| fail(steps + 1, reason))?;
+    Ok(sim.summary)
 }
 
 /// What a message is, on the terminal's side.
@@ -797,6 +959,7 @@ impl<'w> Simulation<'w> {
             return Ok(());
         }
         self.trace(|| format!("m{message} hears {}", code_of(bytes)));
+        self.summary.responses_digest = digest(self.summary.responses_digest, bytes);
         let epoch = self.epoch;
         let m = self
             .messages
@@ -1166,6 +1329,16 @@ where
         }
     }
     format!("{what} differ")
+}
+
+/// FNV-1a, continued from `state` over `bytes` (a run's fingerprint, not a security hash).
+fn digest(state: u64, bytes: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    let start = if state == 0 { OFFSET } else { state };
+    bytes.iter().fold(start, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+    })
 }
 
 fn code_of(bytes: &Bytes) -> String {

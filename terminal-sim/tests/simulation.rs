@@ -4,21 +4,25 @@
 //! a retransmission gets the identical answer, nothing is captured twice, no balance goes
 //! negative, and the engine's memory is what a restart would load.
 //!
-//! Method: `terminal_sim::simulation` plays many seeds, each on a fresh copy of a database
-//! imported once from the test network (with a few more terminals and a second merchant).
+//! Method: `terminal_sim::simulation` plays many seeds, each on an in-memory copy of a
+//! database imported once from the test network (with a few more terminals and a second
+//! merchant), two seeds at a time on two threads.
 //! A failure prints `simulation failed at seed N step K: …`; the same seed replays exactly:
 //!
 //! ```text
 //! LSW_SIM_SEED=N cargo test -p terminal-sim --test simulation -- --nocapture
 //! ```
 //!
-//! `LSW_SIM_SEEDS` sets how many seeds (default 2 000: about 40 s in a debug build on two
-//! quiet cores, 94 s at load average 2–3), `LSW_SIM_FIRST` the first one (default 0), `LSW_SIM_FRESH` how many fresh seeds
-//! to add from a first seed taken from the clock (default 0; `.ci/run` adds 500),
+//! `LSW_SIM_SEEDS` sets how many seeds (default 2 000), `LSW_SIM_FIRST` the first one
+//! (default 0), `LSW_SIM_FRESH` how many fresh seeds to add from a first seed taken from the
+//! clock (default 0; `.ci/run` adds 500: the 2 500 seeds took 50 s and 75 s in a debug build
+//! on two cores at load average 5–7, measured on 2026-12-02 while other builds ran; 154 s
+//! and 183 s before the store moved to memory, measured back to back),
 //! `LSW_SIM_STEPS` the steps per seed (default 200), `LSW_SIM_TRACE=1` (with `LSW_SIM_SEED`)
 //! prints every step. Terminals also send a second confirm or reversal under a new STAN
 //! while the first is unanswered (the regression test below pins the seed that once broke
-//! that). The long run, 20 000 fresh seeds, about 7 minutes in a debug build:
+//! that). The long run, 20 000 fresh seeds (7 min 25 s in a debug build at load average
+//! 7–9, measured on 2026-12-02):
 //!
 //! ```text
 //! LSW_SIM_SEEDS=20000 LSW_SIM_FIRST=$RANDOM$RANDOM \
@@ -26,6 +30,8 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -63,6 +69,13 @@ fn network() -> String {
     serde_json::to_string(&document).unwrap()
 }
 
+fn single_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|value| {
         value
@@ -88,10 +101,20 @@ fn fresh_seeds(count: u64) -> Vec<u64> {
     (first..first + count).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seeds_keep_every_invariant() {
+/// Workers playing seeds side by side, each on its own thread and store.
+const WORKERS: usize = 2;
+
+#[test]
+fn seeds_keep_every_invariant() {
+    // The world's own runtime keeps running beside the workers' (a pool hands a connection
+    // back in a task on the runtime that used it).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let built = Instant::now();
-    let world = std::sync::Arc::new(World::new(&network()).await.unwrap());
+    let world = Arc::new(runtime.block_on(World::new(&network())).unwrap());
     println!("network imported in {:.1?}", built.elapsed());
     let steps = env("LSW_SIM_STEPS").map_or(STEPS_DEFAULT, |s| usize::try_from(s).unwrap());
     let options = Options {
@@ -99,7 +122,7 @@ async fn seeds_keep_every_invariant() {
         fresh_follow_ups: true,
         trace: env("LSW_SIM_SEED").is_some() && env("LSW_SIM_TRACE").is_some(),
     };
-    let seeds: Vec<u64> = match env("LSW_SIM_SEED") {
+    let seeds: Arc<Vec<u64>> = Arc::new(match env("LSW_SIM_SEED") {
         Some(seed) => vec![seed],
         None => {
             let first = env("LSW_SIM_FIRST").unwrap_or(0);
@@ -108,35 +131,45 @@ async fn seeds_keep_every_invariant() {
             seeds.extend(fresh_seeds(env("LSW_SIM_FRESH").unwrap_or(0)));
             seeds
         }
-    };
+    });
     let started = Instant::now();
-    // Two workers, each with its own seeds in order; a failure stops both at the next seed.
-    let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for worker in 0..2_usize {
-        let seeds: Vec<u64> = seeds.iter().copied().skip(worker).step_by(2).collect();
-        let (world, failed) = (world.clone(), failed.clone());
-        workers.push(tokio::spawn(async move {
-            let mut total = Summary::default();
-            for seed in seeds {
-                if failed.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
-                }
-                match simulation::run(&world, seed, options).await {
-                    Ok(summary) => total.add(&summary),
-                    Err(failure) => {
-                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
-                        return Err(failure);
+    // Each worker takes the next seed not yet taken, and plays it alone on its store (put
+    // back to the template first), so a seed's run does not depend on which worker or which
+    // seeds came before; a failure stops the others at their next seed. A worker runs its
+    // own single-threaded runtime: the store's connection thread wakes only that one.
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (world, seeds, next, failed) =
+                (world.clone(), seeds.clone(), next.clone(), failed.clone());
+            std::thread::spawn(move || {
+                single_thread_runtime().block_on(async move {
+                    let store = world.store().await.unwrap();
+                    let mut total = Summary::default();
+                    while !failed.load(Ordering::SeqCst) {
+                        let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                            break;
+                        };
+                        match simulation::run(&world, &store, seed, options).await {
+                            Ok(summary) => total.add(&summary),
+                            Err(failure) => {
+                                failed.store(true, Ordering::SeqCst);
+                                store.close().await;
+                                return Err(failure);
+                            }
+                        }
                     }
-                }
-            }
-            Ok(total)
-        }));
-    }
+                    store.close().await;
+                    Ok(total)
+                })
+            })
+        })
+        .collect();
     let mut total = Summary::default();
     let mut failures = Vec::new();
     for worker in workers {
-        match worker.await.unwrap() {
+        match worker.join().unwrap() {
             Ok(summary) => total.add(&summary),
             Err(failure) => failures.push(failure),
         }
@@ -166,5 +199,27 @@ async fn second_confirm_waits_for_the_first_to_be_durable() {
         fresh_follow_ups: true,
         ..Options::default()
     };
-    simulation::run(&world, 39, options).await.unwrap();
+    let store = world.store().await.unwrap();
+    simulation::run(&world, &store, 39, options).await.unwrap();
+}
+
+/// A seed plays the same on a store other seeds used before as on a fresh one: the reset
+/// before each seed puts every row back, so a seed that fails in a long run replays alone
+/// with `LSW_SIM_SEED`. Each seed is also played twice on the used store.
+#[tokio::test(flavor = "current_thread")]
+async fn a_used_store_plays_a_seed_as_a_fresh_one() {
+    let world = World::new(&network()).await.unwrap();
+    let options = Options::default();
+    let used = world.store().await.unwrap();
+    for seed in [3, 39, 1_000_017, 7, 3] {
+        let on_used = simulation::run(&world, &used, seed, options).await.unwrap();
+        let fresh = world.store().await.unwrap();
+        let on_fresh = simulation::run(&world, &fresh, seed, options)
+            .await
+            .unwrap();
+        fresh.close().await;
+        assert_eq!(on_used, on_fresh, "seed {seed}");
+        assert!(on_used.commits > 0, "seed {seed} wrote nothing");
+    }
+    used.close().await;
 }
