@@ -7,8 +7,7 @@
 //! - [`import`]: the versioned JSON import file, validated into reference data.
 //! - [`store`]: SQLite persistence of reference data, balances, transactions and effects.
 //! - [`engine`]: the two-phase state machine (pure): decisions and effects.
-//! - [`fast_hash`]: the hash of the engine's and snapshot's maps; [`flat_map`]: the map of the
-//!   engine's largest tables.
+//! - [`fast_hash`]: the hash of the engine's and snapshot's maps.
 //! - [`committer`]: the task that owns the engine and group-commits effects.
 //! - [`admission`]: format, MAC and envelope checks of one frame (pure).
 //! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics, health and the
@@ -28,7 +27,6 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod fast_hash;
-pub mod flat_map;
 pub mod import;
 pub mod logs;
 pub mod metrics;

@@ -8,7 +8,6 @@ use protocol::{Mti, ProcessingCode, Rrn, Stan};
 
 use crate::domain::{CardId, MemberId, MerchantId, Rials, RuleId, TerminalRowId, UnixMillis};
 use crate::fast_hash::HashMap;
-use crate::flat_map::FlatMap;
 
 /// Row id of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -210,8 +209,8 @@ pub struct Answered {
 /// Everything the engine remembers between messages.
 #[derive(Debug, Default)]
 pub struct State {
-    /// Club balances by card (a [`FlatMap`]: one cache miss per lookup in a million).
-    pub club: FlatMap<CardId, ClubAccount>,
+    /// Club balances by card.
+    pub club: HashMap<CardId, ClubAccount>,
     /// Store credit by card and merchant.
     pub store: HashMap<(CardId, MerchantId), StoreAccount>,
     /// Transactions by id.
@@ -228,9 +227,8 @@ pub struct State {
     pub tombstones: HashMap<MessageKey, UnixMillis>,
     /// Discount given per rule (for budgets), over pending and confirmed transactions.
     pub rule_spent: HashMap<RuleId, Rials>,
-    /// Uses per (rule, member, local day number), for daily limits (a [`FlatMap`]: a purchase
-    /// reads and bumps a random member's count, one miss).
-    pub rule_uses: FlatMap<(RuleId, MemberId, i64), u32>,
+    /// Uses per (rule, member, local day number), for daily limits.
+    pub rule_uses: HashMap<(RuleId, MemberId, i64), u32>,
     /// Credits made, by idempotency key (kept for good: a key is never reused).
     pub credits: HashMap<String, crate::engine::credit::CreditKey>,
     /// Replaced cards and their replacements (a card is replaced at most once).

@@ -64,7 +64,6 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     let clubs = sqlx::query("SELECT card_id, ledger_rials, held_rials FROM club_balances")
         .fetch_all(&mut *conn)
         .await?;
-    state.club.reserve(clubs.len());
     for row in clubs {
         let account = ClubAccount {
             ledger: rials(&row, "ledger_rials", "club_balances")?,
