@@ -184,9 +184,62 @@ fn put_digits(buf: &mut BytesMut, value: usize, width: usize) {
 
 /// Writes `value` as zero-padded ASCII digits filling `out`; false when it does not fit.
 pub fn write_digits(out: &mut [u8], mut value: u64) -> bool {
-    for slot in out.iter_mut().rev() {
-        *slot = b'0' + u8::try_from(value % 10).unwrap_or(0);
+    // Two digits per division: every approved purchase writes 80 digits of amounts and ids,
+    // and a division is the costly step.
+    let mut pairs = out.rchunks_exact_mut(2);
+    for pair in &mut pairs {
+        let at = usize::from(u8::try_from(value % 100).unwrap_or(0)) * 2;
+        pair.copy_from_slice(DIGIT_PAIRS.get(at..at + 2).unwrap_or(b"00"));
+        value /= 100;
+    }
+    if let [first] = pairs.into_remainder() {
+        *first = b'0' + u8::try_from(value % 10).unwrap_or(0);
         value /= 10;
     }
     value == 0
+}
+
+/// "00" to "99", each number's two digits at twice its value.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::write_digits;
+
+    /// Every width from 0 to 20 against `format!`, at values around each power of ten.
+    #[test]
+    fn write_digits_pads_and_refuses_overflow() {
+        for width in 0..=20_usize {
+            for power in 0..20_u32 {
+                let base = 10_u64.pow(power);
+                for value in [
+                    base - 1,
+                    base,
+                    base + 1,
+                    base.saturating_mul(7).saturating_add(3),
+                    u64::MAX,
+                ] {
+                    let mut out = [b'x'; 20];
+                    let fits = write_digits(&mut out[..width], value);
+                    let text = format!("{value:0width$}");
+                    // u64::MAX has 20 digits; zero fits even in none, as it always has.
+                    let room = u32::try_from(width).unwrap();
+                    let wanted = width == 20 || value < 10_u64.pow(room);
+                    assert_eq!(fits, wanted, "{value} in {width}");
+                    assert_eq!(
+                        &out[..width],
+                        &text.as_bytes()[text.len() - width.min(text.len())..],
+                        "{value} in {width}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -124,13 +124,23 @@ impl AmountSet {
 
     /// Appends the 20 characters.
     pub fn write(&self, out: &mut BytesMut) {
-        out.put_slice(self.kind.as_bytes());
-        out.put_slice(&self.currency.to_digits());
-        out.put_u8(match self.sign {
+        out.put_slice(&self.to_bytes(&self.currency.to_digits()));
+    }
+
+    /// The 20 characters, with the currency's digits given (a purchase's six sets share them).
+    fn to_bytes(self, currency: &[u8; 3]) -> [u8; SET_BYTES] {
+        let mut set = [0_u8; SET_BYTES];
+        let (kind, rest) = set.split_at_mut(4);
+        kind.copy_from_slice(self.kind.as_bytes());
+        let (digits, rest) = rest.split_at_mut(3);
+        digits.copy_from_slice(currency);
+        let (sign, amount) = rest.split_at_mut(1);
+        sign.fill(match self.sign {
             Sign::Credit => b'C',
             Sign::Debit => b'D',
         });
-        out.put_slice(&self.amount.to_digits());
+        amount.copy_from_slice(&self.amount.to_digits());
+        set
     }
 }
 
@@ -153,7 +163,7 @@ pub struct PurchaseAmounts {
 }
 
 impl PurchaseAmounts {
-    /// Appends the six sets (120 characters).
+    /// Appends the six sets (120 characters), in one copy.
     pub fn write(&self, currency: Currency, out: &mut BytesMut) {
         let sets = [
             (AmountKind::Discount, self.discount),
@@ -163,9 +173,12 @@ impl PurchaseAmounts {
             (AmountKind::BankRest, self.bank_rest),
             (AmountKind::Cashback, self.cashback),
         ];
-        for (kind, amount) in sets {
-            AmountSet::new(kind, currency, amount).write(out);
+        let digits = currency.to_digits();
+        let mut text = [0_u8; SET_BYTES * 6];
+        for ((kind, amount), slot) in sets.into_iter().zip(text.chunks_exact_mut(SET_BYTES)) {
+            slot.copy_from_slice(&AmountSet::new(kind, currency, amount).to_bytes(&digits));
         }
+        out.put_slice(&text);
     }
 }
 
