@@ -15,9 +15,9 @@
 //!
 //! `LSW_SIM_SEEDS` sets how many seeds (default 2 000), `LSW_SIM_FIRST` the first one
 //! (default 0), `LSW_SIM_FRESH` how many fresh seeds to add from a first seed taken from the
-//! clock (default 0; `.ci/run` adds 500: the 2 500 seeds took 50 s and 75 s in a debug build
-//! on two cores at load average 5–7, measured on 2026-12-02 while other builds ran; 154 s
-//! and 183 s before the store moved to memory, measured back to back),
+//! clock (default 0; `.ci/run` adds 1 000: the 3 000 seeds took 38 s in a debug build on two
+//! cores at load average 2.7 on 2026-12-02; 2 500 seeds took 50 s and 75 s at load average
+//! 5–7 while other builds ran, 154 s and 183 s before the store moved to memory),
 //! `LSW_SIM_STEPS` the steps per seed (default 200), `LSW_SIM_TRACE=1` (with `LSW_SIM_SEED`)
 //! prints every step. Terminals also send a second confirm or reversal under a new STAN
 //! while the first is unanswered (the regression test below pins the seed that once broke
