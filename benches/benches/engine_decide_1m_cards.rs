@@ -12,6 +12,12 @@
 //! fresh requests: each has its own (KSI, STAN, field 7), so none is answered from the
 //! idempotency window. When the pool is used up, the holds and transactions it created are
 //! dropped (untimed) and it is replayed against a state equal to the first.
+//!
+//! `LSW_BENCH_LOYALTY=1` turns the loyalty programme's hot-path parts on (docs/loyalty.md):
+//! the tiers become earnable by activity (so each purchase looks up its member's earned tier),
+//! a third of the members have earned gold, and a tenth hold a 10 % coupon (so each purchase
+//! looks for its member's best coupon, and those members' purchases hold one). Without it the
+//! network is the one the target was set for. Run both back to back to compare.
 // `criterion_group!` generates a public function that cannot carry a doc comment.
 #![allow(
     missing_docs,
@@ -31,7 +37,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use protocol::terminal::Terminal as TerminalClient;
 use protocol::Request;
 use switch::admission::{self, Admission};
-use switch::domain::{PanTokenKey, Rials, UnixMillis};
+use switch::domain::{
+    CouponId, CouponKind, CouponTerms, MemberId, PanTokenKey, Percent, Rials, RuleKind, UnixMillis,
+};
+use switch::engine::coupon::{Coupon, CouponState};
 use switch::engine::{CardRef, Effect, Engine, EngineConfig, State};
 use switch::snapshot::{Keyed, Snapshot};
 
@@ -64,9 +73,27 @@ struct Admitted<'s> {
 
 fn reference_and_state(pan_key: &PanTokenKey) -> (Network, Snapshot, State) {
     let started = Instant::now();
-    let network = network::build(&SHAPE, pan_key);
+    let mut network = network::build(&SHAPE, pan_key);
+    let loyalty = std::env::var("LSW_BENCH_LOYALTY").is_ok_and(|v| v == "1");
+    if loyalty {
+        for (tier, (spend, purchases)) in network.reference.data.tiers.iter_mut().zip([
+            (Some(1_000_000), None),
+            (Some(5_000_000), Some(20)),
+            (None, Some(50)),
+        ]) {
+            tier.spend_rials_min = spend.and_then(Rials::new);
+            tier.purchases_min = purchases;
+        }
+    }
     let snapshot = Snapshot::build(&network.reference).unwrap();
-    let state = network::state(&network.reference);
+    let mut state = network::state(&network.reference);
+    if loyalty {
+        with_loyalty(&mut state, &network, &snapshot);
+    }
+    println!(
+        "engine_decide_1m_cards: loyalty features {}",
+        if loyalty { "on" } else { "off" }
+    );
     assert_eq!(snapshot.card_count(), SHAPE.cards);
     assert_eq!(snapshot.terminal_count(), SHAPE.merchants);
     assert_eq!(state.club.len(), SHAPE.cards);
@@ -78,6 +105,35 @@ fn reference_and_state(pan_key: &PanTokenKey) -> (Network, Snapshot, State) {
         started.elapsed().as_secs_f64()
     );
     (network, snapshot, state)
+}
+
+/// Earned tiers for a third of the members, an available coupon for a tenth.
+fn with_loyalty(state: &mut State, network: &Network, snapshot: &Snapshot) {
+    let gold = network.reference.ids.tiers.values().copied().max().unwrap();
+    let mut members: Vec<MemberId> = network.reference.ids.members.values().copied().collect();
+    members.sort_unstable();
+    for (index, member) in members.iter().enumerate() {
+        if index % 3 == 0 {
+            state.earned_tiers.insert(*member, Some(gold));
+        }
+        if index % 10 == 0 {
+            let coupon = Coupon {
+                id: CouponId::new(i64::try_from(index).unwrap() + 1),
+                member: *member,
+                kind: CouponKind::Campaign,
+                terms: CouponTerms {
+                    kind: RuleKind::Percent(Percent::parse("10").unwrap()),
+                    basket_rials_min: Rials::ZERO,
+                    discount_rials_max: Rials::new(50_000),
+                    merchant: None,
+                    expires_at: UnixMillis::new(i64::MAX),
+                },
+                state: CouponState::Available,
+            };
+            state.add_coupon(coupon, format!("bench:{index}"));
+        }
+    }
+    assert!(snapshot.has_tier_ladder());
 }
 
 fn admitted_pool<'s>(
@@ -127,6 +183,9 @@ fn reset(state: &mut State) {
     }
     for account in state.store.values_mut() {
         account.held = Rials::ZERO;
+    }
+    for coupon in state.coupons.values_mut() {
+        coupon.state = CouponState::Available;
     }
 }
 
