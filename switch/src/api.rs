@@ -104,6 +104,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/members/{code}/coupons"),
     ("POST", "/api/v1/members/{code}/coupons"),
     ("POST", "/api/v1/coupons/win-back"),
+    ("POST", "/api/v1/coupons/rfm"),
     ("POST", "/api/v1/cards/{code}/top-ups"),
     ("POST", "/api/v1/cards/{code}/store-credit"),
     ("GET", "/api/v1/reports/activity"),
@@ -184,6 +185,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(coupons::list).post(coupons::issue),
         )
         .route("/api/v1/coupons/win-back", post(coupons::win_back))
+        .route("/api/v1/coupons/rfm", post(coupons::rfm))
         .route("/api/v1/cards/{code}/top-ups", post(credits::top_up))
         .route("/api/v1/cards/{code}/store-credit", post(credits::grant))
         .route("/api/v1/reports/activity", get(reports::activity))

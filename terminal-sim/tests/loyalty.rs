@@ -486,6 +486,27 @@ async fn coupons_are_held_used_and_given_back(db: Db) {
         ["held", "available", "used"],
         "the win-back coupon held, the campaign one expired, the first used"
     );
+
+    // An RFM segment as a target: MB-1 is the only member with confirmed purchases (scores
+    // 5, 5, 5); a minimum no one reaches issues nothing; a second run issues nothing new.
+    let rfm = "/api/v1/coupons/rfm";
+    let body = r#"{"r_min": 5, "f_min": 5, "m_min": 5, "kind": "campaign", "fixed_rials": 1000, "valid_days": 7}"#;
+    let (status, _, answer) =
+        admin_request(addr, "POST", rfm, &token, Some("rfm-1"), Some(body)).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(
+        (answer["issued"].as_u64(), answer["repeated"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let (_, _, answer) = admin_request(addr, "POST", rfm, &token, Some("rfm-1"), Some(body)).await;
+    assert_eq!(
+        (answer["issued"].as_u64(), answer["repeated"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let bad = r#"{"r_min": 6, "kind": "campaign", "fixed_rials": 1000, "valid_days": 7}"#;
+    let (status, _, _) = admin_request(addr, "POST", rfm, &token, Some("rfm-2"), Some(bad)).await;
+    assert_eq!(status, 422);
+    assert_eq!(coupon_states(&harness, &token).await.len(), 4);
 }
 
 fn coupon(percent: Option<&str>, fixed: Option<i64>, valid_days: i64) -> CouponConfig {

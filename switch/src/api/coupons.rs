@@ -99,13 +99,7 @@ pub async fn win_back(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
-    if key.len() > BULK_KEY_BYTES_MAX {
-        return Err(invalid(
-            "Idempotency-Key",
-            "at most 40 characters for a bulk issue",
-        ));
-    }
+    let key = bulk_key(&headers)?;
     let body = crate::api::body_object(&body)?;
     let mut fields = TERMS.to_vec();
     fields.extend(["merchant", "days"]);
@@ -127,6 +121,86 @@ pub async fn win_back(
     .fetch_all(&state.pool)
     .await
     .map_err(ApiError::store)?;
+    let mut answer = bulk(&state, &operator.name, &key, kind, terms, rows).await?;
+    answer.insert("days".to_owned(), json!(days));
+    respond(answer)
+}
+
+/// `POST /api/v1/coupons/rfm`: the body of an issue plus `r_min`, `f_min`, `m_min` (1..=5,
+/// default 1); every member of the RFM report whose three scores reach them gets one coupon,
+/// keyed by the request's key and the member, so running it again issues nothing new.
+///
+/// # Errors
+/// As [`issue`].
+pub async fn rfm(
+    Writer(operator): Writer,
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = bulk_key(&headers)?;
+    let body = crate::api::body_object(&body)?;
+    let mut fields = TERMS.to_vec();
+    fields.extend(["merchant", "r_min", "f_min", "m_min"]);
+    only(&body, &fields)?;
+    let mut mins = [1_i64; 3];
+    for (min, name) in mins.iter_mut().zip(["r_min", "f_min", "m_min"]) {
+        if let Some(value) = body.get(name) {
+            *min = value
+                .as_i64()
+                .filter(|score| (1..=5).contains(score))
+                .ok_or_else(|| invalid(name, "1..=5"))?;
+        }
+    }
+    let (kind, terms) = terms(&state, &body).await?;
+    let now = state.clock.now().get();
+    let rows = sqlx::query(&format!(
+        "{} WHERE r >= $2 AND f >= $3 AND m >= $4 ORDER BY member_id",
+        crate::api::reports::RFM_SCORED
+    ))
+    .bind(now - crate::api::reports::RFM_WINDOW_DAYS * DAY_MS)
+    .bind(mins[0])
+    .bind(mins[1])
+    .bind(mins[2])
+    .fetch_all(&state.pool)
+    .await
+    .map_err(ApiError::store)?;
+    let mut answer = bulk(&state, &operator.name, &key, kind, terms, rows).await?;
+    for (min, name) in mins.iter().zip(["r_min", "f_min", "m_min"]) {
+        answer.insert(name.to_owned(), json!(min));
+    }
+    respond(answer)
+}
+
+fn bulk_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let key = idempotency_key(headers)?;
+    if key.len() > BULK_KEY_BYTES_MAX {
+        return Err(invalid(
+            "Idempotency-Key",
+            "at most 40 characters for a bulk issue",
+        ));
+    }
+    Ok(key)
+}
+
+fn respond(answer: Map<String, Value>) -> Result<Response, ApiError> {
+    let status = if answer.get("issued").and_then(Value::as_u64) > Some(0) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(Value::Object(answer))).into_response())
+}
+
+/// Issues one coupon to the member of each row (`member_id`, `card_id`), keyed `KEY:member`.
+async fn bulk(
+    state: &ApiState,
+    operator: &str,
+    key: &str,
+    kind: CouponKind,
+    terms: CouponTerms,
+    rows: Vec<crate::store::DbRow>,
+) -> Result<Map<String, Value>, ApiError> {
     // Every issue is queued before any is awaited, so they share group commits.
     let mut waiting = Vec::with_capacity(rows.len());
     for row in rows {
@@ -138,9 +212,9 @@ pub async fn win_back(
             kind,
             terms,
             card: card.map(CardId::new),
-            operator: operator.name.clone(),
+            operator: operator.to_owned(),
         };
-        waiting.push(queue(&state, issue).await?);
+        waiting.push(queue(state, issue).await?);
     }
     let (mut issued, mut repeated) = (0_u64, 0_u64);
     for outcome in waiting {
@@ -149,19 +223,12 @@ pub async fn win_back(
             CreditOutcome::Repeated => repeated += 1,
         }
     }
-    let status = if issued > 0 {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let answer = json!({
-        "idempotency_key": key,
-        "days": days,
-        "issued": issued,
-        "repeated": repeated,
-        "expires_at_ms": terms.expires_at.get(),
-    });
-    Ok((status, Json(answer)).into_response())
+    let mut answer = Map::new();
+    answer.insert("idempotency_key".to_owned(), json!(key));
+    answer.insert("issued".to_owned(), json!(issued));
+    answer.insert("repeated".to_owned(), json!(repeated));
+    answer.insert("expires_at_ms".to_owned(), json!(terms.expires_at.get()));
+    Ok(answer)
 }
 
 /// `GET /api/v1/members/{code}/coupons`: the member's coupons, newest first.
