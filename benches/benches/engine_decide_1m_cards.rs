@@ -74,7 +74,8 @@ struct Admitted<'s> {
 fn reference_and_state(pan_key: &PanTokenKey) -> (Network, Snapshot, State) {
     let started = Instant::now();
     let mut network = network::build(&SHAPE, pan_key);
-    let loyalty = std::env::var("LSW_BENCH_LOYALTY").is_ok_and(|v| v == "1");
+    let mode = std::env::var("LSW_BENCH_LOYALTY").unwrap_or_default();
+    let loyalty = !mode.is_empty() && mode != "0";
     if loyalty {
         for (tier, (spend, purchases)) in network.reference.data.tiers.iter_mut().zip([
             (Some(1_000_000), None),
@@ -88,11 +89,11 @@ fn reference_and_state(pan_key: &PanTokenKey) -> (Network, Snapshot, State) {
     let snapshot = Snapshot::build(&network.reference).unwrap();
     let mut state = network::state(&network.reference);
     if loyalty {
-        with_loyalty(&mut state, &network, &snapshot);
+        with_loyalty(&mut state, &network, &snapshot, &mode);
     }
     println!(
         "engine_decide_1m_cards: loyalty features {}",
-        if loyalty { "on" } else { "off" }
+        if loyalty { mode.as_str() } else { "off" }
     );
     assert_eq!(snapshot.card_count(), SHAPE.cards);
     assert_eq!(snapshot.terminal_count(), SHAPE.merchants);
@@ -107,16 +108,29 @@ fn reference_and_state(pan_key: &PanTokenKey) -> (Network, Snapshot, State) {
     (network, snapshot, state)
 }
 
-/// Earned tiers for a third of the members, an available coupon for a tenth.
-fn with_loyalty(state: &mut State, network: &Network, snapshot: &Snapshot) {
-    let gold = network.reference.ids.tiers.values().copied().max().unwrap();
+/// `1`: earned tiers for a third of the members (the best tier: their purchases price as
+/// such) and an available coupon for a tenth. `same`: as `1`, but the earned tier is the one
+/// the member's card was given, so pricing does the same work as without the features and
+/// only their lookups and coupon handling are added. `tiers`, `coupons`: one part of `1`.
+fn with_loyalty(state: &mut State, network: &Network, snapshot: &Snapshot, mode: &str) {
+    let best = network.reference.ids.tiers.values().copied().max().unwrap();
+    let given: std::collections::HashMap<MemberId, Option<switch::domain::TierId>> = snapshot
+        .cards()
+        .iter()
+        .map(|card| (card.member, card.tier))
+        .collect();
     let mut members: Vec<MemberId> = network.reference.ids.members.values().copied().collect();
     members.sort_unstable();
     for (index, member) in members.iter().enumerate() {
-        if index % 3 == 0 {
-            state.earned_tiers.insert(*member, Some(gold));
+        if index % 3 == 0 && mode != "coupons" {
+            let earned = if mode == "same" {
+                given.get(member).copied().flatten()
+            } else {
+                Some(best)
+            };
+            state.earned_tiers.insert(*member, earned);
         }
-        if index % 10 == 0 {
+        if index % 10 == 0 && mode != "tiers" {
             let coupon = Coupon {
                 id: CouponId::new(i64::try_from(index).unwrap() + 1),
                 member: *member,
