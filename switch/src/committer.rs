@@ -303,6 +303,10 @@ async fn recover(
     poisoned.store(false, Ordering::SeqCst);
 }
 
+/// A group commit slower than this is logged with its size: every answer of its batch waited
+/// that long, so at 3 a.m. it is the first thing to look for behind a latency alarm.
+pub const SLOW_COMMIT: Duration = Duration::from_millis(250);
+
 async fn write_loop(pool: Pool, mut writes: mpsc::Receiver<Write>, poisoned: Arc<AtomicBool>) {
     while let Some(write) = writes.recv().await {
         let (effects, deferred, credits) = match write {
@@ -330,7 +334,18 @@ async fn write_loop(pool: Pool, mut writes: mpsc::Receiver<Write>, poisoned: Arc
             continue;
         }
         metrics::histogram!(m::COMMIT_BATCH_SIZE).record(count(effects.len()));
-        match ledger::apply(&pool, &effects).await {
+        let started = Instant::now();
+        let applied = ledger::apply(&pool, &effects).await;
+        let took = started.elapsed();
+        metrics::histogram!(m::COMMIT_SECONDS).record(took.as_secs_f64());
+        if took > SLOW_COMMIT {
+            warn!(
+                effects = effects.len(),
+                took_ms = took.as_millis(),
+                "slow group commit: its batch's answers waited for it"
+            );
+        }
+        match applied {
             Ok(()) => {
                 deferred
                     .into_iter()

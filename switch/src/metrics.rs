@@ -8,6 +8,8 @@ pub const MESSAGE_DURATION_SECONDS: &str = "lsw_message_duration_seconds";
 pub const COMMIT_BATCH_SIZE: &str = "lsw_commit_batch_size";
 /// Group commits that failed (each answered `96` and reloaded the state).
 pub const COMMIT_FAILURES_TOTAL: &str = "lsw_commit_failures_total";
+/// Histogram: seconds one group commit took to write (SQLite).
+pub const COMMIT_SECONDS: &str = "lsw_commit_seconds";
 /// Open terminal connections.
 pub const CONNECTIONS_OPEN: &str = "lsw_connections_open";
 /// Connections refused because `connections_max` was reached.
@@ -43,6 +45,7 @@ pub fn describe() {
     );
     metrics::describe_histogram!(COMMIT_BATCH_SIZE, "effects per group commit");
     metrics::describe_counter!(COMMIT_FAILURES_TOTAL, "group commits that failed");
+    metrics::describe_histogram!(COMMIT_SECONDS, "seconds one group commit took to write");
     metrics::describe_gauge!(CONNECTIONS_OPEN, "open terminal connections");
     metrics::describe_counter!(CONNECTIONS_REFUSED_TOTAL, "connections over the limit");
     metrics::describe_gauge!(HOLDS_OPEN, "pending requests holding balances");

@@ -102,6 +102,7 @@ async fn health_readiness_and_metrics() {
         "lsw_connections_open 1",
         "lsw_message_duration_seconds",
         "lsw_commit_batch_size",
+        "lsw_commit_seconds",
     ] {
         assert!(body.contains(wanted), "{wanted} missing from:\n{body}");
     }
