@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -17,7 +17,7 @@ use sqlx::Row;
 use tokio::sync::oneshot;
 
 use crate::api::auth::{Reader, Writer};
-use crate::api::credits::{idempotency_key, invalid, only};
+use crate::api::credits::{idempotency_key, invalid, keyed_response, only};
 use crate::api::error::ApiError;
 use crate::api::ApiState;
 use crate::committer::{CreditFailure, CreditJob, Operation};
@@ -75,16 +75,8 @@ pub async fn issue(
     answer.insert("member".to_owned(), json!(code));
     answer.insert("idempotency_key".to_owned(), json!(key));
     answer.insert("expires_at_ms".to_owned(), json!(terms.expires_at.get()));
-    match run(&state, issue).await? {
-        CreditOutcome::Applied => Ok((StatusCode::CREATED, Json(answer)).into_response()),
-        CreditOutcome::Repeated => {
-            let mut response = (StatusCode::OK, Json(answer)).into_response();
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok(response)
-        }
-    }
+    let outcome = run(&state, issue).await?;
+    Ok(keyed_response(outcome, Value::Object(answer)))
 }
 
 /// `POST /api/v1/coupons/win-back`: the body of an issue plus `days`; every member whose last

@@ -140,14 +140,7 @@ pub async fn run(
 /// Hands the credit to the engine and waits until it is durable.
 async fn submit(state: &ApiState, credit: Credit, answer: Value) -> Result<Response, ApiError> {
     match run(state, Operation::Credit(credit)).await? {
-        Ok(CreditOutcome::Applied) => Ok((StatusCode::CREATED, Json(answer)).into_response()),
-        Ok(CreditOutcome::Repeated) => {
-            let mut response = (StatusCode::OK, Json(answer)).into_response();
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok(response)
-        }
+        Ok(outcome) => Ok(keyed_response(outcome, answer)),
         Err(CreditFailure::Refused(CreditRefusal::KeyReused)) => Err(ApiError::Conflict {
             message: "this idempotency key was used for another credit".to_owned(),
         }),
@@ -159,6 +152,21 @@ async fn submit(state: &ApiState, credit: Credit, answer: Value) -> Result<Respo
             message: refusal.to_string(),
         }),
         Err(CreditFailure::System) => Err(ApiError::store("the credit's batch failed")),
+    }
+}
+
+/// The answer of a keyed change: `201` when made now, `200` with `Idempotent-Replayed: true`
+/// when the same key and content came before.
+pub(crate) fn keyed_response(outcome: CreditOutcome, answer: Value) -> Response {
+    match outcome {
+        CreditOutcome::Applied => (StatusCode::CREATED, Json(answer)).into_response(),
+        CreditOutcome::Repeated => {
+            let mut response = (StatusCode::OK, Json(answer)).into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
     }
 }
 

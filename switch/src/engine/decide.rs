@@ -593,11 +593,11 @@ impl Engine {
         if let Some((coupon, amount)) = txn.coupon {
             self.use_coupon(&txn, coupon, amount, now, effects);
         }
-        if let Some(confirmed) = self.state.txns.get(&id).cloned() {
-            self.state.count_activity(&confirmed);
-            self.recompute_tier(snapshot, &confirmed, TierCause::Confirm, now, effects);
-            self.reward_referral(snapshot, &confirmed, now, effects);
-        }
+        // `txn` is the copy taken before the capture: its member, card, id, time and G are
+        // the confirmed purchase's, and that is all the loyalty steps read.
+        self.state.add_activity(&txn);
+        self.recompute_tier(snapshot, &txn, TierCause::Confirm, now, effects);
+        self.reward_referral(snapshot, &txn, now, effects);
     }
 
     fn cashback_lot(&mut self, snapshot: &Snapshot, txn: &Txn, now: UnixMillis) -> Option<NewLot> {

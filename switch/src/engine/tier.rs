@@ -139,9 +139,14 @@ impl State {
 
     /// Counts a confirmed (or settled) purchase in its member's activity, once.
     pub(crate) fn count_activity(&mut self, txn: &Txn) {
-        if !matches!(txn.state, TxnState::Confirmed | TxnState::Settled) {
-            return;
+        if matches!(txn.state, TxnState::Confirmed | TxnState::Settled) {
+            self.add_activity(txn);
         }
+    }
+
+    /// Counts `txn` in its member's activity, once, whatever its state says (a confirm counts
+    /// the purchase it is capturing).
+    pub(crate) fn add_activity(&mut self, txn: &Txn) {
         let entries = self.activity.entry(txn.member).or_default();
         if !entries.iter().any(|entry| entry.1 == txn.id) {
             entries.push((txn.created_at.get(), txn.id, txn.amounts.gross));
