@@ -105,6 +105,9 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         .install_recorder()
         .context("installing the metrics recorder")?;
     switch::metrics::describe();
+    // The handlers are in place before the listener binds: a SIGTERM that arrives while the
+    // switch is still starting is a request to stop, not a default-action kill.
+    let stop_requested = signals().context("installing the signal handlers")?;
     let running = switch::app::start(config, &secrets, Arc::new(SystemClock), Some(handle))
         .await
         .context("starting the switch")?;
@@ -112,7 +115,7 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         "lsw-switch listening on {} (admin {})",
         running.addr, running.admin_addr
     );
-    wait_for_signal().await;
+    stop_requested.await;
     tracing::info!("shutdown requested; draining");
     running.stop().await;
     Ok(())
@@ -172,25 +175,26 @@ async fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
     outcome
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and SIGINT handlers now and returns a future that resolves when either
+/// signal arrives.
+fn signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
