@@ -9,7 +9,8 @@
 //! - [`merchants`], [`terminals`], [`cards`], [`audit`], and [`records`] (tiers, groups and
 //!   members): the resources; [`reports`]: activity, top members, open holds, expiring, RFM, win-back.
 //! - [`change`]: how a change is saved, audited and made live; [`credits`]: top-ups and
-//!   store-credit grants, which go through the engine.
+//!   store-credit grants, which go through the engine; [`surveys`]: surveys after a purchase,
+//!   the SMS gateway's webhook for replies and their report.
 
 pub mod audit;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod merchants;
 pub mod records;
 pub mod reports;
+pub mod surveys;
 pub mod terminals;
 
 use std::sync::Arc;
@@ -59,6 +61,8 @@ pub struct ApiState {
     /// The committer's queue for credits (top-ups, store-credit grants): balances belong to
     /// the engine, so the API asks it rather than writing them itself.
     pub credits: tokio::sync::mpsc::Sender<crate::committer::CreditJob>,
+    /// Surveys: the webhook's secret and the reply window (docs/surveys.md).
+    pub surveys: crate::survey::SurveySettings,
 }
 
 /// Every route [`router`] serves, as (method, path) with axum's `{name}` placeholders. The
@@ -113,6 +117,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/reports/expiring"),
     ("GET", "/api/v1/reports/rfm"),
     ("GET", "/api/v1/reports/win-back"),
+    ("GET", "/api/v1/merchants/{code}/survey"),
+    ("PUT", "/api/v1/merchants/{code}/survey"),
+    ("POST", "/api/v1/sms/inbound"),
+    ("GET", "/api/v1/reports/surveys"),
 ];
 
 /// The `/api/v1` routes.
@@ -194,6 +202,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/reports/expiring", get(reports::expiring))
         .route("/api/v1/reports/rfm", get(reports::rfm))
         .route("/api/v1/reports/win-back", get(reports::win_back))
+        .route(
+            "/api/v1/merchants/{code}/survey",
+            get(surveys::show).put(surveys::put),
+        )
+        .route("/api/v1/sms/inbound", post(surveys::receive))
+        .route("/api/v1/reports/surveys", get(surveys::report))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
 }

@@ -37,6 +37,7 @@ pub struct Running {
     admin: JoinHandle<()>,
     dispatcher: Option<JoinHandle<()>>,
     loyalty: JoinHandle<()>,
+    surveys: JoinHandle<()>,
 }
 
 /// Why the switch could not start.
@@ -144,6 +145,12 @@ pub async fn start(
         job,
         shutdown_rx.clone(),
     ));
+    let surveys = tokio::spawn(crate::survey::scheduler::run(
+        pool.clone(),
+        clock.clone(),
+        config.surveys(),
+        shutdown_rx.clone(),
+    ));
     let api_state = Arc::new(ApiState {
         pool: pool.clone(),
         kek: secrets.kek.clone(),
@@ -152,6 +159,7 @@ pub async fn start(
         clock: clock.clone(),
         changes: tokio::sync::Mutex::new(()),
         credits,
+        surveys: config.surveys(),
     });
     if store::Backend::of_pool(&pool) == store::Backend::Postgres {
         tokio::spawn(follow_reference(
@@ -185,6 +193,7 @@ pub async fn start(
         admin,
         dispatcher,
         loyalty,
+        surveys,
     })
 }
 
@@ -264,6 +273,7 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.loyalty.await;
+        let _ = self.surveys.await;
         // Every connection (and so every job sender) is gone: the committer drains and ends.
         let _ = self.committer.await;
         let _ = self.admin.await;

@@ -143,6 +143,19 @@ pub struct Config {
     /// The coupon members get on the anniversary of joining; absent: none.
     #[serde(default)]
     pub anniversary_coupon: Option<CouponConfig>,
+    /// How often the survey scheduler looks for purchases whose survey is due.
+    #[serde(default = "defaults::survey_every_ms")]
+    pub survey_every_ms: u64,
+    /// Days after its delivery a survey's reply is taken.
+    #[serde(default = "defaults::survey_reply_days")]
+    pub survey_reply_days: u32,
+    /// A survey due longer ago than this (the switch was stopped) is not sent.
+    #[serde(default = "defaults::survey_catch_up_minutes")]
+    pub survey_catch_up_minutes: u64,
+    /// The SMS gateway's webhook secret: only from `LSW_SMS_INBOUND_SECRET` (or the file
+    /// `LSW_SMS_INBOUND_SECRET_FILE` names), never from the TOML file.
+    #[serde(skip)]
+    pub sms_inbound_secret: Option<crate::survey::InboundSecret>,
 }
 
 /// A coupon the programme issues by itself (`[referral_coupon]`, `[birthday_coupon]`,
@@ -271,6 +284,15 @@ mod defaults {
     pub fn expiry_notice_days() -> u32 {
         3
     }
+    pub fn survey_every_ms() -> u64 {
+        60_000
+    }
+    pub fn survey_reply_days() -> u32 {
+        3
+    }
+    pub fn survey_catch_up_minutes() -> u64 {
+        60
+    }
 }
 
 impl Config {
@@ -382,7 +404,23 @@ impl Config {
                 message: e.to_string(),
             })?;
         }
+        if let Some(secret) = inbound_secret(&var)? {
+            self.sms_inbound_secret = Some(secret);
+        }
         Ok(())
+    }
+
+    /// The survey scheduler's and the webhook's settings.
+    pub fn surveys(&self) -> crate::survey::SurveySettings {
+        let millis = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
+        crate::survey::SurveySettings {
+            every: Duration::from_millis(self.survey_every_ms.max(10)),
+            reply_window_ms: i64::from(self.survey_reply_days)
+                .saturating_mul(crate::domain::time::DAY_MS),
+            catch_up_ms: millis(self.survey_catch_up_minutes.saturating_mul(60_000)),
+            hold_timeout_ms: millis(self.hold_timeout_ms),
+            inbound_secret: self.sms_inbound_secret.clone(),
+        }
     }
 
     /// The SMS dispatcher's settings, when a gateway is configured.
@@ -470,6 +508,27 @@ impl Secrets {
             })?,
         })
     }
+}
+
+fn inbound_secret(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<crate::survey::InboundSecret>, ConfigError> {
+    const NAME: &str = "LSW_SMS_INBOUND_SECRET";
+    const FILE: &str = "LSW_SMS_INBOUND_SECRET_FILE";
+    let text = match (var(NAME), var(FILE)) {
+        (Some(value), _) => value,
+        (None, Some(path)) => std::fs::read_to_string(&path).map_err(|_| ConfigError::Secret {
+            name: FILE,
+            message: "file cannot be read",
+        })?,
+        (None, None) => return Ok(None),
+    };
+    crate::survey::InboundSecret::new(&text)
+        .map(Some)
+        .map_err(|message| ConfigError::Secret {
+            name: NAME,
+            message,
+        })
 }
 
 fn sms_token(var: &impl Fn(&str) -> Option<String>) -> Result<Option<GatewayToken>, ConfigError> {

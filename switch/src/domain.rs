@@ -11,6 +11,7 @@
 //! - [`contact`]: a member's [`Phone`] and message [`Locale`].
 //! - [`merchant`], [`terminal`], [`card`], [`tier`], [`rule`]: the reference records.
 //! - [`coupon`]: a member coupon's terms.
+//! - [`survey`]: a survey's answer scale, how a reply is read, the report's rounding.
 //! - [`sealing`]: the key-encryption key that seals terminal master keys at rest.
 //! - [`reference`]: [`ReferenceData`], the plain data an import yields and the store keeps.
 
@@ -23,6 +24,7 @@ pub mod money;
 pub mod reference;
 pub mod rule;
 pub mod sealing;
+pub mod survey;
 pub mod terminal;
 pub mod tier;
 pub mod time;

@@ -14,6 +14,7 @@
 //!   operator API ([`api`]).
 //! - [`notify`]: the SMS outbox's templates and its dispatcher.
 //! - [`loyalty`]: the job that issues occasion coupons and writes expiry notices.
+//! - [`survey`]: SMS surveys after a purchase: their scheduler and the members' replies.
 //! - [`app`]: wiring for `serve` and in-process use; [`config`], [`clock`], [`metrics`],
 //!   [`logs`].
 #![warn(missing_docs)]
@@ -37,3 +38,4 @@ pub mod pricing;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod survey;

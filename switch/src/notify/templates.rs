@@ -64,6 +64,25 @@ pub enum Message<'a> {
         /// Up (true) or down.
         promoted: bool,
     },
+    /// A survey after a purchase (docs/surveys.md): the operator's question in the member's
+    /// language, how to answer, and the optional comment prompt.
+    Survey {
+        /// The question, in the language rendered.
+        question: &'a str,
+        /// The lowest score.
+        scale_min: u8,
+        /// The highest score.
+        scale_max: u8,
+        /// Asks for a comment after the score, if the survey has one.
+        prompt: Option<&'a str>,
+    },
+    /// A reply to a survey that did not parse: how to answer, once per survey.
+    SurveyClarify {
+        /// The lowest score.
+        scale_min: u8,
+        /// The highest score.
+        scale_max: u8,
+    },
 }
 
 impl Message<'_> {
@@ -77,6 +96,8 @@ impl Message<'_> {
             Message::Coupon { .. } => "coupon",
             Message::StoreCreditExpiring { .. } | Message::CouponExpiring { .. } => "expiry",
             Message::Tier { .. } => "tier",
+            Message::Survey { .. } => "survey",
+            Message::SurveyClarify { .. } => "survey_clarify",
         }
     }
 
@@ -212,6 +233,45 @@ impl Message<'_> {
                 }
                 (None, _) => out.push_str("سطح عضویت شما به پایان رسید."),
             },
+            (
+                Message::Survey {
+                    question,
+                    scale_min,
+                    scale_max,
+                    prompt,
+                },
+                _,
+            ) => {
+                out.push_str(question);
+                out.push(' ');
+                push_scale(&mut out, *scale_min, *scale_max, locale);
+                if let Some(prompt) = prompt {
+                    out.push(' ');
+                    out.push_str(prompt);
+                }
+            }
+            (
+                Message::SurveyClarify {
+                    scale_min,
+                    scale_max,
+                },
+                Locale::En,
+            ) => {
+                out.push_str("Sorry, we could not read your answer. ");
+                push_scale(&mut out, *scale_min, *scale_max, locale);
+                out.push_str(" You may add a comment after the number.");
+            }
+            (
+                Message::SurveyClarify {
+                    scale_min,
+                    scale_max,
+                },
+                Locale::Fa,
+            ) => {
+                out.push_str("متأسفیم، پاسخ شما را متوجه نشدیم. ");
+                push_scale(&mut out, *scale_min, *scale_max, locale);
+                out.push_str(" می‌توانید پس از عدد، نظرتان را هم بنویسید.");
+            }
         }
         out
     }
@@ -285,6 +345,27 @@ fn push_coupon(
     }
 }
 
+/// How to answer a survey: `Reply with a number from 1 to 5.`
+fn push_scale(out: &mut String, scale_min: u8, scale_max: u8, locale: Locale) {
+    let (min, max) = (scale_min.to_string(), scale_max.to_string());
+    match locale {
+        Locale::En => {
+            out.push_str("Reply with a number from ");
+            out.push_str(&min);
+            out.push_str(" to ");
+            out.push_str(&max);
+            out.push('.');
+        }
+        Locale::Fa => {
+            out.push_str("لطفاً با عددی از ");
+            push_digits(out, &min, locale);
+            out.push_str(" تا ");
+            push_digits(out, &max, locale);
+            out.push_str(" پاسخ دهید.");
+        }
+    }
+}
+
 /// `prefix amount suffix`, left out when the amount is zero (a purchase without a discount
 /// says nothing about one).
 fn push_part(out: &mut String, prefix: &str, amount: Rials, suffix: &str, locale: Locale) {
@@ -342,6 +423,48 @@ mod tests {
 
     fn check(message: Message, locale: Locale, expected: &str) {
         assert_eq!(message.render(locale), expected);
+    }
+
+    #[test]
+    fn surveys_in_both_languages() {
+        let survey = Message::Survey {
+            question: "How was your coffee?",
+            scale_min: 1,
+            scale_max: 5,
+            prompt: Some("Tell us why."),
+        };
+        check(
+            survey,
+            Locale::En,
+            "How was your coffee? Reply with a number from 1 to 5. Tell us why.",
+        );
+        let survey = Message::Survey {
+            question: "از خرید خود راضی بودید؟",
+            scale_min: 0,
+            scale_max: 10,
+            prompt: None,
+        };
+        check(
+            survey,
+            Locale::Fa,
+            "از خرید خود راضی بودید؟ لطفاً با عددی از ۰ تا ۱۰ پاسخ دهید.",
+        );
+        let clarify = Message::SurveyClarify {
+            scale_min: 1,
+            scale_max: 5,
+        };
+        check(
+            clarify,
+            Locale::En,
+            "Sorry, we could not read your answer. Reply with a number from 1 to 5. \
+             You may add a comment after the number.",
+        );
+        check(
+            clarify,
+            Locale::Fa,
+            "متأسفیم، پاسخ شما را متوجه نشدیم. لطفاً با عددی از ۱ تا ۵ پاسخ دهید. \
+             می‌توانید پس از عدد، نظرتان را هم بنویسید.",
+        );
     }
 
     #[test]

@@ -76,6 +76,11 @@ pub const SQLITE: &[Source] = &[
         "occasions_referrals",
         include_str!("../../../migrations/sqlite/0012_occasions_referrals.sql"),
     ),
+    (
+        14,
+        "surveys",
+        include_str!("../../../migrations/sqlite/0014_surveys.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -139,6 +144,11 @@ pub const POSTGRES: &[Source] = &[
         12,
         "occasions_referrals",
         include_str!("../../../migrations/postgres/0012_occasions_referrals.sql"),
+    ),
+    (
+        14,
+        "surveys",
+        include_str!("../../../migrations/postgres/0014_surveys.sql"),
     ),
 ];
 
