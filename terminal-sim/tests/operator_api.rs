@@ -1271,7 +1271,8 @@ async fn every_route_refuses_without_rights_and_knows_unknown_ids() {
     let api = Api::start().await;
     let addr = api.harness.running().admin_addr;
     for (method, path) in switch::api::ROUTES {
-        if *path == "/api/v1/openapi.json" {
+        // The SMS gateway's webhook is signed, not bearer-authenticated (tests/surveys.rs).
+        if *path == "/api/v1/openapi.json" || *path == "/api/v1/sms/inbound" {
             continue;
         }
         let concrete = path
