@@ -85,6 +85,15 @@ pub async fn run_once(
     settings: &SurveySettings,
 ) -> Result<Scheduled, String> {
     let now = now.get();
+    // Without an active survey a pass writes nothing: a write transaction every few seconds
+    // would only contend with the switch's own writers (on SQLite, one writer at a time).
+    let active: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM surveys WHERE active = 1")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    if active == 0 {
+        return Ok(Scheduled::default());
+    }
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
     // The lock of the pass (see the module's doc), and where the recent captures start.
     let floor: i64 = sqlx::query_scalar(
