@@ -515,13 +515,8 @@ fn inbound_secret(
 ) -> Result<Option<crate::survey::InboundSecret>, ConfigError> {
     const NAME: &str = "LSW_SMS_INBOUND_SECRET";
     const FILE: &str = "LSW_SMS_INBOUND_SECRET_FILE";
-    let text = match (var(NAME), var(FILE)) {
-        (Some(value), _) => value,
-        (None, Some(path)) => std::fs::read_to_string(&path).map_err(|_| ConfigError::Secret {
-            name: FILE,
-            message: "file cannot be read",
-        })?,
-        (None, None) => return Ok(None),
+    let Some(text) = env_or_file(var, NAME, FILE)? else {
+        return Ok(None);
     };
     crate::survey::InboundSecret::new(&text)
         .map(Some)
@@ -534,13 +529,8 @@ fn inbound_secret(
 fn sms_token(var: &impl Fn(&str) -> Option<String>) -> Result<Option<GatewayToken>, ConfigError> {
     const NAME: &str = "LSW_SMS_GATEWAY_TOKEN";
     const FILE: &str = "LSW_SMS_GATEWAY_TOKEN_FILE";
-    let text = match (var(NAME), var(FILE)) {
-        (Some(value), _) => value,
-        (None, Some(path)) => std::fs::read_to_string(&path).map_err(|_| ConfigError::Secret {
-            name: FILE,
-            message: "file cannot be read",
-        })?,
-        (None, None) => return Ok(None),
+    let Some(text) = env_or_file(var, NAME, FILE)? else {
+        return Ok(None);
     };
     GatewayToken::new(&text)
         .map(Some)
@@ -550,24 +540,35 @@ fn sms_token(var: &impl Fn(&str) -> Option<String>) -> Result<Option<GatewayToke
         })
 }
 
+/// The secret in the variable `name`, else in the file the variable `file` names, else `None`.
+fn env_or_file(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    file: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match (var(name), var(file)) {
+        (Some(value), _) => Ok(Some(value)),
+        (None, Some(path)) => {
+            std::fs::read_to_string(&path)
+                .map(Some)
+                .map_err(|_| ConfigError::Secret {
+                    name: file,
+                    message: "file cannot be read",
+                })
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 fn secret(
     var: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     file: &'static str,
 ) -> Result<Vec<u8>, ConfigError> {
-    let text = match (var(name), var(file)) {
-        (Some(value), _) => value,
-        (None, Some(path)) => std::fs::read_to_string(&path).map_err(|_| ConfigError::Secret {
-            name: file,
-            message: "file cannot be read",
-        })?,
-        (None, None) => {
-            return Err(ConfigError::Secret {
-                name,
-                message: "not set (nor its _FILE)",
-            })
-        }
-    };
+    let text = env_or_file(var, name, file)?.ok_or(ConfigError::Secret {
+        name,
+        message: "not set (nor its _FILE)",
+    })?;
     hex::decode(text.trim()).map_err(|_| ConfigError::Secret {
         name,
         message: "not hex",

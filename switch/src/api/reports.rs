@@ -67,7 +67,7 @@ pub async fn activity(
     State(state): State<Arc<ApiState>>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let (start, end) = period(&params)?;
+    let (start, end) = period(&params.from, &params.to)?;
     let (key, join) = match params.by.as_deref().unwrap_or("network") {
         "network" => ("''", ""),
         "merchant" => ("m.code", "JOIN merchants m ON m.id = t.merchant_id"),
@@ -130,7 +130,7 @@ pub async fn top_members(
     State(state): State<Arc<ApiState>>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let (start, end) = period(&params)?;
+    let (start, end) = period(&params.from, &params.to)?;
     let limit = limit(&params)?;
     let rows = sqlx::query(
         "SELECT mb.code AS member, COUNT(*) AS count, CAST(SUM(t.gross_rials) AS BIGINT) AS gross_rials, \
@@ -424,14 +424,14 @@ fn month_after(year: i64, month: i64) -> Option<CivilDate> {
     CivilDate::new(u16::try_from(year).ok()?, u8::try_from(month).ok()?, 1).ok()
 }
 
-fn invalid(field: &str, message: &str) -> ApiError {
+pub(crate) fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::Invalid {
         problems: vec![(field.to_owned(), message.to_owned())],
     }
 }
 
-/// `[start, end)` in Unix milliseconds for `from..=to` (Tehran days).
-fn period(params: &Params) -> Result<(i64, i64), ApiError> {
+/// `[start, end)` in Unix milliseconds for `from..=to` (Tehran days; either may be absent).
+pub(crate) fn period(from: &Option<String>, to: &Option<String>) -> Result<(i64, i64), ApiError> {
     let day = |field: &str, text: &Option<String>| -> Result<Option<i64>, ApiError> {
         text.as_deref()
             .map(|text| {
@@ -441,8 +441,8 @@ fn period(params: &Params) -> Result<(i64, i64), ApiError> {
             })
             .transpose()
     };
-    let from = day("from", &params.from)?;
-    let to = day("to", &params.to)?;
+    let from = day("from", from)?;
+    let to = day("to", to)?;
     if let (Some(from), Some(to)) = (from, to) {
         if from > to {
             return Err(invalid("from", "must not be after to"));

@@ -18,11 +18,11 @@ use tracing::info;
 
 use crate::api::auth::{Reader, Writer};
 use crate::api::error::ApiError;
-use crate::api::reports::csv_cell;
+use crate::api::reports::{csv_cell, invalid, period};
 use crate::api::{body_object, column, ApiState};
 use crate::domain::survey::{average_score, mask_phone, response_rate, Scale, REPLY_CHARS_MAX};
-use crate::domain::time::{DAY_MS, TEHRAN_UTC_OFFSET_MINUTES};
-use crate::domain::{CivilDate, LocalDateTime, Phone, UnixMillis};
+use crate::domain::time::TEHRAN_UTC_OFFSET_MINUTES;
+use crate::domain::{LocalDateTime, Phone, UnixMillis};
 use crate::survey::inbound::{self, Inbound, InboundError};
 
 /// Longest question, in characters: one SMS part of Persian text is 70 characters, and a
@@ -43,8 +43,7 @@ pub const MESSAGE_ID_CHARS_MAX: usize = 128;
 /// The header carrying the webhook's signature.
 pub const SIGNATURE_HEADER: &str = "x-signature";
 
-/// Tehran's offset in milliseconds: report days are Tehran days, like the other reports'.
-const OFFSET_MS: i64 = 210 * 60_000;
+/// `tehran_time` writes the offset as `+03:30`.
 const _: () = assert!(TEHRAN_UTC_OFFSET_MINUTES == 210);
 
 /// The fields a survey's body may have.
@@ -478,7 +477,7 @@ pub async fn report(
         .merchant
         .clone()
         .ok_or_else(|| invalid("merchant", "required"))?;
-    let (start, end) = period(&params)?;
+    let (start, end) = period(&params.from, &params.to)?;
     let merchant = merchant_id(&state, &code).await?;
     let scale: Option<(i64, i64)> =
         sqlx::query_as("SELECT scale_min, scale_max FROM surveys WHERE merchant_id = $1")
@@ -628,33 +627,4 @@ fn tehran_time(millis: i64) -> String {
     let local = LocalDateTime::at(UnixMillis::new(millis), TEHRAN_UTC_OFFSET_MINUTES);
     let (hours, minutes) = (local.minute_of_day / 60, local.minute_of_day % 60);
     format!("{}T{hours:02}:{minutes:02}+03:30", local.date)
-}
-
-fn invalid(field: &str, message: &str) -> ApiError {
-    ApiError::Invalid {
-        problems: vec![(field.to_owned(), message.to_owned())],
-    }
-}
-
-/// `[start, end)` in Unix milliseconds for `from..=to` (Tehran days).
-fn period(params: &ReportParams) -> Result<(i64, i64), ApiError> {
-    let day = |field: &str, text: &Option<String>| -> Result<Option<i64>, ApiError> {
-        text.as_deref()
-            .map(|text| {
-                CivilDate::parse(text)
-                    .map(CivilDate::days_since_epoch)
-                    .map_err(|error| invalid(field, error.reason))
-            })
-            .transpose()
-    };
-    let from = day("from", &params.from)?;
-    let to = day("to", &params.to)?;
-    if let (Some(from), Some(to)) = (from, to) {
-        if from > to {
-            return Err(invalid("from", "must not be after to"));
-        }
-    }
-    let start = from.map_or(i64::MIN, |days| days * DAY_MS - OFFSET_MS);
-    let end = to.map_or(i64::MAX, |days| (days + 1) * DAY_MS - OFFSET_MS);
-    Ok((start, end))
 }
