@@ -3,7 +3,8 @@
 //! free loopback port, issues campaign coupons to a third of the members through the operator
 //! API, drives mixed traffic (bank and club purchases, store credit, inquiries, confirms,
 //! reversals, abandoned requests whose holds time out), then prints what happened (the loyalty
-//! programme's tier promotions, cashback and coupons included) and checks the conservation
+//! programme's tier promotions, cashback and coupons included), answers a survey SMS as a
+//! member would (member engagement, `demo::engagement`), and checks the conservation
 //! invariants.
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::fixture::Fixture;
 use crate::load::{self, LoadConfig, LoadReport};
 use crate::network::{self, Size};
 
+pub mod engagement;
 pub mod loyalty;
 
 use loyalty::LoyaltySummary;
@@ -55,6 +57,10 @@ pub struct DemoOutcome {
     pub coupons_created: u64,
     /// What the loyalty programme did, read from the database after the run.
     pub loyalty: LoyaltySummary,
+    /// The survey a member answered.
+    pub survey: engagement::SurveyDemo,
+    /// Messages the demo's SMS gateway received.
+    pub sms_received: usize,
     /// Database file.
     pub database: PathBuf,
     /// Log file.
@@ -109,6 +115,16 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
     // Short enough that abandoned requests time out within the demo.
     switch_config.hold_timeout_ms = 3_000;
     switch_config.sweep_every_ms = 200;
+    // The demo's own SMS gateway, so members' messages and survey SMS are delivered, and the
+    // survey webhook's secret, so a member's reply can be posted.
+    let gateway = engagement::SmsGateway::start().await?;
+    switch_config.sms_gateway_url = Some(gateway.url.clone());
+    switch_config.sms_poll_every_ms = 50;
+    switch_config.survey_every_ms = 100;
+    switch_config.sms_inbound_secret = Some(
+        switch::survey::InboundSecret::new(engagement::SMS_INBOUND_SECRET)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let pool = switch::store::open(&switch_config.database_url)
         .await
@@ -136,6 +152,10 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
         "switch listening on {}; driving {} s of traffic over {} connections",
         running.addr, config.seconds, config.connections
     );
+    if let Err(error) = engagement::define_survey(running.admin_addr, &token).await {
+        running.stop().await;
+        return Err(error);
+    }
     let issuing = std::time::Instant::now();
     let coupons_created = match loyalty::issue_coupons(running.admin_addr, &token, size.cards).await
     {
@@ -168,6 +188,14 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
     .await;
     // Let abandoned requests time out (hold timeout 3 s, sweeper every 200 ms).
     tokio::time::sleep(Duration::from_millis(3_600)).await;
+    let survey = match engagement::answer_survey(running.admin_addr, &gateway).await {
+        Ok(survey) => survey,
+        Err(error) => {
+            running.stop().await;
+            return Err(error);
+        }
+    };
+    let sms_received = gateway.count();
     let pool = running.pool.clone();
     running.stop().await;
     let pool = if pool.is_closed() {
@@ -217,6 +245,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
         settlement,
         coupons_created,
         loyalty,
+        survey,
+        sms_received,
         database,
         log,
     })
@@ -293,6 +323,7 @@ pub fn print(outcome: &DemoOutcome, kept: bool) {
     println!("== confirmed amounts (rials) ==");
     println!("  discounts {discount}  fees {fee}  store credit {store}  club {club}  bank {bank}");
     loyalty::print(&outcome.loyalty);
+    engagement::print(&outcome.survey, outcome.sms_received);
     println!("== latency (µs) ==");
     let mut latency: Vec<_> = load.latency.iter().collect();
     latency.sort_by(|a, b| a.0.cmp(b.0));

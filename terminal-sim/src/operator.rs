@@ -51,12 +51,30 @@ pub async fn post(
     key: &str,
     body: &str,
 ) -> Result<Answer, CallError> {
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
-         authorization: Bearer {token}\r\nidempotency-key: {key}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+    let bearer = format!("Bearer {token}");
+    let headers = [("authorization", bearer.as_str()), ("idempotency-key", key)];
+    call(addr, "POST", path, &headers, body).await
+}
+
+/// A `method` call of `path` with these headers and the JSON `body` (empty: none).
+///
+/// # Errors
+/// [`CallError`] when the switch cannot be reached or does not answer in HTTP.
+pub async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Answer, CallError> {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!(
+        "content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
-    );
+    ));
     tokio::time::timeout(CALL_TIMEOUT, exchange(addr, request.as_bytes()))
         .await
         .map_err(|_| CallError::Timeout)?

@@ -1281,7 +1281,11 @@ fn compare(memory: &State, stored: &State) -> Step {
     // A capture's lots are kept in the order they were drawn in memory and by lot id in the
     // store; a reversal returns each lot its own amount, so only the set matters.
     let txns = |state: &State| {
-        let mut txns = state.txns.clone();
+        let mut txns: HashMap<_, _> = state
+            .txns
+            .iter()
+            .map(|(id, txn)| (*id, txn.clone()))
+            .collect();
         for txn in txns.values_mut() {
             txn.capture.lots.sort_unstable();
         }

@@ -1,7 +1,8 @@
 //! Goal: no card number of a run appears in clear in any log line, database table or file the
 //! switch wrote, and no key or operator token is logged (DESIGN.md section 8, STYLE.md section
 //! 8). And the demo's summary tells the truth: its loyalty section (tier promotions, cashback,
-//! coupons, messages) is not zero and agrees with the database it was read from.
+//! coupons, messages) is not zero and agrees with the database it was read from, and so does
+//! its member-engagement section (a survey SMS answered once, its duplicate ignored).
 //!
 //! Method: run the demo (generated network, in-process switch, coupons issued over the
 //! operator API, seconds of mixed traffic) with every log line at TRACE level captured, then
@@ -9,7 +10,8 @@
 //! folder, for each PAN of the network (as digits, and as its hex), for the TMKs, for the
 //! key-encryption and PAN-token keys, and the logs for anything shaped like an operator token.
 //! The network file itself is the operator's input and holds the PANs by design; it is the one
-//! file skipped. Then count the loyalty tables again with queries of their own and compare.
+//! file skipped. Then count the loyalty and survey tables again with queries of their own and
+//! compare.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
@@ -142,7 +144,7 @@ async fn no_pan_or_key_in_logs_database_or_files() {
     assert_eq!(tokens(&files[0].1), 0, "an operator token was logged");
     assert_eq!(tokens(format!("a lsw_{} b", "0f".repeat(32)).as_bytes()), 1);
 
-    loyalty_agrees_with_the_database(&outcome, &dir.path().join("lsw.db")).await;
+    summary_agrees_with_the_database(&outcome, &dir.path().join("lsw.db")).await;
 }
 
 /// Operator tokens (`lsw_` and 64 hex digits) in `bytes`.
@@ -153,7 +155,7 @@ fn tokens(bytes: &[u8]) -> usize {
         .count()
 }
 
-async fn loyalty_agrees_with_the_database(outcome: &demo::DemoOutcome, db: &std::path::Path) {
+async fn summary_agrees_with_the_database(outcome: &demo::DemoOutcome, db: &std::path::Path) {
     let loyalty = &outcome.loyalty;
     assert!(loyalty.promotions > 0, "{loyalty:?}");
     assert!(loyalty.cashback_lots > 0, "{loyalty:?}");
@@ -228,5 +230,27 @@ async fn loyalty_agrees_with_the_database(outcome: &demo::DemoOutcome, db: &std:
     for (what, summary, database) in table {
         assert_eq!(summary, database, "{what}");
     }
+    // Member engagement: one survey answered, once, with the score the reply gave; the
+    // repeated reply stored nothing more; every survey SMS the gateway received was queued
+    // by the scheduler.
+    let survey = &outcome.survey;
+    assert_eq!(survey.outcome, "answered", "{survey:?}");
+    assert!(survey.duplicate_ignored, "{survey:?}");
+    assert!(survey.sent > 0, "{survey:?}");
+    assert_eq!(scalar("SELECT count(*) FROM sms_inbound").await, 1);
+    assert_eq!(
+        scalar("SELECT count(*) FROM survey_responses WHERE score = 5").await,
+        1
+    );
+    assert_eq!(
+        scalar("SELECT count(*) FROM survey_requests WHERE state = 'answered'").await,
+        1
+    );
+    let queued = scalar("SELECT count(*) FROM notifications WHERE kind = 'survey'").await;
+    assert!(
+        i64::try_from(survey.sent).unwrap() <= queued,
+        "{survey:?}, {queued} queued"
+    );
+    assert!(outcome.sms_received >= survey.sent);
     pool.close().await;
 }
