@@ -251,6 +251,56 @@ pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, 
         "Σ cashback movements",
         ledger.try_get("cashback")?,
     );
+    // The club account over all time, with top-ups as money in: every club balance is the sum
+    // of its movements (opening balances, top-ups, captures, returns, replacements), and the
+    // top-ups paid online are the orders paid, the callbacks accepted and the credits made, to
+    // the rial. One statement, so one snapshot while the switch keeps writing.
+    let club = sqlx::query(
+        "SELECT \
+         (SELECT coalesce(CAST(sum(ledger_rials) AS BIGINT), 0) FROM club_balances) AS ledgers, \
+         (SELECT coalesce(CAST(sum(delta_rials) AS BIGINT), 0) FROM balance_movements \
+          WHERE account = 'club') AS movements, \
+         (SELECT count(*) FROM club_balances b WHERE b.ledger_rials <> coalesce((SELECT \
+          sum(m.delta_rials) FROM balance_movements m WHERE m.card_id = b.card_id \
+          AND m.account = 'club'), 0)) AS cards_off, \
+         (SELECT coalesce(CAST(sum(amount_rials) AS BIGINT), 0) FROM top_up_orders \
+          WHERE state = 'paid') AS orders_paid, \
+         (SELECT coalesce(CAST(sum(amount_rials) AS BIGINT), 0) FROM top_up_callbacks \
+          WHERE outcome = 'accepted') AS callbacks_accepted, \
+         (SELECT coalesce(CAST(sum(amount_rials) AS BIGINT), 0) FROM balance_credits \
+          WHERE merchant_id IS NULL AND idempotency_key LIKE 'top-up:%') AS credited",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    check(
+        "club ledgers (all time)".to_owned(),
+        "Σ club balances",
+        club.try_get("ledgers")?,
+        "Σ club movements",
+        club.try_get("movements")?,
+    );
+    check(
+        "cards whose club balance is not its movements".to_owned(),
+        "cards",
+        club.try_get("cards_off")?,
+        "expected",
+        0,
+    );
+    let orders_paid: i64 = club.try_get("orders_paid")?;
+    check(
+        "online top-ups (money in): callbacks".to_owned(),
+        "Σ paid orders",
+        orders_paid,
+        "Σ accepted callbacks",
+        club.try_get("callbacks_accepted")?,
+    );
+    check(
+        "online top-ups (money in): credits".to_owned(),
+        "Σ paid orders",
+        orders_paid,
+        "Σ top-up credits",
+        club.try_get("credited")?,
+    );
     Ok(Reconciliation {
         cycle_id: id,
         business_date: record.business_date.to_string(),

@@ -2,7 +2,9 @@
 //! (before and after settlement), timeouts and settlement runs, no transaction is settled
 //! twice or missed, each lands in the first cycle whose cutoff follows its capture, and over
 //! all cycles `payouts + fees − adjustments − open receivables = club captured`, with club
-//! captured taken from the switch's own capture records.
+//! captured taken from the switch's own capture records. Online top-ups come in between, some
+//! paid twice: each order credits its card once, and every cycle's reconciliation (whose club
+//! ledger checks count top-ups as money in) still balances to the rial.
 //!
 //! Method: proptest generates the operations; each case drives the real admission, engine and
 //! ledger on a fresh SQLite file with an injected clock, runs `run` as cron would (reloading
@@ -28,6 +30,13 @@ enum Op {
     },
     Confirm(usize),
     Reverse(usize),
+    /// An online top-up of one of the two cards, paid by one of two payments (the second
+    /// payment of an order, or a payment posted again, credits nothing).
+    TopUp {
+        poor: bool,
+        amount: i64,
+        payment: u8,
+    },
     Advance(i64),
     Run,
 }
@@ -45,6 +54,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(terminal, code, amount, poor)| Op::Purchase { terminal, code, amount, poor }),
         4 => any::<usize>().prop_map(Op::Confirm),
         2 => any::<usize>().prop_map(Op::Reverse),
+        2 => (any::<bool>(), 1..5_i64, 0..2_u8)
+            .prop_map(|(poor, amount, payment)| Op::TopUp { poor, amount: amount * 50_000, payment }),
         3 => (1..=900_i64).prop_map(Op::Advance),
         1 => Just(Op::Run),
     ]
@@ -55,6 +66,7 @@ async fn play(ops: Vec<Op>) {
     let mut net = Net::new(now).await;
     let settings = settings(net.dir.path().join("out"), "2026-11-04 Holiday\n");
     let mut approved: Vec<Approved> = Vec::new();
+    let mut topped_up = 0_i64;
     for op in ops {
         match op {
             Op::Purchase {
@@ -78,6 +90,17 @@ async fn play(ops: Vec<Op>) {
                 net.reverse(&sale, now).await;
             }
             Op::Confirm(_) | Op::Reverse(_) => {}
+            Op::TopUp {
+                poor,
+                amount,
+                payment,
+            } => {
+                let card = if poor { POOR } else { RICH };
+                let reference = format!("PG-{card}-{amount}-{payment}");
+                if net.top_up(card, amount, &reference, now).await {
+                    topped_up += amount;
+                }
+            }
             Op::Advance(minutes) => {
                 now = UnixMillis::new(now.get() + minutes * 60_000);
                 net.sweep(now).await;
@@ -93,6 +116,21 @@ async fn play(ops: Vec<Op>) {
     net.sweep(now).await;
     settlement::run(&net.pool, &settings, now).await.unwrap();
     check_invariants(&net).await;
+    // Each order was credited once, whatever was posted for it.
+    let credited = net
+        .scalar(
+            "SELECT coalesce(CAST(sum(delta_rials) AS BIGINT), 0) FROM balance_movements \
+             WHERE kind = 'top_up'",
+        )
+        .await;
+    assert_eq!(credited, topped_up);
+    let orders = net
+        .scalar("SELECT count(*) FROM top_up_orders WHERE state = 'paid'")
+        .await;
+    let distinct = net
+        .scalar("SELECT count(DISTINCT order_id) FROM top_up_callbacks WHERE outcome = 'accepted'")
+        .await;
+    assert_eq!(orders, distinct);
 }
 
 async fn check_invariants(net: &Net) {

@@ -24,6 +24,7 @@ pub mod records;
 pub mod reports;
 pub mod surveys;
 pub mod terminals;
+pub mod top_up;
 
 use std::sync::Arc;
 
@@ -63,6 +64,8 @@ pub struct ApiState {
     pub credits: tokio::sync::mpsc::Sender<crate::committer::CreditJob>,
     /// Surveys: the webhook's secret and the reply window (docs/surveys.md).
     pub surveys: crate::survey::SurveySettings,
+    /// Top-ups: the order timeout and the payment gateway's secret (docs/top-up.md).
+    pub top_up: top_up::TopUpSettings,
 }
 
 /// Every route [`router`] serves, as (method, path) with axum's `{name}` placeholders. The
@@ -121,6 +124,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/merchants/{code}/survey"),
     ("POST", "/api/v1/sms/inbound"),
     ("GET", "/api/v1/reports/surveys"),
+    ("POST", "/api/v1/cards/{code}/top-up-orders"),
+    ("GET", "/api/v1/top-up-orders/{reference}"),
+    ("POST", "/api/v1/payments/callback"),
+    ("GET", "/api/v1/reports/top-up-callbacks"),
 ];
 
 /// The `/api/v1` routes.
@@ -208,6 +215,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/v1/sms/inbound", post(surveys::receive))
         .route("/api/v1/reports/surveys", get(surveys::report))
+        .route(
+            "/api/v1/cards/{code}/top-up-orders",
+            post(top_up::create_order),
+        )
+        .route("/api/v1/top-up-orders/{reference}", get(top_up::show_order))
+        .route("/api/v1/payments/callback", post(top_up::callback))
+        .route("/api/v1/reports/top-up-callbacks", get(top_up::report))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
 }

@@ -160,6 +160,7 @@ pub async fn start(
         changes: tokio::sync::Mutex::new(()),
         credits,
         surveys: config.surveys(),
+        top_up: config.top_up(),
     });
     if store::Backend::of_pool(&pool) == store::Backend::Postgres {
         tokio::spawn(follow_reference(

@@ -156,6 +156,13 @@ pub struct Config {
     /// `LSW_SMS_INBOUND_SECRET_FILE` names), never from the TOML file.
     #[serde(skip)]
     pub sms_inbound_secret: Option<crate::survey::InboundSecret>,
+    /// How long after its creation a top-up order may be paid; a later callback is `late`.
+    #[serde(default = "defaults::top_up_order_timeout_ms")]
+    pub top_up_order_timeout_ms: u64,
+    /// The payment gateway's callback secret: only from `LSW_PAYMENT_GATEWAY_SECRET` (or the
+    /// file `LSW_PAYMENT_GATEWAY_SECRET_FILE` names), never from the TOML file.
+    #[serde(skip)]
+    pub payment_gateway_secret: Option<crate::survey::InboundSecret>,
 }
 
 /// A coupon the programme issues by itself (`[referral_coupon]`, `[birthday_coupon]`,
@@ -293,6 +300,9 @@ mod defaults {
     pub fn survey_catch_up_minutes() -> u64 {
         60
     }
+    pub fn top_up_order_timeout_ms() -> u64 {
+        1_800_000
+    }
 }
 
 impl Config {
@@ -404,10 +414,34 @@ impl Config {
                 message: e.to_string(),
             })?;
         }
-        if let Some(secret) = inbound_secret(&var)? {
+        if let Some(secret) = inbound_secret(
+            &var,
+            ("LSW_SMS_INBOUND_SECRET", "LSW_SMS_INBOUND_SECRET_FILE"),
+        )? {
             self.sms_inbound_secret = Some(secret);
         }
+        if let Some(v) = var("LSW_TOP_UP_ORDER_TIMEOUT_MS") {
+            self.top_up_order_timeout_ms = parse("LSW_TOP_UP_ORDER_TIMEOUT_MS", &v)?;
+        }
+        if let Some(secret) = inbound_secret(
+            &var,
+            (
+                "LSW_PAYMENT_GATEWAY_SECRET",
+                "LSW_PAYMENT_GATEWAY_SECRET_FILE",
+            ),
+        )? {
+            self.payment_gateway_secret = Some(secret);
+        }
         Ok(())
+    }
+
+    /// The top-up routes' settings.
+    pub fn top_up(&self) -> crate::api::top_up::TopUpSettings {
+        crate::api::top_up::TopUpSettings {
+            order_timeout_ms: i64::try_from(self.top_up_order_timeout_ms.max(1))
+                .unwrap_or(i64::MAX),
+            gateway_secret: self.payment_gateway_secret.clone(),
+        }
     }
 
     /// The survey scheduler's and the webhook's settings.
@@ -510,20 +544,17 @@ impl Secrets {
     }
 }
 
+/// A webhook's signing secret from the variable `name` or the file the variable `file` names.
 fn inbound_secret(
     var: &impl Fn(&str) -> Option<String>,
+    (name, file): (&'static str, &'static str),
 ) -> Result<Option<crate::survey::InboundSecret>, ConfigError> {
-    const NAME: &str = "LSW_SMS_INBOUND_SECRET";
-    const FILE: &str = "LSW_SMS_INBOUND_SECRET_FILE";
-    let Some(text) = env_or_file(var, NAME, FILE)? else {
+    let Some(text) = env_or_file(var, name, file)? else {
         return Ok(None);
     };
     crate::survey::InboundSecret::new(&text)
         .map(Some)
-        .map_err(|message| ConfigError::Secret {
-            name: NAME,
-            message,
-        })
+        .map_err(|message| ConfigError::Secret { name, message })
 }
 
 fn sms_token(var: &impl Fn(&str) -> Option<String>) -> Result<Option<GatewayToken>, ConfigError> {

@@ -38,7 +38,7 @@ pub async fn top_up(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
+    let key = operator_key(&headers)?;
     let body = body_object(&body)?;
     only(&body, &["amount_rials"])?;
     let amount = amount(&body)?;
@@ -53,6 +53,7 @@ pub async fn top_up(
         expires_at: None,
         operator: operator.name.clone(),
         detail: detail.to_string(),
+        top_up: None,
     };
     let answer = json!({
         "card": code,
@@ -74,7 +75,7 @@ pub async fn grant(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
+    let key = operator_key(&headers)?;
     let body = body_object(&body)?;
     only(&body, &["merchant", "amount_rials"])?;
     let amount = amount(&body)?;
@@ -107,6 +108,7 @@ pub async fn grant(
         expires_at,
         operator: operator.name.clone(),
         detail: detail.to_string(),
+        top_up: None,
     };
     let answer = json!({
         "card": code,
@@ -190,6 +192,21 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
         ));
     }
     Ok(key.to_owned())
+}
+
+/// Keys of online top-ups' credits (docs/top-up.md); an operator's credit may not use them.
+pub const TOP_UP_KEY_PREFIX: &str = "top-up:";
+
+/// An operator credit's key: any [`idempotency_key`] outside the online top-ups' keys.
+fn operator_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let key = idempotency_key(headers)?;
+    if key.starts_with(TOP_UP_KEY_PREFIX) {
+        return Err(invalid(
+            "Idempotency-Key",
+            "keys starting with top-up: are reserved for online top-ups",
+        ));
+    }
+    Ok(key)
 }
 
 pub(crate) fn only(body: &Map<String, Value>, fields: &[&str]) -> Result<(), ApiError> {

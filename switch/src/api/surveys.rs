@@ -368,7 +368,7 @@ pub async fn receive(
 
 /// The API's error shape with a status the shared [`ApiError`] has no kind for (503), or
 /// without its bearer challenge (a webhook's 401).
-fn refusal(status: StatusCode, message: &str) -> Response {
+pub(crate) fn refusal(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": message, "problems": []}))).into_response()
 }
 
@@ -623,7 +623,7 @@ fn to_csv(report: &Value) -> String {
 }
 
 /// `YYYY-MM-DDTHH:MM+03:30`, Tehran time.
-fn tehran_time(millis: i64) -> String {
+pub(crate) fn tehran_time(millis: i64) -> String {
     let local = LocalDateTime::at(UnixMillis::new(millis), TEHRAN_UTC_OFFSET_MINUTES);
     let (hours, minutes) = (local.minute_of_day / 60, local.minute_of_day % 60);
     format!("{}T{hours:02}:{minutes:02}+03:30", local.date)

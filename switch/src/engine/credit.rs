@@ -30,6 +30,23 @@ pub struct Credit {
     pub operator: String,
     /// The request's fields, for the audit row.
     pub detail: String,
+    /// The payment gateway's confirmation of a top-up order this credit pays (docs/top-up.md):
+    /// the order's move to `paid` and the callback's row are written with the credit, in its
+    /// transaction.
+    pub top_up: Option<TopUpPayment>,
+}
+
+/// The accepted callback of a top-up order, written with the credit it makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopUpPayment {
+    /// The order's row id.
+    pub order: i64,
+    /// The gateway's payment reference.
+    pub payment_reference: String,
+    /// When the callback was received.
+    pub received_at: UnixMillis,
+    /// SHA-256 of the callback's body, lowercase hex.
+    pub body_sha256: String,
 }
 
 /// What a credit's key stands for, to tell a repeat from a reuse.

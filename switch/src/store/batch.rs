@@ -1027,6 +1027,9 @@ impl<'a> Plan<'a> {
             .bind(record.at.get())
             .execute(&mut *conn)
             .await?;
+            if let Some(payment) = &credit.top_up {
+                top_up_paid(conn, record, payment).await?;
+            }
             let (action, resource) = match credit.merchant {
                 None => ("top_up", "card"),
                 Some(_) => ("grant_store_credit", "card"),
@@ -1104,4 +1107,38 @@ fn expect_rows(rows: u64, wanted: usize, what: &'static str) -> Result<(), Ledge
     } else {
         Err(LedgerError::RowCount { what, wanted, rows })
     }
+}
+
+/// A top-up order paid by the credit `record` makes: the order moves from `created` to `paid`
+/// (exactly one row, or the batch fails: the engine's key `top-up:<order>` allows one credit per
+/// order, so anything else is a disagreement) and the accepted callback is recorded.
+async fn top_up_paid(
+    conn: &mut Conn,
+    record: &CreditRecord,
+    payment: &crate::engine::credit::TopUpPayment,
+) -> Result<(), LedgerError> {
+    let paid = sqlx::query(
+        "UPDATE top_up_orders SET state = 'paid', payment_reference = $1, paid_at_ms = $2 \
+         WHERE id = $3 AND state = 'created' AND card_id = $4 AND amount_rials = $5",
+    )
+    .bind(&payment.payment_reference)
+    .bind(record.at.get())
+    .bind(payment.order)
+    .bind(record.credit.card.get())
+    .bind(record.credit.amount.get())
+    .execute(&mut *conn)
+    .await?;
+    expect_rows(paid.rows_affected(), 1, "top_up_orders")?;
+    sqlx::query(
+        "INSERT INTO top_up_callbacks (received_at_ms, outcome, payment_reference, order_id, \
+         amount_rials, currency, body_sha256) \
+         SELECT $1, 'accepted', $2, id, amount_rials, currency, $3 FROM top_up_orders WHERE id = $4",
+    )
+    .bind(payment.received_at.get())
+    .bind(&payment.payment_reference)
+    .bind(&payment.body_sha256)
+    .bind(payment.order)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

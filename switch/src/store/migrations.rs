@@ -77,6 +77,11 @@ pub const SQLITE: &[Source] = &[
         include_str!("../../../migrations/sqlite/0012_occasions_referrals.sql"),
     ),
     (
+        13,
+        "top_up",
+        include_str!("../../../migrations/sqlite/0013_top_up.sql"),
+    ),
+    (
         14,
         "surveys",
         include_str!("../../../migrations/sqlite/0014_surveys.sql"),
@@ -144,6 +149,11 @@ pub const POSTGRES: &[Source] = &[
         12,
         "occasions_referrals",
         include_str!("../../../migrations/postgres/0012_occasions_referrals.sql"),
+    ),
+    (
+        13,
+        "top_up",
+        include_str!("../../../migrations/postgres/0013_top_up.sql"),
     ),
     (
         14,
