@@ -1271,13 +1271,18 @@ async fn every_route_refuses_without_rights_and_knows_unknown_ids() {
     let api = Api::start().await;
     let addr = api.harness.running().admin_addr;
     for (method, path) in switch::api::ROUTES {
-        // The SMS gateway's webhook is signed, not bearer-authenticated (tests/surveys.rs).
-        if *path == "/api/v1/openapi.json" || *path == "/api/v1/sms/inbound" {
+        // The gateways' webhooks are signed, not bearer-authenticated (tests/surveys.rs,
+        // tests/top_up.rs).
+        if *path == "/api/v1/openapi.json"
+            || *path == "/api/v1/sms/inbound"
+            || *path == "/api/v1/payments/callback"
+        {
             continue;
         }
         let concrete = path
             .replace("{code}", "X-NONE")
-            .replace("{terminal_id}", "TRMNONE0");
+            .replace("{terminal_id}", "TRMNONE0")
+            .replace("{reference}", "TU-NONE");
         for token in [None, Some("lsw_0000")] {
             let (status, challenge, _) = call(addr, method, &concrete, token, Some("{}")).await;
             assert_eq!(status, 401, "{method} {path} with {token:?}");
@@ -1296,7 +1301,7 @@ async fn every_route_refuses_without_rights_and_knows_unknown_ids() {
                 .0
         } else {
             let body = json!({"amount_rials": 1, "merchant": "M-A", "expiry": "2099-01"});
-            let body = if path.ends_with("/top-ups") {
+            let body = if path.ends_with("/top-ups") || path.ends_with("/top-up-orders") {
                 json!({"amount_rials": 1})
             } else if path.ends_with("/renew") {
                 json!({"expiry": "2099-01"})

@@ -101,20 +101,8 @@ fn sign(body: &str) -> String {
 
 /// Posts `body` to the webhook with `signature` (none: no header); status and JSON body.
 async fn post_inbound(harness: &Harness, body: &str, signature: Option<&str>) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(harness.running().admin_addr)
-        .await
-        .unwrap();
-    let signature = signature.map_or(String::new(), |s| format!("x-signature: {s}\r\n"));
-    let request = format!(
-        "POST /api/v1/sms/inbound HTTP/1.1\r\nhost: t\r\nconnection: close\r\n{signature}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let addr = harness.running().admin_addr;
+    post_signed(addr, "/api/v1/sms/inbound", signature, body).await
 }
 
 /// A signed reply from `from`.

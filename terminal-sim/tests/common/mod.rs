@@ -402,3 +402,29 @@ pub async fn admin_request(
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// A webhook's POST to the admin port, signed in `X-Signature` (`None`: no header) rather than
+/// bearer-authenticated: status and JSON body (`Null` when not JSON).
+pub async fn post_signed(
+    addr: std::net::SocketAddr,
+    path: &str,
+    signature: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let signature = signature.map_or(String::new(), |s| format!("x-signature: {s}\r\n"));
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n{signature}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
