@@ -12,7 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod adjustment;
-pub mod calendar;
+pub use switch::calendar;
 pub mod close;
 pub mod cycle;
 pub mod error;

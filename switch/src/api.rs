@@ -18,6 +18,7 @@ pub mod cards;
 pub mod change;
 pub mod coupons;
 pub mod credits;
+pub mod engagement;
 pub mod error;
 pub mod merchants;
 pub mod records;
@@ -29,7 +30,7 @@ pub mod top_up;
 use std::sync::Arc;
 
 use crate::store::Pool;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tokio::sync::{watch, Mutex};
 
@@ -66,6 +67,8 @@ pub struct ApiState {
     pub surveys: crate::survey::SurveySettings,
     /// Top-ups: the order timeout and the payment gateway's secret (docs/top-up.md).
     pub top_up: top_up::TopUpSettings,
+    /// Engagement: the holiday calendar (docs/campaigns.md).
+    pub engagement: engagement::EngagementSettings,
 }
 
 /// Every route [`router`] serves, as (method, path) with axum's `{name}` placeholders. The
@@ -128,6 +131,26 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/top-up-orders/{reference}"),
     ("POST", "/api/v1/payments/callback"),
     ("GET", "/api/v1/reports/top-up-callbacks"),
+    ("GET", "/api/v1/tags"),
+    ("GET", "/api/v1/tags/{code}"),
+    ("PUT", "/api/v1/tags/{code}"),
+    ("POST", "/api/v1/tags/{code}/members"),
+    ("POST", "/api/v1/tags/{code}/import"),
+    ("POST", "/api/v1/tags/{code}/apply"),
+    ("GET", "/api/v1/segments"),
+    ("GET", "/api/v1/segments/{code}"),
+    ("PUT", "/api/v1/segments/{code}"),
+    ("GET", "/api/v1/segments/{code}/preview"),
+    ("GET", "/api/v1/occasions"),
+    ("PUT", "/api/v1/occasions/{code}"),
+    ("GET", "/api/v1/campaigns"),
+    ("GET", "/api/v1/campaigns/{code}"),
+    ("PUT", "/api/v1/campaigns/{code}"),
+    ("GET", "/api/v1/campaigns/{code}/preview"),
+    ("POST", "/api/v1/campaigns/{code}/run"),
+    ("GET", "/api/v1/campaigns/{code}/report"),
+    ("GET", "/api/v1/merchants/{code}/reminder"),
+    ("PUT", "/api/v1/merchants/{code}/reminder"),
 ];
 
 /// The `/api/v1` routes.
@@ -222,6 +245,46 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/top-up-orders/{reference}", get(top_up::show_order))
         .route("/api/v1/payments/callback", post(top_up::callback))
         .route("/api/v1/reports/top-up-callbacks", get(top_up::report))
+        .route("/api/v1/tags", get(engagement::list_tags))
+        .route(
+            "/api/v1/tags/{code}",
+            get(engagement::show_tag).put(engagement::put_tag),
+        )
+        .route("/api/v1/tags/{code}/members", post(engagement::tag_members))
+        .route("/api/v1/tags/{code}/import", post(engagement::import_tag))
+        .route("/api/v1/tags/{code}/apply", post(engagement::apply_tag))
+        .route("/api/v1/segments", get(engagement::list_segments))
+        .route(
+            "/api/v1/segments/{code}",
+            get(engagement::show_segment).put(engagement::put_segment),
+        )
+        .route(
+            "/api/v1/segments/{code}/preview",
+            get(engagement::preview_segment),
+        )
+        .route("/api/v1/occasions", get(engagement::occasions))
+        .route("/api/v1/occasions/{code}", put(engagement::put_occasion))
+        .route("/api/v1/campaigns", get(engagement::list_campaigns))
+        .route(
+            "/api/v1/campaigns/{code}",
+            get(engagement::show_campaign).put(engagement::put_campaign),
+        )
+        .route(
+            "/api/v1/campaigns/{code}/preview",
+            get(engagement::preview_campaign),
+        )
+        .route(
+            "/api/v1/campaigns/{code}/run",
+            post(engagement::run_campaign),
+        )
+        .route(
+            "/api/v1/campaigns/{code}/report",
+            get(engagement::report_campaign),
+        )
+        .route(
+            "/api/v1/merchants/{code}/reminder",
+            get(engagement::show_reminder).put(engagement::put_reminder),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
 }

@@ -38,6 +38,7 @@ pub struct Running {
     dispatcher: Option<JoinHandle<()>>,
     loyalty: JoinHandle<()>,
     surveys: JoinHandle<()>,
+    engagement: JoinHandle<()>,
 }
 
 /// Why the switch could not start.
@@ -46,6 +47,9 @@ pub enum StartError {
     /// The store failed to open, migrate or load.
     #[error("store: {0}")]
     Store(String),
+    /// A configured file (the holiday calendar) cannot be read or is wrong.
+    #[error("config: {0}")]
+    Config(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -66,6 +70,7 @@ pub async fn start(
     clock: Arc<dyn Clock>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Result<Running, StartError> {
+    let calendar = Arc::new(config.calendar().map_err(StartError::Config)?);
     let pool = store::open_with(&config.database_url, &config.pg())
         .await
         .map_err(|e| StartError::Store(e.to_string()))?;
@@ -151,6 +156,13 @@ pub async fn start(
         config.surveys(),
         shutdown_rx.clone(),
     ));
+    let engagement = tokio::spawn(crate::engagement::run(
+        pool.clone(),
+        clock.clone(),
+        credits.clone(),
+        std::time::Duration::from_millis(config.engagement_every_ms.max(10)),
+        shutdown_rx.clone(),
+    ));
     let api_state = Arc::new(ApiState {
         pool: pool.clone(),
         kek: secrets.kek.clone(),
@@ -161,6 +173,7 @@ pub async fn start(
         credits,
         surveys: config.surveys(),
         top_up: config.top_up(),
+        engagement: crate::api::engagement::EngagementSettings { calendar },
     });
     if store::Backend::of_pool(&pool) == store::Backend::Postgres {
         tokio::spawn(follow_reference(
@@ -195,6 +208,7 @@ pub async fn start(
         dispatcher,
         loyalty,
         surveys,
+        engagement,
     })
 }
 
@@ -275,6 +289,7 @@ impl Running {
         let _ = self.server.await;
         let _ = self.loyalty.await;
         let _ = self.surveys.await;
+        let _ = self.engagement.await;
         // Every connection (and so every job sender) is gone: the committer drains and ends.
         let _ = self.committer.await;
         let _ = self.admin.await;

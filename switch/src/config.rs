@@ -156,6 +156,13 @@ pub struct Config {
     /// `LSW_SMS_INBOUND_SECRET_FILE` names), never from the TOML file.
     #[serde(skip)]
     pub sms_inbound_secret: Option<crate::survey::InboundSecret>,
+    /// How often the engagement job runs (rule tags, due campaigns, repurchase reminders).
+    #[serde(default = "defaults::engagement_every_ms")]
+    pub engagement_every_ms: u64,
+    /// The holiday calendar file (the settlement's, format in docs/settlement.md), for the
+    /// occasions calendar and holiday campaigns; without it no holidays are known.
+    #[serde(default)]
+    pub holiday_calendar: Option<std::path::PathBuf>,
     /// How long after its creation a top-up order may be paid; a later callback is `late`.
     #[serde(default = "defaults::top_up_order_timeout_ms")]
     pub top_up_order_timeout_ms: u64,
@@ -300,6 +307,9 @@ mod defaults {
     pub fn survey_catch_up_minutes() -> u64 {
         60
     }
+    pub fn engagement_every_ms() -> u64 {
+        60_000
+    }
     pub fn top_up_order_timeout_ms() -> u64 {
         1_800_000
     }
@@ -420,6 +430,13 @@ impl Config {
         )? {
             self.sms_inbound_secret = Some(secret);
         }
+        if let Some(v) = var("LSW_ENGAGEMENT_EVERY_MS") {
+            self.engagement_every_ms = parse("LSW_ENGAGEMENT_EVERY_MS", &v)?;
+        }
+        if let Some(v) = var("LSW_HOLIDAY_CALENDAR") {
+            self.holiday_calendar =
+                Some(v.into()).filter(|p: &std::path::PathBuf| !p.as_os_str().is_empty());
+        }
         if let Some(v) = var("LSW_TOP_UP_ORDER_TIMEOUT_MS") {
             self.top_up_order_timeout_ms = parse("LSW_TOP_UP_ORDER_TIMEOUT_MS", &v)?;
         }
@@ -433,6 +450,20 @@ impl Config {
             self.payment_gateway_secret = Some(secret);
         }
         Ok(())
+    }
+
+    /// The holiday calendar: the file's, or Fridays only without one.
+    ///
+    /// # Errors
+    /// A message naming the file and, for a bad line, the line and field.
+    pub fn calendar(&self) -> Result<crate::calendar::Calendar, String> {
+        let Some(path) = &self.holiday_calendar else {
+            return Ok(crate::calendar::Calendar::fridays_only());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("holiday_calendar {}: {e}", path.display()))?;
+        crate::calendar::Calendar::parse(&text, &path.display().to_string())
+            .map_err(|e| e.to_string())
     }
 
     /// The top-up routes' settings.

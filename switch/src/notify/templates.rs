@@ -76,6 +76,16 @@ pub enum Message<'a> {
         /// Asks for a comment after the score, if the survey has one.
         prompt: Option<&'a str>,
     },
+    /// An occasion campaign's message (docs/campaigns.md): the operator's text, as written.
+    Campaign {
+        /// The text, in the language rendered.
+        text: &'a str,
+    },
+    /// A repurchase reminder of a merchant (docs/campaigns.md): the operator's text.
+    Reminder {
+        /// The text, in the language rendered.
+        text: &'a str,
+    },
     /// A reply to a survey that did not parse: how to answer, once per survey.
     SurveyClarify {
         /// The lowest score.
@@ -98,6 +108,8 @@ impl Message<'_> {
             Message::Tier { .. } => "tier",
             Message::Survey { .. } => "survey",
             Message::SurveyClarify { .. } => "survey_clarify",
+            Message::Campaign { .. } => "campaign",
+            Message::Reminder { .. } => "reminder",
         }
     }
 
@@ -233,6 +245,7 @@ impl Message<'_> {
                 }
                 (None, _) => out.push_str("سطح عضویت شما به پایان رسید."),
             },
+            (Message::Campaign { text } | Message::Reminder { text }, _) => out.push_str(text),
             (
                 Message::Survey {
                     question,

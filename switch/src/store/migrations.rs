@@ -86,6 +86,11 @@ pub const SQLITE: &[Source] = &[
         "surveys",
         include_str!("../../../migrations/sqlite/0014_surveys.sql"),
     ),
+    (
+        15,
+        "engagement",
+        include_str!("../../../migrations/sqlite/0015_engagement.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -159,6 +164,11 @@ pub const POSTGRES: &[Source] = &[
         14,
         "surveys",
         include_str!("../../../migrations/postgres/0014_surveys.sql"),
+    ),
+    (
+        15,
+        "engagement",
+        include_str!("../../../migrations/postgres/0015_engagement.sql"),
     ),
 ];
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use switch::domain::{CivilDate, Weekday};
+use crate::domain::{CivilDate, Weekday};
 
 /// How far [`Calendar::next_working_day`] looks ahead before giving up. No real calendar has
 /// a month without a working day; a longer run means the file is wrong.

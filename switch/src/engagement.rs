@@ -1,0 +1,252 @@
+//! Member engagement between purchases (docs/campaigns.md), all of it off the switch's hot
+//! path:
+//!
+//! - [`segment`]: a segment's boolean expression over tags, tier and RFM scores (pure);
+//! - [`audience`]: members with their facts, a segment's members, and tag rules;
+//! - [`campaign`]: an occasion campaign's definition, preview and run-once;
+//! - this module: the engagement job, which every `engagement_every_ms` applies the tags'
+//!   rules, runs the campaigns whose window has come and sends the repurchase reminders due.
+//!
+//! Everything it writes is keyed (a campaign's members, a reminder's merchant, member and
+//! period, the outbox's idempotency keys, the engine's coupon keys), so a second run, another
+//! process or a restart mid-run reaches nobody twice.
+
+pub mod audience;
+pub mod campaign;
+pub mod segment;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Row;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::committer::CreditJob;
+use crate::domain::time::{DAY_MS, TEHRAN_UTC_OFFSET_MINUTES};
+use crate::domain::{LocalDateTime, Locale, UnixMillis};
+use crate::notify::templates::Message;
+use crate::store::Pool;
+
+/// The operator name of what the job writes.
+pub const JOB_OPERATOR: &str = "engagement-job";
+
+/// What one run of the job did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Ran {
+    /// Tags given by rules.
+    pub tagged: u64,
+    /// Rule tags taken away.
+    pub untagged: u64,
+    /// Members campaigns reached now.
+    pub reached: u64,
+    /// Reminders written to the outbox.
+    pub reminders: u64,
+}
+
+/// Runs the job every `every` until shutdown.
+pub async fn run(
+    pool: Pool,
+    clock: Arc<dyn Clock>,
+    credits: mpsc::Sender<CreditJob>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    info!("engagement job started");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        match run_once(&pool, clock.now(), &credits).await {
+            Ok(ran) if ran != Ran::default() => info!(
+                tagged = ran.tagged,
+                untagged = ran.untagged,
+                reached = ran.reached,
+                reminders = ran.reminders,
+                "engagement job ran"
+            ),
+            Ok(_) => {}
+            Err(cause) => warn!(%cause, "engagement job failed; will retry on its next run"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// One run at `now`: rule tags, due campaigns, reminders.
+///
+/// # Errors
+/// A message when the database or the committer fails; what was done stays done.
+pub async fn run_once(
+    pool: &Pool,
+    now: UnixMillis,
+    credits: &mpsc::Sender<CreditJob>,
+) -> Result<Ran, String> {
+    let mut ran = Ran::default();
+    let tags = sqlx::query("SELECT id, code, rule FROM tags WHERE rule IS NOT NULL ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    for row in tags {
+        let id: i64 = row.try_get("id").map_err(|e| e.to_string())?;
+        let text: String = row.try_get("rule").map_err(|e| e.to_string())?;
+        let rule = serde_json::from_str(&text)
+            .ok()
+            .and_then(|value| audience::TagRule::parse(&value).ok());
+        let Some(rule) = rule else {
+            let code: String = row.try_get("code").map_err(|e| e.to_string())?;
+            warn!(tag = %code, "a tag's stored rule does not parse; skipped");
+            continue;
+        };
+        let (added, removed) = audience::apply_rule(pool, id, &rule, now, JOB_OPERATOR)
+            .await
+            .map_err(|e| e.to_string())?;
+        ran.tagged += added;
+        ran.untagged += removed;
+    }
+    let today = LocalDateTime::at(now, TEHRAN_UTC_OFFSET_MINUTES).date;
+    let due: Vec<String> = sqlx::query_scalar(
+        "SELECT code FROM campaigns WHERE state <> 'done' AND starts_on <= $1 AND ends_on >= $1 \
+         ORDER BY id",
+    )
+    .bind(today.to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    for code in due {
+        match campaign::run(pool, credits, &code, now, JOB_OPERATOR).await {
+            Ok(outcome) => ran.reached += outcome.reached,
+            Err(error) => warn!(campaign = %code, %error, "campaign run failed; will retry"),
+        }
+    }
+    ran.reminders = reminders(pool, now).await?;
+    Ok(ran)
+}
+
+/// Writes the repurchase reminders due at `now`: for each active reminder of a merchant, each
+/// member with a phone whose last confirmed purchase there is more than its `days` old gets
+/// one message per period (periods are `period_days` Tehran days counted from 1970-01-01).
+/// The reminder's row and its outbox row are one transaction.
+///
+/// # Errors
+/// A message when the database fails; reminders written stay written.
+pub async fn reminders(pool: &Pool, now: UnixMillis) -> Result<u64, String> {
+    let today = LocalDateTime::at(now, TEHRAN_UTC_OFFSET_MINUTES)
+        .date
+        .days_since_epoch();
+    let configs = sqlx::query(
+        "SELECT merchant_id, days, period_days, text_fa, text_en FROM reminders WHERE active = 1 \
+         ORDER BY merchant_id",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut written = 0;
+    for config in configs {
+        let get = |name: &str| config.try_get::<i64, _>(name).map_err(|e| e.to_string());
+        let (merchant, days, period_days) =
+            (get("merchant_id")?, get("days")?, get("period_days")?);
+        let text_fa: Option<String> = config.try_get("text_fa").map_err(|e| e.to_string())?;
+        let text_en: Option<String> = config.try_get("text_en").map_err(|e| e.to_string())?;
+        let period = today.div_euclid(period_days.max(1));
+        let members = sqlx::query(
+            "SELECT m.id, m.phone, m.locale FROM members m JOIN (SELECT c.member_id, \
+             MAX(t.confirmed_at_ms) AS last_ms FROM transactions t JOIN cards c \
+             ON c.id = t.card_id WHERE t.state = 'confirmed' AND t.merchant_id = $1 \
+             GROUP BY c.member_id) p ON p.member_id = m.id \
+             WHERE p.last_ms < $2 AND m.phone IS NOT NULL AND NOT EXISTS (SELECT 1 FROM \
+             reminders_sent s WHERE s.merchant_id = $1 AND s.member_id = m.id AND s.period = $3) \
+             ORDER BY m.id",
+        )
+        .bind(merchant)
+        .bind(now.get() - days * DAY_MS)
+        .bind(period)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        for row in members {
+            let member: i64 = row.try_get("id").map_err(|e| e.to_string())?;
+            let phone: String = row.try_get("phone").map_err(|e| e.to_string())?;
+            let locale: String = row.try_get("locale").map_err(|e| e.to_string())?;
+            let locale = Locale::parse(&locale).unwrap_or(Locale::Fa);
+            let Some((locale, text)) = in_language(locale, text_fa.as_deref(), text_en.as_deref())
+            else {
+                continue;
+            };
+            let message = Message::Reminder { text };
+            let key = format!("reminder:{merchant}:{member}:{period}");
+            written += outbox_once(pool, &key, member, &message, locale, &phone, now, |id| {
+                (
+                    "INSERT INTO reminders_sent (merchant_id, member_id, period, notification_id, \
+                     at_ms) VALUES ($1, $2, $3, $4, $5)",
+                    vec![merchant, member, period, id, now.get()],
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(written)
+}
+
+/// The text in the member's language, else in the other one, with the language used.
+pub fn in_language<'t>(
+    locale: Locale,
+    fa: Option<&'t str>,
+    en: Option<&'t str>,
+) -> Option<(Locale, &'t str)> {
+    let (first, second) = match locale {
+        Locale::Fa => ((Locale::Fa, fa), (Locale::En, en)),
+        Locale::En => ((Locale::En, en), (Locale::Fa, fa)),
+    };
+    [first, second]
+        .into_iter()
+        .find_map(|(locale, text)| text.map(|text| (locale, text)))
+}
+
+/// Writes one outbox row under `key` and the row `record` makes of its id, in one
+/// transaction; nothing when the key is in the outbox already. Returns 1 when written.
+///
+/// # Errors
+/// The database's error; nothing was written.
+#[allow(clippy::too_many_arguments)]
+pub async fn outbox_once(
+    pool: &Pool,
+    key: &str,
+    member: i64,
+    message: &Message<'_>,
+    locale: Locale,
+    phone: &str,
+    now: UnixMillis,
+    record: impl FnOnce(i64) -> (&'static str, Vec<i64>),
+) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO notifications (idempotency_key, member_id, kind, locale, phone, body, \
+         created_at_ms, attempts, next_attempt_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $7) \
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(key)
+    .bind(member)
+    .bind(message.kind())
+    .bind(locale.as_str())
+    .bind(phone)
+    .bind(message.render(locale))
+    .bind(now.get())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        return Ok(0);
+    };
+    let (sql, values) = record(id);
+    let mut query = sqlx::query(sql);
+    for value in values {
+        query = query.bind(value);
+    }
+    query.execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(1)
+}
