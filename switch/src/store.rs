@@ -327,3 +327,16 @@ pub async fn create_database(server_url: &str, prefix: &str) -> Result<String, S
         None => format!("{base}/{name}"),
     })
 }
+
+/// A transaction that reads and then writes: on SQLite it takes the write lock at its start
+/// (`BEGIN IMMEDIATE`, waiting up to the busy timeout), so a write after its reads cannot fail
+/// because another connection wrote in between; on PostgreSQL a plain `BEGIN`.
+///
+/// # Errors
+/// [`sqlx::Error`] when no connection or lock is had.
+pub async fn begin_write(pool: &Pool) -> Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
+    match Backend::of_pool(pool) {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    }
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::*;
 use protocol::{ProcessingCode, ResponseCode};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
 
 /// What the gateway saw: every key it read a whole request for, with how often.
@@ -83,34 +83,6 @@ async fn gateway() -> (String, Arc<Mutex<Seen>>) {
         }
     });
     (url, seen)
-}
-
-/// Reads one request: its `Idempotency-Key` header and JSON body.
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, serde_json::Value)> {
-    let mut data = Vec::new();
-    let mut buffer = [0_u8; 1024];
-    loop {
-        let text = String::from_utf8_lossy(&data).to_string();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let head = &text[..end];
-            let header = |name: &str| {
-                head.lines().find_map(|line| {
-                    let (n, v) = line.split_once(':')?;
-                    n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                })
-            };
-            let length: usize = header("content-length")?.parse().ok()?;
-            if data.len() >= end + 4 + length {
-                let body = serde_json::from_slice(&data[end + 4..end + 4 + length]).ok()?;
-                return Some((header("idempotency-key")?, body));
-            }
-        }
-        let read = stream.read(&mut buffer).await.ok()?;
-        if read == 0 {
-            return None;
-        }
-        data.extend_from_slice(&buffer[..read]);
-    }
 }
 
 fn with_gateway(url: String) -> impl FnOnce(&mut switch::config::Config) {

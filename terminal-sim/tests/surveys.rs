@@ -14,8 +14,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -28,70 +26,11 @@ use switch::api::auth::{self, Role};
 use switch::domain::UnixMillis;
 use terminal_sim::client::Client;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
 
 const SECRET: &str = "test-inbound-secret-0123456789";
 const PHONE: &str = "+989121234567";
 const MINUTE_MS: i64 = 60_000;
 const DAY_MS: i64 = 86_400_000;
-
-/// Bodies the gateway accepted, by idempotency key (the last one), with how often.
-type Seen = Arc<Mutex<BTreeMap<String, (usize, Value)>>>;
-
-async fn gateway() -> (String, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/sms", listener.local_addr().unwrap());
-    let seen: Seen = Arc::default();
-    let shared = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let seen = shared.clone();
-            tokio::spawn(async move {
-                let Some((key, body)) = read_request(&mut stream).await else {
-                    return;
-                };
-                {
-                    let mut seen = seen.lock().unwrap();
-                    let entry = seen.entry(key).or_insert((0, Value::Null));
-                    entry.0 += 1;
-                    entry.1 = body;
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    (url, seen)
-}
-
-/// Reads one request: its `Idempotency-Key` header and JSON body.
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, Value)> {
-    let mut data = Vec::new();
-    let mut buffer = [0_u8; 1024];
-    loop {
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end]).to_string();
-            let header = |name: &str| {
-                head.lines().find_map(|line| {
-                    let (n, v) = line.split_once(':')?;
-                    n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                })
-            };
-            let length: usize = header("content-length")?.parse().ok()?;
-            if data.len() >= end + 4 + length {
-                let body = serde_json::from_slice(&data[end + 4..end + 4 + length]).ok()?;
-                return Some((header("idempotency-key")?, body));
-            }
-        }
-        let read = stream.read(&mut buffer).await.ok()?;
-        if read == 0 {
-            return None;
-        }
-        data.extend_from_slice(&buffer[..read]);
-    }
-}
 
 fn sign(body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
@@ -146,39 +85,20 @@ async fn settle() {
 }
 
 /// Waits until `sql` counts `wanted`, without moving the clock.
-async fn wait_for(harness: &Harness, sql: &str, wanted: i64) {
-    for _ in 0..500 {
-        if harness.scalar(sql).await == wanted {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{sql}: never {wanted}, last {}", harness.scalar(sql).await);
-}
-
 const UNDELIVERED: &str = "SELECT count(*) FROM notifications WHERE delivered_at_ms IS NULL";
 
 /// What a webhook may change, as text: equal before and after means it changed nothing.
 async fn survey_state(harness: &Harness) -> String {
-    let pool = &harness.running().pool;
-    let mut out = String::new();
-    for sql in [
-        "SELECT id || ':' || state || ':' || COALESCE(closed_at_ms, -1) FROM survey_requests ORDER BY id",
-        "SELECT request_id || ':' || COALESCE(score, -1) || ':' || COALESCE(comment, '') || ':' || COALESCE(unparsed_text, '') FROM survey_responses ORDER BY request_id",
-        "SELECT message_id || ':' || outcome || ':' || COALESCE(request_id, -1) FROM sms_inbound ORDER BY message_id",
-        "SELECT idempotency_key FROM notifications ORDER BY idempotency_key",
-    ] {
-        for row in sqlx::query_scalar::<_, String>(sql)
-            .fetch_all(pool)
-            .await
-            .unwrap()
-        {
-            out.push_str(&row);
-            out.push('\n');
-        }
-        out.push_str("--\n");
-    }
-    out
+    rows_text(
+        &harness.running().pool,
+        &[
+            "SELECT id || ':' || state || ':' || COALESCE(closed_at_ms, -1) FROM survey_requests ORDER BY id",
+            "SELECT request_id || ':' || COALESCE(score, -1) || ':' || COALESCE(comment, '') || ':' || COALESCE(unparsed_text, '') FROM survey_responses ORDER BY request_id",
+            "SELECT message_id || ':' || outcome || ':' || COALESCE(request_id, -1) FROM sms_inbound ORDER BY message_id",
+            "SELECT idempotency_key FROM notifications ORDER BY idempotency_key",
+        ],
+    )
+    .await
 }
 
 async fn call(
@@ -201,7 +121,7 @@ async fn call(
 }
 
 async fn surveys_end_to_end(db: Db) {
-    let (url, seen) = gateway().await;
+    let (url, seen) = sms_gateway().await;
     let harness = Harness::start_with(db, with_gateway(url, true)).await;
     let now = UnixMillis::new(START_MS);
     let pool = &harness.running().pool;
@@ -339,8 +259,10 @@ async fn surveys_end_to_end(db: Db) {
         .all(|k| !k.starts_with("survey")));
     // After it: exactly two survey SMS, one capped request, nothing for the reversed one.
     harness.clock.advance(2 * MINUTE_MS);
-    wait_for(&harness, "SELECT count(*) FROM survey_requests", 3).await;
-    wait_for(&harness, UNDELIVERED, 0).await;
+    harness
+        .wait_for("SELECT count(*) FROM survey_requests", 3)
+        .await;
+    harness.wait_for(UNDELIVERED, 0).await;
     settle().await;
     assert_eq!(
         harness.scalar("SELECT count(*) FROM survey_requests").await,
@@ -430,7 +352,7 @@ async fn surveys_end_to_end(db: Db) {
         (&json!("clarify"), &json!(true))
     );
     let clarify = format!("survey-clarify:{a}");
-    wait_for(&harness, UNDELIVERED, 0).await;
+    harness.wait_for(UNDELIVERED, 0).await;
     assert_eq!(seen.lock().unwrap()[&clarify].1["text"],
         "متأسفیم، پاسخ شما را متوجه نشدیم. لطفاً با عددی از ۱ تا ۵ پاسخ دهید. می‌توانید پس از عدد، نظرتان را هم بنویسید.");
     let before = survey_state(&harness).await;
@@ -492,13 +414,13 @@ async fn surveys_end_to_end(db: Db) {
     harness.clock.advance(31 * DAY_MS);
     confirmed(&harness, &mut client, &mut t).await;
     harness.clock.advance(31 * MINUTE_MS);
-    wait_for(
-        &harness,
-        "SELECT count(*) FROM survey_requests WHERE state = 'sent'",
-        1,
-    )
-    .await;
-    wait_for(&harness, UNDELIVERED, 0).await;
+    harness
+        .wait_for(
+            "SELECT count(*) FROM survey_requests WHERE state = 'sent'",
+            1,
+        )
+        .await;
+    harness.wait_for(UNDELIVERED, 0).await;
     harness.clock.advance(3 * DAY_MS + MINUTE_MS);
     let before = survey_state(&harness).await;
     let (status, value) = reply(&harness, "gw-6", PHONE, "5").await;
@@ -641,7 +563,7 @@ async fn raw_get(harness: &Harness, token: &str, path: &str) -> String {
 /// Without a configured secret the webhook answers 503 and stores nothing, signed or not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_is_unavailable_without_its_secret() {
-    let (url, _) = gateway().await;
+    let (url, _) = sms_gateway().await;
     let harness = Harness::start_with(Db::Sqlite, with_gateway(url, false)).await;
     let body = json!({"message_id": "gw-1", "from": PHONE, "text": "5"}).to_string();
     let (status, value) = post_inbound(&harness, &body, Some(&sign(&body))).await;

@@ -65,20 +65,12 @@ fn with_secret(secret: bool) -> impl FnOnce(&mut switch::config::Config) {
 /// orders and the credits. Equal before and after means the callback changed nothing.
 async fn money(harness: &Harness) -> String {
     let mut out = harness.state().await;
-    for sql in [
+    let queries = [
         "SELECT reference || ':' || state || ':' || COALESCE(payment_reference, '-') FROM top_up_orders ORDER BY id",
         "SELECT idempotency_key || ':' || amount_rials FROM balance_credits ORDER BY idempotency_key",
         "SELECT idempotency_key FROM notifications ORDER BY idempotency_key",
-    ] {
-        for row in sqlx::query_scalar::<_, String>(sql)
-            .fetch_all(&harness.running().pool)
-            .await
-            .unwrap()
-        {
-            out.push_str(&row);
-            out.push('\n');
-        }
-    }
+    ];
+    out.push_str(&rows_text(&harness.running().pool, &queries).await);
     out
 }
 

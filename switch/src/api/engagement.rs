@@ -153,7 +153,9 @@ async fn save(
     (update, insert): (&str, &str),
     binds: Vec<Bind>,
 ) -> Result<bool, ApiError> {
-    let mut tx = state.pool.begin().await.map_err(ApiError::store)?;
+    let mut tx = crate::store::begin_write(&state.pool)
+        .await
+        .map_err(ApiError::store)?;
     let exists: Option<i64> =
         sqlx::query_scalar(&format!("SELECT id FROM {table} WHERE code = $1"))
             .bind(code)
@@ -366,7 +368,9 @@ async fn change_members(
     operator: &str,
 ) -> Result<(u64, u64), ApiError> {
     let now = state.clock.now().get();
-    let mut tx = state.pool.begin().await.map_err(ApiError::store)?;
+    let mut tx = crate::store::begin_write(&state.pool)
+        .await
+        .map_err(ApiError::store)?;
     let mut added = 0;
     for member in add {
         added += sqlx::query(
@@ -1280,7 +1284,9 @@ pub async fn put_reminder(
     };
     problems_or(problems)?;
     let now = state.clock.now().get();
-    let mut tx = state.pool.begin().await.map_err(ApiError::store)?;
+    let mut tx = crate::store::begin_write(&state.pool)
+        .await
+        .map_err(ApiError::store)?;
     let existed: Option<i64> =
         sqlx::query_scalar("SELECT merchant_id FROM reminders WHERE merchant_id = $1")
             .bind(id)

@@ -93,7 +93,9 @@ pub async fn put(
     let object = body_object(&body)?;
     let survey = Survey::parse(&object)?;
     let now = state.clock.now().get();
-    let mut tx = state.pool.begin().await.map_err(ApiError::store)?;
+    let mut tx = crate::store::begin_write(&state.pool)
+        .await
+        .map_err(ApiError::store)?;
     let before: Option<(i64, i64)> =
         sqlx::query_as("SELECT active, active_from_ms FROM surveys WHERE merchant_id = $1")
             .bind(merchant)

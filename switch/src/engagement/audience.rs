@@ -286,7 +286,7 @@ pub async fn apply_rule(
     operator: &str,
 ) -> Result<(u64, u64), sqlx::Error> {
     let picked = rule.members(pool, now).await?;
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::store::begin_write(pool).await?;
     let had: Vec<i64> = sqlx::query_scalar(
         "SELECT member_id FROM member_tags WHERE tag_id = $1 AND source = 'rule'",
     )

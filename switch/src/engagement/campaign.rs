@@ -430,16 +430,27 @@ pub async fn run(
             };
             let message = Message::Campaign { text };
             let key = coupon_key(&campaign.code, member.id);
-            outcome.messages +=
-                outbox_once(pool, &key, member.id, &message, locale, phone, now, |id| {
-                    (
-                        "UPDATE campaign_members SET notification_id = $1 WHERE campaign_id = $2 \
-                     AND member_id = $3",
-                        vec![id, campaign.id, member.id],
-                    )
-                })
+            let link = "UPDATE campaign_members SET notification_id = $1 WHERE campaign_id = $2 \
+                        AND member_id = $3";
+            let written = outbox_once(pool, &key, member.id, &message, locale, phone, now, |id| {
+                (link, vec![id, campaign.id, member.id])
+            })
+            .await
+            .map_err(store)?;
+            if written == 0 {
+                // Written by a run cut short before it linked the message: link it now.
+                sqlx::query(
+                    "UPDATE campaign_members SET notification_id = (SELECT id FROM notifications \
+                     WHERE idempotency_key = $1) WHERE campaign_id = $2 AND member_id = $3",
+                )
+                .bind(&key)
+                .bind(campaign.id)
+                .bind(member.id)
+                .execute(pool)
                 .await
                 .map_err(store)?;
+            }
+            outcome.messages += written;
         }
     }
     sqlx::query("UPDATE campaigns SET state = 'done', done_at_ms = $1 WHERE id = $2")

@@ -173,6 +173,17 @@ impl Harness {
         self.running = Some(running);
     }
 
+    /// Waits (up to 5 s, without moving the clock) until `sql` counts `wanted`.
+    pub async fn wait_for(&self, sql: &str, wanted: i64) {
+        for _ in 0..500 {
+            if self.scalar(sql).await == wanted {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("{sql}: never {wanted}, last {}", self.scalar(sql).await);
+    }
+
     pub async fn scalar(&self, sql: &str) -> i64 {
         sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(&self.running().pool)
@@ -427,4 +438,85 @@ pub async fn post_signed(
         status,
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// An SMS gateway for the tests: answers 200 and records every body it accepted, by idempotency key (the last one), with how often.
+pub type Seen =
+    Arc<std::sync::Mutex<std::collections::BTreeMap<String, (usize, serde_json::Value)>>>;
+
+pub async fn sms_gateway() -> (String, Seen) {
+    use tokio::io::AsyncWriteExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sms", listener.local_addr().unwrap());
+    let seen: Seen = Arc::default();
+    let shared = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let seen = shared.clone();
+            tokio::spawn(async move {
+                let Some((key, body)) = read_request(&mut stream).await else {
+                    return;
+                };
+                {
+                    let mut seen = seen.lock().unwrap();
+                    let entry = seen.entry(key).or_insert((0, serde_json::Value::Null));
+                    entry.0 += 1;
+                    entry.1 = body;
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// Reads one request: its `Idempotency-Key` header and JSON body.
+pub async fn read_request(
+    stream: &mut tokio::net::TcpStream,
+) -> Option<(String, serde_json::Value)> {
+    use tokio::io::AsyncReadExt as _;
+    let mut data = Vec::new();
+    let mut buffer = [0_u8; 1024];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_string();
+            let header = |name: &str| {
+                head.lines().find_map(|line| {
+                    let (n, v) = line.split_once(':')?;
+                    n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                })
+            };
+            let length: usize = header("content-length")?.parse().ok()?;
+            if data.len() >= end + 4 + length {
+                let body = serde_json::from_slice(&data[end + 4..end + 4 + length]).ok()?;
+                return Some((header("idempotency-key")?, body));
+            }
+        }
+        let read = stream.read(&mut buffer).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        data.extend_from_slice(&buffer[..read]);
+    }
+}
+
+/// Every row of each query (one text column each), one per line, each query's rows ended by
+/// `--`: equal before and after means nothing those queries see changed.
+pub async fn rows_text(pool: &switch::store::Pool, queries: &[&str]) -> String {
+    let mut out = String::new();
+    for sql in queries {
+        for row in sqlx::query_scalar::<_, String>(sql)
+            .fetch_all(pool)
+            .await
+            .unwrap()
+        {
+            out.push_str(&row);
+            out.push('\n');
+        }
+        out.push_str("--\n");
+    }
+    out
 }
