@@ -22,6 +22,7 @@ use crate::fixture::Fixture;
 use crate::load::{self, LoadConfig, LoadReport};
 use crate::network::{self, Size};
 
+pub mod campaigns;
 pub mod engagement;
 pub mod loyalty;
 
@@ -59,6 +60,10 @@ pub struct DemoOutcome {
     pub loyalty: LoyaltySummary,
     /// The survey a member answered.
     pub survey: engagement::SurveyDemo,
+    /// The online top-up paid by the demo's payment gateway.
+    pub top_up: campaigns::TopUpDemo,
+    /// The occasion campaign run (twice).
+    pub campaign: campaigns::CampaignDemo,
     /// Messages the demo's SMS gateway received.
     pub sms_received: usize,
     /// Database file.
@@ -125,6 +130,10 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
         switch::survey::InboundSecret::new(engagement::SMS_INBOUND_SECRET)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
+    switch_config.payment_gateway_secret = Some(
+        switch::survey::InboundSecret::new(campaigns::PAYMENT_GATEWAY_SECRET)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let pool = switch::store::open(&switch_config.database_url)
         .await
@@ -156,6 +165,24 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
         running.stop().await;
         return Err(error);
     }
+    let today = switch::domain::LocalDateTime::at(
+        clock.now(),
+        switch::domain::time::TEHRAN_UTC_OFFSET_MINUTES,
+    )
+    .date;
+    let engaged = async {
+        let top_up = campaigns::top_up(running.admin_addr, &token).await?;
+        let campaign =
+            campaigns::run_campaign(running.admin_addr, &token, size.cards, today).await?;
+        anyhow::Ok((top_up, campaign))
+    };
+    let (top_up, mut campaign) = match engaged.await {
+        Ok(done) => done,
+        Err(error) => {
+            running.stop().await;
+            return Err(error);
+        }
+    };
     let issuing = std::time::Instant::now();
     let coupons_created = match loyalty::issue_coupons(running.admin_addr, &token, size.cards).await
     {
@@ -195,6 +222,10 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
             return Err(error);
         }
     };
+    if let Err(error) = campaigns::report(running.admin_addr, &token, &mut campaign).await {
+        running.stop().await;
+        return Err(error);
+    }
     let sms_received = gateway.count();
     let pool = running.pool.clone();
     running.stop().await;
@@ -246,6 +277,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
         coupons_created,
         loyalty,
         survey,
+        top_up,
+        campaign,
         sms_received,
         database,
         log,
@@ -324,6 +357,7 @@ pub fn print(outcome: &DemoOutcome, kept: bool) {
     println!("  discounts {discount}  fees {fee}  store credit {store}  club {club}  bank {bank}");
     loyalty::print(&outcome.loyalty);
     engagement::print(&outcome.survey, outcome.sms_received);
+    campaigns::print(&outcome.top_up, &outcome.campaign);
     println!("== latency (µs) ==");
     let mut latency: Vec<_> = load.latency.iter().collect();
     latency.sort_by(|a, b| a.0.cmp(b.0));

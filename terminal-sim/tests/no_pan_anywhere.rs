@@ -162,8 +162,9 @@ async fn summary_agrees_with_the_database(outcome: &demo::DemoOutcome, db: &std:
     assert!(loyalty.coupons_used > 0, "{loyalty:?}");
     assert!(loyalty.coupon_rials > 0, "{loyalty:?}");
     assert!(loyalty.tier_messages > 0, "{loyalty:?}");
+    // The operator API's coupons and the campaign's.
     assert_eq!(
-        i64::try_from(outcome.coupons_created).unwrap(),
+        i64::try_from(outcome.coupons_created).unwrap() + outcome.campaign.coupons,
         loyalty.coupons_issued
     );
     let pool = switch::store::connect(&format!("sqlite://{}", db.display()), 1, "")
@@ -224,7 +225,8 @@ async fn summary_agrees_with_the_database(outcome: &demo::DemoOutcome, db: &std:
         (
             "coupon messages",
             loyalty.coupon_messages,
-            scalar("SELECT count(*) FROM coupons c JOIN members m ON m.id = c.member_id WHERE m.phone IS NOT NULL").await,
+            // The campaign's own SMS, not a coupon notice, is its members' message.
+            scalar("SELECT count(*) FROM coupons c JOIN members m ON m.id = c.member_id WHERE m.phone IS NOT NULL AND c.idempotency_key NOT LIKE 'campaign:%'").await,
         ),
     ];
     for (what, summary, database) in table {
@@ -252,5 +254,59 @@ async fn summary_agrees_with_the_database(outcome: &demo::DemoOutcome, db: &std:
         "{survey:?}, {queued} queued"
     );
     assert!(outcome.sms_received >= survey.sent);
+    // The online top-up: the forged callback refused, the signed one credited once, the repeat
+    // a duplicate; the card's club movements show the credit once.
+    let top_up = &outcome.top_up;
+    assert_eq!(
+        (
+            top_up.forged_status,
+            top_up.outcome.as_str(),
+            top_up.repeat_outcome.as_str()
+        ),
+        (401, "accepted", "duplicate"),
+        "{top_up:?}"
+    );
+    let engagement = [
+        ("paid orders", 1, scalar("SELECT count(*) FROM top_up_orders WHERE state = 'paid'").await),
+        (
+            "top-up movements",
+            top_up.amount_rials,
+            scalar("SELECT CAST(SUM(delta_rials) AS BIGINT) FROM balance_movements WHERE kind = 'top_up'").await,
+        ),
+        ("callbacks recorded", 3, scalar("SELECT count(*) FROM top_up_callbacks").await),
+        // The campaign: every member the preview counted reached once, with one coupon and one
+        // SMS each (members without a phone get none); the second run reached nobody.
+        ("campaign reached", outcome.campaign.previewed, outcome.campaign.reached),
+        ("campaign rerun", 0, outcome.campaign.rerun_reached),
+        (
+            "campaign members",
+            outcome.campaign.reached,
+            scalar("SELECT count(*) FROM campaign_members").await,
+        ),
+        (
+            "campaign coupons",
+            outcome.campaign.coupons,
+            scalar("SELECT count(*) FROM coupons WHERE idempotency_key LIKE 'campaign:DEMO-WEEK:%'").await,
+        ),
+        (
+            "campaign SMS",
+            outcome.campaign.messages,
+            scalar("SELECT count(*) FROM notifications WHERE idempotency_key LIKE 'campaign:DEMO-WEEK:%'").await,
+        ),
+        (
+            "campaign SMS to members with a phone",
+            outcome.campaign.messages,
+            scalar("SELECT count(*) FROM campaign_members c JOIN members m ON m.id = c.member_id WHERE m.phone IS NOT NULL").await,
+        ),
+        (
+            "campaign coupons redeemed",
+            outcome.campaign.redeemed,
+            scalar("SELECT count(*) FROM coupons k JOIN transactions t ON t.id = k.txn_id WHERE k.idempotency_key LIKE 'campaign:%' AND k.state = 'used' AND t.state = 'confirmed'").await,
+        ),
+    ];
+    for (what, summary, database) in engagement {
+        assert_eq!(summary, database, "{what}");
+    }
+    assert!(outcome.campaign.reached > 0 && outcome.campaign.coupons == outcome.campaign.reached);
     pool.close().await;
 }
