@@ -104,3 +104,7 @@ CREATE TABLE reminders_sent (
     at_ms INTEGER NOT NULL,
     PRIMARY KEY (merchant_id, member_id, period)
 );
+
+-- A member's cards: segments and campaigns read every member with their lowest active card
+-- (the card their messages go by), as do the coupon routes.
+CREATE INDEX cards_member ON cards (member_id);

@@ -13,11 +13,12 @@ use crate::committer::{CreditJob, Operation};
 use crate::config::CouponConfig;
 use crate::domain::time::TEHRAN_UTC_OFFSET_MINUTES;
 use crate::domain::{
-    CardId, CivilDate, CouponKind, CouponTemplate, LocalDateTime, MemberId, RuleKind, UnixMillis,
+    CardId, CivilDate, CouponKind, CouponTemplate, LocalDateTime, Locale, MemberId, RuleKind,
+    UnixMillis,
 };
 use crate::engagement::audience::{self, Member};
+use crate::engagement::in_language;
 use crate::engagement::segment::Expr;
-use crate::engagement::{in_language, outbox_once};
 use crate::engine::coupon::CouponIssue;
 use crate::engine::credit::CreditOutcome;
 use crate::notify::templates::Message;
@@ -345,34 +346,41 @@ pub async fn run(
         .await
         .map_err(RunError::Store)?;
     let template = campaign.template();
-    // Coupons are queued together so they share group commits, then awaited.
-    let mut waiting = Vec::new();
-    for member in &members {
-        let new = sqlx::query(
-            "INSERT INTO campaign_members (campaign_id, member_id, at_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (campaign_id, member_id) DO NOTHING",
+    // Members are written in short transactions of MEMBERS_PER_TRANSACTION each, so the group
+    // commit never waits long for the database's write lock (and SQLite pays one sync per
+    // chunk, not one per member).
+    for chunk in members.chunks(MEMBERS_PER_TRANSACTION) {
+        let mut tx = crate::store::begin_write(pool).await.map_err(store)?;
+        for member in chunk {
+            outcome.reached += sqlx::query(
+                "INSERT INTO campaign_members (campaign_id, member_id, at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (campaign_id, member_id) DO NOTHING",
+            )
+            .bind(campaign.id)
+            .bind(member.id)
+            .bind(now.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(store)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(store)?;
+    }
+    outcome.already = u64::try_from(members.len())
+        .unwrap_or(u64::MAX)
+        .saturating_sub(outcome.reached);
+    if let Some(template) = template {
+        let linked: Vec<i64> = sqlx::query_scalar(
+            "SELECT member_id FROM campaign_members WHERE campaign_id = $1 AND coupon_id IS NOT NULL",
         )
         .bind(campaign.id)
-        .bind(member.id)
-        .bind(now.get())
-        .execute(pool)
-        .await
-        .map_err(store)?
-        .rows_affected();
-        let had_coupon: Option<i64> = sqlx::query_scalar(
-            "SELECT coupon_id FROM campaign_members WHERE campaign_id = $1 AND member_id = $2",
-        )
-        .bind(campaign.id)
-        .bind(member.id)
-        .fetch_one(pool)
+        .fetch_all(pool)
         .await
         .map_err(store)?;
-        if new == 1 {
-            outcome.reached += 1;
-        } else {
-            outcome.already += 1;
-        }
-        if let (Some(template), None) = (template, had_coupon) {
+        let linked: std::collections::HashSet<i64> = linked.into_iter().collect();
+        // Coupons are queued together so they share group commits, then awaited.
+        let mut waiting = Vec::new();
+        for member in members.iter().filter(|member| !linked.contains(&member.id)) {
             let issue = CouponIssue {
                 key: coupon_key(&campaign.code, member.id),
                 member: MemberId::new(member.id),
@@ -395,63 +403,56 @@ pub async fn run(
                 })
                 .await
                 .map_err(|_| RunError::Store("the committer is not running".to_owned()))?;
-            waiting.push((member.id, answer));
+            waiting.push(answer);
         }
-    }
-    for (member, answer) in waiting {
-        match answer.await {
-            Ok(Ok(CreditOutcome::Applied)) => outcome.coupons += 1,
-            Ok(Ok(CreditOutcome::Repeated)) => {}
-            Ok(Err(failure)) => return Err(RunError::Store(failure.to_string())),
-            Err(_) => return Err(RunError::Store("the committer dropped a coupon".to_owned())),
+        for answer in waiting {
+            match answer.await {
+                Ok(Ok(CreditOutcome::Applied)) => outcome.coupons += 1,
+                Ok(Ok(CreditOutcome::Repeated)) => {}
+                Ok(Err(failure)) => return Err(RunError::Store(failure.to_string())),
+                Err(_) => return Err(RunError::Store("the committer dropped a coupon".to_owned())),
+            }
         }
-        sqlx::query(
-            "UPDATE campaign_members SET coupon_id = (SELECT id FROM coupons WHERE \
-             idempotency_key = $1) WHERE campaign_id = $2 AND member_id = $3",
-        )
-        .bind(coupon_key(&campaign.code, member))
-        .bind(campaign.id)
-        .bind(member)
-        .execute(pool)
-        .await
-        .map_err(store)?;
+        link(pool, &campaign, "coupon_id", "coupons").await?;
     }
     if campaign.has_sms() {
-        for member in &members {
-            let Some(phone) = member.phone.as_deref() else {
-                continue;
-            };
-            let Some((locale, text)) = in_language(
-                member.locale,
-                campaign.sms_fa.as_deref(),
-                campaign.sms_en.as_deref(),
-            ) else {
-                continue;
-            };
-            let message = Message::Campaign { text };
-            let key = coupon_key(&campaign.code, member.id);
-            let link = "UPDATE campaign_members SET notification_id = $1 WHERE campaign_id = $2 \
-                        AND member_id = $3";
-            let written = outbox_once(pool, &key, member.id, &message, locale, phone, now, |id| {
-                (link, vec![id, campaign.id, member.id])
+        let reachable: Vec<(&Member, &str, Locale, &str)> = members
+            .iter()
+            .filter_map(|member| {
+                let phone = member.phone.as_deref()?;
+                let (locale, text) = in_language(
+                    member.locale,
+                    campaign.sms_fa.as_deref(),
+                    campaign.sms_en.as_deref(),
+                )?;
+                Some((member, phone, locale, text))
             })
-            .await
-            .map_err(store)?;
-            if written == 0 {
-                // Written by a run cut short before it linked the message: link it now.
-                sqlx::query(
-                    "UPDATE campaign_members SET notification_id = (SELECT id FROM notifications \
-                     WHERE idempotency_key = $1) WHERE campaign_id = $2 AND member_id = $3",
+            .collect();
+        for chunk in reachable.chunks(MEMBERS_PER_TRANSACTION) {
+            let mut tx = crate::store::begin_write(pool).await.map_err(store)?;
+            for (member, phone, locale, text) in chunk {
+                let message = Message::Campaign { text };
+                outcome.messages += sqlx::query(
+                    "INSERT INTO notifications (idempotency_key, member_id, kind, locale, phone, \
+                     body, created_at_ms, attempts, next_attempt_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $7) \
+                     ON CONFLICT (idempotency_key) DO NOTHING",
                 )
-                .bind(&key)
-                .bind(campaign.id)
+                .bind(coupon_key(&campaign.code, member.id))
                 .bind(member.id)
-                .execute(pool)
+                .bind(message.kind())
+                .bind(locale.as_str())
+                .bind(*phone)
+                .bind(message.render(*locale))
+                .bind(now.get())
+                .execute(&mut *tx)
                 .await
-                .map_err(store)?;
+                .map_err(store)?
+                .rows_affected();
             }
-            outcome.messages += written;
+            tx.commit().await.map_err(store)?;
         }
+        link(pool, &campaign, "notification_id", "notifications").await?;
     }
     sqlx::query("UPDATE campaigns SET state = 'done', done_at_ms = $1 WHERE id = $2")
         .bind(now.get())
@@ -460,6 +461,31 @@ pub async fn run(
         .await
         .map_err(store)?;
     Ok(outcome)
+}
+
+/// Members written per transaction by a run.
+pub const MEMBERS_PER_TRANSACTION: usize = 200;
+
+/// Links each reached member's row to its coupon or message (by their key), where not linked
+/// yet: after a run, or after one cut short.
+async fn link(
+    pool: &Pool,
+    campaign: &Campaign,
+    column: &'static str,
+    table: &'static str,
+) -> Result<(), RunError> {
+    // `column` and `table` are names written above, never input.
+    sqlx::query(&format!(
+        "UPDATE campaign_members SET {column} = (SELECT t.id FROM {table} t WHERE \
+         t.idempotency_key = 'campaign:' || $1 || ':' || campaign_members.member_id) \
+         WHERE campaign_id = $2 AND {column} IS NULL"
+    ))
+    .bind(&campaign.code)
+    .bind(campaign.id)
+    .execute(pool)
+    .await
+    .map_err(|e| RunError::Store(e.to_string()))?;
+    Ok(())
 }
 
 /// The key of a campaign's coupon and message to a member.
