@@ -1,6 +1,6 @@
 //! Who is in a segment, and who a tag's rule picks: read from the database, off the hot path.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -274,10 +274,12 @@ impl TagRule {
 
 /// Applies the rule of the tag `tag` (row id) at `now`: members it picks get the tag (source
 /// `rule`), members who had it by rule and are no longer picked lose it; tags given by hand or
-/// file stay. One transaction. Returns (added, removed).
+/// file stay. The difference is computed from reads first and only it is written, in short
+/// transactions of [`CHANGES_PER_TRANSACTION`] (a rule that picks the same members again
+/// writes nothing and never takes the database's write lock). Returns (added, removed).
 ///
 /// # Errors
-/// The database's error; nothing changed.
+/// The database's error; the chunks written stay written, and the next run writes the rest.
 pub async fn apply_rule(
     pool: &Pool,
     tag: i64,
@@ -285,40 +287,59 @@ pub async fn apply_rule(
     now: UnixMillis,
     operator: &str,
 ) -> Result<(u64, u64), sqlx::Error> {
-    let picked = rule.members(pool, now).await?;
-    let mut tx = crate::store::begin_write(pool).await?;
-    let had: Vec<i64> = sqlx::query_scalar(
+    let picked: BTreeSet<i64> = rule.members(pool, now).await?.into_iter().collect();
+    let had: BTreeSet<i64> =
+        sqlx::query_scalar::<_, i64>("SELECT member_id FROM member_tags WHERE tag_id = $1")
+            .bind(tag)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
+    let by_rule: BTreeSet<i64> = sqlx::query_scalar::<_, i64>(
         "SELECT member_id FROM member_tags WHERE tag_id = $1 AND source = 'rule'",
     )
     .bind(tag)
-    .fetch_all(&mut *tx)
-    .await?;
-    let picked_set: std::collections::BTreeSet<i64> = picked.iter().copied().collect();
-    let mut removed = 0;
-    for member in had.iter().filter(|member| !picked_set.contains(member)) {
-        removed += sqlx::query(
-            "DELETE FROM member_tags WHERE tag_id = $1 AND member_id = $2 AND source = 'rule'",
-        )
-        .bind(tag)
-        .bind(member)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    }
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect();
+    let add: Vec<i64> = picked.difference(&had).copied().collect();
+    let remove: Vec<i64> = by_rule.difference(&picked).copied().collect();
     let mut added = 0;
-    for member in picked {
-        added += sqlx::query(
-            "INSERT INTO member_tags (member_id, tag_id, source, assigned_at_ms, operator) \
-             VALUES ($1, $2, 'rule', $3, $4) ON CONFLICT (member_id, tag_id) DO NOTHING",
-        )
-        .bind(member)
-        .bind(tag)
-        .bind(now.get())
-        .bind(operator)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    for chunk in add.chunks(CHANGES_PER_TRANSACTION) {
+        let mut tx = crate::store::begin_write(pool).await?;
+        for member in chunk {
+            added += sqlx::query(
+                "INSERT INTO member_tags (member_id, tag_id, source, assigned_at_ms, operator) \
+                 VALUES ($1, $2, 'rule', $3, $4) ON CONFLICT (member_id, tag_id) DO NOTHING",
+            )
+            .bind(member)
+            .bind(tag)
+            .bind(now.get())
+            .bind(operator)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
     }
-    tx.commit().await?;
+    let mut removed = 0;
+    for chunk in remove.chunks(CHANGES_PER_TRANSACTION) {
+        let mut tx = crate::store::begin_write(pool).await?;
+        for member in chunk {
+            removed += sqlx::query(
+                "DELETE FROM member_tags WHERE tag_id = $1 AND member_id = $2 AND source = 'rule'",
+            )
+            .bind(tag)
+            .bind(member)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+    }
     Ok((added, removed))
 }
+
+/// Tag changes written per transaction by a rule.
+pub const CHANGES_PER_TRANSACTION: usize = 200;
