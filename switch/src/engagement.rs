@@ -129,68 +129,143 @@ pub async fn run_once(
 /// Writes the repurchase reminders due at `now`: for each active reminder of a merchant, each
 /// member with a phone whose last confirmed purchase there is more than its `days` old gets
 /// one message per period (periods are `period_days` Tehran days counted from 1970-01-01).
-/// The reminder's row and its outbox row are one transaction.
+/// One read finds the candidates of every merchant; each reminder's row and its outbox row are
+/// written together, in short transactions of [`REMINDERS_PER_TRANSACTION`].
 ///
 /// # Errors
 /// A message when the database fails; reminders written stay written.
 pub async fn reminders(pool: &Pool, now: UnixMillis) -> Result<u64, String> {
+    let err = |e: sqlx::Error| e.to_string();
     let today = LocalDateTime::at(now, TEHRAN_UTC_OFFSET_MINUTES)
         .date
         .days_since_epoch();
-    let configs = sqlx::query(
-        "SELECT merchant_id, days, period_days, text_fa, text_en FROM reminders WHERE active = 1 \
-         ORDER BY merchant_id",
+    struct Reminder {
+        days: i64,
+        period: i64,
+        fa: Option<String>,
+        en: Option<String>,
+    }
+    let mut configs = std::collections::HashMap::new();
+    for row in sqlx::query(
+        "SELECT merchant_id, days, period_days, text_fa, text_en FROM reminders WHERE active = 1",
     )
     .fetch_all(pool)
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(err)?
+    {
+        let period_days: i64 = row.try_get("period_days").map_err(err)?;
+        configs.insert(
+            row.try_get::<i64, _>("merchant_id").map_err(err)?,
+            Reminder {
+                days: row.try_get("days").map_err(err)?,
+                period: today.div_euclid(period_days.max(1)),
+                fa: row.try_get("text_fa").map_err(err)?,
+                en: row.try_get("text_en").map_err(err)?,
+            },
+        );
+    }
+    if configs.is_empty() {
+        return Ok(0);
+    }
+    let candidates = sqlx::query(
+        "SELECT p.merchant_id, m.id, m.phone, m.locale, p.last_ms FROM (SELECT t.merchant_id, \
+         c.member_id, MAX(t.confirmed_at_ms) AS last_ms FROM transactions t JOIN cards c \
+         ON c.id = t.card_id WHERE t.state = 'confirmed' AND t.merchant_id IN (SELECT \
+         merchant_id FROM reminders WHERE active = 1) GROUP BY t.merchant_id, c.member_id) p \
+         JOIN members m ON m.id = p.member_id WHERE m.phone IS NOT NULL \
+         ORDER BY p.merchant_id, m.id",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(err)?;
+    // Reminders of the current periods already sent (periods only grow, so older rows never
+    // matter).
+    let oldest = configs.values().map(|c| c.period).min().unwrap_or(0);
+    let sent: std::collections::HashSet<(i64, i64, i64)> = sqlx::query_as::<_, (i64, i64, i64)>(
+        "SELECT merchant_id, member_id, period FROM reminders_sent WHERE period >= $1",
+    )
+    .bind(oldest)
+    .fetch_all(pool)
+    .await
+    .map_err(err)?
+    .into_iter()
+    .collect();
+    let mut due = Vec::new();
+    for row in candidates {
+        let merchant: i64 = row.try_get("merchant_id").map_err(err)?;
+        let Some(config) = configs.get(&merchant) else {
+            continue;
+        };
+        let last: i64 = row.try_get("last_ms").map_err(err)?;
+        if last >= now.get() - config.days * DAY_MS {
+            continue;
+        }
+        let locale: String = row.try_get("locale").map_err(err)?;
+        let locale = Locale::parse(&locale).unwrap_or(Locale::Fa);
+        let Some((locale, text)) = in_language(locale, config.fa.as_deref(), config.en.as_deref())
+        else {
+            continue;
+        };
+        let member: i64 = row.try_get("id").map_err(err)?;
+        if sent.contains(&(merchant, member, config.period)) {
+            continue;
+        }
+        let phone: String = row.try_get("phone").map_err(err)?;
+        due.push((
+            merchant,
+            member,
+            config.period,
+            locale,
+            text.to_owned(),
+            phone,
+        ));
+    }
     let mut written = 0;
-    for config in configs {
-        let get = |name: &str| config.try_get::<i64, _>(name).map_err(|e| e.to_string());
-        let (merchant, days, period_days) =
-            (get("merchant_id")?, get("days")?, get("period_days")?);
-        let text_fa: Option<String> = config.try_get("text_fa").map_err(|e| e.to_string())?;
-        let text_en: Option<String> = config.try_get("text_en").map_err(|e| e.to_string())?;
-        let period = today.div_euclid(period_days.max(1));
-        let members = sqlx::query(
-            "SELECT m.id, m.phone, m.locale FROM members m JOIN (SELECT c.member_id, \
-             MAX(t.confirmed_at_ms) AS last_ms FROM transactions t JOIN cards c \
-             ON c.id = t.card_id WHERE t.state = 'confirmed' AND t.merchant_id = $1 \
-             GROUP BY c.member_id) p ON p.member_id = m.id \
-             WHERE p.last_ms < $2 AND m.phone IS NOT NULL AND NOT EXISTS (SELECT 1 FROM \
-             reminders_sent s WHERE s.merchant_id = $1 AND s.member_id = m.id AND s.period = $3) \
-             ORDER BY m.id",
-        )
-        .bind(merchant)
-        .bind(now.get() - days * DAY_MS)
-        .bind(period)
-        .fetch_all(pool)
-        .await
-        .map_err(|e| e.to_string())?;
-        for row in members {
-            let member: i64 = row.try_get("id").map_err(|e| e.to_string())?;
-            let phone: String = row.try_get("phone").map_err(|e| e.to_string())?;
-            let locale: String = row.try_get("locale").map_err(|e| e.to_string())?;
-            let locale = Locale::parse(&locale).unwrap_or(Locale::Fa);
-            let Some((locale, text)) = in_language(locale, text_fa.as_deref(), text_en.as_deref())
-            else {
-                continue;
-            };
+    for chunk in due.chunks(REMINDERS_PER_TRANSACTION) {
+        let mut tx = crate::store::begin_write(pool).await.map_err(err)?;
+        for (merchant, member, period, locale, text, phone) in chunk {
             let message = Message::Reminder { text };
             let key = format!("reminder:{merchant}:{member}:{period}");
-            written += outbox_once(pool, &key, member, &message, locale, &phone, now, |id| {
-                (
-                    "INSERT INTO reminders_sent (merchant_id, member_id, period, notification_id, \
-                     at_ms) VALUES ($1, $2, $3, $4, $5)",
-                    vec![merchant, member, period, id, now.get()],
-                )
-            })
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO notifications (idempotency_key, member_id, kind, locale, phone, body, \
+                 created_at_ms, attempts, next_attempt_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $7) \
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            )
+            .bind(&key)
+            .bind(member)
+            .bind(message.kind())
+            .bind(locale.as_str())
+            .bind(phone)
+            .bind(message.render(*locale))
+            .bind(now.get())
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
+            let Some(id) = id else {
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO reminders_sent (merchant_id, member_id, period, notification_id, \
+                 at_ms) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(merchant)
+            .bind(member)
+            .bind(period)
+            .bind(id)
+            .bind(now.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            written += 1;
         }
+        tx.commit().await.map_err(err)?;
     }
     Ok(written)
 }
+
+/// Reminders written per transaction.
+pub const REMINDERS_PER_TRANSACTION: usize = 200;
 
 /// The text in the member's language, else in the other one, with the language used.
 pub fn in_language<'t>(
@@ -205,48 +280,4 @@ pub fn in_language<'t>(
     [first, second]
         .into_iter()
         .find_map(|(locale, text)| text.map(|text| (locale, text)))
-}
-
-/// Writes one outbox row under `key` and the row `record` makes of its id, in one
-/// transaction; nothing when the key is in the outbox already. Returns 1 when written.
-///
-/// # Errors
-/// The database's error; nothing was written.
-#[allow(clippy::too_many_arguments)]
-pub async fn outbox_once(
-    pool: &Pool,
-    key: &str,
-    member: i64,
-    message: &Message<'_>,
-    locale: Locale,
-    phone: &str,
-    now: UnixMillis,
-    record: impl FnOnce(i64) -> (&'static str, Vec<i64>),
-) -> Result<u64, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO notifications (idempotency_key, member_id, kind, locale, phone, body, \
-         created_at_ms, attempts, next_attempt_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $7) \
-         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-    )
-    .bind(key)
-    .bind(member)
-    .bind(message.kind())
-    .bind(locale.as_str())
-    .bind(phone)
-    .bind(message.render(locale))
-    .bind(now.get())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(id) = id else {
-        return Ok(0);
-    };
-    let (sql, values) = record(id);
-    let mut query = sqlx::query(sql);
-    for value in values {
-        query = query.bind(value);
-    }
-    query.execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(1)
 }
