@@ -222,7 +222,8 @@ pub(crate) fn only(body: &Map<String, Value>, fields: &[&str]) -> Result<(), Api
     }
 }
 
-fn amount(body: &Map<String, Value>) -> Result<Rials, ApiError> {
+/// The body's `amount_rials`: an integer 1..=999999999999.
+pub(crate) fn amount(body: &Map<String, Value>) -> Result<Rials, ApiError> {
     body.get("amount_rials")
         .and_then(Value::as_i64)
         .filter(|amount| *amount > 0)

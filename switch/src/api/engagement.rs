@@ -1183,15 +1183,6 @@ pub async fn report_campaign(
 
 // ---- Reminders ---------------------------------------------------------------------------
 
-async fn merchant(state: &ApiState, code: &str) -> Result<i64, ApiError> {
-    sqlx::query_scalar("SELECT id FROM merchants WHERE code = $1")
-        .bind(code)
-        .fetch_optional(&state.pool)
-        .await
-        .map_err(ApiError::store)?
-        .ok_or(ApiError::NotFound { what: "merchant" })
-}
-
 async fn reminder_view(
     state: &ApiState,
     merchant: i64,
@@ -1229,7 +1220,7 @@ pub async fn show_reminder(
     State(state): State<Arc<ApiState>>,
     Path(code): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = merchant(&state, &code).await?;
+    let id = crate::api::surveys::merchant_id(&state, &code).await?;
     let view = reminder_view(&state, id, &code)
         .await?
         .ok_or(ApiError::NotFound { what: "reminder" })?;
@@ -1247,7 +1238,7 @@ pub async fn put_reminder(
     Path(code): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let id = merchant(&state, &code).await?;
+    let id = crate::api::surveys::merchant_id(&state, &code).await?;
     let body = body_object(&body)?;
     only(
         &body,

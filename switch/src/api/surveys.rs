@@ -271,7 +271,8 @@ impl Survey {
     }
 }
 
-async fn merchant_id(state: &ApiState, code: &str) -> Result<i64, ApiError> {
+/// The row id of the merchant `code`, or 404.
+pub(crate) async fn merchant_id(state: &ApiState, code: &str) -> Result<i64, ApiError> {
     sqlx::query_scalar("SELECT id FROM merchants WHERE code = $1")
         .bind(code)
         .fetch_optional(&state.pool)

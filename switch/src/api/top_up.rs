@@ -21,7 +21,9 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::api::auth::{Reader, Writer};
-use crate::api::credits::{idempotency_key, invalid, keyed_response, only, run, TOP_UP_KEY_PREFIX};
+use crate::api::credits::{
+    amount, idempotency_key, invalid, keyed_response, only, run, TOP_UP_KEY_PREFIX,
+};
 use crate::api::error::ApiError;
 use crate::api::reports::period;
 use crate::api::surveys::{refusal, tehran_time, SIGNATURE_HEADER};
@@ -285,12 +287,7 @@ pub async fn create_order(
     let key = idempotency_key(&headers)?;
     let body = body_object(&body)?;
     only(&body, &["amount_rials", "currency"])?;
-    let amount = body
-        .get("amount_rials")
-        .and_then(Value::as_i64)
-        .filter(|amount| *amount > 0)
-        .and_then(Rials::new)
-        .ok_or_else(|| invalid("amount_rials", "required, an integer 1..=999999999999"))?;
+    let amount = amount(&body)?;
     match body.get("currency") {
         None => {}
         Some(Value::String(currency)) if currency == CURRENCY => {}
