@@ -889,15 +889,8 @@ async fn load_campaign(
         .await
         .map_err(ApiError::store)?
         .ok_or(ApiError::NotFound { what: "campaign" })?;
-    let coupon: Option<String> = sqlx::query_scalar("SELECT coupon FROM campaigns WHERE code = $1")
-        .bind(code)
-        .fetch_one(&state.pool)
-        .await
-        .map_err(ApiError::store)?;
-    Ok((
-        campaign,
-        coupon.and_then(|text| serde_json::from_str(&text).ok()),
-    ))
+    let coupon = campaign.coupon_json.clone();
+    Ok((campaign, coupon))
 }
 
 /// `GET /api/v1/campaigns`.

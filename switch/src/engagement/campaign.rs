@@ -105,6 +105,8 @@ pub struct Campaign {
     pub ends_on: CivilDate,
     /// The coupon, if any.
     pub coupon: Option<CouponConfig>,
+    /// The coupon as stored (the operator's JSON), for answers.
+    pub coupon_json: Option<Value>,
     /// The SMS in Persian, if any.
     pub sms_fa: Option<String>,
     /// The SMS in English, if any.
@@ -203,8 +205,12 @@ pub async fn load(pool: &Pool, code: &str) -> Result<Option<Campaign>, String> {
         ),
         None => None,
     };
-    let coupon = match optional("coupon")? {
+    let coupon_json: Option<Value> = match optional("coupon")? {
         Some(text) => Some(serde_json::from_str(&text).map_err(|_| corrupt("coupon"))?),
+        None => None,
+    };
+    let coupon = match &coupon_json {
+        Some(value) => Some(serde_json::from_value(value.clone()).map_err(|_| corrupt("coupon"))?),
         None => None,
     };
     let date = |name: &str| -> Result<CivilDate, String> {
@@ -220,6 +226,7 @@ pub async fn load(pool: &Pool, code: &str) -> Result<Option<Campaign>, String> {
         starts_on: date("starts_on")?,
         ends_on: date("ends_on")?,
         coupon,
+        coupon_json,
         sms_fa: optional("sms_fa")?,
         sms_en: optional("sms_en")?,
         state: text("state")?,
