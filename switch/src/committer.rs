@@ -102,6 +102,9 @@ pub struct CommitterConfig {
 /// and one waiting. More would only add latency; fewer would stop deciding during a commit.
 pub const WRITES_IN_FLIGHT_MAX: usize = 1;
 
+/// The batch size up to which queued credits join a batch ([`fill_credits`]).
+pub const CREDITS_FILL_TO: usize = 16;
+
 /// What the engine hands the writer.
 enum Write {
     /// A batch's effects and the responses that wait for them.
@@ -156,6 +159,7 @@ pub async fn run(
             }
         }
         fill_batch(&mut jobs, &mut batch, &config).await;
+        fill_credits(&mut credit_jobs, &mut credit_batch, batch.len());
         if poisoned.load(Ordering::SeqCst) {
             recover(&mut engine, &pool, clock.as_ref(), &writes, &poisoned).await;
             effects.clear();
@@ -197,6 +201,24 @@ async fn fill_batch(
                 Ok(Some(job)) => batch.push(job),
                 Ok(None) | Err(_) => break,
             },
+        }
+    }
+}
+
+/// Takes the operator's queued credits (coupons, cashback, top-ups, a campaign's coupons)
+/// while the batch holds fewer than [`CREDITS_FILL_TO`] jobs in all. A busy switch's batches
+/// are larger than that, so they carry at most the one credit the wait picked and credits
+/// never lengthen the terminals' commits; a quieter switch writes a campaign's coupons many to
+/// a group commit instead of one commit each.
+fn fill_credits(
+    credit_jobs: &mut mpsc::Receiver<CreditJob>,
+    credit_batch: &mut Vec<CreditJob>,
+    terminal_jobs: usize,
+) {
+    while terminal_jobs + credit_batch.len() < CREDITS_FILL_TO {
+        match credit_jobs.try_recv() {
+            Ok(job) => credit_batch.push(job),
+            Err(_) => break,
         }
     }
 }
@@ -445,4 +467,67 @@ fn send(job: Job, decision: Decision) {
 
 fn count(n: usize) -> f64 {
     f64::from(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::domain::{CouponKind, CouponTerms, MemberId, Rials, RuleKind, UnixMillis};
+
+    fn queue(n: i64) -> mpsc::Receiver<CreditJob> {
+        let (sender, receiver) = mpsc::channel(1_000);
+        for member in 1..=n {
+            let (reply, _answer) = oneshot::channel();
+            let issue = CouponIssue {
+                key: format!("campaign:C:{member}"),
+                member: MemberId::new(member),
+                kind: CouponKind::Campaign,
+                terms: CouponTerms {
+                    kind: RuleKind::Fixed(Rials::new(1_000).unwrap()),
+                    basket_rials_min: Rials::ZERO,
+                    discount_rials_max: None,
+                    merchant: None,
+                    expires_at: UnixMillis::new(i64::MAX),
+                },
+                card: None,
+                operator: "test".to_owned(),
+            };
+            sender
+                .try_send(CreditJob {
+                    operation: Operation::Coupon(issue),
+                    reply,
+                })
+                .unwrap();
+        }
+        receiver
+    }
+
+    #[test]
+    fn queued_credits_fill_a_quiet_batch_and_stay_out_of_a_busy_one() {
+        // Quiet: no terminal job, a campaign's 100 coupons queued: each batch takes 16 until
+        // the last takes the rest.
+        let mut credits = queue(100);
+        let mut sizes = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            fill_credits(&mut credits, &mut batch, 0);
+            if batch.is_empty() {
+                break;
+            }
+            sizes.push(batch.len());
+        }
+        assert_eq!(sizes, [16, 16, 16, 16, 16, 16, 4]);
+        // Busy: a batch of terminal jobs as large as the room, plus the one credit the wait
+        // picked: nothing more joins it.
+        let mut credits = queue(100);
+        let mut batch = vec![credits.try_recv().unwrap()];
+        fill_credits(&mut credits, &mut batch, CREDITS_FILL_TO);
+        assert_eq!(batch.len(), 1);
+        // Partly busy: only the room left.
+        let mut batch = Vec::new();
+        fill_credits(&mut credits, &mut batch, CREDITS_FILL_TO - 10);
+        assert_eq!(batch.len(), 10);
+    }
 }

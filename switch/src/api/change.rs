@@ -108,7 +108,9 @@ impl<'s> Change<'s> {
         let now = state.clock.now();
         let detail = entry.detail.to_string();
         let digest: [u8; 32] = Sha256::digest(detail.as_bytes()).into();
-        let mut tx = state.pool.begin().await.map_err(ApiError::store)?;
+        let mut tx = crate::store::begin_write(&state.pool)
+            .await
+            .map_err(ApiError::store)?;
         match &keys {
             KeyChange::None => {}
             KeyChange::KeepPrevious {

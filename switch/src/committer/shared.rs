@@ -21,7 +21,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{
     answer_96, answer_credits, answer_system_error, count, decide, decide_credits, fill_batch,
-    learn_settlement, send, CommitterConfig, CreditJob, Job, SWEEP_MAX,
+    fill_credits, learn_settlement, send, CommitterConfig, CreditJob, Job, SWEEP_MAX,
 };
 use crate::clock::Clock;
 use crate::engine::{Effect, Engine};
@@ -65,6 +65,7 @@ pub async fn run(
             }
         }
         fill_batch(&mut jobs, &mut batch, &config).await;
+        fill_credits(&mut credit_jobs, &mut credit_batch, batch.len());
         if stale {
             match reload(&mut engine, &pool, clock.as_ref()).await {
                 Ok(()) => stale = false,

@@ -467,6 +467,7 @@ pub async fn settled_since(pool: &Pool, cycle: i64) -> Result<(Vec<TxnId>, i64),
 /// [`LedgerError`]; the transaction is rolled back and nothing is changed.
 pub async fn apply(pool: &Pool, effects: &[Effect]) -> Result<(), LedgerError> {
     let plan = Plan::fold(effects);
+    let _turn = crate::store::write_turn(pool).await;
     let mut tx = pool.begin().await?;
     plan.write(&mut tx).await?;
     tx.commit().await?;

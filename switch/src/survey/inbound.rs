@@ -115,7 +115,7 @@ pub async fn receive(
     inbound: &Inbound,
 ) -> Result<Received, InboundError> {
     let now = now.get();
-    let mut tx = pool.begin().await.map_err(store)?;
+    let mut tx = crate::store::begin_write(pool).await.map_err(store)?;
     // The message id first: a repeated post stops here, and a concurrent one waits for this
     // transaction and then stops here.
     let inserted = sqlx::query(
@@ -216,7 +216,7 @@ struct Request {
 
 /// Parses the reply and stores what it says against `request`.
 async fn answer(
-    tx: &mut sqlx::Transaction<'_, crate::store::Db>,
+    tx: &mut sqlx::AnyConnection,
     request: &Request,
     inbound: &Inbound,
     now: i64,
@@ -236,7 +236,7 @@ async fn answer(
     .bind(closed)
     .bind(request.id)
     .bind(request.state.as_str())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(store)?;
     if moved.rows_affected() != 1 {
@@ -257,7 +257,7 @@ async fn answer(
                 .bind(comment)
                 .bind(None::<String>)
                 .bind(now)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(store)?;
         }
@@ -279,7 +279,7 @@ async fn answer(
             .bind(&request.phone)
             .bind(message.render(locale))
             .bind(now)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(store)?;
         }
@@ -299,7 +299,7 @@ async fn answer(
                 .bind(None::<String>)
                 .bind(Some(text))
                 .bind(now)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(store)?;
         }

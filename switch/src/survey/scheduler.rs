@@ -94,7 +94,9 @@ pub async fn run_once(
     if active == 0 {
         return Ok(Scheduled::default());
     }
-    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+    let mut tx = crate::store::begin_write(pool)
+        .await
+        .map_err(|e| e.to_string())?;
     // The lock of the pass (see the module's doc), and where the recent captures start.
     let floor: i64 = sqlx::query_scalar(
         "UPDATE survey_scheduler SET ran_at_ms = $1 WHERE id = 1 RETURNING txn_id_floor",
@@ -136,11 +138,7 @@ pub async fn run_once(
 }
 
 /// One purchase: a request and its message, or a `capped` request. True when sent.
-async fn schedule(
-    tx: &mut sqlx::Transaction<'_, crate::store::Db>,
-    row: &DbRow,
-    now: i64,
-) -> Result<bool, String> {
+async fn schedule(tx: &mut sqlx::AnyConnection, row: &DbRow, now: i64) -> Result<bool, String> {
     let get = |name: &str| row.try_get::<i64, _>(name).map_err(|e| e.to_string());
     let text = |name: &str| {
         row.try_get::<Option<String>, _>(name)
@@ -156,7 +154,7 @@ async fn schedule(
     .bind(member)
     .bind(merchant)
     .bind(now.saturating_sub(period_ms))
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await
     .map_err(|e| e.to_string())?;
     let insert_request = "INSERT INTO survey_requests (txn_id, member_id, merchant_id, state, \
@@ -172,7 +170,7 @@ async fn schedule(
             .bind(i64::from(scale.max()))
             .bind(None::<i64>)
             .bind(now)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(|e| e.to_string())?;
         return Ok(false);
@@ -205,7 +203,7 @@ async fn schedule(
     .bind(phone)
     .bind(message.render(locale))
     .bind(now)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await
     .map_err(|e| e.to_string())?;
     sqlx::query(insert_request)
@@ -217,7 +215,7 @@ async fn schedule(
         .bind(i64::from(scale.max()))
         .bind(Some(notification))
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(|e| e.to_string())?;
     Ok(true)
@@ -227,14 +225,14 @@ async fn schedule(
 /// catch-up, the longest active delay and the confirm timeout together. Transaction ids grow
 /// with time, so what lies below the floor will not be read again.
 async fn advance_floor(
-    tx: &mut sqlx::Transaction<'_, crate::store::Db>,
+    tx: &mut sqlx::AnyConnection,
     floor: i64,
     now: i64,
     settings: &SurveySettings,
 ) -> Result<(), String> {
     let delay_minutes: Option<i64> =
         sqlx::query_scalar("SELECT MAX(delay_minutes) FROM surveys WHERE active = 1")
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(|e| e.to_string())?;
     let horizon = settings
@@ -245,13 +243,13 @@ async fn advance_floor(
         sqlx::query_scalar("SELECT MAX(txn_id) FROM captures WHERE txn_id > $1 AND at_ms < $2")
             .bind(floor)
             .bind(now.saturating_sub(horizon))
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(|e| e.to_string())?;
     if let Some(newest) = newest.filter(|newest| *newest > floor) {
         sqlx::query("UPDATE survey_scheduler SET txn_id_floor = $1 WHERE id = 1")
             .bind(newest)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(|e| e.to_string())?;
     }
