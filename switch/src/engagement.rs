@@ -222,7 +222,6 @@ pub async fn reminders(pool: &Pool, now: UnixMillis) -> Result<u64, String> {
     }
     let mut written = 0;
     for chunk in due.chunks(REMINDERS_PER_TRANSACTION) {
-        let started = std::time::Instant::now();
         let mut tx = crate::store::begin_write(pool).await.map_err(err)?;
         for (merchant, member, period, locale, text, phone) in chunk {
             let message = Message::Reminder { text };
@@ -260,18 +259,23 @@ pub async fn reminders(pool: &Pool, now: UnixMillis) -> Result<u64, String> {
             .map_err(err)?;
             written += 1;
         }
-        tx.commit().await.map_err(err)?;
-        crate::engagement::rest_after(started).await;
+        commit_and_rest(tx).await.map_err(err)?;
     }
     Ok(written)
 }
 
-/// Leaves the database to the switch, between two of the engagement's write transactions,
-/// for as long as the last one took: however many chunks a run writes, it holds the write
-/// turn ([`crate::store::write_turn`]) at most about half the time, and the group commit
-/// never waits for more than one chunk.
-pub async fn rest_after(started: std::time::Instant) {
-    tokio::time::sleep(started.elapsed()).await;
+/// Commits one of the engagement's write chunks, then leaves the database to the switch for
+/// as long as the chunk took since [`crate::store::begin_write`]: however many chunks a run
+/// writes, it holds the write turn ([`crate::store::write_turn`]) at most about half the time,
+/// and the group commit never waits for more than one chunk.
+///
+/// # Errors
+/// The commit's error; nothing of the chunk is kept, and no rest is taken.
+pub async fn commit_and_rest(tx: crate::store::WriteTx) -> Result<(), sqlx::Error> {
+    let began = tx.began();
+    tx.commit().await?;
+    tokio::time::sleep(began.elapsed()).await;
+    Ok(())
 }
 
 /// Reminders written per transaction.

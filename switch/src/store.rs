@@ -337,12 +337,17 @@ pub async fn create_database(server_url: &str, prefix: &str) -> Result<String, S
 /// # Errors
 /// [`sqlx::Error`] when no connection or lock is had.
 pub async fn begin_write(pool: &Pool) -> Result<WriteTx, sqlx::Error> {
+    let began = std::time::Instant::now();
     let turn = write_turn(pool).await;
     let tx = match Backend::of_pool(pool) {
         Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
         Backend::Postgres => pool.begin().await?,
     };
-    Ok(WriteTx { tx, _turn: turn })
+    Ok(WriteTx {
+        tx,
+        _turn: turn,
+        began,
+    })
 }
 
 /// A transaction of [`begin_write`]: used as the connection it runs on, ended by
@@ -351,15 +356,21 @@ pub struct WriteTx {
     // Declared first, so it is dropped (rolled back) before the turn is given up.
     tx: sqlx::Transaction<'static, Db>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    began: std::time::Instant,
 }
 
 impl WriteTx {
+    /// When [`begin_write`] was called (before waiting for the turn).
+    pub fn began(&self) -> std::time::Instant {
+        self.began
+    }
+
     /// Commits, then gives the write turn up.
     ///
     /// # Errors
     /// [`sqlx::Error`] when the commit fails; nothing of the transaction is kept.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        let WriteTx { tx, _turn } = self;
+        let WriteTx { tx, _turn, .. } = self;
         tx.commit().await
     }
 }

@@ -307,7 +307,6 @@ pub async fn apply_rule(
     let remove: Vec<i64> = by_rule.difference(&picked).copied().collect();
     let mut added = 0;
     for chunk in add.chunks(CHANGES_PER_TRANSACTION) {
-        let started = std::time::Instant::now();
         let mut tx = crate::store::begin_write(pool).await?;
         for member in chunk {
             added += sqlx::query(
@@ -322,12 +321,10 @@ pub async fn apply_rule(
             .await?
             .rows_affected();
         }
-        tx.commit().await?;
-        crate::engagement::rest_after(started).await;
+        crate::engagement::commit_and_rest(tx).await?;
     }
     let mut removed = 0;
     for chunk in remove.chunks(CHANGES_PER_TRANSACTION) {
-        let started = std::time::Instant::now();
         let mut tx = crate::store::begin_write(pool).await?;
         for member in chunk {
             removed += sqlx::query(
@@ -339,8 +336,7 @@ pub async fn apply_rule(
             .await?
             .rows_affected();
         }
-        tx.commit().await?;
-        crate::engagement::rest_after(started).await;
+        crate::engagement::commit_and_rest(tx).await?;
     }
     Ok((added, removed))
 }

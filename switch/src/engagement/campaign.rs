@@ -357,7 +357,6 @@ pub async fn run(
     // commit never waits long for the database's write lock (and SQLite pays one sync per
     // chunk, not one per member).
     for chunk in members.chunks(MEMBERS_PER_TRANSACTION) {
-        let started = std::time::Instant::now();
         let mut tx = crate::store::begin_write(pool).await.map_err(store)?;
         for member in chunk {
             outcome.reached += sqlx::query(
@@ -372,8 +371,9 @@ pub async fn run(
             .map_err(store)?
             .rows_affected();
         }
-        tx.commit().await.map_err(store)?;
-        crate::engagement::rest_after(started).await;
+        crate::engagement::commit_and_rest(tx)
+            .await
+            .map_err(store)?;
     }
     outcome.already = u64::try_from(members.len())
         .unwrap_or(u64::MAX)
@@ -438,7 +438,6 @@ pub async fn run(
             })
             .collect();
         for chunk in reachable.chunks(MEMBERS_PER_TRANSACTION) {
-            let started = std::time::Instant::now();
             let mut tx = crate::store::begin_write(pool).await.map_err(store)?;
             for (member, phone, locale, text) in chunk {
                 let message = Message::Campaign { text };
@@ -460,8 +459,9 @@ pub async fn run(
                 .map_err(store)?
                 .rows_affected();
             }
-            tx.commit().await.map_err(store)?;
-            crate::engagement::rest_after(started).await;
+            crate::engagement::commit_and_rest(tx)
+                .await
+                .map_err(store)?;
         }
         link(pool, &campaign, "notification_id", "notifications").await?;
     }
