@@ -124,7 +124,12 @@ impl AmountSet {
 
     /// Appends the 20 characters.
     pub fn write(&self, out: &mut BytesMut) {
-        out.put_slice(&self.to_bytes(&self.currency.to_digits()));
+        out.put_slice(&self.encode());
+    }
+
+    /// The 20 characters.
+    pub fn encode(&self) -> [u8; SET_BYTES] {
+        self.to_bytes(&self.currency.to_digits())
     }
 
     /// The 20 characters, with the currency's digits given (a purchase's six sets share them).
@@ -165,6 +170,11 @@ pub struct PurchaseAmounts {
 impl PurchaseAmounts {
     /// Appends the six sets (120 characters), in one copy.
     pub fn write(&self, currency: Currency, out: &mut BytesMut) {
+        out.put_slice(&self.encode(currency));
+    }
+
+    /// The six sets (120 characters).
+    pub fn encode(&self, currency: Currency) -> [u8; SET_BYTES * 6] {
         let sets = [
             (AmountKind::Discount, self.discount),
             (AmountKind::MerchantFee, self.fee),
@@ -178,7 +188,7 @@ impl PurchaseAmounts {
         for ((kind, amount), slot) in sets.into_iter().zip(text.chunks_exact_mut(SET_BYTES)) {
             slot.copy_from_slice(&AmountSet::new(kind, currency, amount).to_bytes(&digits));
         }
-        out.put_slice(&text);
+        text
     }
 }
 

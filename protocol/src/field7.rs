@@ -100,6 +100,15 @@ impl TransmissionTime {
 
     /// Whether this value is within [`CLOCK_SKEW_SECONDS_MAX`] of `now_seconds` (inclusive).
     pub fn is_fresh(self, now_seconds: i64) -> bool {
+        // Fast path: the value read in the current year is close enough, so the nearest of the
+        // three years `resolve` weighs is too. Only a value that is not (a stale one, or one
+        // sent across a new year) pays for the other two.
+        let (year, _, _) = civil_from_days(now_seconds.div_euclid(86_400));
+        if self.day <= days_in_month(year, self.month)
+            && (self.at_year(year) - now_seconds).abs() <= CLOCK_SKEW_SECONDS_MAX
+        {
+            return true;
+        }
         self.skew_seconds(now_seconds) <= CLOCK_SKEW_SECONDS_MAX
     }
 
@@ -195,6 +204,38 @@ mod tests {
             days_from_civil(2028, 2, 29) * 86_400 + 43_200,
             Some(0),
         );
+    }
+
+    /// The fast path of `is_fresh` answers as the full rule does, for values around the switch
+    /// clock on ordinary days, across New Year and around 29 February.
+    #[test]
+    fn is_fresh_agrees_with_the_nearest_year_rule() {
+        let clocks = [
+            NOW,
+            days_from_civil(2027, 1, 1) * 86_400,
+            days_from_civil(2026, 12, 31) * 86_400 + 86_399,
+            days_from_civil(2028, 2, 29) * 86_400 + 43_200,
+            days_from_civil(2028, 3, 1) * 86_400 + 120,
+            days_from_civil(2029, 3, 1) * 86_400 + 60,
+        ];
+        let mut fresh = 0;
+        for now in clocks {
+            for offset in (-900..=900).step_by(7) {
+                let sent = TransmissionTime::from_unix(now + offset);
+                let expected = sent.skew_seconds(now) <= CLOCK_SKEW_SECONDS_MAX;
+                assert_eq!(sent.is_fresh(now), expected, "now {now} offset {offset}");
+                fresh += usize::from(expected);
+            }
+            // The same wall-clock value a year off is stale, whichever way.
+            for years in [-1_i64, 1] {
+                let sent = TransmissionTime::from_unix(now + years * 365 * 86_400);
+                assert_eq!(
+                    sent.is_fresh(now),
+                    sent.skew_seconds(now) <= CLOCK_SKEW_SECONDS_MAX
+                );
+            }
+        }
+        assert!(fresh > 100, "the sweep must cover fresh values too");
     }
 
     #[test]
