@@ -123,18 +123,20 @@ impl Driver {
     }
 
     fn decide(&mut self, message: bytes::Bytes) -> Decision {
-        let Admission::Admitted { request, card } =
+        let Admission::Admitted(admitted) =
             admission::admit(message, &self.snapshot, &self.pan_key)
         else {
             panic!("a generated message is not admitted");
         };
-        let keyed = self.snapshot.keys_by_ksi(request.ksi.as_bytes()).unwrap();
+        let keyed = self
+            .snapshot
+            .keys_by_ksi(admitted.request.ksi.as_bytes())
+            .unwrap();
         let now = UnixMillis::new(self.now_ms);
         let decision = self.engine.decide(
             &self.snapshot,
             keyed,
-            &request,
-            card.as_ref(),
+            &admitted,
             now,
             &mut self.effects,
         );

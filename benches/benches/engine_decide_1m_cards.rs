@@ -6,7 +6,7 @@
 //! the store would assign, and becomes a `Snapshot` and an engine `State` with a club balance
 //! per card and 100k store-credit accounts; resident memory is printed once. Then 200k
 //! purchases (`benches::traffic`: four processing codes, random cards and terminals) are
-//! built by their terminals and admitted (parse, MAC, envelope, PAN token) outside the timed
+//! built by their terminals and admitted (parse, MAC, envelope, PAN token, fingerprint) outside the timed
 //! loop; that part is `parse_mac_open_0100`'s. The terminal and keys of each request's KSI are
 //! found there too, as admission and the committer find them before the engine runs. The timed loop is `Engine::decide` alone on
 //! fresh requests: each has its own (KSI, STAN, field 7), so none is answered from the
@@ -35,13 +35,12 @@ use benches::network::{self, Network, Shape, PAN_KEY, START_MS};
 use benches::{memory, traffic::Traffic};
 use criterion::{criterion_group, criterion_main, Criterion};
 use protocol::terminal::Terminal as TerminalClient;
-use protocol::Request;
-use switch::admission::{self, Admission};
+use switch::admission::{self, Admission, Admitted};
 use switch::domain::{
     CouponId, CouponKind, CouponTerms, MemberId, PanTokenKey, Percent, Rials, RuleKind, UnixMillis,
 };
 use switch::engine::coupon::{Coupon, CouponState};
-use switch::engine::{CardRef, Effect, Engine, EngineConfig, State};
+use switch::engine::{prefetch, Effect, Engine, EngineConfig, State};
 use switch::snapshot::{Keyed, Snapshot};
 
 /// The network of the target.
@@ -65,10 +64,9 @@ const ENGINE: EngineConfig = EngineConfig {
 };
 
 /// A request ready for the engine, as the connection hands it to the committer.
-struct Admitted<'s> {
+struct Ready<'s> {
     keyed: Keyed<'s>,
-    request: Request,
-    card: Option<CardRef>,
+    admitted: Admitted,
 }
 
 fn reference_and_state(pan_key: &PanTokenKey) -> (Network, Snapshot, State) {
@@ -155,23 +153,21 @@ fn admitted_pool<'s>(
     mut traffic: Traffic,
     snapshot: &'s Snapshot,
     pan_key: &PanTokenKey,
-) -> Vec<Admitted<'s>> {
+) -> Vec<Ready<'s>> {
     let started = Instant::now();
     let at_seconds = START_MS / 1000;
     let mut pool = Vec::with_capacity(POOL);
     for _ in 0..POOL {
         let sent = traffic.purchase(&mut terminals, at_seconds);
-        let Admission::Admitted { request, card } =
+        let Admission::Admitted(admitted) =
             admission::admit(sent.outgoing.bytes, snapshot, pan_key)
         else {
             panic!("a generated purchase is not admitted");
         };
-        let keyed = snapshot.keys_by_ksi(request.ksi.as_bytes()).unwrap();
-        pool.push(Admitted {
-            keyed,
-            request,
-            card,
-        });
+        let keyed = snapshot
+            .keys_by_ksi(admitted.request.ksi.as_bytes())
+            .unwrap();
+        pool.push(Ready { keyed, admitted });
     }
     println!(
         "engine_decide_1m_cards: admitted {POOL} requests in {:.1} s",
@@ -205,7 +201,7 @@ fn reset(state: &mut State) {
 
 /// Outside the timed loop: one pass over the pool, every request a first decision, and the
 /// response codes printed, so the measured mix is known (approvals, and `62` for blocked cards).
-fn check(engine: &mut Engine, snapshot: &Snapshot, pool: &[Admitted<'_>], now: UnixMillis) {
+fn check(engine: &mut Engine, snapshot: &Snapshot, pool: &[Ready<'_>], now: UnixMillis) {
     let mut effects = Vec::new();
     let mut codes: BTreeMap<String, usize> = BTreeMap::new();
     let started = Instant::now();
@@ -214,8 +210,7 @@ fn check(engine: &mut Engine, snapshot: &Snapshot, pool: &[Admitted<'_>], now: U
         let decision = engine.decide(
             snapshot,
             item.keyed,
-            &item.request,
-            item.card.as_ref(),
+            &item.admitted,
             now,
             &mut effects,
         );
@@ -268,17 +263,21 @@ fn benches(c: &mut Criterion) {
                 }
                 let chunk = left.min(pool.len() - cursor);
                 let started = Instant::now();
-                for item in &pool[cursor..cursor + chunk] {
-                    effects.clear();
-                    let decision = engine.decide(
-                        &snapshot,
-                        item.keyed,
-                        &item.request,
-                        item.card.as_ref(),
-                        now,
-                        &mut effects,
-                    );
-                    black_box(decision);
+                for group in pool[cursor..cursor + chunk].chunks(prefetch::GROUP) {
+                    prefetch::read_ahead(&engine, group.iter(), |item: &Ready<'_>| {
+                        Some((&snapshot, item.keyed, &item.admitted))
+                    });
+                    for item in group {
+                        effects.clear();
+                        let decision = engine.decide(
+                            &snapshot,
+                            item.keyed,
+                            &item.admitted,
+                            now,
+                            &mut effects,
+                        );
+                        black_box(decision);
+                    }
                 }
                 timed += started.elapsed();
                 cursor += chunk;

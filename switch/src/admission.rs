@@ -8,7 +8,7 @@ use protocol::response::{self, Answer};
 use protocol::{Ksi, Mti, RawMessage, Request, ResponseCode, WorkingKeys};
 
 use crate::domain::{PanToken, PanTokenKey};
-use crate::engine::CardRef;
+use crate::engine::{self, CardRef, Fingerprint};
 use crate::snapshot::Snapshot;
 
 /// What becomes of a frame.
@@ -29,12 +29,32 @@ pub enum Admission {
         mti: Mti,
     },
     /// Well-formed, from a known terminal, MAC and envelope good: for the engine.
-    Admitted {
-        /// The request.
-        request: Request,
-        /// The card, tokenised (purchases and inquiries).
-        card: Option<CardRef>,
-    },
+    Admitted(Admitted),
+}
+
+/// A request that passed admission, as the engine takes it.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The request.
+    pub request: Request,
+    /// The card, tokenised (purchases and inquiries).
+    pub card: Option<CardRef>,
+    /// Its content's hash for the idempotency window ([`engine::fingerprint`]), taken here,
+    /// on the connection's task, so that the engine's single task does not spend two SHA-256
+    /// blocks per message on it.
+    pub fingerprint: Fingerprint,
+}
+
+impl Admitted {
+    /// `request` and its card, with their fingerprint.
+    pub fn new(request: Request, card: Option<CardRef>) -> Admitted {
+        let fingerprint = engine::fingerprint(&request, card.as_ref());
+        Admitted {
+            request,
+            card,
+            fingerprint,
+        }
+    }
 }
 
 /// Parses, validates and verifies one frame against `snapshot`; the PAN is turned into its
@@ -74,7 +94,7 @@ pub fn admit(message: Bytes, snapshot: &Snapshot, pan_key: &PanTokenKey) -> Admi
                 luhn_valid: identity.pan.luhn_valid(),
                 terminal_id: *identity.terminal_id.as_bytes(),
             });
-            Admission::Admitted { request, card }
+            Admission::Admitted(Admitted::new(request, card))
         }
         Err(error) => refuse(mti, &raw, Reject::from(error), Some(keys)),
     }

@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 use crate::store::Pool;
 use bytes::{Bytes, BytesMut};
 use protocol::response::{self, Answer};
-use protocol::{Request, ResponseCode};
+use protocol::ResponseCode;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, debug_span, error, info, warn};
 
 use crate::clock::Clock;
 use crate::engine::coupon::{CouponIssue, CouponRefusal};
 use crate::engine::credit::{Credit, CreditOutcome, CreditRefusal, Transfer, TransferRefusal};
-use crate::engine::{CardRef, Decision, Decline, Effect, Engine};
+use crate::admission::Admitted;
+use crate::engine::{prefetch, Decision, Decline, Effect, Engine};
 use crate::metrics as m;
 use crate::snapshot::Snapshot;
 use crate::store::ledger;
@@ -31,12 +32,10 @@ pub const SWEEP_MAX: usize = 4096;
 
 /// One verified request on its way to the engine.
 pub struct Job {
-    /// The request (format, MAC and envelope already checked).
-    pub request: Request,
+    /// The request (format, MAC and envelope already checked), its card and fingerprint.
+    pub admitted: Admitted,
     /// The snapshot it started with (in-flight work keeps it across a swap).
     pub snapshot: Arc<Snapshot>,
-    /// The card from its envelope, tokenised.
-    pub card: Option<CardRef>,
     /// Where the response goes: the connection's writer.
     pub reply: mpsc::Sender<Bytes>,
     /// The connection's in-flight slot, freed when the response is queued.
@@ -223,7 +222,9 @@ fn fill_credits(
     }
 }
 
-/// Decides a batch: declines leave at once; the rest wait for the writer.
+/// Decides a batch: declines leave at once; the rest wait for the writer. The batch is decided
+/// in its order, a group at a time, each group's rows read ahead first
+/// ([`crate::engine::prefetch`]).
 fn decide(
     engine: &mut Engine,
     clock: &dyn Clock,
@@ -232,33 +233,51 @@ fn decide(
 ) -> Vec<(Job, Decision)> {
     let now = clock.now();
     let mut deferred = Vec::new();
-    for job in batch.drain(..) {
-        let Some(keyed) = job.snapshot.keys_by_ksi(job.request.ksi.as_bytes()) else {
-            continue;
-        };
-        let span = debug_span!(
-            "txn",
-            ksi = %job.request.ksi,
-            stan = %job.request.stan,
-            mti = job.request.mti.as_str(),
-        );
-        let _entered = span.enter();
-        let decision = engine.decide(
-            &job.snapshot,
-            keyed,
-            &job.request,
-            job.card.as_ref(),
-            now,
-            effects,
-        );
-        debug!(response_code = decision.code.as_str(), rrn = ?decision.rrn, durable = decision.durable, "decided");
-        if decision.durable || decision.resent {
-            deferred.push((job, decision));
-        } else {
-            send(job, decision);
+    let mut jobs = batch.drain(..).peekable();
+    while jobs.peek().is_some() {
+        let group: Vec<Job> = jobs.by_ref().take(prefetch::GROUP).collect();
+        prefetch::read_ahead(engine, group.iter(), |job: &Job| {
+            let keyed = job
+                .snapshot
+                .keys_by_ksi(job.admitted.request.ksi.as_bytes())?;
+            Some((job.snapshot.as_ref(), keyed, &job.admitted))
+        });
+        for job in group {
+            decide_one(engine, job, now, effects, &mut deferred);
         }
     }
     deferred
+}
+
+/// Decides one job: a decline is sent at once, the rest join `deferred`.
+fn decide_one(
+    engine: &mut Engine,
+    job: Job,
+    now: crate::domain::UnixMillis,
+    effects: &mut Vec<Effect>,
+    deferred: &mut Vec<(Job, Decision)>,
+) {
+    // Admission found the KSI in this snapshot, which the job carries: never `None`.
+    let Some(keyed) = job
+        .snapshot
+        .keys_by_ksi(job.admitted.request.ksi.as_bytes())
+    else {
+        return;
+    };
+    let span = debug_span!(
+        "txn",
+        ksi = %job.admitted.request.ksi,
+        stan = %job.admitted.request.stan,
+        mti = job.admitted.request.mti.as_str(),
+    );
+    let _entered = span.enter();
+    let decision = engine.decide(&job.snapshot, keyed, &job.admitted, now, effects);
+    debug!(response_code = decision.code.as_str(), rrn = ?decision.rrn, durable = decision.durable, "decided");
+    if decision.durable || decision.resent {
+        deferred.push((job, decision));
+    } else {
+        send(job, decision);
+    }
 }
 
 /// Decides the operator's credits: refusals are answered at once; the rest, repeats
@@ -405,7 +424,7 @@ fn answer_system_error(deferred: Vec<(Job, Decision)>) {
 
 /// Answers `96` (nothing was changed) to one job.
 fn answer_96(job: Job) {
-    let Some(keyed) = job.snapshot.keys_by_ksi(job.request.ksi.as_bytes()) else {
+    let Some(keyed) = job.snapshot.keys_by_ksi(job.admitted.request.ksi.as_bytes()) else {
         return;
     };
     let code = Decline::System.response_code();
@@ -413,8 +432,8 @@ fn answer_96(job: Job) {
     let answer = Answer::code(code);
     if response::build(
         &mut out,
-        job.request.mti,
-        job.request.raw(),
+        job.admitted.request.mti,
+        job.admitted.request.raw(),
         &answer,
         Some(keyed.keys),
     )
@@ -454,13 +473,13 @@ async fn reload(engine: &mut Engine, pool: &Pool, clock: &dyn Clock) {
 
 fn send(job: Job, decision: Decision) {
     let code: ResponseCode = decision.code;
-    metrics::counter!(m::MESSAGES_TOTAL, "mti" => job.request.mti.as_str(), "response_code" => code.as_str())
+    metrics::counter!(m::MESSAGES_TOTAL, "mti" => job.admitted.request.mti.as_str(), "response_code" => code.as_str())
         .increment(1);
     metrics::histogram!(m::MESSAGE_DURATION_SECONDS).record(job.received.elapsed().as_secs_f64());
     // A full or closed writer means the connection is gone or over its limit: the response
     // is dropped, never waited for (one slow peer must not stall the others).
     if job.reply.try_send(decision.response).is_err() {
-        warn!(stan = %job.request.stan, "response dropped: connection gone");
+        warn!(stan = %job.admitted.request.stan, "response dropped: connection gone");
     }
     drop(job.permit);
 }

@@ -6,6 +6,7 @@
 //! - [`coupon`]: member coupons, held, used and given back with their purchase.
 //! - [`decline`]: the one mapping from a decline to its response code.
 //! - [`effect`]: the effects the committer makes durable.
+//! - [`prefetch`]: reading a group's rows ahead of its decisions, so their misses overlap.
 //! - [`referral`]: referral rewards, and the programme rules the engine applies.
 //! - [`state`]: balances, holds, transactions, the idempotency window.
 //! - [`tier`]: tiers earned by rolling 12-month activity.
@@ -15,11 +16,12 @@ pub mod credit;
 pub mod decide;
 pub mod decline;
 pub mod effect;
+pub mod prefetch;
 pub mod referral;
 pub mod state;
 pub mod tier;
 
-pub use decide::{CardRef, Decision, Engine, EngineConfig};
+pub use decide::{fingerprint, CardRef, Decision, Engine, EngineConfig};
 pub use decline::Decline;
 pub use effect::Effect;
-pub use state::{MessageKey, State, Txn, TxnId, TxnState};
+pub use state::{Fingerprint, MessageKey, State, Txn, TxnId, TxnState};

@@ -243,7 +243,7 @@ async fn handle(
     received: Instant,
 ) -> Handled {
     let snapshot = shared.snapshots.borrow().clone();
-    let (request, card) = match admit(message, &snapshot, &shared.pan_key) {
+    let admitted = match admit(message, &snapshot, &shared.pan_key) {
         Admission::Unparseable => return Handled::Unparseable,
         Admission::Refused {
             response,
@@ -262,15 +262,14 @@ async fn handle(
             }
             return Handled::Refused(code);
         }
-        Admission::Admitted { request, card } => (request, card),
+        Admission::Admitted(admitted) => admitted,
     };
     let Ok(permit) = in_flight.clone().acquire_owned().await else {
         return Handled::Closed;
     };
     let job = Job {
-        request,
+        admitted,
         snapshot: snapshot.clone(),
-        card,
         reply: reply.clone(),
         permit,
         received,

@@ -243,6 +243,12 @@ impl Snapshot {
         self.cards.get(usize::try_from(index).ok()?)
     }
 
+    /// Reads the first slot a lookup of `token` reads, and returns it as a word: for reading
+    /// ahead ([`crate::engine::prefetch`]), not for finding the card.
+    pub fn card_slot(&self, token: &PanToken) -> u64 {
+        self.card_by_token.first_slot(token)
+    }
+
     fn token_at(&self, row: u32) -> Option<&PanToken> {
         let card = self.cards.get(usize::try_from(row).ok()?)?;
         Some(&card.token)

@@ -39,7 +39,7 @@ use serde_json::Value;
 use sqlx::Row;
 use switch::admission::{admit, Admission};
 use switch::domain::{Kek, PanTokenKey, UnixMillis};
-use switch::engine::{Decision, Effect, Engine, EngineConfig, MessageKey, State, TxnState};
+use switch::engine::{Decision, Effect, Engine, EngineConfig, MessageKey, State, Txn, TxnState};
 use switch::snapshot::Snapshot;
 use switch::store::ledger;
 use switch::store::Pool;
@@ -845,8 +845,8 @@ impl<'w> Simulation<'w> {
             .map(|m| m.out.bytes.clone())
             .ok_or("message index out of range")?;
         let snapshot = &self.world.snapshot;
-        let (request, card) = match admit(bytes, snapshot, &self.world.pan_key) {
-            Admission::Admitted { request, card } => (request, card),
+        let admitted = match admit(bytes, snapshot, &self.world.pan_key) {
+            Admission::Admitted(admitted) => admitted,
             Admission::Refused { code, .. } => {
                 return Err(format!(
                     "message {message} refused {} at admission",
@@ -856,13 +856,12 @@ impl<'w> Simulation<'w> {
             Admission::Unparseable => return Err(format!("message {message} unparseable")),
         };
         let keyed = snapshot
-            .keys_by_ksi(request.ksi.as_bytes())
+            .keys_by_ksi(admitted.request.ksi.as_bytes())
             .ok_or("admitted request of an unknown terminal")?;
         let decision = self.engine.decide(
             snapshot,
             keyed,
-            &request,
-            card.as_ref(),
+            &admitted,
             UnixMillis::new(self.now),
             &mut self.effects,
         );
@@ -1284,7 +1283,7 @@ fn compare(memory: &State, stored: &State) -> Step {
         let mut txns: HashMap<_, _> = state
             .txns
             .iter()
-            .map(|(id, txn)| (*id, txn.clone()))
+            .map(|(id, txn)| (*id, Txn::clone(txn)))
             .collect();
         for txn in txns.values_mut() {
             txn.capture.lots.sort_unstable();

@@ -106,18 +106,20 @@ impl Net {
 
     /// Admits, decides and makes durable one message.
     pub async fn send(&mut self, out: &Outgoing, now: UnixMillis) -> Decision {
-        let Admission::Admitted { request, card } =
+        let Admission::Admitted(admitted) =
             admit(out.bytes.clone(), &self.snapshot, &self.pan_key)
         else {
             panic!("not admitted: {:?}", out.mti);
         };
-        let keyed = self.snapshot.keys_by_ksi(request.ksi.as_bytes()).unwrap();
+        let keyed = self
+            .snapshot
+            .keys_by_ksi(admitted.request.ksi.as_bytes())
+            .unwrap();
         let mut effects = Vec::new();
         let decision = self.engine.decide(
             &self.snapshot,
             keyed,
-            &request,
-            card.as_ref(),
+            &admitted,
             now,
             &mut effects,
         );

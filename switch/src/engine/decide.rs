@@ -2,8 +2,10 @@
 //! machine. Given the reference snapshot, the clock and a verified request, it returns the
 //! response and pushes the effects that must be durable before the response is sent.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
-use protocol::field54::{AmountKind, AmountSet, PurchaseAmounts};
+use protocol::field54::{AmountKind, AmountSet, PurchaseAmounts, SETS_MAX, SET_BYTES};
 use protocol::message::{Body, FollowUp, Kind};
 use protocol::response::{self, Answer};
 use protocol::{
@@ -11,6 +13,7 @@ use protocol::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::admission::Admitted;
 use crate::domain::{
     Card, CardStatus, LocalDateTime, Merchant, MerchantStatus, PanToken, Rials, Terminal,
     TerminalStatus, UnixMillis,
@@ -20,7 +23,7 @@ use crate::engine::decline::{approved, Decline};
 use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
 use crate::engine::referral::LoyaltyRules;
 use crate::engine::state::{
-    Amounts, Answered, Capture, ClubAccount, LotId, MessageKey, State, StoreAccount, Txn, TxnId,
+    Amounts, Answered, Capture, ClubAccount, Fingerprint, LotId, MessageKey, State, StoreAccount, Txn, TxnId,
     TxnState,
 };
 use crate::engine::tier::TierCause;
@@ -72,7 +75,7 @@ pub struct Engine {
     config: EngineConfig,
     pub(crate) loyalty: LoyaltyRules,
     scratch: BytesMut,
-    amounts: BytesMut,
+    amounts: AmountsText,
 }
 
 impl Engine {
@@ -83,7 +86,7 @@ impl Engine {
             config,
             loyalty: LoyaltyRules::default(),
             scratch: BytesMut::with_capacity(4096),
-            amounts: BytesMut::with_capacity(128),
+            amounts: AmountsText::default(),
         }
     }
 
@@ -102,11 +105,13 @@ impl Engine {
         &mut self,
         snapshot: &Snapshot,
         keyed: Keyed<'_>,
-        request: &Request,
-        card: Option<&CardRef>,
+        admitted: &Admitted,
         now: UnixMillis,
         effects: &mut Vec<Effect>,
     ) -> Decision {
+        let request = &admitted.request;
+        let card = admitted.card.as_ref();
+        let fingerprint = admitted.fingerprint;
         let key = MessageKey {
             ksi: *request.ksi.as_bytes(),
             mti: request.mti,
@@ -121,7 +126,6 @@ impl Engine {
         if key_expired {
             return self.decline(keys, request, Decline::KeyExpired);
         }
-        let fingerprint = fingerprint(request, card);
         let stored = self
             .state
             .answered
@@ -206,12 +210,12 @@ impl Engine {
                 // before that is durable.
                 let follow_up = matches!(kind, Kind::Confirm | Kind::Reversal);
                 let durable = effects.len() > before || follow_up;
-                let amounts = self.amounts.split();
+                let amounts = self.amounts.take();
                 let answer = Answer {
                     code: approved(),
                     rrn: reply.rrn,
                     approval: reply.approval,
-                    amounts: (!amounts.is_empty()).then_some(&amounts[..]),
+                    amounts: (!amounts.is_empty()).then_some(amounts.as_slice()),
                     switch_time: None,
                 };
                 let decision = self.respond(keys, request, &answer, durable);
@@ -272,7 +276,7 @@ impl Engine {
         for id in ids {
             if let Some(txn) = self.state.txns.get_mut(id) {
                 if txn.state == TxnState::Confirmed {
-                    txn.state = TxnState::Settled;
+                    Arc::make_mut(txn).state = TxnState::Settled;
                 }
             }
         }
@@ -394,13 +398,14 @@ impl Engine {
             capture: Capture::none(),
             local_day: day,
         };
+        let txn = Arc::new(txn);
         self.state.place_holds(&txn);
         self.state.track(&txn);
         if let Some((coupon, _)) = txn.coupon {
             self.move_coupon(coupon, CouponState::Held(id), now, effects);
         }
-        effects.push(Effect::Hold { txn: Box::new(txn) });
-        PurchaseAmounts {
+        effects.push(Effect::Hold { txn });
+        let text = PurchaseAmounts {
             discount: to_amount(amounts.discount),
             fee: to_amount(amounts.fee),
             store_credit: to_amount(amounts.store_credit),
@@ -408,7 +413,8 @@ impl Engine {
             bank_rest: to_amount(amounts.bank_rest),
             cashback: to_amount(amounts.cashback),
         }
-        .write(currency, &mut self.amounts);
+        .encode(currency);
+        self.amounts.push(&text);
         Ok(Reply {
             rrn: Some(rrn),
             approval: Some(approval_code(rrn)),
@@ -446,8 +452,10 @@ impl Engine {
                 )
             }
         };
-        AmountSet::new(ledger_kind, currency, to_amount(ledger)).write(&mut self.amounts);
-        AmountSet::new(available_kind, currency, to_amount(available)).write(&mut self.amounts);
+        self.amounts
+            .push(&AmountSet::new(ledger_kind, currency, to_amount(ledger)).encode());
+        self.amounts
+            .push(&AmountSet::new(available_kind, currency, to_amount(available)).encode());
         Ok(Reply {
             rrn: Some(self.next_rrn()),
             approval: None,
@@ -708,7 +716,7 @@ impl Engine {
         keys: &WorkingKeys,
         request: &Request,
         key: MessageKey,
-        fingerprint: [u8; 32],
+        fingerprint: Fingerprint,
         now: UnixMillis,
         decline: Decline,
     ) -> Decision {
@@ -817,7 +825,7 @@ fn original_key(request: &Request, follow_up: &FollowUp) -> MessageKey {
 /// "The same content" (PROTOCOL.md section 7): fields 3, 4, 49, 90 and 37 where present, and
 /// the terminal id and PAN inside the envelope, the PAN by its keyed token so the hash cannot
 /// be turned back into a card number.
-fn fingerprint(request: &Request, card: Option<&CardRef>) -> [u8; 32] {
+pub fn fingerprint(request: &Request, card: Option<&CardRef>) -> Fingerprint {
     let mut hash = Sha256::new();
     for number in [3_u8, 4, 49, 90, 37] {
         match request.raw().field(number) {
@@ -877,6 +885,56 @@ fn plus(a: Rials, b: Rials) -> Rials {
 
 fn minus(a: Rials, b: Rials) -> Rials {
     a.checked_sub(b).unwrap_or(Rials::ZERO)
+}
+
+/// Field 54 of the answer being built: at most six sets, kept inline (an allocation and a
+/// shared-buffer release per decision otherwise).
+#[derive(Debug, Clone, Copy)]
+struct AmountsText {
+    bytes: [u8; SET_BYTES * SETS_MAX],
+    len: usize,
+}
+
+impl Default for AmountsText {
+    fn default() -> AmountsText {
+        AmountsText {
+            bytes: [0; SET_BYTES * SETS_MAX],
+            len: 0,
+        }
+    }
+}
+
+impl AmountsText {
+    /// Appends `sets` (whole sets). More than [`SETS_MAX`] sets is a programmer error.
+    fn push(&mut self, sets: &[u8]) {
+        assert_eq!(sets.len() % SET_BYTES, 0, "field 54 takes whole sets");
+        let end = self.len + sets.len();
+        let slot = self.bytes.get_mut(self.len..end);
+        assert!(slot.is_some(), "field 54 holds at most six sets");
+        if let Some(slot) = slot {
+            slot.copy_from_slice(sets);
+            self.len = end;
+        }
+    }
+
+    /// The text so far, leaving this empty for the next answer.
+    fn take(&mut self) -> AmountsText {
+        let text = *self;
+        self.len = 0;
+        text
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
 }
 
 /// What a purchase or inquiry is checked against.
@@ -980,7 +1038,7 @@ impl State {
     /// Registers a transaction (new or loaded) in the indexes. Its rule's use by the member
     /// that day counts whatever became of it (a reversal does not give the use back), so a
     /// restart or another process's reload counts exactly what the live engine counted.
-    pub fn track(&mut self, txn: &Txn) {
+    pub fn track(&mut self, txn: &Arc<Txn>) {
         if let Some(rule) = txn.rule {
             *self
                 .rule_uses
@@ -1001,7 +1059,7 @@ impl State {
         }
         self.count_activity(txn);
         self.txn_keys.insert(txn.key, txn.id);
-        self.txns.insert(txn.id, txn.clone());
+        self.txns.insert(txn.id, Arc::clone(txn));
     }
 
     fn untrack_rule_spend(&mut self, txn: &Txn) {
@@ -1014,12 +1072,13 @@ impl State {
 
     fn set_state(&mut self, id: TxnId, state: TxnState) {
         if let Some(txn) = self.txns.get_mut(&id) {
-            txn.state = state;
+            Arc::make_mut(txn).state = state;
         }
     }
 
     fn confirm(&mut self, id: TxnId, capture: Capture) {
         if let Some(txn) = self.txns.get_mut(&id) {
+            let txn = Arc::make_mut(txn);
             txn.state = TxnState::Confirmed;
             txn.capture = capture;
         }

@@ -46,8 +46,8 @@ pub struct NewLot {
 pub enum Effect {
     /// An approved request: the transaction row and its holds.
     Hold {
-        /// The new transaction (state pending).
-        txn: Box<Txn>,
+        /// The new transaction (state pending), shared with the engine's state.
+        txn: std::sync::Arc<Txn>,
     },
     /// A confirm: the holds released and the amounts captured from the ledgers.
     Capture {
@@ -141,7 +141,7 @@ pub enum Effect {
         /// The message's key.
         key: MessageKey,
         /// Its content fingerprint.
-        fingerprint: [u8; 32],
+        fingerprint: crate::engine::state::Fingerprint,
         /// The response bytes.
         response: Bytes,
         /// When.

@@ -2,6 +2,7 @@
 //! and reversal tombstones. Rebuilt from the store on start (DESIGN.md section 6).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
@@ -212,11 +213,15 @@ impl ClubAccount {
     }
 }
 
+/// The hash of a message's content that tells a retransmission from a different message under
+/// the same key (PROTOCOL.md section 7; [`crate::engine::fingerprint`]).
+pub type Fingerprint = [u8; 32];
+
 /// An answered message, kept for retransmissions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answered {
     /// Hash of the fields that make "the same content" (PROTOCOL.md section 7).
-    pub fingerprint: [u8; 32],
+    pub fingerprint: Fingerprint,
     /// The exact response bytes.
     pub response: Bytes,
     /// When it was answered (for pruning the window).
@@ -230,8 +235,10 @@ pub struct State {
     pub club: HashMap<CardId, ClubAccount>,
     /// Store credit by card and merchant.
     pub store: HashMap<(CardId, MerchantId), StoreAccount>,
-    /// Transactions by id.
-    pub txns: HashMap<TxnId, Txn>,
+    /// Transactions by id. Shared with the [`crate::engine::Effect::Hold`] that writes a new
+    /// one, so a purchase's row is written to memory once, not copied into the map and into
+    /// the effect (a change to one the writer still holds copies it: `Arc::make_mut`).
+    pub txns: HashMap<TxnId, Arc<Txn>>,
     /// Transactions by their request key.
     pub txn_keys: HashMap<MessageKey, TxnId>,
     /// Answered messages within the window.
@@ -307,6 +314,6 @@ impl State {
             let member = old.member;
             self.uncount_activity(member, txn.id);
         }
-        self.track(&txn);
+        self.track(&Arc::new(txn));
     }
 }

@@ -83,6 +83,14 @@ impl TokenIndex {
         None
     }
 
+    /// The first slot a lookup of `token` reads, as a word (to read it ahead of the lookup).
+    pub(super) fn first_slot(&self, token: &PanToken) -> u64 {
+        let (hash, _) = place(token);
+        self.slots
+            .get(self.start(hash))
+            .map_or(0, |slot| u64::from(slot.tag) ^ u64::from(slot.row))
+    }
+
     /// Indexes `row` under `token`. Returns false, and changes nothing, when the token is
     /// indexed already or the table is half full.
     pub(super) fn insert<'t>(
