@@ -18,12 +18,13 @@ pub mod fee;
 pub mod split;
 
 pub use discount::{
-    coupon_discount, discount, rule_discount, Purchase, RuleDiscount, RuleUsage, Unlimited,
+    coupon_discount, discount, rule_discount, Candidate, Purchase, RuleDiscount, RuleUsage,
+    Unlimited,
 };
 pub use fee::{cashback, fee};
 pub use split::{split, Account, Funding, Shortfall, Split};
 
-use crate::domain::{CouponTerms, Percent, Rials, Rule};
+use crate::domain::{CouponTerms, Percent, Rials};
 
 /// What the card can spend at this merchant right now (`available = ledger − holds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +82,7 @@ pub enum QuoteDecline {
 /// When the split breaks `G = discount + store credit + club + bank rest` (a bug).
 pub fn quote<'r>(
     purchase: &Purchase<'_>,
-    rules: impl IntoIterator<Item = &'r Rule>,
+    rules: impl IntoIterator<Item = impl Into<Candidate<'r>>>,
     usage: &impl RuleUsage,
     funds: Funds,
     funding: Funding,

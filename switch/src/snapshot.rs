@@ -21,7 +21,7 @@ use crate::domain::{
     UnixMillis,
 };
 use crate::fast_hash::HashMap;
-use crate::pricing::Purchase;
+use crate::pricing::{Candidate, Purchase};
 use row_index::RowIndex;
 use token_index::TokenIndex;
 
@@ -323,12 +323,13 @@ impl Snapshot {
     /// [`Snapshot::rules_for_merchant`] less the network-wide rules whose BIN ranges all miss
     /// `bin`. The engine prices from this list; pricing still checks every condition, BIN
     /// included. A BIN no card of the snapshot has (never the case for a card found in it)
-    /// gets every BIN-limited network-wide rule.
+    /// gets every BIN-limited network-wide rule. The rules naming the merchant (directly or by
+    /// a group) come marked as such, so pricing does not read their merchant lists again.
     pub fn rules_for_purchase<'s>(
         &'s self,
         merchant: MerchantId,
         bin: &[u8; 6],
-    ) -> impl Iterator<Item = &'s Rule> + 's {
+    ) -> impl Iterator<Item = Candidate<'s>> + 's {
         let named = self
             .rules_by_merchant
             .get(&merchant)
@@ -337,11 +338,19 @@ impl Snapshot {
             .rules_any_by_bin
             .get(bin)
             .map_or(&self.rules_any_binned[..], |list| &list[..]);
-        self.rules_any_unbinned
+        let open = self
+            .rules_any_unbinned
             .iter()
             .chain(binned)
-            .chain(named)
             .filter_map(|index| self.rule_at(*index))
+            .map(Candidate::from);
+        let naming = named.iter().filter_map(|index| {
+            Some(Candidate {
+                rule: self.rule_at(*index)?,
+                merchant_matched: true,
+            })
+        });
+        open.chain(naming)
     }
 
     /// Every card, in no particular order.

@@ -170,9 +170,19 @@ async fn example_imports_and_reads_back_equal() {
                 })
                 .map(|rule| rule.code.as_str())
                 .collect();
+            // A candidate marked as naming the merchant does (pricing skips that test for it),
+            // and every other one is open to every merchant.
+            let groups = &snapshot.merchant(merchant).unwrap().groups;
+            for candidate in snapshot.rules_for_purchase(merchant, &card.bin) {
+                let who = &candidate.rule.eligibility;
+                let names = who.merchants.contains(&merchant)
+                    || who.merchant_groups.iter().any(|group| groups.contains(group));
+                assert_eq!(candidate.merchant_matched, names, "{}", candidate.rule.code);
+                assert_eq!(candidate.merchant_matched, !who.any_merchant());
+            }
             let mut got: Vec<&str> = snapshot
                 .rules_for_purchase(merchant, &card.bin)
-                .map(|rule| rule.code.as_str())
+                .map(|candidate| candidate.rule.code.as_str())
                 .collect();
             expected.sort_unstable();
             got.sort_unstable();
