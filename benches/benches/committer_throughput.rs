@@ -133,13 +133,9 @@ impl Driver {
             .keys_by_ksi(admitted.request.ksi.as_bytes())
             .unwrap();
         let now = UnixMillis::new(self.now_ms);
-        let decision = self.engine.decide(
-            &self.snapshot,
-            keyed,
-            &admitted,
-            now,
-            &mut self.effects,
-        );
+        let decision = self
+            .engine
+            .decide(&self.snapshot, keyed, &admitted, now, &mut self.effects);
         assert!(
             !decision.resent,
             "a fresh message was answered from the window"

@@ -207,13 +207,7 @@ fn check(engine: &mut Engine, snapshot: &Snapshot, pool: &[Ready<'_>], now: Unix
     let started = Instant::now();
     for item in pool {
         effects.clear();
-        let decision = engine.decide(
-            snapshot,
-            item.keyed,
-            &item.admitted,
-            now,
-            &mut effects,
-        );
+        let decision = engine.decide(snapshot, item.keyed, &item.admitted, now, &mut effects);
         assert!(
             !decision.resent,
             "a pool request was answered from the window"
@@ -269,13 +263,8 @@ fn benches(c: &mut Criterion) {
                     });
                     for item in group {
                         effects.clear();
-                        let decision = engine.decide(
-                            &snapshot,
-                            item.keyed,
-                            &item.admitted,
-                            now,
-                            &mut effects,
-                        );
+                        let decision =
+                            engine.decide(&snapshot, item.keyed, &item.admitted, now, &mut effects);
                         black_box(decision);
                     }
                 }

@@ -14,10 +14,10 @@ use protocol::ResponseCode;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, debug_span, error, info, warn};
 
+use crate::admission::Admitted;
 use crate::clock::Clock;
 use crate::engine::coupon::{CouponIssue, CouponRefusal};
 use crate::engine::credit::{Credit, CreditOutcome, CreditRefusal, Transfer, TransferRefusal};
-use crate::admission::Admitted;
 use crate::engine::{prefetch, Decision, Decline, Effect, Engine};
 use crate::metrics as m;
 use crate::snapshot::Snapshot;
@@ -424,7 +424,10 @@ fn answer_system_error(deferred: Vec<(Job, Decision)>) {
 
 /// Answers `96` (nothing was changed) to one job.
 fn answer_96(job: Job) {
-    let Some(keyed) = job.snapshot.keys_by_ksi(job.admitted.request.ksi.as_bytes()) else {
+    let Some(keyed) = job
+        .snapshot
+        .keys_by_ksi(job.admitted.request.ksi.as_bytes())
+    else {
         return;
     };
     let code = Decline::System.response_code();

@@ -10,6 +10,7 @@
 //! - [`referral`]: referral rewards, and the programme rules the engine applies.
 //! - [`state`]: balances, holds, transactions, the idempotency window.
 //! - [`tier`]: tiers earned by rolling 12-month activity.
+//! - [`txn_table`]: transactions by id, consecutive ids side by side.
 
 pub mod coupon;
 pub mod credit;
@@ -20,6 +21,7 @@ pub mod prefetch;
 pub mod referral;
 pub mod state;
 pub mod tier;
+pub mod txn_table;
 
 pub use decide::{fingerprint, CardRef, Decision, Engine, EngineConfig};
 pub use decline::Decline;

@@ -176,7 +176,10 @@ async fn example_imports_and_reads_back_equal() {
             for candidate in snapshot.rules_for_purchase(merchant, &card.bin) {
                 let who = &candidate.rule.eligibility;
                 let names = who.merchants.contains(&merchant)
-                    || who.merchant_groups.iter().any(|group| groups.contains(group));
+                    || who
+                        .merchant_groups
+                        .iter()
+                        .any(|group| groups.contains(group));
                 assert_eq!(candidate.merchant_matched, names, "{}", candidate.rule.code);
                 assert_eq!(candidate.merchant_matched, !who.any_merchant());
             }

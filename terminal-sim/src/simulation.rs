@@ -39,7 +39,7 @@ use serde_json::Value;
 use sqlx::Row;
 use switch::admission::{admit, Admission};
 use switch::domain::{Kek, PanTokenKey, UnixMillis};
-use switch::engine::{Decision, Effect, Engine, EngineConfig, MessageKey, State, Txn, TxnState};
+use switch::engine::{Decision, Effect, Engine, EngineConfig, MessageKey, State, TxnState};
 use switch::snapshot::Snapshot;
 use switch::store::ledger;
 use switch::store::Pool;
@@ -1283,7 +1283,7 @@ fn compare(memory: &State, stored: &State) -> Step {
         let mut txns: HashMap<_, _> = state
             .txns
             .iter()
-            .map(|(id, txn)| (*id, Txn::clone(txn)))
+            .map(|(id, txn)| (id, txn.clone()))
             .collect();
         for txn in txns.values_mut() {
             txn.capture.lots.sort_unstable();

@@ -106,8 +106,7 @@ impl Net {
 
     /// Admits, decides and makes durable one message.
     pub async fn send(&mut self, out: &Outgoing, now: UnixMillis) -> Decision {
-        let Admission::Admitted(admitted) =
-            admit(out.bytes.clone(), &self.snapshot, &self.pan_key)
+        let Admission::Admitted(admitted) = admit(out.bytes.clone(), &self.snapshot, &self.pan_key)
         else {
             panic!("not admitted: {:?}", out.mti);
         };
@@ -116,13 +115,9 @@ impl Net {
             .keys_by_ksi(admitted.request.ksi.as_bytes())
             .unwrap();
         let mut effects = Vec::new();
-        let decision = self.engine.decide(
-            &self.snapshot,
-            keyed,
-            &admitted,
-            now,
-            &mut effects,
-        );
+        let decision = self
+            .engine
+            .decide(&self.snapshot, keyed, &admitted, now, &mut effects);
         switch::store::ledger::apply(&self.pool, &effects)
             .await
             .unwrap();

@@ -2,8 +2,6 @@
 //! machine. Given the reference snapshot, the clock and a verified request, it returns the
 //! response and pushes the effects that must be durable before the response is sent.
 
-use std::sync::Arc;
-
 use bytes::{Bytes, BytesMut};
 use protocol::field54::{AmountKind, AmountSet, PurchaseAmounts, SETS_MAX, SET_BYTES};
 use protocol::message::{Body, FollowUp, Kind};
@@ -23,8 +21,8 @@ use crate::engine::decline::{approved, Decline};
 use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
 use crate::engine::referral::LoyaltyRules;
 use crate::engine::state::{
-    Amounts, Answered, Capture, ClubAccount, Fingerprint, LotId, MessageKey, State, StoreAccount, Txn, TxnId,
-    TxnState,
+    Amounts, Answered, Capture, ClubAccount, Fingerprint, LotId, MessageKey, State, StoreAccount,
+    Txn, TxnId, TxnState,
 };
 use crate::engine::tier::TierCause;
 use crate::pricing;
@@ -276,7 +274,7 @@ impl Engine {
         for id in ids {
             if let Some(txn) = self.state.txns.get_mut(id) {
                 if txn.state == TxnState::Confirmed {
-                    Arc::make_mut(txn).state = TxnState::Settled;
+                    txn.state = TxnState::Settled;
                 }
             }
         }
@@ -398,13 +396,14 @@ impl Engine {
             capture: Capture::none(),
             local_day: day,
         };
-        let txn = Arc::new(txn);
         self.state.place_holds(&txn);
-        self.state.track(&txn);
         if let Some((coupon, _)) = txn.coupon {
             self.move_coupon(coupon, CouponState::Held(id), now, effects);
         }
-        effects.push(Effect::Hold { txn });
+        effects.push(Effect::Hold {
+            txn: Box::new(txn.clone()),
+        });
+        self.state.track(txn);
         let text = PurchaseAmounts {
             discount: to_amount(amounts.discount),
             fee: to_amount(amounts.fee),
@@ -1038,7 +1037,7 @@ impl State {
     /// Registers a transaction (new or loaded) in the indexes. Its rule's use by the member
     /// that day counts whatever became of it (a reversal does not give the use back), so a
     /// restart or another process's reload counts exactly what the live engine counted.
-    pub fn track(&mut self, txn: &Arc<Txn>) {
+    pub fn track(&mut self, txn: Txn) {
         if let Some(rule) = txn.rule {
             *self
                 .rule_uses
@@ -1057,9 +1056,10 @@ impl State {
                 *spent = plus(*spent, txn.rule_discount());
             }
         }
-        self.count_activity(txn);
+        self.count_activity(&txn);
         self.txn_keys.insert(txn.key, txn.id);
-        self.txns.insert(txn.id, Arc::clone(txn));
+        let inserted = self.txns.insert(txn.id, txn);
+        assert!(inserted.is_ok(), "a transaction id is never negative");
     }
 
     fn untrack_rule_spend(&mut self, txn: &Txn) {
@@ -1072,13 +1072,12 @@ impl State {
 
     fn set_state(&mut self, id: TxnId, state: TxnState) {
         if let Some(txn) = self.txns.get_mut(&id) {
-            Arc::make_mut(txn).state = state;
+            txn.state = state;
         }
     }
 
     fn confirm(&mut self, id: TxnId, capture: Capture) {
         if let Some(txn) = self.txns.get_mut(&id) {
-            let txn = Arc::make_mut(txn);
             txn.state = TxnState::Confirmed;
             txn.capture = capture;
         }

@@ -46,8 +46,8 @@ pub struct NewLot {
 pub enum Effect {
     /// An approved request: the transaction row and its holds.
     Hold {
-        /// The new transaction (state pending), shared with the engine's state.
-        txn: std::sync::Arc<Txn>,
+        /// The new transaction (state pending).
+        txn: Box<Txn>,
     },
     /// A confirm: the holds released and the amounts captured from the ledgers.
     Capture {

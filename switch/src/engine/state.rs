@@ -2,7 +2,6 @@
 //! and reversal tombstones. Rebuilt from the store on start (DESIGN.md section 6).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
@@ -11,6 +10,7 @@ use crate::domain::{
     CardId, CouponId, MemberId, MerchantId, Rials, RuleId, TerminalRowId, TierId, UnixMillis,
 };
 use crate::engine::coupon::Coupon;
+use crate::engine::txn_table::TxnTable;
 use crate::fast_hash::HashMap;
 
 /// Row id of a transaction.
@@ -235,10 +235,8 @@ pub struct State {
     pub club: HashMap<CardId, ClubAccount>,
     /// Store credit by card and merchant.
     pub store: HashMap<(CardId, MerchantId), StoreAccount>,
-    /// Transactions by id. Shared with the [`crate::engine::Effect::Hold`] that writes a new
-    /// one, so a purchase's row is written to memory once, not copied into the map and into
-    /// the effect (a change to one the writer still holds copies it: `Arc::make_mut`).
-    pub txns: HashMap<TxnId, Arc<Txn>>,
+    /// Transactions by id.
+    pub txns: TxnTable,
     /// Transactions by their request key.
     pub txn_keys: HashMap<MessageKey, TxnId>,
     /// Answered messages within the window.
@@ -314,6 +312,6 @@ impl State {
             let member = old.member;
             self.uncount_activity(member, txn.id);
         }
-        self.track(&Arc::new(txn));
+        self.track(txn);
     }
 }

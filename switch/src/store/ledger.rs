@@ -287,7 +287,7 @@ async fn load_transactions(conn: &mut Conn, state: &mut State) -> Result<(), Led
         let txn = txn_from_row(&row, &mut lots_by_txn, &member_of)?;
         txn_max = txn_max.max(txn.id.0);
         rrn_max = rrn_max.max(txn.rrn.as_str().parse::<u64>().unwrap_or(0));
-        state.track(&std::sync::Arc::new(txn));
+        state.track(txn);
     }
     state.next_txn = txn_max + 1;
     state.next_rrn = rrn_max + 1;
