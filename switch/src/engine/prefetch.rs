@@ -76,7 +76,18 @@ impl Engine {
                 word ^= u64::from(keyed.terminal.status == TerminalStatus::Active) << 3;
                 keyed.keys.prefetch();
                 if let Some(merchant) = snapshot.merchant(keyed.terminal.merchant) {
-                    word ^= u64::from(merchant.profile.status == MerchantStatus::Active) << 4;
+                    // A merchant row spans several cache lines: read a field from each part
+                    // the decision uses (status and currency, fee and limits, time zone,
+                    // groups).
+                    let profile = &merchant.profile;
+                    word ^= u64::from(profile.status == MerchantStatus::Active) << 4;
+                    word ^= profile.fee.rate().millionths().unsigned_abs();
+                    word ^= profile.fee.fee_rials_max().get().unsigned_abs();
+                    word ^= profile.amount_rials_max.get().unsigned_abs();
+                    word ^= u64::from(profile.cashback_allowed) << 5;
+                    word ^= u64::from(profile.utc_offset_minutes.unsigned_abs());
+                    word ^= u64::from(profile.currency.get());
+                    word ^= merchant.groups.first().map_or(0, |group| group.get().unsigned_abs());
                 }
                 if let Some(card) = card {
                     word ^= snapshot.card_slot(&card.token);
@@ -85,7 +96,11 @@ impl Engine {
             }
             Stage::Rows => card
                 .and_then(|card| snapshot.card_by_token(&card.token))
-                .map_or(0, |card| u64::from(card.status == CardStatus::Blocked)),
+                .map_or(0, |card| {
+                    let groups = card.member_groups.first();
+                    u64::from(card.status == CardStatus::Blocked)
+                        ^ groups.map_or(0, |group| group.get().unsigned_abs())
+                }),
             Stage::Balances => card
                 .and_then(|card| snapshot.card_by_token(&card.token))
                 .and_then(|card| state.club.get(&card.id))
