@@ -18,7 +18,9 @@ const CHUNK: u64 = 256;
 /// Transactions by id.
 #[derive(Debug, Default)]
 pub struct TxnTable {
-    chunks: HashMap<u64, Box<[Option<Txn>]>>,
+    /// Each chunk holds its slots up to the highest used, so filling it in order writes each
+    /// slot once (a chunk written out in full when made cost a burst of cold writes).
+    chunks: HashMap<u64, Vec<Option<Txn>>>,
     len: usize,
 }
 
@@ -56,11 +58,13 @@ impl TxnTable {
         let Some((chunk, slot)) = place(id) else {
             return Err(Box::new(txn));
         };
-        let slots = self.chunks.entry(chunk).or_insert_with(|| {
-            std::iter::repeat_with(|| None)
-                .take(usize::try_from(CHUNK).unwrap_or(1))
-                .collect()
-        });
+        let slots = self
+            .chunks
+            .entry(chunk)
+            .or_insert_with(|| Vec::with_capacity(usize::try_from(CHUNK).unwrap_or(1)));
+        if slots.len() <= slot {
+            slots.resize_with(slot + 1, || None);
+        }
         let Some(cell) = slots.get_mut(slot) else {
             return Err(Box::new(txn));
         };
