@@ -6,6 +6,7 @@
 //! - [`coupon`]: member coupons, held, used and given back with their purchase.
 //! - [`decline`]: the one mapping from a decline to its response code.
 //! - [`effect`]: the effects the committer makes durable.
+//! - [`pending`]: the pending holds in expiry order, for the sweeper.
 //! - [`prefetch`]: reading a group's rows ahead of its decisions, so their misses overlap.
 //! - [`referral`]: referral rewards, and the programme rules the engine applies.
 //! - [`state`]: balances, holds, transactions, the idempotency window.
@@ -17,6 +18,7 @@ pub mod credit;
 pub mod decide;
 pub mod decline;
 pub mod effect;
+pub mod pending;
 pub mod prefetch;
 pub mod referral;
 pub mod state;

@@ -259,7 +259,7 @@ impl Engine {
             .iter()
             .take_while(|(at, _)| *at <= now.get())
             .take(max)
-            .map(|(_, id)| *id)
+            .map(|(_, id)| id)
             .collect();
         for id in &due {
             self.release(*id, ReleaseReason::Expiry, now, effects);

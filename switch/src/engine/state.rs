@@ -1,7 +1,6 @@
 //! The engine's mutable state: balances with their holds, transactions, the idempotency window
 //! and reversal tombstones. Rebuilt from the store on start (DESIGN.md section 6).
 
-use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
@@ -10,6 +9,7 @@ use crate::domain::{
     CardId, CouponId, MemberId, MerchantId, Rials, RuleId, TerminalRowId, TierId, UnixMillis,
 };
 use crate::engine::coupon::Coupon;
+use crate::engine::pending::PendingHolds;
 use crate::engine::txn_table::TxnTable;
 use crate::fast_hash::HashMap;
 
@@ -244,7 +244,7 @@ pub struct State {
     /// Declines and inquiries answered since start (not durable: they changed nothing).
     pub answered_volatile: HashMap<MessageKey, Answered>,
     /// Pending transactions by (hold expiry in ms, id), for the sweeper.
-    pub pending: BTreeSet<(i64, TxnId)>,
+    pub pending: PendingHolds,
     /// Reversals whose original was never seen.
     pub tombstones: HashMap<MessageKey, UnixMillis>,
     /// Discount given per rule (for budgets), over pending and confirmed transactions.
