@@ -87,7 +87,10 @@ impl Engine {
                     word ^= u64::from(profile.cashback_allowed) << 5;
                     word ^= u64::from(profile.utc_offset_minutes.unsigned_abs());
                     word ^= u64::from(profile.currency.get());
-                    word ^= merchant.groups.first().map_or(0, |group| group.get().unsigned_abs());
+                    word ^= merchant
+                        .groups
+                        .first()
+                        .map_or(0, |group| group.get().unsigned_abs());
                 }
                 if let Some(card) = card {
                     word ^= snapshot.card_slot(&card.token);

@@ -1,7 +1,6 @@
 //! The engine's mutable state: balances with their holds, transactions, the idempotency window
 //! and reversal tombstones. Rebuilt from the store on start (DESIGN.md section 6).
 
-
 use bytes::Bytes;
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
 
