@@ -4,8 +4,10 @@
 //! Method: criterion over the frozen `purchase_bank_000000` vector, with keys derived once (the
 //! switch caches working keys per KSI). Beside the target: building an approved 0110 with its
 //! six amount sets and MAC into a reused buffer, and a like-for-like parse-only comparison with
-//! the `iso8583_rs` crate, which does no MAC or crypto. Every input is checked before it is
-//! measured, so a bench can never time a failing path.
+//! the `iso8583_rs` crate, which does no MAC or crypto; and the content fingerprint of the
+//! idempotency window, which admission takes on the connection's task (it was the engine's
+//! until 2026-12-05). Every input is checked before it is measured, so a bench can never time
+//! a failing path.
 // `criterion_group!` generates a public function that cannot carry a doc comment.
 #![allow(
     missing_docs,
@@ -17,6 +19,7 @@
 
 use std::hint::black_box;
 
+use benches::network::PAN_KEY;
 use benches::{fixture, Fixture, PURCHASE_0100};
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -25,6 +28,8 @@ use protocol::field54::PurchaseAmounts;
 use protocol::message::Request;
 use protocol::response::{self, Answer, Response};
 use protocol::{Amount, ApprovalCode, Currency, Mti, RawMessage, ResponseCode, Rrn};
+use switch::domain::{PanToken, PanTokenKey};
+use switch::engine::{fingerprint, CardRef};
 
 /// The iso8583_rs spec of the 0100 (its crate reads specs only from the file `SPEC_FILE` names).
 const ISO8583_RS_SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/iso8583_rs_lsti1.yaml");
@@ -131,6 +136,24 @@ fn benches(c: &mut Criterion) {
             build_0110(&fixture, black_box(&request), &mut amounts, &mut out);
             black_box(out.len())
         })
+    });
+
+    let parsed = Request::from_raw(request.clone()).unwrap();
+    let identity = parsed
+        .verify(&fixture.keys, &fixture.terminal_id)
+        .unwrap()
+        .unwrap();
+    let card = CardRef {
+        token: PanToken::compute(&PanTokenKey::from_bytes(PAN_KEY), &identity.pan),
+        luhn_valid: identity.pan.luhn_valid(),
+        terminal_id: *identity.terminal_id.as_bytes(),
+    };
+    assert_ne!(
+        fingerprint(&parsed, Some(&card)),
+        fingerprint(&parsed, None)
+    );
+    group.bench_function("fingerprint_0100", |b| {
+        b.iter(|| fingerprint(black_box(&parsed), Some(black_box(&card))))
     });
 
     let mut data = fixture.message.to_vec();
