@@ -802,4 +802,42 @@ proptest! {
             .map(|(amount, rule)| RuleDiscount { rule, amount });
         prop_assert_eq!(pricing::discount(&rules, &purchase, &Unlimited), expected);
     }
+
+    /// Rules whose budget or daily limit is spent never win, whatever their place in the list:
+    /// the best of the others does, exactly as if the spent ones were not offered at all.
+    #[test]
+    fn spent_rules_never_win(
+        g in 1..=AMOUNT_MAX,
+        all in proptest::collection::vec((terms(), proptest::bool::ANY), 0..8),
+    ) {
+        let cafe = merchant("1", 0, 0);
+        let none: [GroupId; 0] = [];
+        let purchase = Purchase {
+            gross: rials(g), merchant: &cafe, terminal_groups: &none, bin: b"603799",
+            tier: None, member_groups: &none, now: UnixMillis::new(0),
+        };
+        let rules: Vec<Rule> = all.iter().enumerate().map(|(i, (terms, _))| {
+            let id = i64::try_from(i).unwrap() + 1;
+            Rule { terms: terms.clone(), ..R::new(id, RuleKind::Fixed(Rials::ZERO)).0 }
+        }).collect();
+        let spent: Vec<RuleId> = rules.iter().zip(&all)
+            .filter(|(_, (_, spent))| *spent)
+            .map(|(rule, _)| rule.id)
+            .collect();
+        let open: Vec<Rule> = rules.iter().filter(|rule| !spent.contains(&rule.id)).cloned().collect();
+        let usage = Spent(spent);
+        prop_assert_eq!(
+            pricing::discount(&rules, &purchase, &usage),
+            pricing::discount(&open, &purchase, &Unlimited)
+        );
+    }
+}
+
+/// A usage that refuses a set of rules (their budget or daily limit spent).
+struct Spent(Vec<RuleId>);
+
+impl RuleUsage for Spent {
+    fn allows(&self, rule: &Rule, _discount: Rials) -> bool {
+        !self.0.contains(&rule.id)
+    }
 }

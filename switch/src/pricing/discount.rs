@@ -96,13 +96,15 @@ pub fn discount<'r>(
             continue;
         }
         let amount = rule_discount(&rule.terms, purchase.gross);
-        if amount == Rials::ZERO || !usage.allows(rule, amount) {
+        if amount == Rials::ZERO {
             continue;
         }
         let better = best.is_none_or(|current| {
             amount > current.amount || (amount == current.amount && rule.id < current.rule)
         });
-        if better {
+        // The budget and daily-use lookups (a map of a day's uses per member: a cache miss)
+        // are asked only of a rule that would win: one that would not cannot change the best.
+        if better && usage.allows(rule, amount) {
             best = Some(RuleDiscount {
                 rule: rule.id,
                 amount,
