@@ -6,11 +6,13 @@
 //! the store would assign, and becomes a `Snapshot` and an engine `State` with a club balance
 //! per card and 100k store-credit accounts; resident memory is printed once. Then 200k
 //! purchases (`benches::traffic`: four processing codes, random cards and terminals) are
-//! built by their terminals and admitted (parse, MAC, envelope, PAN token, fingerprint) outside the timed
-//! loop; that part is `parse_mac_open_0100`'s. The terminal and keys of each request's KSI are
-//! found there too, as admission and the committer find them before the engine runs. The timed loop is `Engine::decide` alone on
-//! fresh requests: each has its own (KSI, STAN, field 7), so none is answered from the
-//! idempotency window. When the pool is used up, the holds and transactions it created are
+//! built by their terminals and admitted (parse, MAC, envelope, PAN token, fingerprint)
+//! outside the timed loop; that part is `parse_mac_open_0100`'s. The terminal and keys of each
+//! request's KSI are found there too, as admission and the committer find them before the
+//! engine runs. The timed loop is what the committer does per batch: groups of
+//! `prefetch::GROUP` requests, each read ahead (`prefetch::read_ahead`, timed) and then decided
+//! one by one with `Engine::decide`, on fresh requests: each has its own (KSI, STAN, field 7),
+//! so none is answered from the idempotency window. When the pool is used up, the holds and transactions it created are
 //! dropped (untimed) and it is replayed against a state equal to the first.
 //!
 //! `LSW_BENCH_LOYALTY=1` turns the loyalty programme's hot-path parts on (docs/loyalty.md):

@@ -1058,7 +1058,7 @@ impl State {
         }
         self.count_activity(&txn);
         self.txn_keys.insert(txn.key, txn.id);
-        let inserted = self.txns.insert(txn.id, txn);
+        let inserted = self.txns.insert(txn);
         assert!(inserted.is_ok(), "a transaction id is never negative");
     }
 

@@ -49,13 +49,13 @@ impl TxnTable {
         self.get(id).is_some()
     }
 
-    /// Puts `txn` under `id`, returning the one it replaces. An id the table cannot place (a
+    /// Puts `txn` under its id, returning the one it replaces. An id the table cannot place (a
     /// negative one, which the store never assigns) is refused: `Err` gives the row back.
     ///
     /// # Errors
-    /// The transaction, when `id` is negative.
-    pub fn insert(&mut self, id: TxnId, txn: Txn) -> Result<Option<Txn>, Box<Txn>> {
-        let Some((chunk, slot)) = place(id) else {
+    /// The transaction, when its id is negative.
+    pub fn insert(&mut self, txn: Txn) -> Result<Option<Txn>, Box<Txn>> {
+        let Some((chunk, slot)) = place(txn.id) else {
             return Err(Box::new(txn));
         };
         let slots = self
@@ -151,7 +151,7 @@ mod tests {
         // Consecutive ids across a chunk border, one far away, and id 0.
         let ids = [0, 1, 255, 256, 257, 1_000_000_007];
         for id in ids {
-            assert!(table.insert(TxnId(id), txn(id)).unwrap().is_none());
+            assert!(table.insert(txn(id)).unwrap().is_none());
         }
         assert_eq!(table.len(), ids.len());
         for id in ids {
@@ -175,14 +175,18 @@ mod tests {
     #[test]
     fn replaces_changes_and_refuses_negative_ids() {
         let mut table = TxnTable::default();
-        assert!(table.insert(TxnId(7), txn(7)).unwrap().is_none());
+        assert!(table.insert(txn(7)).unwrap().is_none());
         table.get_mut(&TxnId(7)).unwrap().state = TxnState::Confirmed;
         assert_eq!(table.get(&TxnId(7)).unwrap().state, TxnState::Confirmed);
-        let old = table.insert(TxnId(7), txn(7)).unwrap().unwrap();
+        let old = table.insert(txn(7)).unwrap().unwrap();
         assert_eq!(old.state, TxnState::Confirmed);
         assert_eq!(table.get(&TxnId(7)).unwrap().state, TxnState::Pending);
         assert_eq!(table.len(), 1);
-        assert!(table.insert(TxnId(-1), txn(1)).is_err());
+        let negative = Txn {
+            id: TxnId(-1),
+            ..txn(1)
+        };
+        assert!(table.insert(negative).is_err());
         assert!(table.get(&TxnId(-1)).is_none());
         assert_eq!(table.len(), 1);
         table.clear();
