@@ -97,13 +97,13 @@ impl Driver {
                 .confirm(&original.outgoing, original.rrn, at_seconds)
                 .unwrap();
             let decision = self.decide(confirm.bytes);
-            assert_eq!(decision.code, ResponseCode::Approved, "confirm declined");
+            assert_eq!(decision.code(), ResponseCode::Approved, "confirm declined");
         }
         while self.in_batch.len() < size - confirms {
             let at_seconds = self.tick();
             let sent = self.traffic.purchase(&mut self.terminals, at_seconds);
             let decision = self.decide(sent.outgoing.bytes.clone());
-            if decision.code != ResponseCode::Approved {
+            if decision.code() != ResponseCode::Approved {
                 // A blocked card (one in 500): not durable, not part of the batch.
                 self.declined += 1;
                 continue;
@@ -111,7 +111,7 @@ impl Driver {
             self.in_batch.push(Approved {
                 terminal: sent.terminal,
                 outgoing: sent.outgoing,
-                rrn: decision.rrn.unwrap(),
+                rrn: decision.rrn().unwrap(),
             });
         }
         assert_eq!(self.effects.len(), size * EFFECTS_PER_MESSAGE);

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use benches::network::{self, Network, Shape, PAN_KEY, START_MS};
 use benches::{memory, traffic::Traffic};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use protocol::terminal::Terminal as TerminalClient;
 use switch::admission::{self, Admission, Admitted};
 use switch::domain::{
@@ -214,7 +214,7 @@ fn check(engine: &mut Engine, snapshot: &Snapshot, pool: &[Ready<'_>], now: Unix
             !decision.resent,
             "a pool request was answered from the window"
         );
-        *codes.entry(format!("{:?}", decision.code)).or_default() += 1;
+        *codes.entry(format!("{:?}", decision.code())).or_default() += 1;
     }
     let elapsed = started.elapsed();
     let approved = codes.get("Approved").copied().unwrap_or(0);
@@ -280,4 +280,16 @@ fn benches(c: &mut Criterion) {
 }
 
 criterion_group!(engine_decide_1m_cards, benches);
-criterion_main!(engine_decide_1m_cards);
+
+/// `criterion_main!`, after starting again with huge pages as `lsw-switch serve` does
+/// (`switch::huge_pages`): the bench measures the engine as the switch runs it.
+/// `LSW_HUGE_PAGES=off` measures it without.
+fn main() {
+    let kept = switch::huge_pages::restart_with_huge_pages();
+    println!(
+        "engine_decide_1m_cards: huge pages asked for: {} ({kept:?})",
+        switch::huge_pages::asked()
+    );
+    engine_decide_1m_cards();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -59,6 +59,53 @@ pub fn build(
     answer: &Answer<'_>,
     keys: Option<&WorkingKeys>,
 ) -> Result<(), BuildError> {
+    build_from(out, request_mti, Echo::Request(request), answer, keys)
+}
+
+/// Builds only what the switch adds: the response MTI and the answer's fields, with nothing
+/// echoed but field 11 (`stan`, so that the record parses as any message) and no MAC. This
+/// is the record the switch keeps of an answer so that it can build the
+/// same response again for a retransmission, whose echoed fields are the original's (they are
+/// in the retransmission key or its "same content" fields, PROTOCOL.md section 7).
+/// [`RawMessage::parse`] reads it back; fields 37, 38, 39 and 54 are where a full response
+/// has them, so the full response the switch sent reads back the same way.
+///
+/// # Errors
+/// [`BuildError`] only for a programmer error (an answer field of the wrong length).
+pub fn build_record(
+    out: &mut BytesMut,
+    request_mti: Mti,
+    stan: Stan,
+    answer: &Answer<'_>,
+) -> Result<(), BuildError> {
+    build_from(out, request_mti, Echo::Stan(stan), answer, None)
+}
+
+/// Where a response's echoed fields come from.
+#[derive(Clone, Copy)]
+enum Echo<'a> {
+    /// The request.
+    Request(&'a RawMessage),
+    /// Field 11 only.
+    Stan(Stan),
+}
+
+fn build_from(
+    out: &mut BytesMut,
+    request_mti: Mti,
+    echo: Echo<'_>,
+    answer: &Answer<'_>,
+    keys: Option<&WorkingKeys>,
+) -> Result<(), BuildError> {
+    let stan = match echo {
+        Echo::Stan(stan) => Some(stan.to_digits()),
+        Echo::Request(_) => None,
+    };
+    let echoed = |number: u8| match echo {
+        Echo::Request(request) => request.field(number),
+        Echo::Stan(_) if number == spec::STAN => stan.as_ref().map(|digits| &digits[..]),
+        Echo::Stan(_) => None,
+    };
     let mti = request_mti.response().unwrap_or(request_mti);
     let mut builder = MessageBuilder::new(out, *mti.as_bytes());
     let echo_rrn = matches!(request_mti, Mti::ConfirmAdvice | Mti::ReversalAdvice);
@@ -68,7 +115,7 @@ pub fn build(
         spec::TRANSMITTED,
         spec::STAN,
     ] {
-        if let Some(value) = request.field(number) {
+        if let Some(value) = echoed(number) {
             builder.field(number, value)?;
         }
     }
@@ -79,7 +126,7 @@ pub fn build(
         builder.field(spec::LOCAL_DATE, date)?;
     }
     let rrn = answer.rrn.map(|rrn| *rrn.as_bytes());
-    match (rrn, echo_rrn.then(|| request.field(spec::RRN)).flatten()) {
+    match (rrn, echo_rrn.then(|| echoed(spec::RRN)).flatten()) {
         (Some(assigned), _) => builder.field(spec::RRN, &assigned)?,
         (None, Some(echoed)) => builder.field(spec::RRN, echoed)?,
         (None, None) => &mut builder,
@@ -89,7 +136,7 @@ pub fn build(
     }
     builder.field(spec::RESPONSE_CODE, answer.code.as_bytes())?;
     for number in [spec::CURRENCY, spec::KSI] {
-        if let Some(value) = request.field(number) {
+        if let Some(value) = echoed(number) {
             builder.field(number, value)?;
         }
     }
@@ -97,7 +144,7 @@ pub fn build(
         builder.field(spec::ADDITIONAL_AMOUNTS, amounts)?;
     }
     for number in [spec::NETWORK_CODE, spec::ORIGINAL_DATA] {
-        if let Some(value) = request.field(number) {
+        if let Some(value) = echoed(number) {
             builder.field(number, value)?;
         }
     }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::store::Pool;
 use bytes::{Bytes, BytesMut};
-use protocol::response::{self, Answer};
 use protocol::ResponseCode;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, debug_span, error, info, warn};
@@ -18,7 +17,7 @@ use crate::admission::Admitted;
 use crate::clock::Clock;
 use crate::engine::coupon::{CouponIssue, CouponRefusal};
 use crate::engine::credit::{Credit, CreditOutcome, CreditRefusal, Transfer, TransferRefusal};
-use crate::engine::{prefetch, Decision, Decline, Effect, Engine};
+use crate::engine::{prefetch, AnswerFields, Decision, Decline, Effect, Engine};
 use crate::metrics as m;
 use crate::snapshot::Snapshot;
 use crate::store::ledger;
@@ -272,7 +271,7 @@ fn decide_one(
     );
     let _entered = span.enter();
     let decision = engine.decide(&job.snapshot, keyed, &job.admitted, now, effects);
-    debug!(response_code = decision.code.as_str(), rrn = ?decision.rrn, durable = decision.durable, "decided");
+    debug!(response_code = decision.code().as_str(), rrn = ?decision.rrn(), durable = decision.durable, "decided");
     if decision.durable || decision.resent {
         deferred.push((job, decision));
     } else {
@@ -424,32 +423,10 @@ fn answer_system_error(deferred: Vec<(Job, Decision)>) {
 
 /// Answers `96` (nothing was changed) to one job.
 fn answer_96(job: Job) {
-    let Some(keyed) = job
-        .snapshot
-        .keys_by_ksi(job.admitted.request.ksi.as_bytes())
-    else {
-        return;
-    };
-    let code = Decline::System.response_code();
-    let mut out = BytesMut::with_capacity(256);
-    let answer = Answer::code(code);
-    if response::build(
-        &mut out,
-        job.admitted.request.mti,
-        job.admitted.request.raw(),
-        &answer,
-        Some(keyed.keys),
-    )
-    .is_err()
-    {
-        return;
-    }
     let decision = Decision {
-        response: out.freeze(),
-        code,
+        answer: AnswerFields::code(Decline::System.response_code()),
         durable: false,
         resent: false,
-        rrn: None,
     };
     send(job, decision);
 }
@@ -474,18 +451,33 @@ async fn reload(engine: &mut Engine, pool: &Pool, clock: &dyn Clock) {
     }
 }
 
+/// Builds the response from the decision's fields and the request, MACs it with the keys
+/// of the request's KSI, and queues it on the connection. For answers that waited for their
+/// batch this runs on the writer's task, beside the engine's.
 fn send(job: Job, decision: Decision) {
-    let code: ResponseCode = decision.code;
-    metrics::counter!(m::MESSAGES_TOTAL, "mti" => job.admitted.request.mti.as_str(), "response_code" => code.as_str())
+    let code: ResponseCode = decision.code();
+    let request = &job.admitted.request;
+    metrics::counter!(m::MESSAGES_TOTAL, "mti" => request.mti.as_str(), "response_code" => code.as_str())
         .increment(1);
+    // Admission found the KSI in this snapshot, which the job carries: never `None`.
+    let Some(keyed) = job.snapshot.keys_by_ksi(request.ksi.as_bytes()) else {
+        error!(stan = %request.stan, "response not built: the request's KSI is not in its snapshot");
+        return;
+    };
+    let mut out = BytesMut::with_capacity(RESPONSE_BYTES);
+    let response = decision.answer.response(&mut out, request, keyed.keys);
     metrics::histogram!(m::MESSAGE_DURATION_SECONDS).record(job.received.elapsed().as_secs_f64());
     // A full or closed writer means the connection is gone or over its limit: the response
     // is dropped, never waited for (one slow peer must not stall the others).
-    if job.reply.try_send(decision.response).is_err() {
-        warn!(stan = %job.admitted.request.stan, "response dropped: connection gone");
+    if job.reply.try_send(response).is_err() {
+        warn!(stan = %request.stan, "response dropped: connection gone");
     }
     drop(job.permit);
 }
+
+/// Room for a response: the longest LSTI-1 response (an approved purchase with six amount
+/// sets and field 90) is under this, so building one never reallocates.
+const RESPONSE_BYTES: usize = 384;
 
 fn count(n: usize) -> f64 {
     f64::from(u32::try_from(n).unwrap_or(u32::MAX))

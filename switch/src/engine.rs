@@ -1,6 +1,9 @@
 //! The engine: pure decisions over the reference snapshot, the balances and the clock
-//! (DESIGN.md section 5). It returns a response and a list of effects; it does no I/O.
+//! (DESIGN.md section 5). It returns a response's fields and a list of effects; it does no
+//! I/O.
 //!
+//! - [`answer`]: the fields of an answer, and the response bytes built from them off the
+//!   engine's task.
 //! - [`decide`]: the [`Engine`] and its per-MTI rules; [`credit`]: top-ups and store-credit
 //!   grants.
 //! - [`coupon`]: member coupons, held, used and given back with their purchase.
@@ -13,6 +16,7 @@
 //! - [`tier`]: tiers earned by rolling 12-month activity.
 //! - [`txn_table`]: transactions by id, consecutive ids side by side.
 
+pub mod answer;
 pub mod coupon;
 pub mod credit;
 pub mod decide;
@@ -25,6 +29,7 @@ pub mod state;
 pub mod tier;
 pub mod txn_table;
 
+pub use answer::AnswerFields;
 pub use decide::{fingerprint, CardRef, Decision, Engine, EngineConfig};
 pub use decline::Decline;
 pub use effect::Effect;

@@ -7,7 +7,8 @@
 //! - [`import`]: the versioned JSON import file, validated into reference data.
 //! - [`store`]: SQLite persistence of reference data, balances, transactions and effects.
 //! - [`engine`]: the two-phase state machine (pure): decisions and effects.
-//! - [`fast_hash`]: the hash of the engine's and snapshot's maps.
+//! - [`fast_hash`]: the hash of the engine's and snapshot's maps; [`huge_pages`]: 2 MiB pages
+//!   for them.
 //! - [`committer`]: the task that owns the engine and group-commits effects.
 //! - [`admission`]: format, MAC and envelope checks of one frame (pure).
 //! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics, health and the
@@ -31,6 +32,7 @@ pub mod domain;
 pub mod engagement;
 pub mod engine;
 pub mod fast_hash;
+pub mod huge_pages;
 pub mod import;
 pub mod logs;
 pub mod loyalty;

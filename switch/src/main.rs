@@ -66,7 +66,11 @@ enum TokenAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    // Before any thread starts: `serve` starts itself again with huge pages asked for (and
+    // does not return here when it does).
+    let huge_pages =
+        matches!(cli.command, Command::Serve).then(switch::huge_pages::restart_with_huge_pages);
+    match run(cli, huge_pages) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("lsw-switch: {error:#}");
@@ -75,9 +79,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, huge_pages: Option<switch::huge_pages::Kept>) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
     init_logs(&config);
+    if let Some(kept) = huge_pages {
+        log_huge_pages(kept);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -206,5 +213,23 @@ fn init_logs(config: &Config) {
         builder.json().finish().with(switch::logs::filter()).init();
     } else {
         builder.finish().with(switch::logs::filter()).init();
+    }
+}
+
+/// Says once at start whether the engine's tables get huge pages (`switch::huge_pages`).
+fn log_huge_pages(kept: switch::huge_pages::Kept) {
+    use switch::huge_pages::{asked, Kept};
+    match kept {
+        Kept::AlreadySet if asked() => {
+            tracing::info!("huge pages asked for (glibc.malloc.hugetlb=1)")
+        }
+        Kept::AlreadySet => tracing::info!(
+            "huge pages not asked for: GLIBC_TUNABLES sets glibc.malloc.hugetlb otherwise"
+        ),
+        Kept::TurnedOff => tracing::info!("huge pages turned off (LSW_HUGE_PAGES)"),
+        Kept::Unsupported => tracing::info!("huge pages not available on this platform"),
+        Kept::Failed(error) => {
+            tracing::warn!(%error, "could not restart with huge pages; going on with 4 KiB pages")
+        }
     }
 }

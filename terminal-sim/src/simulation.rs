@@ -29,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use protocol::response::Response;
 use protocol::terminal::{Outgoing, Terminal};
 use protocol::{Pan, ProcessingCode, RawMessage, ResponseCode, Rrn};
@@ -39,7 +39,7 @@ use serde_json::Value;
 use sqlx::Row;
 use switch::admission::{admit, Admission};
 use switch::domain::{Kek, PanTokenKey, UnixMillis};
-use switch::engine::{Decision, Effect, Engine, EngineConfig, MessageKey, State, TxnState};
+use switch::engine::{Effect, Engine, EngineConfig, MessageKey, State, TxnState};
 use switch::snapshot::Snapshot;
 use switch::store::ledger;
 use switch::store::Pool;
@@ -491,7 +491,7 @@ struct Message {
 /// Work decided whose response waits for the batch's commit.
 struct Deferred {
     message: usize,
-    decision: Decision,
+    response: Bytes,
     /// Written by the store once the batch is (new work, or an answer already written).
     durable: bool,
 }
@@ -869,11 +869,17 @@ impl<'w> Simulation<'w> {
         self.trace(|| {
             format!(
                 "decide m{message} -> {} durable {} resent {}",
-                decision.code.as_str(),
+                decision.code().as_str(),
                 decision.durable,
                 decision.resent
             )
         });
+        // The switch builds and MACs the response from the decision's fields off the engine's
+        // task; when does not change the bytes.
+        let response =
+            decision
+                .answer
+                .response(&mut BytesMut::new(), &admitted.request, keyed.keys);
         if decision.durable || decision.resent {
             // A resent answer from the answered window was written with its batch already.
             let durable = decision.durable
@@ -882,12 +888,12 @@ impl<'w> Simulation<'w> {
                     .is_some_and(|key| self.engine.state.answered.contains_key(&key));
             self.deferred.push(Deferred {
                 message,
-                decision,
+                response,
                 durable,
             });
             Ok(())
         } else {
-            self.hear(message, &decision.response, false)
+            self.hear(message, &response, false)
         }
     }
 
@@ -910,11 +916,11 @@ impl<'w> Simulation<'w> {
         }
         for Deferred {
             message,
-            decision,
+            response,
             durable,
         } in deferred
         {
-            self.hear(message, &decision.response, durable)?;
+            self.hear(message, &response, durable)?;
         }
         if !effects.is_empty() {
             self.check_store().await?;

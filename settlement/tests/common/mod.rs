@@ -138,9 +138,9 @@ impl Net {
             .purchase(code, Some(amount), &pan, now.get() / 1000, [7; 12])
             .unwrap();
         let decision = self.send(&out, now).await;
-        (decision.code == ResponseCode::Approved).then(|| Approved {
+        (decision.code() == ResponseCode::Approved).then(|| Approved {
             out,
-            rrn: decision.rrn.unwrap(),
+            rrn: decision.rrn().unwrap(),
             terminal,
         })
     }
@@ -149,14 +149,14 @@ impl Net {
         let out = self.terminals[original.terminal]
             .confirm(&original.out, original.rrn, now.get() / 1000)
             .unwrap();
-        self.send(&out, now).await.code
+        self.send(&out, now).await.code()
     }
 
     pub async fn reverse(&mut self, original: &Approved, now: UnixMillis) -> ResponseCode {
         let out = self.terminals[original.terminal]
             .reversal(&original.out, Some(original.rrn), now.get() / 1000)
             .unwrap();
-        self.send(&out, now).await.code
+        self.send(&out, now).await.code()
     }
 
     /// A purchase confirmed at once.

@@ -1,14 +1,10 @@
 //! The two-phase engine (DESIGN.md section 5, PROTOCOL.md sections 4 and 7): a pure state
 //! machine. Given the reference snapshot, the clock and a verified request, it returns the
-//! response and pushes the effects that must be durable before the response is sent.
+//! response's fields and pushes the effects that must be durable before the response is sent.
 
-use bytes::{Bytes, BytesMut};
-use protocol::field54::{AmountKind, AmountSet, PurchaseAmounts, SETS_MAX, SET_BYTES};
+use protocol::field54::{AmountKind, AmountSet};
 use protocol::message::{Body, FollowUp, Kind};
-use protocol::response::{self, Answer};
-use protocol::{
-    Amount, ApprovalCode, Currency, Mti, ProcessingCode, Request, ResponseCode, Rrn, WorkingKeys,
-};
+use protocol::{Amount, Currency, Mti, ProcessingCode, Request, ResponseCode, Rrn};
 use sha2::{Digest, Sha256};
 
 use crate::admission::Admitted;
@@ -16,6 +12,7 @@ use crate::domain::{
     Card, CardStatus, LocalDateTime, Merchant, MerchantStatus, PanToken, Rials, Terminal,
     TerminalStatus, UnixMillis,
 };
+use crate::engine::answer::{purchase_answer, to_amount, AmountsText, AnswerFields, Kept};
 use crate::engine::coupon::CouponState;
 use crate::engine::decline::{approved, Decline};
 use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
@@ -50,19 +47,28 @@ pub struct CardRef {
     pub terminal_id: [u8; 8],
 }
 
-/// What the engine answered.
-#[derive(Debug, Clone)]
+/// What the engine answered: the response's fields ([`AnswerFields::response`] builds the
+/// bytes, off the engine's task).
+#[derive(Debug, Clone, Copy)]
 pub struct Decision {
-    /// The response bytes (without frame prefix).
-    pub response: Bytes,
-    /// Its field 39.
-    pub code: ResponseCode,
+    /// The fields the switch adds to the echoed ones.
+    pub answer: AnswerFields,
     /// Whether effects were pushed: the response may leave only after they are durable.
     pub durable: bool,
     /// An earlier answer resent: it may leave only after the batch that made it is durable.
     pub resent: bool,
+}
+
+impl Decision {
+    /// Field 39.
+    pub fn code(&self) -> ResponseCode {
+        self.answer.code
+    }
+
     /// The RRN, when the response has one (for logs).
-    pub rrn: Option<Rrn>,
+    pub fn rrn(&self) -> Option<Rrn> {
+        self.answer.rrn
+    }
 }
 
 /// The engine: its state and settings. All methods are pure functions of their inputs.
@@ -72,8 +78,6 @@ pub struct Engine {
     pub state: State,
     config: EngineConfig,
     pub(crate) loyalty: LoyaltyRules,
-    scratch: BytesMut,
-    amounts: AmountsText,
 }
 
 impl Engine {
@@ -83,8 +87,6 @@ impl Engine {
             state,
             config,
             loyalty: LoyaltyRules::default(),
-            scratch: BytesMut::with_capacity(4096),
-            amounts: AmountsText::default(),
         }
     }
 
@@ -119,10 +121,9 @@ impl Engine {
         // Answers are MACed with the keys of the request's KSI: a terminal's current key, or
         // its previous one until the end of a rotation's overlap, after which it is refused.
         let terminal = keyed.terminal;
-        let keys = keyed.keys;
         let key_expired = keyed.valid_until.is_some_and(|until| now > until);
         if key_expired {
-            return self.decline(keys, request, Decline::KeyExpired);
+            return decline(Decline::KeyExpired);
         }
         let stored = self
             .state
@@ -130,16 +131,20 @@ impl Engine {
             .get(&key)
             .or_else(|| self.state.answered_volatile.get(&key));
         if let Some(answered) = stored {
-            if answered.fingerprint == fingerprint {
-                return Decision {
-                    response: answered.response.clone(),
-                    code: code_of(&answered.response),
+            if answered.fingerprint != fingerprint {
+                return decline(Decline::DuplicateStan);
+            }
+            return match self.state.kept_answer(&answered.kept) {
+                Some(answer) => Decision {
+                    answer,
                     durable: false,
                     resent: true,
-                    rrn: None,
-                };
-            }
-            return self.decline(keys, request, Decline::DuplicateStan);
+                },
+                // The window names a transaction the engine does not hold: never the case
+                // (transactions are not dropped), and answering anything else would not be
+                // the same answer.
+                None => decline(Decline::System),
+            };
         }
         let clock_checked = matches!(
             request.mti,
@@ -147,29 +152,26 @@ impl Engine {
         );
         let now_seconds = now.get().div_euclid(1000);
         if clock_checked && !request.transmitted.is_fresh(now_seconds) {
-            return self.decline(keys, request, Decline::StaleClock);
+            return decline(Decline::StaleClock);
         }
         let kind = match request.classify() {
             Ok(kind) => kind,
             Err(reject) => {
-                return self.remember_decline(
-                    keys,
-                    request,
-                    key,
-                    fingerprint,
-                    now,
-                    Decline::Protocol(reject),
-                );
+                return self.remember_decline(key, fingerprint, now, Decline::Protocol(reject));
             }
         };
         let before = effects.len();
         let outcome = match (kind, &request.body) {
             (Kind::Network(_), _) => {
-                let answer = Answer {
+                let answer = AnswerFields {
                     switch_time: Some(now_seconds),
-                    ..Answer::code(approved())
+                    ..AnswerFields::code(approved())
                 };
-                return self.respond(keys, request, &answer, false);
+                return Decision {
+                    answer,
+                    durable: false,
+                    resent: false,
+                };
             }
             (Kind::Purchase { code, amount }, Body::Financial(financial)) => {
                 let context = Context {
@@ -208,46 +210,34 @@ impl Engine {
                 // before that is durable.
                 let follow_up = matches!(kind, Kind::Confirm | Kind::Reversal);
                 let durable = effects.len() > before || follow_up;
-                let amounts = self.amounts.take();
-                let answer = Answer {
-                    code: approved(),
-                    rrn: reply.rrn,
-                    approval: reply.approval,
-                    amounts: (!amounts.is_empty()).then_some(amounts.as_slice()),
-                    switch_time: None,
+                let answer = reply.answer;
+                let kept = match reply.purchase {
+                    Some((id, currency)) => Kept::Purchase(id, currency),
+                    None => Kept::of(answer, None),
                 };
-                let decision = self.respond(keys, request, &answer, durable);
+                let answered = Answered {
+                    fingerprint,
+                    kept,
+                    at: now,
+                };
                 if durable {
                     effects.push(Effect::Answer {
                         key,
                         fingerprint,
-                        response: decision.response.clone(),
+                        answer,
                         at: now,
                     });
-                    self.state.answered.insert(
-                        key,
-                        Answered {
-                            fingerprint,
-                            response: decision.response.clone(),
-                            at: now,
-                        },
-                    );
+                    self.state.answered.insert(key, answered);
                 } else {
-                    self.state.answered_volatile.insert(
-                        key,
-                        Answered {
-                            fingerprint,
-                            response: decision.response.clone(),
-                            at: now,
-                        },
-                    );
+                    self.state.answered_volatile.insert(key, answered);
                 }
-                decision
+                Decision {
+                    answer,
+                    durable,
+                    resent: false,
+                }
             }
-            Err(decline) => {
-                self.amounts.clear();
-                self.remember_decline(keys, request, key, fingerprint, now, decline)
-            }
+            Err(decline) => self.remember_decline(key, fingerprint, now, decline),
         }
     }
 
@@ -403,20 +393,13 @@ impl Engine {
         effects.push(Effect::Hold {
             txn: Box::new(txn.clone()),
         });
+        // The one place an approved purchase's answer is made: a retransmission's is made
+        // again from the transaction by the same function.
+        let answer = purchase_answer(&txn, currency);
         self.state.track(txn);
-        let text = PurchaseAmounts {
-            discount: to_amount(amounts.discount),
-            fee: to_amount(amounts.fee),
-            store_credit: to_amount(amounts.store_credit),
-            club: to_amount(amounts.club),
-            bank_rest: to_amount(amounts.bank_rest),
-            cashback: to_amount(amounts.cashback),
-        }
-        .encode(currency);
-        self.amounts.push(&text);
         Ok(Reply {
-            rrn: Some(rrn),
-            approval: Some(approval_code(rrn)),
+            answer,
+            purchase: Some((id, currency)),
         })
     }
 
@@ -451,13 +434,16 @@ impl Engine {
                 )
             }
         };
-        self.amounts
-            .push(&AmountSet::new(ledger_kind, currency, to_amount(ledger)).encode());
-        self.amounts
-            .push(&AmountSet::new(available_kind, currency, to_amount(available)).encode());
+        let mut sets = AmountsText::default();
+        sets.push(&AmountSet::new(ledger_kind, currency, to_amount(ledger)).encode());
+        sets.push(&AmountSet::new(available_kind, currency, to_amount(available)).encode());
         Ok(Reply {
-            rrn: Some(self.next_rrn()),
-            approval: None,
+            answer: AnswerFields {
+                rrn: Some(self.next_rrn()),
+                amounts: sets,
+                ..AnswerFields::code(approved())
+            },
+            purchase: None,
         })
     }
 
@@ -712,55 +698,30 @@ impl Engine {
 
     fn remember_decline(
         &mut self,
-        keys: &WorkingKeys,
-        request: &Request,
         key: MessageKey,
         fingerprint: Fingerprint,
         now: UnixMillis,
-        decline: Decline,
+        reason: Decline,
     ) -> Decision {
-        let decision = self.decline(keys, request, decline);
+        let decision = decline(reason);
         self.state.answered_volatile.insert(
             key,
             Answered {
                 fingerprint,
-                response: decision.response.clone(),
+                kept: Kept::Code(decision.answer.code),
                 at: now,
             },
         );
         decision
     }
+}
 
-    fn decline(&mut self, keys: &WorkingKeys, request: &Request, decline: Decline) -> Decision {
-        let answer = Answer::code(decline.response_code());
-        self.respond(keys, request, &answer, false)
-    }
-
-    fn respond(
-        &mut self,
-        keys: &WorkingKeys,
-        request: &Request,
-        answer: &Answer<'_>,
-        durable: bool,
-    ) -> Decision {
-        self.scratch.clear();
-        // A build error here is a programmer error (an answer field of the wrong length); the
-        // request fields it echoes were all parsed to their fixed lengths.
-        let built = response::build(
-            &mut self.scratch,
-            request.mti,
-            request.raw(),
-            answer,
-            Some(keys),
-        );
-        assert!(built.is_ok(), "response build failed: {built:?}");
-        Decision {
-            response: self.scratch.split().freeze(),
-            code: answer.code,
-            durable,
-            resent: false,
-            rrn: answer.rrn,
-        }
+/// A decline: its code only, nothing to make durable.
+fn decline(decline: Decline) -> Decision {
+    Decision {
+        answer: AnswerFields::code(decline.response_code()),
+        durable: false,
+        resent: false,
     }
 }
 
@@ -842,22 +803,6 @@ pub fn fingerprint(request: &Request, card: Option<&CardRef>) -> Fingerprint {
     hash.finalize().into()
 }
 
-fn code_of(response: &[u8]) -> ResponseCode {
-    protocol::RawMessage::parse(Bytes::copy_from_slice(response))
-        .ok()
-        .and_then(|raw| {
-            raw.field(protocol::spec::RESPONSE_CODE)
-                .and_then(ResponseCode::parse)
-        })
-        .unwrap_or(ResponseCode::SystemError)
-}
-
-fn approval_code(rrn: Rrn) -> ApprovalCode {
-    let digits = rrn.as_bytes();
-    ApprovalCode::parse(digits.get(6..).unwrap_or(b"000000"))
-        .unwrap_or_else(|_| fallback_approval())
-}
-
 fn fallback_rrn() -> Rrn {
     // Unreachable: the counter is kept below 10^12. A fixed, valid value keeps this path
     // panic-free.
@@ -867,73 +812,12 @@ fn fallback_rrn() -> Rrn {
     }
 }
 
-fn fallback_approval() -> ApprovalCode {
-    match ApprovalCode::parse(b"000000") {
-        Ok(code) => code,
-        Err(_) => unreachable!("a literal approval code is valid"),
-    }
-}
-
-fn to_amount(rials: Rials) -> Amount {
-    Amount::new(u64::try_from(rials.get()).unwrap_or(0)).unwrap_or(Amount::ZERO)
-}
-
 fn plus(a: Rials, b: Rials) -> Rials {
     a.checked_add(b).unwrap_or(Rials::MAX)
 }
 
 fn minus(a: Rials, b: Rials) -> Rials {
     a.checked_sub(b).unwrap_or(Rials::ZERO)
-}
-
-/// Field 54 of the answer being built: at most six sets, kept inline (an allocation and a
-/// shared-buffer release per decision otherwise).
-#[derive(Debug, Clone, Copy)]
-struct AmountsText {
-    bytes: [u8; SET_BYTES * SETS_MAX],
-    len: usize,
-}
-
-impl Default for AmountsText {
-    fn default() -> AmountsText {
-        AmountsText {
-            bytes: [0; SET_BYTES * SETS_MAX],
-            len: 0,
-        }
-    }
-}
-
-impl AmountsText {
-    /// Appends `sets` (whole sets). More than [`SETS_MAX`] sets is a programmer error.
-    fn push(&mut self, sets: &[u8]) {
-        assert_eq!(sets.len() % SET_BYTES, 0, "field 54 takes whole sets");
-        let end = self.len + sets.len();
-        let slot = self.bytes.get_mut(self.len..end);
-        assert!(slot.is_some(), "field 54 holds at most six sets");
-        if let Some(slot) = slot {
-            slot.copy_from_slice(sets);
-            self.len = end;
-        }
-    }
-
-    /// The text so far, leaving this empty for the next answer.
-    fn take(&mut self) -> AmountsText {
-        let text = *self;
-        self.len = 0;
-        text
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
-    }
 }
 
 /// What a purchase or inquiry is checked against.
@@ -946,16 +830,18 @@ struct Context<'s> {
     now: UnixMillis,
 }
 
+/// An approval's answer, and the purchase it approved, if any (what the window keeps).
 struct Reply {
-    rrn: Option<Rrn>,
-    approval: Option<ApprovalCode>,
+    answer: AnswerFields,
+    purchase: Option<(TxnId, Currency)>,
 }
 
 impl Reply {
+    /// An approval with its code only (confirms and reversals).
     fn empty() -> Reply {
         Reply {
-            rrn: None,
-            approval: None,
+            answer: AnswerFields::code(approved()),
+            purchase: None,
         }
     }
 }

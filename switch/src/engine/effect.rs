@@ -2,8 +2,6 @@
 //! transaction per batch. Every effect is applied with conditions that make a second
 //! application fail rather than count twice (DESIGN.md sections 5 and 6).
 
-use bytes::Bytes;
-
 use crate::domain::{CardId, MerchantId, Rials, UnixMillis};
 use crate::engine::state::{LotId, MessageKey, Txn, TxnId};
 
@@ -136,14 +134,14 @@ pub enum Effect {
         /// When.
         at: UnixMillis,
     },
-    /// The response given to a message, for retransmissions.
+    /// The answer given to a message, for retransmissions.
     Answer {
         /// The message's key.
         key: MessageKey,
         /// Its content fingerprint.
         fingerprint: crate::engine::state::Fingerprint,
-        /// The response bytes.
-        response: Bytes,
+        /// The answer's fields (stored as [`crate::engine::AnswerFields::record`]).
+        answer: crate::engine::AnswerFields,
         /// When.
         at: UnixMillis,
     },

@@ -31,8 +31,7 @@ pub const GROUP: usize = 16;
 /// What one pass over a group reads: each stage reads what the one before found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// The card's token slot, the terminal's and the merchant's rows, the terminal's MAC key,
-    /// and the slots the request's key and its transaction id fall in.
+    /// The card's token slot, the terminal's and the merchant's rows, and the slots the request's key and its transaction id fall in.
     Slots,
     /// The card's row (its slot is cached now).
     Rows,
@@ -74,7 +73,6 @@ impl Engine {
                 });
                 word ^= u64::from(state.txns.contains_key(&TxnId(next))) << 2;
                 word ^= u64::from(keyed.terminal.status == TerminalStatus::Active) << 3;
-                keyed.keys.prefetch();
                 if let Some(merchant) = snapshot.merchant(keyed.terminal.merchant) {
                     // A merchant row spans several cache lines: read a field from each part
                     // the decision uses (status and currency, fee and limits, time zone,

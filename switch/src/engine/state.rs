@@ -1,12 +1,12 @@
 //! The engine's mutable state: balances with their holds, transactions, the idempotency window
 //! and reversal tombstones. Rebuilt from the store on start (DESIGN.md section 6).
 
-use bytes::Bytes;
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
 
 use crate::domain::{
     CardId, CouponId, MemberId, MerchantId, Rials, RuleId, TerminalRowId, TierId, UnixMillis,
 };
+use crate::engine::answer::{purchase_answer, AnswerFields, Kept};
 use crate::engine::coupon::Coupon;
 use crate::engine::pending::PendingHolds;
 use crate::engine::txn_table::TxnTable;
@@ -221,8 +221,9 @@ pub type Fingerprint = [u8; 32];
 pub struct Answered {
     /// Hash of the fields that make "the same content" (PROTOCOL.md section 7).
     pub fingerprint: Fingerprint,
-    /// The exact response bytes.
-    pub response: Bytes,
+    /// What was answered; a retransmission's response is built from it again
+    /// ([`crate::engine::answer`], [`State::kept_answer`]).
+    pub kept: Kept,
     /// When it was answered (for pruning the window).
     pub at: UnixMillis,
 }
@@ -285,6 +286,44 @@ pub struct State {
 }
 
 impl State {
+    /// The answer an answered-window entry stands for; `None` only when it names a
+    /// transaction this state does not hold.
+    pub fn kept_answer(&self, kept: &Kept) -> Option<AnswerFields> {
+        match kept {
+            Kept::Purchase(id, currency) => {
+                self.txns.get(id).map(|txn| purchase_answer(txn, *currency))
+            }
+            Kept::Code(code) => Some(AnswerFields::code(*code)),
+            Kept::Fields(answer) => Some(**answer),
+        }
+    }
+
+    /// Enters an answer read back from the store in the window. Its transaction (the one
+    /// with the same key) stands in for it when it gives back the same fields; the
+    /// transactions are loaded first.
+    pub fn remember_answer(
+        &mut self,
+        key: MessageKey,
+        fingerprint: Fingerprint,
+        answer: AnswerFields,
+        at: UnixMillis,
+    ) {
+        let approved = self
+            .txn_keys
+            .get(&key)
+            .and_then(|id| self.txns.get(id))
+            .zip(crate::engine::answer::currency_of(&answer));
+        let kept = Kept::of(answer, approved);
+        self.answered.insert(
+            key,
+            Answered {
+                fingerprint,
+                kept,
+                at,
+            },
+        );
+    }
+
     /// Puts a transaction read back from the store (another process changed it) in place of
     /// the one known, keeping the pending index and the rules' spend in step.
     pub fn replace_txn(&mut self, txn: Txn) {

@@ -123,7 +123,7 @@ pub struct Plan<'a> {
     returned: Vec<(i64, i64)>,
     exceptions: Vec<(&'static str, i64, &'static str, i64, i64)>,
     tombstones: Vec<(&'a MessageKey, i64)>,
-    answers: Vec<(&'a MessageKey, &'a [u8; 32], &'a [u8], i64)>,
+    answers: Vec<(&'a MessageKey, &'a [u8; 32], Vec<u8>, i64)>,
     notices: Vec<Notice>,
 }
 
@@ -292,10 +292,13 @@ impl<'a> Plan<'a> {
             Effect::Answer {
                 key,
                 fingerprint,
-                response,
+                answer,
                 at,
             } => {
-                self.answers.push((key, fingerprint, response, at.get()));
+                // The answer's fields, not its bytes: a retransmission's response is built
+                // from them again (`engine::answer`), here on the writer's task.
+                self.answers
+                    .push((key, fingerprint, answer.record(key.mti, key.stan), at.get()));
             }
             Effect::Credit(record) => self.credit(record),
             Effect::Transfer(record) => self.transfer(record),
@@ -1083,7 +1086,7 @@ impl<'a> Plan<'a> {
                     .push_bind(i64::from(key.stan.get()))
                     .push_bind(text(&key.transmitted))
                     .push_bind(&fingerprint[..])
-                    .push_bind(*response)
+                    .push_bind(response.as_slice())
                     .push_bind(*at);
             });
             query

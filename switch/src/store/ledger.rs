@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 
 use crate::store::{Conn, DbRow, Pool};
-use bytes::Bytes;
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
 use sqlx::Row;
 
@@ -18,13 +17,15 @@ use crate::domain::{
     CardId, CouponId, CouponKind, CouponTerms, MemberId, MerchantId, Percent, Rials, RuleId,
     RuleKind, TerminalRowId, TierId, UnixMillis,
 };
+use crate::engine::answer::AnswerFields;
 use crate::engine::coupon::{Coupon, CouponState};
 use crate::engine::effect::Effect;
 use crate::engine::referral::Referral;
 use crate::engine::state::{
-    Amounts, Answered, Capture, ClubAccount, Lot, LotId, MessageKey, State, StoreAccount, Txn,
-    TxnId, TxnState,
+    Amounts, Capture, ClubAccount, Lot, LotId, MessageKey, State, StoreAccount, Txn, TxnId,
+    TxnState,
 };
+use crate::engine::Fingerprint;
 use crate::store::batch::Plan;
 
 /// Why the ledger could not be read or written.
@@ -376,8 +377,8 @@ async fn load_windows(
     .fetch_all(&mut *conn)
     .await?;
     for row in rows {
-        let (key, answered) = answered_from_row(&row)?;
-        state.answered.insert(key, answered);
+        let (key, fingerprint, answer, at) = answered_from_row(&row)?;
+        state.remember_answer(key, fingerprint, answer, at);
     }
     let tombstones = sqlx::query("SELECT ksi, mti, stan, transmitted, at_ms FROM tombstones")
         .fetch_all(&mut *conn)
@@ -390,8 +391,10 @@ async fn load_windows(
     Ok(())
 }
 
-/// An `answered_messages` row: its key and the stored answer.
-pub(crate) fn answered_from_row(row: &DbRow) -> Result<(MessageKey, Answered), LedgerError> {
+/// An `answered_messages` row: its key, fingerprint, answer and time.
+pub(crate) fn answered_from_row(
+    row: &DbRow,
+) -> Result<(MessageKey, Fingerprint, AnswerFields, UnixMillis), LedgerError> {
     let key = key_from_row(row)?;
     let fingerprint: Vec<u8> = row.try_get("fingerprint")?;
     let fingerprint: [u8; 32] = fingerprint.try_into().map_err(|_| LedgerError::Corrupt {
@@ -399,12 +402,12 @@ pub(crate) fn answered_from_row(row: &DbRow) -> Result<(MessageKey, Answered), L
         field: "fingerprint",
     })?;
     let response: Vec<u8> = row.try_get("response")?;
-    let answered = Answered {
-        fingerprint,
-        response: Bytes::from(response),
-        at: UnixMillis::new(row.try_get("at_ms")?),
-    };
-    Ok((key, answered))
+    let answer = AnswerFields::from_record(&response).map_err(|_| LedgerError::Corrupt {
+        table: "answered_messages",
+        field: "response",
+    })?;
+    let at = UnixMillis::new(row.try_get("at_ms")?);
+    Ok((key, fingerprint, answer, at))
 }
 
 pub(crate) fn key_from_row(row: &DbRow) -> Result<MessageKey, LedgerError> {

@@ -212,8 +212,8 @@ pub async fn refresh(
     )
     .await?
     {
-        let (key, answered) = ledger::answered_from_row(&row)?;
-        state.answered.insert(key, answered);
+        let (key, fingerprint, answer, at) = ledger::answered_from_row(&row)?;
+        state.remember_answer(key, fingerprint, answer, at);
         out.rows += 1;
     }
 
