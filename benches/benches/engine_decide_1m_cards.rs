@@ -11,9 +11,15 @@
 //! request's KSI are found there too, as admission and the committer find them before the
 //! engine runs. The timed loop is what the committer does per batch: groups of
 //! `prefetch::GROUP` requests, each read ahead (`prefetch::read_ahead`, timed) and then decided
-//! one by one with `Engine::decide`, on fresh requests: each has its own (KSI, STAN, field 7),
+//! one by one with `Engine::decide`, which returns the answer's fields (the response is built
+//! and MACed from them off the engine's task; `parse_mac_open_0100`'s `build_0110` times
+//! that), on fresh requests: each has its own (KSI, STAN, field 7),
 //! so none is answered from the idempotency window. When the pool is used up, the holds and transactions it created are
 //! dropped (untimed) and it is replayed against a state equal to the first.
+//!
+//! The bench starts itself again with glibc's huge pages, as `lsw-switch serve` does
+//! (`switch::huge_pages`; the memory line says how much is in huge pages);
+//! `LSW_HUGE_PAGES=off` measures it on 4 KiB pages.
 //!
 //! `LSW_BENCH_LOYALTY=1` turns the loyalty programme's hot-path parts on (docs/loyalty.md):
 //! the tiers become earnable by activity (so each purchase looks up its member's earned tier),
