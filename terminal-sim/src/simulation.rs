@@ -1121,7 +1121,7 @@ impl<'w> Simulation<'w> {
         }
         for &message in &self.approved {
             let key = self.key(message).ok_or("no key")?;
-            if !state.txn_keys.contains_key(&key) {
+            if state.txn_by_key(&key).is_none() {
                 return Err(format!(
                     "purchase {message} was heard approved but the engine does not know it"
                 ));
@@ -1156,9 +1156,8 @@ impl<'w> Simulation<'w> {
         let key = self.key(message).ok_or("no key")?;
         let state = &self.engine.state;
         state
-            .txn_keys
-            .get(&key)
-            .and_then(|id| state.txns.get(id))
+            .txn_by_key(&key)
+            .and_then(|id| state.txns.get(&id))
             .map(|txn| txn.state)
             .ok_or(format!("message {message}: no transaction in the engine"))
     }
@@ -1299,6 +1298,21 @@ fn compare(memory: &State, stored: &State) -> Step {
     let (memory_txns, stored_txns) = (txns(memory), txns(stored));
     if memory_txns != stored_txns {
         return Err(diff("transactions", &memory_txns, &stored_txns));
+    }
+    for (id, txn) in memory.txns.iter() {
+        let (in_memory, in_store) = (memory.txn_by_key(&txn.key), stored.txn_by_key(&txn.key));
+        if in_memory != Some(id) || in_store != Some(id) {
+            return Err(format!(
+                "transaction {id:?}'s key names {in_memory:?} in the engine, {in_store:?} in the store"
+            ));
+        }
+    }
+    if memory.txn_keys != stored.txn_keys {
+        return Err(diff(
+            "transactions by key",
+            &memory.txn_keys,
+            &stored.txn_keys,
+        ));
     }
     if memory.answered != stored.answered {
         return Err(format!(

@@ -274,12 +274,7 @@ impl Engine {
     /// Forgets answered messages older than the window.
     pub fn prune(&mut self, now: UnixMillis) {
         let oldest = now.get() - self.config.answered_window_ms;
-        self.state
-            .answered
-            .retain(|_, answered| answered.at.get() >= oldest);
-        self.state
-            .answered_volatile
-            .retain(|_, answered| answered.at.get() >= oldest);
+        self.state.prune_answered(oldest);
     }
 
     fn purchase(
@@ -396,7 +391,8 @@ impl Engine {
         // The one place an approved purchase's answer is made: a retransmission's is made
         // again from the transaction by the same function.
         let answer = purchase_answer(&txn, currency);
-        self.state.track(txn);
+        // Its key is written once, by `decide`, as the window's `Kept::Purchase`.
+        self.state.index(txn, false);
         Ok(Reply {
             answer,
             purchase: Some((id, currency)),
@@ -456,7 +452,7 @@ impl Engine {
         effects: &mut Vec<Effect>,
     ) -> Result<Reply, Decline> {
         let original = original_key(request, follow_up);
-        let Some(&id) = self.state.txn_keys.get(&original) else {
+        let Some(id) = self.state.txn_by_key(&original) else {
             if self.state.answered_volatile.contains_key(&original) {
                 // A declined request or a balance inquiry: nothing to confirm.
                 return Err(Decline::StateConflict);
@@ -488,7 +484,7 @@ impl Engine {
         effects: &mut Vec<Effect>,
     ) -> Result<Reply, Decline> {
         let original = original_key(request, follow_up);
-        let Some(&id) = self.state.txn_keys.get(&original) else {
+        let Some(id) = self.state.txn_by_key(&original) else {
             if !self.state.answered_volatile.contains_key(&original)
                 && !self.state.tombstones.contains_key(&original)
             {
@@ -924,6 +920,12 @@ impl State {
     /// that day counts whatever became of it (a reversal does not give the use back), so a
     /// restart or another process's reload counts exactly what the live engine counted.
     pub fn track(&mut self, txn: Txn) {
+        self.index(txn, true);
+    }
+
+    /// [`State::track`]; `by_key` false for a new purchase, whose key the answered window
+    /// holds instead of [`State::txn_keys`].
+    fn index(&mut self, txn: Txn, by_key: bool) {
         if let Some(rule) = txn.rule {
             *self
                 .rule_uses
@@ -943,7 +945,9 @@ impl State {
             }
         }
         self.count_activity(&txn);
-        self.txn_keys.insert(txn.key, txn.id);
+        if by_key {
+            self.txn_keys.insert(txn.key, txn.id);
+        }
         let inserted = self.txns.insert(txn);
         assert!(inserted.is_ok(), "a transaction id is never negative");
     }

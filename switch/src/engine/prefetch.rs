@@ -31,7 +31,7 @@ pub const GROUP: usize = 16;
 /// What one pass over a group reads: each stage reads what the one before found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// The card's token slot, the terminal's and the merchant's rows, and the slots the request's key and its transaction id fall in.
+    /// The card's token slot, the terminal's and the merchant's rows, and the slots the request's key (in the answered window) and its transaction id fall in.
     Slots,
     /// The card's row (its slot is cached now).
     Rows,
@@ -67,7 +67,6 @@ impl Engine {
                     transmitted: request.transmitted_raw,
                 };
                 let mut word = u64::from(state.answered.contains_key(&key));
-                word ^= u64::from(state.txn_keys.contains_key(&key)) << 1;
                 let next = i64::try_from(offset).map_or(state.next_txn, |offset| {
                     state.next_txn.saturating_add(offset)
                 });

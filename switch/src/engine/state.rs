@@ -237,7 +237,9 @@ pub struct State {
     pub store: HashMap<(CardId, MerchantId), StoreAccount>,
     /// Transactions by id.
     pub txns: TxnTable,
-    /// Transactions by their request key.
+    /// Transactions by their request key, but for those the answered window keeps as
+    /// [`Kept::Purchase`] (a new purchase's key is written once, in the window; pruning the
+    /// window moves it here). [`State::txn_by_key`] looks in both.
     pub txn_keys: HashMap<MessageKey, TxnId>,
     /// Answered messages within the window.
     pub answered: HashMap<MessageKey, Answered>,
@@ -286,6 +288,34 @@ pub struct State {
 }
 
 impl State {
+    /// The transaction made by the request of `key`, if any: the answered window names it
+    /// while the request is in the window, [`State::txn_keys`] after.
+    pub fn txn_by_key(&self, key: &MessageKey) -> Option<TxnId> {
+        match self.answered.get(key) {
+            Some(Answered {
+                kept: Kept::Purchase(id, _),
+                ..
+            }) => Some(*id),
+            _ => self.txn_keys.get(key).copied(),
+        }
+    }
+
+    /// Forgets answered messages older than `oldest` (Unix ms); a purchase's key stays
+    /// known, in [`State::txn_keys`].
+    pub fn prune_answered(&mut self, oldest: i64) {
+        let mut moved = Vec::new();
+        self.answered.retain(|key, answered| {
+            let keep = answered.at.get() >= oldest;
+            if let (false, Kept::Purchase(id, _)) = (keep, &answered.kept) {
+                moved.push((*key, *id));
+            }
+            keep
+        });
+        self.txn_keys.extend(moved);
+        self.answered_volatile
+            .retain(|_, answered| answered.at.get() >= oldest);
+    }
+
     /// The answer an answered-window entry stands for; `None` only when it names a
     /// transaction this state does not hold.
     pub fn kept_answer(&self, kept: &Kept) -> Option<AnswerFields> {
@@ -314,6 +344,12 @@ impl State {
             .and_then(|id| self.txns.get(id))
             .zip(crate::engine::answer::currency_of(&answer));
         let kept = Kept::of(answer, approved);
+        if let Kept::Purchase(id, _) = kept {
+            // The window names the transaction now; its key moves back when it is pruned.
+            if self.txn_keys.get(&key) == Some(&id) {
+                self.txn_keys.remove(&key);
+            }
+        }
         self.answered.insert(
             key,
             Answered {
@@ -351,5 +387,65 @@ impl State {
             self.uncount_activity(member, txn.id);
         }
         self.track(txn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use protocol::{Currency, ResponseCode};
+
+    use super::*;
+    use crate::engine::txn_table::tests::txn;
+
+    /// Goal: a purchase's key names its transaction while its answer is in the window and
+    /// after the window forgets the answer. Method: a transaction loaded with its own answer
+    /// (the window names it, `txn_keys` does not), then the window pruned past it.
+    #[test]
+    fn a_purchase_key_is_found_in_the_window_and_after_it() {
+        let mut state = State::default();
+        let purchase = txn(7);
+        let key = purchase.key;
+        let currency = Currency::parse(b"364").unwrap();
+        let answer = purchase_answer(&purchase, currency);
+        state.track(purchase);
+        state.remember_answer(key, [1; 32], answer, UnixMillis::new(1_000));
+        assert!(state.txn_keys.is_empty());
+        assert_eq!(
+            state.answered.get(&key).map(|answered| &answered.kept),
+            Some(&Kept::Purchase(TxnId(7), currency))
+        );
+        assert_eq!(state.txn_by_key(&key), Some(TxnId(7)));
+        state.prune_answered(1_000);
+        assert_eq!(
+            state.txn_by_key(&key),
+            Some(TxnId(7)),
+            "answered at the bound"
+        );
+        state.prune_answered(1_001);
+        assert!(state.answered.is_empty());
+        assert_eq!(state.txn_keys.get(&key), Some(&TxnId(7)));
+        assert_eq!(state.txn_by_key(&key), Some(TxnId(7)));
+    }
+
+    /// Goal: an answer its transaction does not give back is kept as itself, and the key stays
+    /// in `txn_keys`.
+    #[test]
+    fn an_answer_that_is_not_the_transactions_keeps_the_key_apart() {
+        let mut state = State::default();
+        let purchase = txn(8);
+        let key = purchase.key;
+        state.track(purchase);
+        let declined = AnswerFields::code(ResponseCode::parse(b"51").unwrap());
+        state.remember_answer(key, [2; 32], declined, UnixMillis::new(5));
+        assert_eq!(
+            state.answered.get(&key).map(|answered| &answered.kept),
+            Some(&Kept::Code(declined.code))
+        );
+        assert_eq!(state.txn_keys.get(&key), Some(&TxnId(8)));
+        assert_eq!(state.txn_by_key(&key), Some(TxnId(8)));
+        state.prune_answered(6);
+        assert_eq!(state.txn_by_key(&key), Some(TxnId(8)));
     }
 }

@@ -101,7 +101,7 @@ impl TxnTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use protocol::{Mti, ProcessingCode, Rrn, Stan};
 
@@ -109,7 +109,8 @@ mod tests {
     use crate::domain::{CardId, MemberId, MerchantId, Rials, TerminalRowId, UnixMillis};
     use crate::engine::state::{Amounts, Capture, MessageKey, TxnState};
 
-    fn txn(id: i64) -> Txn {
+    /// A pending transaction of `id` (and G of `id` rials), for tests.
+    pub(crate) fn txn(id: i64) -> Txn {
         let zero = Rials::ZERO;
         Txn {
             id: TxnId(id),
