@@ -291,9 +291,9 @@ criterion_group!(engine_decide_1m_cards, benches);
 /// (`switch::huge_pages`): the bench measures the engine as the switch runs it.
 /// `LSW_HUGE_PAGES=off` measures it without.
 fn main() {
-    let kept = switch::huge_pages::restart_with_huge_pages();
+    let outcome = switch::huge_pages::restart_with_huge_pages();
     println!(
-        "engine_decide_1m_cards: huge pages asked for: {} ({kept:?})",
+        "engine_decide_1m_cards: huge pages asked for: {} ({outcome:?})",
         switch::huge_pages::asked()
     );
     engine_decide_1m_cards();

@@ -111,13 +111,6 @@ impl WorkingKeys {
         };
         WorkingKeys { enc, mac }
     }
-
-    /// Reads the MAC key's state (and throws the copy away), so that a MAC computed soon
-    /// after finds it in cache: a switch deciding a group of requests reads their terminals'
-    /// keys ahead, one miss in flight per terminal instead of one after another.
-    pub fn prefetch(&self) {
-        std::hint::black_box(self.mac.clone());
-    }
 }
 
 impl fmt::Debug for WorkingKeys {

@@ -22,7 +22,7 @@ pub const SETTING_VAR: &str = "LSW_HUGE_PAGES";
 
 /// What [`restart_with_huge_pages`] found, when it did not restart the program.
 #[derive(Debug)]
-pub enum Kept {
+pub enum NotRestarted {
     /// The tunable is set already (this is the restarted program, or the operator set it).
     AlreadySet,
     /// `LSW_HUGE_PAGES` turned it off.
@@ -31,6 +31,16 @@ pub enum Kept {
     Unsupported,
     /// The restart failed; the program goes on with 4 KiB pages.
     Failed(std::io::Error),
+}
+
+/// The value `GLIBC_TUNABLES` (`tunables`) gives the tunable (empty when it names it
+/// without one), if it names it.
+fn tunable_in(tunables: &str) -> Option<&str> {
+    tunables.split(':').find_map(|entry| {
+        let entry = entry.trim();
+        let (name, value) = entry.split_once('=').unwrap_or((entry, ""));
+        (name == TUNABLE).then_some(value)
+    })
 }
 
 /// The `GLIBC_TUNABLES` value to restart with, given the current value and the switch's
@@ -42,60 +52,50 @@ pub fn plan(tunables: Option<&str>, setting: Option<&str>) -> Option<String> {
     let asked = format!("{TUNABLE}=1");
     match tunables.map(str::trim).filter(|value| !value.is_empty()) {
         None => Some(asked),
-        Some(value)
-            if value
-                .split(':')
-                .any(|entry| entry.split('=').next() == Some(TUNABLE)) =>
-        {
-            None
-        }
+        Some(value) if tunable_in(value).is_some() => None,
         Some(value) => Some(format!("{value}:{asked}")),
     }
 }
 
 /// Whether this process was started with huge pages asked for.
 pub fn asked() -> bool {
-    std::env::var(TUNABLES_VAR).is_ok_and(|value| {
-        value
-            .split(':')
-            .any(|entry| entry == format!("{TUNABLE}=1"))
-    })
+    std::env::var(TUNABLES_VAR).is_ok_and(|value| tunable_in(&value) == Some("1"))
 }
 
 /// Starts this program again (same executable, arguments, environment and process id) with
 /// the tunable added, and does not return when that works. Call it first thing in `main`,
 /// before any thread is started. Returns why it did not restart otherwise.
-pub fn restart_with_huge_pages() -> Kept {
+pub fn restart_with_huge_pages() -> NotRestarted {
     let tunables = std::env::var(TUNABLES_VAR).ok();
     let setting = std::env::var(SETTING_VAR).ok();
     let Some(value) = plan(tunables.as_deref(), setting.as_deref()) else {
-        return if tunables.is_some_and(|value| value.contains(TUNABLE)) {
-            Kept::AlreadySet
+        return if tunables.as_deref().and_then(tunable_in).is_some() {
+            NotRestarted::AlreadySet
         } else {
-            Kept::TurnedOff
+            NotRestarted::TurnedOff
         };
     };
     restart(&value)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn restart(value: &str) -> Kept {
+fn restart(value: &str) -> NotRestarted {
     use std::os::unix::process::CommandExt;
     let program = match std::env::current_exe() {
         Ok(program) => program,
-        Err(error) => return Kept::Failed(error),
+        Err(error) => return NotRestarted::Failed(error),
     };
     // `exec` replaces this process; it returns only on failure.
     let error = std::process::Command::new(program)
         .args(std::env::args_os().skip(1))
         .env(TUNABLES_VAR, value)
         .exec();
-    Kept::Failed(error)
+    NotRestarted::Failed(error)
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn restart(_value: &str) -> Kept {
-    Kept::Unsupported
+fn restart(_value: &str) -> NotRestarted {
+    NotRestarted::Unsupported
 }
 
 #[cfg(test)]
@@ -128,5 +128,16 @@ mod tests {
         for off in ["off", "0", "false", " off "] {
             assert_eq!(plan(None, Some(off)), None);
         }
+    }
+
+    #[test]
+    fn the_tunable_is_read_from_its_own_entry() {
+        assert_eq!(tunable_in("glibc.malloc.hugetlb=1"), Some("1"));
+        assert_eq!(
+            tunable_in("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0"),
+            Some("0")
+        );
+        assert_eq!(tunable_in("glibc.malloc.hugetlbx=1"), None);
+        assert_eq!(tunable_in("glibc.malloc.arena_max=2"), None);
     }
 }

@@ -79,11 +79,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli, huge_pages: Option<switch::huge_pages::Kept>) -> anyhow::Result<()> {
+fn run(cli: Cli, huge_pages: Option<switch::huge_pages::NotRestarted>) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
     init_logs(&config);
-    if let Some(kept) = huge_pages {
-        log_huge_pages(kept);
+    if let Some(outcome) = huge_pages {
+        log_huge_pages(outcome);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -217,18 +217,18 @@ fn init_logs(config: &Config) {
 }
 
 /// Says once at start whether the engine's tables get huge pages (`switch::huge_pages`).
-fn log_huge_pages(kept: switch::huge_pages::Kept) {
-    use switch::huge_pages::{asked, Kept};
-    match kept {
-        Kept::AlreadySet if asked() => {
+fn log_huge_pages(outcome: switch::huge_pages::NotRestarted) {
+    use switch::huge_pages::{asked, NotRestarted};
+    match outcome {
+        NotRestarted::AlreadySet if asked() => {
             tracing::info!("huge pages asked for (glibc.malloc.hugetlb=1)")
         }
-        Kept::AlreadySet => tracing::info!(
+        NotRestarted::AlreadySet => tracing::info!(
             "huge pages not asked for: GLIBC_TUNABLES sets glibc.malloc.hugetlb otherwise"
         ),
-        Kept::TurnedOff => tracing::info!("huge pages turned off (LSW_HUGE_PAGES)"),
-        Kept::Unsupported => tracing::info!("huge pages not available on this platform"),
-        Kept::Failed(error) => {
+        NotRestarted::TurnedOff => tracing::info!("huge pages turned off (LSW_HUGE_PAGES)"),
+        NotRestarted::Unsupported => tracing::info!("huge pages not available on this platform"),
+        NotRestarted::Failed(error) => {
             tracing::warn!(%error, "could not restart with huge pages; going on with 4 KiB pages")
         }
     }

@@ -118,8 +118,8 @@ impl Engine {
             stan: request.stan,
             transmitted: request.transmitted_raw,
         };
-        // Answers are MACed with the keys of the request's KSI: a terminal's current key, or
-        // its previous one until the end of a rotation's overlap, after which it is refused.
+        // A request is answered under its KSI: a terminal's current key, or its previous one
+        // until the end of a rotation's overlap, after which it is refused.
         let terminal = keyed.terminal;
         let key_expired = keyed.valid_until.is_some_and(|until| now > until);
         if key_expired {

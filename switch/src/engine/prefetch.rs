@@ -31,7 +31,8 @@ pub const GROUP: usize = 16;
 /// What one pass over a group reads: each stage reads what the one before found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// The card's token slot, the terminal's and the merchant's rows, and the slots the request's key (in the answered window) and its transaction id fall in.
+    /// The card's token slot, the terminal's and the merchant's rows, and the slots the
+    /// request's key (in the answered window) and its transaction id fall in.
     Slots,
     /// The card's row (its slot is cached now).
     Rows,
