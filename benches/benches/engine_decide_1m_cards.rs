@@ -122,7 +122,6 @@ fn with_loyalty(state: &mut State, network: &Network, snapshot: &Snapshot, mode:
     let best = network.reference.ids.tiers.values().copied().max().unwrap();
     let given: std::collections::HashMap<MemberId, Option<switch::domain::TierId>> = snapshot
         .cards()
-        .iter()
         .map(|card| (card.member, card.tier))
         .collect();
     let mut members: Vec<MemberId> = network.reference.ids.members.values().copied().collect();

@@ -314,16 +314,6 @@ pub fn body_object(
     }
 }
 
-/// The stored reference data, for a read.
-///
-/// # Errors
-/// [`error::ApiError::Store`] when the database fails.
-pub async fn stored(state: &ApiState) -> Result<crate::domain::LoadedReference, error::ApiError> {
-    crate::store::reference::load(&state.pool, &state.kek)
-        .await
-        .map_err(error::ApiError::store)
-}
-
 /// The one record of `records` that `matches`, or 404 naming `what`.
 ///
 /// # Errors
@@ -348,4 +338,22 @@ where
     T: sqlx::Decode<'r, crate::store::Db> + sqlx::Type<crate::store::Db>,
 {
     sqlx::Row::try_get(row, name).map_err(error::ApiError::store)
+}
+
+/// The stored records whose code is one of `names` (see
+/// [`crate::store::reference::load_named`]), for a read: index lookups, never the whole
+/// reference data.
+///
+/// # Errors
+/// [`error::ApiError::Store`] when the database fails.
+pub async fn named(
+    state: &ApiState,
+    names: Vec<String>,
+) -> Result<crate::domain::LoadedReference, error::ApiError> {
+    let mut tx = state.pool.begin().await.map_err(error::ApiError::store)?;
+    let loaded = crate::store::reference::load_named(&mut tx, &state.kek, &names)
+        .await
+        .map_err(error::ApiError::store)?;
+    tx.commit().await.map_err(error::ApiError::store)?;
+    Ok(loaded)
 }

@@ -244,17 +244,30 @@ async fn follow_reference(
                 continue;
             }
         }
-        let built = reference::load(&pool, &kek)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|data| Snapshot::build(&data).map_err(|e| e.to_string()));
+        let built = match reference::load(&pool, &kek).await {
+            // A whole build of a million cards takes seconds of one core: off the runtime's
+            // threads, so neither the engine nor the connections wait for it.
+            Ok(data) => tokio::task::spawn_blocking(move || Snapshot::build(&data))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|built| built.map_err(|e| e.to_string())),
+            Err(cause) => Err(cause.to_string()),
+        };
         match built {
             Ok(snapshot) => {
                 info!(
                     version = snapshot.version(),
                     "reference data changed by another process; snapshot swapped"
                 );
-                snapshots.send_replace(Arc::new(snapshot));
+                // An API change of this process may have published a newer version while
+                // this one was read: the older never replaces it.
+                snapshots.send_if_modified(|live| {
+                    let newer = snapshot.version() > live.version();
+                    if newer {
+                        *live = Arc::new(snapshot);
+                    }
+                    newer
+                });
             }
             Err(cause) => tracing::warn!(%cause, "cannot reload the reference data; will retry"),
         }

@@ -9,16 +9,21 @@
 //! index entries about 35, so cards take about 135 MB; members with a few groups about 60 MB;
 //! merchants, terminals (with their derived key schedules, about 1 KB each) and rules a few MB.
 
+pub mod delta;
 mod row_index;
 mod token_index;
 
 use protocol::WorkingKeys;
 
-use crate::domain::reference::{CardRecord, MerchantRecord, RuleRecord, TerminalRecord};
+use std::sync::Arc;
+
+use crate::domain::reference::{
+    CardRecord, MemberRecord, MerchantRecord, PreviousKey, RuleRecord, TerminalRecord, TierRecord,
+};
 use crate::domain::{
     Activity, Card, CardId, CardStatus, Code, GroupId, LoadedReference, Member, MemberId, Merchant,
-    MerchantId, PanToken, Percent, Rials, Rule, RuleId, Terminal, TerminalRowId, Tier, TierId,
-    UnixMillis,
+    MerchantId, PanToken, Percent, Rials, RowIds, Rule, RuleId, Terminal, TerminalRowId, Tier,
+    TierId, UnixMillis,
 };
 use crate::fast_hash::HashMap;
 use crate::pricing::{Candidate, Purchase};
@@ -26,40 +31,89 @@ use row_index::RowIndex;
 use token_index::TokenIndex;
 
 /// The immutable reference data of one version.
-#[derive(Debug)]
+///
+/// Each part sits in its own `Arc`, so a change to one record copies only its part (and the
+/// million-row parts, cards and members, not even that: see [`delta`]). Cloning a snapshot
+/// clones nine pointers.
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     version: u64,
-    merchants: Vec<Merchant>,
-    /// Positions in `merchants` by row id (see [`RowIndex`] for why not a `HashMap`).
-    merchant_by_id: RowIndex,
-    terminals: Vec<Terminal>,
-    terminal_by_ksi: HashMap<[u8; 16], u32>,
+    merchants: Arc<Merchants>,
+    terminals: Arc<Terminals>,
+    /// Members as built (or last compacted); `member_overlay` holds those changed since.
+    members: Arc<HashMap<MemberId, Member>>,
+    member_overlay: Arc<HashMap<MemberId, Member>>,
+    /// Cards as built (or last compacted); `card_overlay` holds those changed since.
+    cards: Arc<Cards>,
+    card_overlay: Arc<CardOverlay>,
+    tiers: Arc<Tiers>,
+    rules: Arc<Rules>,
+}
+
+/// Merchants, and their positions by row id.
+#[derive(Debug, Clone)]
+struct Merchants {
+    list: Vec<Merchant>,
+    /// Positions in `list` by row id (see [`RowIndex`] for why not a `HashMap`).
+    by_id: RowIndex,
+}
+
+/// Terminals, with their current and previous keys' KSIs.
+#[derive(Debug, Clone)]
+struct Terminals {
+    list: Vec<Terminal>,
+    by_ksi: HashMap<[u8; 16], u32>,
     /// Previous keys during a rotation's overlap, by their KSI.
     previous_keys: HashMap<[u8; 16], PreviousKeys>,
-    terminal_by_id: HashMap<TerminalRowId, u32>,
-    members: HashMap<MemberId, Member>,
-    cards: Vec<Card>,
+    by_id: HashMap<TerminalRowId, u32>,
+}
+
+/// The cards of a build or a compaction: read-only afterwards.
+#[derive(Debug)]
+struct Cards {
+    list: Vec<Card>,
     /// Card rows by PAN token (see [`TokenIndex`] for why not a `HashMap`).
-    card_by_token: TokenIndex,
-    card_by_id: HashMap<CardId, u32>,
-    tiers: HashMap<TierId, Tier>,
+    by_token: TokenIndex,
+    by_id: HashMap<CardId, u32>,
+}
+
+/// The cards changed or added since [`Cards`] was built. A card here hides its row in
+/// [`Cards`] whatever its token: a lookup by a token the card no longer has finds nothing.
+#[derive(Debug, Clone, Default)]
+struct CardOverlay {
+    list: Vec<Card>,
+    by_token: HashMap<PanToken, u32>,
+    by_id: HashMap<CardId, u32>,
+    /// How many of `list` are not in [`Cards`] at all (issued since).
+    added: usize,
+}
+
+/// Tiers, and the ladder of those activity can earn.
+#[derive(Debug, Clone)]
+struct Tiers {
+    map: HashMap<TierId, Tier>,
     /// The tiers activity can earn, best first (rank descending, then id ascending). Empty
     /// when the network has no earnable tier: then no confirm recomputes anything.
     ladder: Vec<TierId>,
+}
+
+/// Rules, and the indexes that give a purchase its candidates.
+#[derive(Debug, Clone)]
+struct Rules {
     /// Every rule, ascending by id.
-    rules: Vec<Rule>,
-    /// Indices into `rules` of the rules open to every merchant.
-    rules_any_merchant: Box<[u32]>,
+    list: Vec<Rule>,
+    /// Indices into `list` of the rules open to every merchant.
+    any_merchant: Box<[u32]>,
     /// Of those, the rules open to every card BIN.
-    rules_any_unbinned: Box<[u32]>,
+    any_unbinned: Box<[u32]>,
     /// Of those, the rules limited to BIN ranges.
-    rules_any_binned: Box<[u32]>,
-    /// For each BIN of a card in the snapshot, the rules of `rules_any_binned` with a range
+    any_binned: Box<[u32]>,
+    /// For each BIN of a card in the snapshot, the rules of `any_binned` with a range
     /// that contains it. Network-wide campaigns are narrowed by BIN, so a purchase looks only
     /// at the few that can apply to its card.
-    rules_any_by_bin: HashMap<[u8; 6], Box<[u32]>>,
-    /// Indices into `rules` of the rules naming a merchant, directly or by group.
-    rules_by_merchant: HashMap<MerchantId, Box<[u32]>>,
+    any_by_bin: HashMap<[u8; 6], Box<[u32]>>,
+    /// Indices into `list` of the rules naming a merchant, directly or by group.
+    by_merchant: HashMap<MerchantId, Box<[u32]>>,
 }
 
 /// A terminal with the keys of one of its KSIs.
@@ -74,7 +128,7 @@ pub struct Keyed<'s> {
 }
 
 /// A previous key of a terminal, during a rotation's overlap.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct PreviousKeys {
     terminal: u32,
     keys: WorkingKeys,
@@ -117,77 +171,68 @@ impl Snapshot {
     pub fn build(reference: &LoadedReference) -> Result<Snapshot, SnapshotError> {
         let data = &reference.data;
         let ids = &reference.ids;
-        let mut tiers = HashMap::with_capacity_and_hasher(data.tiers.len(), Default::default());
+        let mut tiers = Tiers {
+            map: HashMap::with_capacity_and_hasher(data.tiers.len(), Default::default()),
+            ladder: Vec::new(),
+        };
         for record in &data.tiers {
-            let id = resolve(&ids.tiers, &record.code, "tier")?;
-            let tier = Tier {
-                id,
-                code: record.code.clone(),
-                name: record.name.clone(),
-                cashback_rate: record.cashback_rate,
-                rank: record.rank,
-                spend_rials_min: record.spend_rials_min,
-                purchases_min: record.purchases_min,
-            };
-            unique(tiers.insert(id, tier).is_none(), "tiers", id.get())?;
+            let tier = tier_of(record, ids)?;
+            let id = tier.id;
+            unique(tiers.map.insert(id, tier).is_none(), "tiers", id.get())?;
         }
-        let mut ladder: Vec<&Tier> = tiers.values().filter(|t| t.is_earnable()).collect();
-        ladder.sort_by_key(|tier| (std::cmp::Reverse(tier.rank), tier.id));
-        let ladder = ladder.into_iter().map(|tier| tier.id).collect();
-        let (merchants, merchant_by_id) = build_merchants(reference)?;
+        tiers.rank();
+        let merchants = build_merchants(reference)?;
         let mut members = HashMap::with_capacity_and_hasher(data.members.len(), Default::default());
         for record in &data.members {
-            let id = resolve(&ids.members, &record.code, "member")?;
-            let groups = resolve_groups(&ids.member_groups, &record.groups)?;
-            let member = Member {
-                id,
-                code: record.code.clone(),
-                groups,
-                referred_by: record
-                    .referred_by
-                    .as_ref()
-                    .map(|code| resolve(&ids.members, code, "member"))
-                    .transpose()?,
-                card: None,
-            };
+            let member = member_of(record, ids)?;
+            let id = member.id;
             unique(members.insert(id, member).is_none(), "members", id.get())?;
         }
-        let mut snapshot = Snapshot {
-            version: reference.version,
-            merchants,
-            merchant_by_id,
-            terminals: Vec::with_capacity(data.terminals.len()),
+        let mut terminals = Terminals {
+            list: Vec::with_capacity(data.terminals.len()),
+            by_ksi: HashMap::with_capacity_and_hasher(data.terminals.len(), Default::default()),
             previous_keys: HashMap::default(),
-            terminal_by_ksi: HashMap::with_capacity_and_hasher(
-                data.terminals.len(),
-                Default::default(),
-            ),
-            terminal_by_id: HashMap::with_capacity_and_hasher(
-                data.terminals.len(),
-                Default::default(),
-            ),
-            members,
-            cards: Vec::with_capacity(data.cards.len()),
-            card_by_token: TokenIndex::with_capacity(data.cards.len()),
-            card_by_id: HashMap::with_capacity_and_hasher(data.cards.len(), Default::default()),
-            tiers,
-            ladder,
-            rules: Vec::with_capacity(data.rules.len()),
-            rules_any_merchant: Box::new([]),
-            rules_any_unbinned: Box::new([]),
-            rules_any_binned: Box::new([]),
-            rules_any_by_bin: HashMap::default(),
-            rules_by_merchant: HashMap::default(),
+            by_id: HashMap::with_capacity_and_hasher(data.terminals.len(), Default::default()),
         };
         for record in &data.terminals {
-            snapshot.add_terminal(record, reference)?;
+            terminals.upsert(terminal_of(record, ids)?)?;
         }
+        terminals.add_previous_keys(&reference.previous_keys, ids)?;
+        let mut cards = Cards {
+            list: Vec::with_capacity(data.cards.len()),
+            by_token: TokenIndex::with_capacity(data.cards.len()),
+            by_id: HashMap::with_capacity_and_hasher(data.cards.len(), Default::default()),
+        };
         for record in &data.cards {
-            snapshot.add_card(record, reference)?;
+            let member = resolve(&ids.members, &record.member, "member")?;
+            let member_groups = match members.get_mut(&member) {
+                Some(found) => {
+                    found.take_card(record.status, resolve(&ids.cards, &record.code, "card")?);
+                    found.groups.clone()
+                }
+                None => Box::new([]),
+            };
+            cards.push(card_of(record, ids, member_groups)?)?;
         }
-        snapshot.add_rules(&data.rules, reference)?;
-        snapshot.add_previous_keys(reference)?;
-        Ok(snapshot)
+        let mut rule_list = data
+            .rules
+            .iter()
+            .map(|record| resolve_rule(record, reference))
+            .collect::<Result<Vec<_>, _>>()?;
+        rule_list.sort_by_key(|rule| rule.id);
+        let bins = cards.list.iter().map(|card| card.bin);
+        let rules = Rules::build(rule_list, &merchants.list, bins)?;
+        Ok(Snapshot {
+            version: reference.version,
+            merchants: Arc::new(merchants),
+            terminals: Arc::new(terminals),
+            members: Arc::new(members),
+            member_overlay: Arc::default(),
+            cards: Arc::new(cards),
+            card_overlay: Arc::default(),
+            tiers: Arc::new(tiers),
+            rules: Arc::new(rules),
+        })
     }
 
     /// The reference version this snapshot was built from; every priced transaction records
@@ -206,17 +251,18 @@ impl Snapshot {
     /// previous ones with the end of their overlap window. The switch verifies a request and
     /// MACs its response with the keys of the KSI the request carries.
     pub fn keys_by_ksi(&self, ksi: &[u8; 16]) -> Option<Keyed<'_>> {
-        if let Some(index) = self.terminal_by_ksi.get(ksi) {
-            let terminal = self.terminals.get(usize::try_from(*index).ok()?)?;
+        let terminals = &*self.terminals;
+        if let Some(index) = terminals.by_ksi.get(ksi) {
+            let terminal = terminals.list.get(usize::try_from(*index).ok()?)?;
             return Some(Keyed {
                 terminal,
                 keys: &terminal.keys,
                 valid_until: None,
             });
         }
-        let previous = self.previous_keys.get(ksi)?;
-        let terminal = self
-            .terminals
+        let previous = terminals.previous_keys.get(ksi)?;
+        let terminal = terminals
+            .list
             .get(usize::try_from(previous.terminal).ok()?)?;
         Some(Keyed {
             terminal,
@@ -227,57 +273,68 @@ impl Snapshot {
 
     /// The terminal with row id `id`.
     pub fn terminal(&self, id: TerminalRowId) -> Option<&Terminal> {
-        let index = self.terminal_by_id.get(&id)?;
-        self.terminals.get(usize::try_from(*index).ok()?)
+        let index = self.terminals.by_id.get(&id)?;
+        self.terminals.list.get(usize::try_from(*index).ok()?)
     }
 
     /// The merchant with row id `id`.
     pub fn merchant(&self, id: MerchantId) -> Option<&Merchant> {
-        let index = self.merchant_by_id.get(id.get())?;
-        self.merchants.get(usize::try_from(index).ok()?)
+        let index = self.merchants.by_id.get(id.get())?;
+        self.merchants.list.get(usize::try_from(index).ok()?)
     }
 
     /// The card whose PAN has token `token`.
     pub fn card_by_token(&self, token: &PanToken) -> Option<&Card> {
-        let index = self.card_by_token.get(token, |row| self.token_at(row))?;
-        self.cards.get(usize::try_from(index).ok()?)
+        let overlay = &*self.card_overlay;
+        if overlay.list.is_empty() {
+            return self.cards.by_token(token);
+        }
+        if let Some(index) = overlay.by_token.get(token) {
+            return overlay.list.get(usize::try_from(*index).ok()?);
+        }
+        // A card changed since the build answers only to its current token.
+        self.cards
+            .by_token(token)
+            .filter(|card| !overlay.by_id.contains_key(&card.id))
     }
 
     /// Reads the first slot a lookup of `token` reads, and returns it as a word: for reading
     /// ahead ([`crate::engine::prefetch`]), not for finding the card.
     pub fn card_slot(&self, token: &PanToken) -> u64 {
-        self.card_by_token.first_slot(token)
-    }
-
-    fn token_at(&self, row: u32) -> Option<&PanToken> {
-        let card = self.cards.get(usize::try_from(row).ok()?)?;
-        Some(&card.token)
+        self.cards.by_token.first_slot(token)
     }
 
     /// The card with row id `id`.
     pub fn card(&self, id: CardId) -> Option<&Card> {
-        let index = self.card_by_id.get(&id)?;
-        self.cards.get(usize::try_from(*index).ok()?)
+        let overlay = &*self.card_overlay;
+        if let Some(index) = overlay.by_id.get(&id) {
+            return overlay.list.get(usize::try_from(*index).ok()?);
+        }
+        let index = self.cards.by_id.get(&id)?;
+        self.cards.list.get(usize::try_from(*index).ok()?)
     }
 
     /// The member with row id `id`.
     pub fn member(&self, id: MemberId) -> Option<&Member> {
-        self.members.get(&id)
+        self.member_overlay
+            .get(&id)
+            .or_else(|| self.members.get(&id))
     }
 
     /// The tier with row id `id`.
     pub fn tier(&self, id: TierId) -> Option<&Tier> {
-        self.tiers.get(&id)
+        self.tiers.map.get(&id)
     }
 
     /// Whether any tier can be earned by activity (else tiers are only given by hand).
     pub fn has_tier_ladder(&self) -> bool {
-        !self.ladder.is_empty()
+        !self.tiers.ladder.is_empty()
     }
 
     /// The best tier `activity` earns, if any.
     pub fn earned_tier(&self, activity: Activity) -> Option<TierId> {
-        self.ladder
+        self.tiers
+            .ladder
             .iter()
             .copied()
             .find(|id| self.tier(*id).is_some_and(|tier| tier.earned_by(activity)))
@@ -294,14 +351,11 @@ impl Snapshot {
         }
     }
 
-    fn rule_at(&self, index: u32) -> Option<&Rule> {
-        self.rules.get(usize::try_from(index).ok()?)
-    }
-
     /// The rule with row id `id` (a binary search: rules are sorted by id).
     pub fn rule(&self, id: RuleId) -> Option<&Rule> {
-        let index = self.rules.binary_search_by_key(&id, |rule| rule.id).ok()?;
-        self.rules.get(index)
+        let list = &self.rules.list;
+        let index = list.binary_search_by_key(&id, |rule| rule.id).ok()?;
+        list.get(index)
     }
 
     /// The rules that may apply at `merchant`: those open to every merchant and those naming
@@ -309,14 +363,16 @@ impl Snapshot {
     /// amounts are pricing's ([`crate::pricing::discount`]). Each rule appears once; the order
     /// is not by id, which pricing does not need.
     pub fn rules_for_merchant(&self, merchant: MerchantId) -> impl Iterator<Item = &Rule> + '_ {
-        let named = self
-            .rules_by_merchant
+        let rules = &*self.rules;
+        let named = rules
+            .by_merchant
             .get(&merchant)
             .map_or(&[][..], |list| &list[..]);
-        self.rules_any_merchant
+        rules
+            .any_merchant
             .iter()
             .chain(named)
-            .filter_map(|index| self.rules.get(usize::try_from(*index).ok()?))
+            .filter_map(|index| rules.at(*index))
     }
 
     /// The rules that may apply to a purchase at `merchant` with a card of BIN `bin`: those of
@@ -330,23 +386,24 @@ impl Snapshot {
         merchant: MerchantId,
         bin: &[u8; 6],
     ) -> impl Iterator<Item = Candidate<'s>> + 's {
-        let named = self
-            .rules_by_merchant
+        let rules = &*self.rules;
+        let named = rules
+            .by_merchant
             .get(&merchant)
             .map_or(&[][..], |list| &list[..]);
-        let binned = self
-            .rules_any_by_bin
+        let binned = rules
+            .any_by_bin
             .get(bin)
-            .map_or(&self.rules_any_binned[..], |list| &list[..]);
-        let open = self
-            .rules_any_unbinned
+            .map_or(&rules.any_binned[..], |list| &list[..]);
+        let open = rules
+            .any_unbinned
             .iter()
             .chain(binned)
-            .filter_map(|index| self.rule_at(*index))
+            .filter_map(|index| rules.at(*index))
             .map(Candidate::from);
         let naming = named.iter().filter_map(|index| {
             Some(Candidate {
-                rule: self.rule_at(*index)?,
+                rule: rules.at(*index)?,
                 merchant_matched: true,
             })
         });
@@ -354,8 +411,14 @@ impl Snapshot {
     }
 
     /// Every card, in no particular order.
-    pub fn cards(&self) -> &[Card] {
-        &self.cards
+    pub fn cards(&self) -> impl Iterator<Item = &Card> + '_ {
+        let overlay = &*self.card_overlay;
+        let unchanged = self
+            .cards
+            .list
+            .iter()
+            .filter(|card| !overlay.by_id.contains_key(&card.id));
+        unchanged.chain(overlay.list.iter())
     }
 
     /// The cashback rate of `tier`, if there is one.
@@ -388,34 +451,82 @@ impl Snapshot {
 
     /// Number of cards.
     pub fn card_count(&self) -> usize {
-        self.cards.len()
+        self.cards.list.len() + self.card_overlay.added
     }
 
     /// Number of terminals.
     pub fn terminal_count(&self) -> usize {
-        self.terminals.len()
+        self.terminals.list.len()
+    }
+}
+
+impl Member {
+    /// Takes `card` as the member's card when it is active and has a lower id than the one
+    /// they have: a member goes by their lowest-id active card.
+    fn take_card(&mut self, status: CardStatus, card: CardId) {
+        if status == CardStatus::Active && self.card.is_none_or(|held| card < held) {
+            self.card = Some(card);
+        }
+    }
+}
+
+impl Tiers {
+    /// Orders the ladder from `map`.
+    fn rank(&mut self) {
+        let mut ladder: Vec<&Tier> = self.map.values().filter(|t| t.is_earnable()).collect();
+        ladder.sort_by_key(|tier| (std::cmp::Reverse(tier.rank), tier.id));
+        self.ladder = ladder.into_iter().map(|tier| tier.id).collect();
+    }
+}
+
+impl Terminals {
+    /// Adds `terminal`, or replaces the one with its row id (its old KSI then names nothing).
+    fn upsert(&mut self, terminal: Terminal) -> Result<(), SnapshotError> {
+        let ksi = *terminal.ksi.as_bytes();
+        let index = match self.by_id.get(&terminal.id).copied() {
+            Some(index) => {
+                let slot = self
+                    .list
+                    .get_mut(usize::try_from(index).map_err(|_| too_many("terminals"))?)
+                    .ok_or_else(|| too_many("terminals"))?;
+                let old = *slot.ksi.as_bytes();
+                if old != ksi {
+                    self.by_ksi.remove(&old);
+                }
+                *slot = terminal;
+                index
+            }
+            None => {
+                let index = index_of(self.list.len(), "terminals")?;
+                self.by_id.insert(terminal.id, index);
+                self.list.push(terminal);
+                index
+            }
+        };
+        let taken = self.by_ksi.insert(ksi, index).is_some_and(|was| was != index)
+            || self.previous_keys.contains_key(&ksi);
+        unique(!taken, "terminals", String::from_utf8_lossy(&ksi))
     }
 
-    fn add_previous_keys(&mut self, reference: &LoadedReference) -> Result<(), SnapshotError> {
-        for previous in &reference.previous_keys {
-            let terminal_id = reference
-                .ids
+    fn add_previous_keys(
+        &mut self,
+        previous: &[PreviousKey],
+        ids: &RowIds,
+    ) -> Result<(), SnapshotError> {
+        for previous in previous {
+            let unresolved = || SnapshotError::Unresolved {
+                kind: "terminal",
+                code: previous.terminal.as_str().into(),
+            };
+            let terminal_id = ids
                 .terminals
                 .get(&previous.terminal)
                 .copied()
-                .ok_or_else(|| SnapshotError::Unresolved {
-                    kind: "terminal",
-                    code: previous.terminal.as_str().into(),
-                })?;
-            let index = *self.terminal_by_id.get(&terminal_id).ok_or_else(|| {
-                SnapshotError::Unresolved {
-                    kind: "terminal",
-                    code: previous.terminal.as_str().into(),
-                }
-            })?;
+                .ok_or_else(unresolved)?;
+            let index = *self.by_id.get(&terminal_id).ok_or_else(unresolved)?;
             let ksi = *previous.ksi.as_bytes();
             unique(
-                !self.terminal_by_ksi.contains_key(&ksi),
+                !self.by_ksi.contains_key(&ksi),
                 "terminals",
                 previous.ksi.as_str(),
             )?;
@@ -432,120 +543,64 @@ impl Snapshot {
         }
         Ok(())
     }
+}
 
-    fn add_terminal(
-        &mut self,
-        record: &TerminalRecord,
-        reference: &LoadedReference,
-    ) -> Result<(), SnapshotError> {
-        let ids = &reference.ids;
-        let id = ids
-            .terminals
-            .get(&record.terminal_id)
-            .copied()
-            .ok_or_else(|| SnapshotError::Unresolved {
-                kind: "terminal",
-                code: record.terminal_id.as_str().into(),
-            })?;
-        let terminal = Terminal {
-            id,
-            terminal_id: record.terminal_id,
-            ksi: record.ksi,
-            merchant: resolve(&ids.merchants, &record.merchant, "merchant")?,
-            status: record.status,
-            keys: WorkingKeys::derive(&record.tmk),
-            groups: resolve_groups(&ids.terminal_groups, &record.groups)?,
-        };
-        let index = index_of(self.terminals.len(), "terminals")?;
-        let fresh_ksi = self
-            .terminal_by_ksi
-            .insert(*record.ksi.as_bytes(), index)
-            .is_none();
-        unique(fresh_ksi, "terminals", record.ksi.as_str())?;
-        unique(
-            self.terminal_by_id.insert(id, index).is_none(),
-            "terminals",
-            id.get(),
-        )?;
-        self.terminals.push(terminal);
-        Ok(())
+impl Cards {
+    fn by_token(&self, token: &PanToken) -> Option<&Card> {
+        let index = self.by_token.get(token, |row| self.token_at(row))?;
+        self.list.get(usize::try_from(index).ok()?)
     }
 
-    fn add_card(
-        &mut self,
-        record: &CardRecord,
-        reference: &LoadedReference,
-    ) -> Result<(), SnapshotError> {
-        let ids = &reference.ids;
-        let member = resolve(&ids.members, &record.member, "member")?;
-        let id = resolve(&ids.cards, &record.code, "card")?;
-        let member_groups = match self.members.get_mut(&member) {
-            Some(found) => {
-                if record.status == CardStatus::Active && found.card.is_none_or(|card| id < card) {
-                    found.card = Some(id);
-                }
-                found.groups.clone()
-            }
-            None => Box::new([]),
-        };
-        let card = Card {
-            id,
-            member,
-            token: record.token,
-            bin: record.bin,
-            last4: record.last4,
-            status: record.status,
-            expiry: record.expiry,
-            tier: record
-                .tier
-                .as_ref()
-                .map(|code| resolve(&ids.tiers, code, "tier"))
-                .transpose()?,
-            member_groups,
-        };
-        let index = index_of(self.cards.len(), "cards")?;
+    fn token_at(&self, row: u32) -> Option<&PanToken> {
+        let card = self.list.get(usize::try_from(row).ok()?)?;
+        Some(&card.token)
+    }
+
+    /// Adds `card`; refused when its token or id is taken.
+    fn push(&mut self, card: Card) -> Result<(), SnapshotError> {
+        let index = index_of(self.list.len(), "cards")?;
         // The row is pushed first: the token index compares tokens in the rows. A refused
         // card is taken off again, and the build fails.
         let (token, id) = (card.token, card.id);
-        self.cards.push(card);
-        let cards = &self.cards;
+        self.list.push(card);
+        let list = &self.list;
         let token_at = |row: u32| {
-            let card: &Card = cards.get(usize::try_from(row).ok()?)?;
+            let card: &Card = list.get(usize::try_from(row).ok()?)?;
             Some(&card.token)
         };
-        let fresh_token = self.card_by_token.insert(&token, index, token_at);
-        let fresh_id = fresh_token && self.card_by_id.insert(id, index).is_none();
+        let fresh_token = self.by_token.insert(&token, index, token_at);
+        let fresh_id = fresh_token && self.by_id.insert(id, index).is_none();
         if !fresh_id {
-            self.cards.pop();
+            self.list.pop();
         }
         unique(fresh_token, "cards", format!("{token:?}"))?;
         unique(fresh_id, "cards", id.get())?;
         Ok(())
     }
+}
 
-    fn add_rules(
-        &mut self,
-        records: &[RuleRecord],
-        reference: &LoadedReference,
-    ) -> Result<(), SnapshotError> {
-        for record in records {
-            self.rules.push(resolve_rule(record, reference)?);
-        }
-        self.rules.sort_by_key(|rule| rule.id);
-        for pair in self.rules.windows(2) {
+impl Rules {
+    /// The rule indexes of `list` (sorted by id) over `merchants`' groups and the BINs of the
+    /// cards.
+    fn build(
+        list: Vec<Rule>,
+        merchants: &[Merchant],
+        bins: impl Iterator<Item = [u8; 6]>,
+    ) -> Result<Rules, SnapshotError> {
+        for pair in list.windows(2) {
             if let [left, right] = pair {
                 unique(left.id != right.id, "rules", left.id.get())?;
             }
         }
         let mut by_group: HashMap<GroupId, Vec<MerchantId>> = HashMap::default();
-        for merchant in &self.merchants {
+        for merchant in merchants {
             for group in merchant.groups.iter() {
                 by_group.entry(*group).or_default().push(merchant.id);
             }
         }
         let mut any = Vec::new();
         let mut named: HashMap<MerchantId, Vec<u32>> = HashMap::default();
-        for (position, rule) in self.rules.iter().enumerate() {
+        for (position, rule) in list.iter().enumerate() {
             let index = index_of(position, "rules")?;
             if rule.eligibility.any_merchant() {
                 any.push(index);
@@ -554,72 +609,159 @@ impl Snapshot {
             let grouped = rule.eligibility.merchant_groups.iter();
             let via_groups = grouped.filter_map(|group| by_group.get(group)).flatten();
             for merchant in rule.eligibility.merchants.iter().chain(via_groups) {
-                let list = named.entry(*merchant).or_default();
+                let entry = named.entry(*merchant).or_default();
                 // Rules are visited in order, so a repeat can only be the last entry.
-                if list.last() != Some(&index) {
-                    list.push(index);
+                if entry.last() != Some(&index) {
+                    entry.push(index);
                 }
             }
         }
         let (binned, unbinned): (Vec<u32>, Vec<u32>) = any.iter().partition(|index| {
-            self.rule_at(**index)
+            list.get(usize::try_from(**index).unwrap_or(usize::MAX))
                 .is_some_and(|rule| !rule.eligibility.bins.is_empty())
         });
-        let mut by_bin: HashMap<[u8; 6], Box<[u32]>> = HashMap::default();
-        for card in &self.cards {
-            if by_bin.contains_key(&card.bin) {
-                continue;
-            }
-            let matching: Vec<u32> = binned
-                .iter()
-                .copied()
-                .filter(|index| {
-                    self.rule_at(*index).is_some_and(|rule| {
-                        rule.eligibility
-                            .bins
-                            .iter()
-                            .any(|range| range.contains(&card.bin))
-                    })
-                })
-                .collect();
-            by_bin.insert(card.bin, matching.into_boxed_slice());
+        let mut rules = Rules {
+            list,
+            any_merchant: any.into_boxed_slice(),
+            any_unbinned: unbinned.into_boxed_slice(),
+            any_binned: binned.into_boxed_slice(),
+            any_by_bin: HashMap::default(),
+            by_merchant: named
+                .into_iter()
+                .map(|(id, list)| (id, list.into_boxed_slice()))
+                .collect(),
+        };
+        for bin in bins {
+            rules.add_bin(bin);
         }
-        self.rules_any_merchant = any.into_boxed_slice();
-        self.rules_any_unbinned = unbinned.into_boxed_slice();
-        self.rules_any_binned = binned.into_boxed_slice();
-        self.rules_any_by_bin = by_bin;
-        self.rules_by_merchant = named
-            .into_iter()
-            .map(|(id, list)| (id, list.into_boxed_slice()))
+        Ok(rules)
+    }
+
+    fn at(&self, index: u32) -> Option<&Rule> {
+        self.list.get(usize::try_from(index).ok()?)
+    }
+
+    /// Indexes the BIN-limited network-wide rules whose ranges contain `bin`, once per BIN.
+    fn add_bin(&mut self, bin: [u8; 6]) {
+        if self.any_by_bin.contains_key(&bin) {
+            return;
+        }
+        let matching: Vec<u32> = self
+            .any_binned
+            .iter()
+            .copied()
+            .filter(|index| {
+                self.at(*index).is_some_and(|rule| {
+                    rule.eligibility
+                        .bins
+                        .iter()
+                        .any(|range| range.contains(&bin))
+                })
+            })
             .collect();
-        Ok(())
+        self.any_by_bin.insert(bin, matching.into_boxed_slice());
     }
 }
 
-fn build_merchants(
-    reference: &LoadedReference,
-) -> Result<(Vec<Merchant>, RowIndex), SnapshotError> {
-    let ids = &reference.ids;
-    let mut merchants = Vec::with_capacity(reference.data.merchants.len());
-    let mut by_id = RowIndex::with_rows(reference.data.merchants.len());
-    for record in &reference.data.merchants {
-        let MerchantRecord {
-            code,
-            profile,
-            groups,
-        } = record;
-        let id = resolve(&ids.merchants, code, "merchant")?;
-        let merchant = Merchant {
-            id,
-            code: code.clone(),
-            profile: profile.clone(),
-            groups: resolve_groups(&ids.merchant_groups, groups)?,
-        };
-        let index = index_of(merchants.len(), "merchants")?;
-        unique(by_id.insert(id.get(), index), "merchants", id.get())?;
-        merchants.push(merchant);
+fn tier_of(record: &TierRecord, ids: &RowIds) -> Result<Tier, SnapshotError> {
+    Ok(Tier {
+        id: resolve(&ids.tiers, &record.code, "tier")?,
+        code: record.code.clone(),
+        name: record.name.clone(),
+        cashback_rate: record.cashback_rate,
+        rank: record.rank,
+        spend_rials_min: record.spend_rials_min,
+        purchases_min: record.purchases_min,
+    })
+}
+
+/// The member of `record`, with no card yet: the build gives it its lowest-id active card.
+fn member_of(record: &MemberRecord, ids: &RowIds) -> Result<Member, SnapshotError> {
+    Ok(Member {
+        id: resolve(&ids.members, &record.code, "member")?,
+        code: record.code.clone(),
+        groups: resolve_groups(&ids.member_groups, &record.groups)?,
+        referred_by: record
+            .referred_by
+            .as_ref()
+            .map(|code| resolve(&ids.members, code, "member"))
+            .transpose()?,
+        card: None,
+    })
+}
+
+fn terminal_of(record: &TerminalRecord, ids: &RowIds) -> Result<Terminal, SnapshotError> {
+    Ok(Terminal {
+        id: ids
+            .terminals
+            .get(&record.terminal_id)
+            .copied()
+            .ok_or_else(|| SnapshotError::Unresolved {
+                kind: "terminal",
+                code: record.terminal_id.as_str().into(),
+            })?,
+        terminal_id: record.terminal_id,
+        ksi: record.ksi,
+        merchant: resolve(&ids.merchants, &record.merchant, "merchant")?,
+        status: record.status,
+        keys: WorkingKeys::derive(&record.tmk),
+        groups: resolve_groups(&ids.terminal_groups, &record.groups)?,
+    })
+}
+
+fn card_of(
+    record: &CardRecord,
+    ids: &RowIds,
+    member_groups: Box<[GroupId]>,
+) -> Result<Card, SnapshotError> {
+    Ok(Card {
+        id: resolve(&ids.cards, &record.code, "card")?,
+        member: resolve(&ids.members, &record.member, "member")?,
+        token: record.token,
+        bin: record.bin,
+        last4: record.last4,
+        status: record.status,
+        expiry: record.expiry,
+        tier: record
+            .tier
+            .as_ref()
+            .map(|code| resolve(&ids.tiers, code, "tier"))
+            .transpose()?,
+        member_groups,
+    })
+}
+
+fn merchant_of(record: &MerchantRecord, ids: &RowIds) -> Result<Merchant, SnapshotError> {
+    let MerchantRecord {
+        code,
+        profile,
+        groups,
+    } = record;
+    Ok(Merchant {
+        id: resolve(&ids.merchants, code, "merchant")?,
+        code: code.clone(),
+        profile: profile.clone(),
+        groups: resolve_groups(&ids.merchant_groups, groups)?,
+    })
+}
+
+fn build_merchants(reference: &LoadedReference) -> Result<Merchants, SnapshotError> {
+    let records = &reference.data.merchants;
+    let mut merchants = Merchants {
+        list: Vec::with_capacity(records.len()),
+        by_id: RowIndex::with_rows(records.len()),
+    };
+    for record in records {
+        let merchant = merchant_of(record, &reference.ids)?;
+        let index = index_of(merchants.list.len(), "merchants")?;
+        unique(
+            merchants.by_id.insert(merchant.id.get(), index),
+            "merchants",
+            merchant.id.get(),
+        )?;
+        merchants.list.push(merchant);
     }
-    Ok((merchants, by_id))
+    Ok(merchants)
 }
 
 fn resolve_rule(record: &RuleRecord, reference: &LoadedReference) -> Result<Rule, SnapshotError> {
@@ -682,7 +824,11 @@ fn resolve_groups(
 }
 
 fn index_of(position: usize, kind: &'static str) -> Result<u32, SnapshotError> {
-    u32::try_from(position).map_err(|_| SnapshotError::TooMany { kind })
+    u32::try_from(position).map_err(|_| too_many(kind))
+}
+
+fn too_many(kind: &'static str) -> SnapshotError {
+    SnapshotError::TooMany { kind }
 }
 
 fn unique(fresh: bool, kind: &'static str, key: impl ToString) -> Result<(), SnapshotError> {

@@ -11,15 +11,16 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::api::auth::{Reader, Writer};
-use crate::api::change::{AuditEntry, Change};
+use crate::api::change::{names_in, AuditEntry, Change};
 use crate::api::credits;
 use crate::api::error::ApiError;
-use crate::api::{body_object, find, stored, ApiState};
+use crate::api::{body_object, find, named, ApiState};
 use crate::committer::{CreditFailure, Operation};
 use crate::domain::reference::CardRecord;
 use crate::domain::{CardExpiry, CardStatus, Code, ReferenceData};
 use crate::engine::credit::{CreditOutcome, Transfer};
 use crate::import;
+use crate::store::reference;
 
 /// `GET /api/v1/cards/{code}`.
 ///
@@ -30,7 +31,7 @@ pub async fn show(
     State(state): State<Arc<ApiState>>,
     Path(code): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let loaded = stored(&state).await?;
+    let loaded = named(&state, vec![code.clone()]).await?;
     let card = find(&loaded.data.cards, "card", |card| {
         card.code.as_str() == code
     })?;
@@ -129,7 +130,9 @@ pub async fn issue(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let change = Change::begin(&state).await?;
+    let mut names = Vec::new();
+    names_in(&Value::Object(detail.clone()), &mut names);
+    let mut change = Change::begin(&state, names).await?;
     if change.current.ids.cards.keys().any(|c| c.as_str() == code) {
         return Err(ApiError::Conflict {
             message: "a card with this code exists".to_owned(),
@@ -145,13 +148,8 @@ pub async fn issue(
         .cards
         .first()
         .ok_or(ApiError::NotFound { what: "card" })?;
-    if change
-        .current
-        .data
-        .cards
-        .iter()
-        .any(|c| c.token == card.token)
-    {
+    let holder = reference::card_with_token(change.tx(), &card.token).await;
+    if holder.map_err(ApiError::store)?.is_some() {
         return Err(ApiError::Conflict {
             message: "this PAN is already issued to another card".to_owned(),
         });
@@ -193,7 +191,11 @@ pub async fn replace(
             problems: vec![(field.clone(), "unknown field".to_owned())],
         });
     }
-    let change = Change::begin(&state).await?;
+    let mut names = vec![code.clone()];
+    if let Some(new_code) = body.get("new_code").and_then(Value::as_str) {
+        names.push(new_code.to_owned());
+    }
+    let mut change = Change::begin(&state, names).await?;
     let old = find(&change.current.data.cards, "card", |card| {
         card.code.as_str() == code
     })?
@@ -272,13 +274,8 @@ pub async fn replace(
             })
         }
         None => {
-            if change
-                .current
-                .data
-                .cards
-                .iter()
-                .any(|c| c.token == new.token)
-            {
+            let holder = reference::card_with_token(change.tx(), &new.token).await;
+            if holder.map_err(ApiError::store)?.is_some() {
                 return Err(ApiError::Conflict {
                     message: "this PAN is already issued to another card".to_owned(),
                 });
@@ -309,7 +306,9 @@ pub async fn replace(
     } else {
         drop(change);
     }
-    let ids = stored(&state).await?.ids;
+    let ids = named(&state, vec![old.code.to_string(), new.code.to_string()])
+        .await?
+        .ids;
     let id_of = |card: &Code| {
         ids.cards
             .get(card)
@@ -345,7 +344,7 @@ async fn update(
     detail: Value,
     edit: impl FnOnce(&mut CardRecord) -> Result<(), ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    let change = Change::begin(&state).await?;
+    let change = Change::begin(&state, vec![code.clone()]).await?;
     let mut card = find(&change.current.data.cards, "card", |card| {
         card.code.as_str() == code
     })?

@@ -1,22 +1,24 @@
-//! How the API changes reference data: under the change lock, read what is stored, validate
-//! the change against it, save the change and its audit row in one transaction, then rebuild
-//! the snapshot and publish it. A change that fails anywhere before the commit changes
-//! nothing.
+//! How the API changes reference data: under the change lock and in one write transaction,
+//! read the stored records the change names (through their indexes), validate the change
+//! against them, save it with its audit row, read back what it touched, commit, then apply
+//! that to the live snapshot as a delta and publish it. A change that fails anywhere before
+//! the commit changes nothing.
 
 use std::sync::Arc;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::MutexGuard;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::auth::Operator;
 use crate::api::error::ApiError;
 use crate::api::ApiState;
 use crate::domain::{LoadedReference, ReferenceData};
+use crate::snapshot::delta::OVERLAY_MAX;
 use crate::snapshot::Snapshot;
 use crate::store::reference::{self, ImportOutcome};
-use crate::store::StoreError;
+use crate::store::{Conn, StoreError, WriteTx};
 
 /// One audit row: what was done to which resource, with the request's fields (never a PAN, a
 /// TMK or a token: callers pass only the fields that are safe to keep).
@@ -51,29 +53,59 @@ pub enum KeyChange {
     },
 }
 
-/// A change in progress: holds the change lock and what was stored when it began.
+/// A change in progress: holds the change lock, the change's write transaction and the
+/// stored records it may change or name, read through their indexes.
 pub struct Change<'s> {
     state: &'s ApiState,
     _lock: MutexGuard<'s, ()>,
-    /// The stored reference data the change is validated against.
+    tx: WriteTx,
+    names: Vec<String>,
+    /// The stored records the change is validated against: those whose code is one of the
+    /// change's names (see [`Change::begin`]), with every tier and group.
     pub current: LoadedReference,
 }
 
+/// Every string in `value` (a request's body): the codes a change may name, whatever field
+/// names them. Reading a few records too many costs an index lookup each.
+pub fn names_in(value: &Value, names: &mut Vec<String>) {
+    match value {
+        Value::String(text) => names.push(text.clone()),
+        Value::Array(items) => items.iter().for_each(|item| names_in(item, names)),
+        Value::Object(fields) => fields.values().for_each(|item| names_in(item, names)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
 impl<'s> Change<'s> {
-    /// Takes the change lock and reads the stored reference data.
+    /// Takes the change lock, begins the write transaction and reads the stored records whose
+    /// code is one of `names` (the path's code and every string of the body, see
+    /// [`names_in`]), each through its index: never the whole reference data.
     ///
     /// # Errors
     /// [`ApiError::Store`] when the database fails.
-    pub async fn begin(state: &'s ApiState) -> Result<Change<'s>, ApiError> {
+    pub async fn begin(state: &'s ApiState, mut names: Vec<String>) -> Result<Change<'s>, ApiError> {
+        names.sort_unstable();
+        names.dedup();
         let lock = state.changes.lock().await;
-        let current = reference::load(&state.pool, &state.kek)
+        let mut tx = crate::store::begin_write(&state.pool)
+            .await
+            .map_err(ApiError::store)?;
+        let current = reference::load_named(&mut tx, &state.kek, &names)
             .await
             .map_err(ApiError::store)?;
         Ok(Change {
             state,
             _lock: lock,
+            tx,
+            names,
             current,
         })
+    }
+
+    /// The change's transaction, for a handler's own checks (they see what the change
+    /// will be validated against).
+    pub fn tx(&mut self) -> &mut Conn {
+        &mut self.tx
     }
 
     /// Saves `data` (the changed records only) with its audit row, and publishes the new
@@ -104,13 +136,16 @@ impl<'s> Change<'s> {
         entry: AuditEntry,
         keys: KeyChange,
     ) -> Result<ImportOutcome, ApiError> {
-        let state = self.state;
+        let Change {
+            state,
+            _lock,
+            mut tx,
+            mut names,
+            current,
+        } = self;
         let now = state.clock.now();
         let detail = entry.detail.to_string();
         let digest: [u8; 32] = Sha256::digest(detail.as_bytes()).into();
-        let mut tx = crate::store::begin_write(&state.pool)
-            .await
-            .map_err(ApiError::store)?;
         match &keys {
             KeyChange::None => {}
             KeyChange::KeepPrevious {
@@ -141,8 +176,10 @@ impl<'s> Change<'s> {
                 .map_err(ApiError::store)?;
             }
         }
-        let outcome = match reference::save_in(&mut tx, data, &digest, &state.kek, now).await {
-            Ok(outcome) => outcome,
+        let saved =
+            reference::save_over(&mut tx, data, &current, &digest, &state.kek, now).await;
+        let outcome = match saved {
+            Ok((outcome, _)) => outcome,
             Err(StoreError::Rejected { problems }) => {
                 return Err(ApiError::Conflict {
                     message: problems
@@ -167,6 +204,25 @@ impl<'s> Change<'s> {
         .execute(&mut *tx)
         .await
         .map_err(ApiError::store)?;
+        let changed = !outcome.is_noop() || keys != KeyChange::None;
+        // What the change touched, read back as a whole rebuild would read it (pair
+        // assertion: the delta is made from the stored rows, not from the request).
+        let touched = if changed {
+            names.extend(codes_of(data));
+            names.push(entry.code.clone());
+            names.sort_unstable();
+            names.dedup();
+            let mut touched = reference::load_named(&mut tx, &state.kek, &names)
+                .await
+                .map_err(ApiError::store)?;
+            // A key change alone changes no record, so it counts as a version of its own.
+            if outcome.is_noop() {
+                touched.version = current.version;
+            }
+            Some(touched)
+        } else {
+            None
+        };
         tx.commit().await.map_err(ApiError::store)?;
         info!(
             operator = %operator.name,
@@ -176,20 +232,74 @@ impl<'s> Change<'s> {
             version = outcome.version,
             "reference data changed"
         );
-        if !outcome.is_noop() || keys != KeyChange::None {
-            publish(state).await?;
+        if let Some(touched) = touched {
+            publish(state, touched, current.version).await?;
         }
         Ok(outcome)
     }
 }
 
-/// Rebuilds the snapshot from the store and swaps it in: connection tasks take it for their
-/// next request, and requests already handed to the committer keep the one they have.
-async fn publish(state: &ApiState) -> Result<(), ApiError> {
-    let loaded = reference::load(&state.pool, &state.kek)
+/// The codes of every record in `data`.
+fn codes_of(data: &ReferenceData) -> impl Iterator<Item = String> + '_ {
+    let codes = data
+        .merchants
+        .iter()
+        .map(|r| &r.code)
+        .chain(data.members.iter().map(|r| &r.code))
+        .chain(data.cards.iter().map(|r| &r.code))
+        .chain(data.rules.iter().map(|r| &r.code))
+        .chain(data.tiers.iter().map(|r| &r.code))
+        .map(|code| code.as_str().to_owned());
+    let terminals = data
+        .terminals
+        .iter()
+        .map(|r| r.terminal_id.as_str().to_owned());
+    codes.chain(terminals)
+}
+
+/// Applies what a change touched to the live snapshot as a delta and swaps it in: connection
+/// tasks take it for their next request, and requests already handed to the committer keep the
+/// one they have. When the live snapshot is not the one the change was validated against (an
+/// import or another switch changed the store meanwhile), it is rebuilt whole instead, as the
+/// reload would. Both run on a blocking thread, never on the engine's or a connection's task.
+async fn publish(
+    state: &ApiState,
+    touched: LoadedReference,
+    base_version: u64,
+) -> Result<(), ApiError> {
+    let live = state.snapshots.borrow().clone();
+    let next = if live.version() == base_version {
+        tokio::task::spawn_blocking(move || {
+            let next = live.apply(&touched)?;
+            if next.overlay_len() > OVERLAY_MAX {
+                next.compacted()
+            } else {
+                Ok(next)
+            }
+        })
         .await
-        .map_err(ApiError::store)?;
-    let snapshot = Snapshot::build(&loaded).map_err(ApiError::store)?;
-    state.snapshots.send_replace(Arc::new(snapshot));
+        .map_err(ApiError::store)?
+        .map_err(ApiError::store)?
+    } else {
+        warn!(
+            live = live.version(),
+            stored = base_version,
+            "snapshot behind the store; rebuilding it whole"
+        );
+        let loaded = reference::load(&state.pool, &state.kek)
+            .await
+            .map_err(ApiError::store)?;
+        tokio::task::spawn_blocking(move || Snapshot::build(&loaded))
+            .await
+            .map_err(ApiError::store)?
+            .map_err(ApiError::store)?
+    };
+    state.snapshots.send_if_modified(|snapshot| {
+        let newer = next.version() >= snapshot.version();
+        if newer {
+            *snapshot = Arc::new(next);
+        }
+        newer
+    });
     Ok(())
 }

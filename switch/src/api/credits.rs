@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::api::auth::Writer;
 use crate::api::error::ApiError;
-use crate::api::{body_object, stored, ApiState};
+use crate::api::{body_object, named, ApiState};
 use crate::committer::{CreditFailure, CreditJob, Operation};
 use crate::domain::time::DAY_MS;
 use crate::domain::Rials;
@@ -42,7 +42,7 @@ pub async fn top_up(
     let body = body_object(&body)?;
     only(&body, &["amount_rials"])?;
     let amount = amount(&body)?;
-    let loaded = stored(&state).await?;
+    let loaded = named(&state, vec![code.clone()]).await?;
     let card = find_id(&loaded.ids.cards, &code, "card")?;
     let detail = json!({"idempotency_key": key, "amount_rials": amount.get()});
     let credit = Credit {
@@ -84,7 +84,7 @@ pub async fn grant(
         .and_then(Value::as_str)
         .ok_or_else(|| invalid("merchant", "required, a merchant code"))?
         .to_owned();
-    let loaded = stored(&state).await?;
+    let loaded = named(&state, vec![code.clone(), merchant_code.clone()]).await?;
     let card = find_id(&loaded.ids.cards, &code, "card")?;
     let merchant = find_id(&loaded.ids.merchants, &merchant_code, "merchant")?;
     let days = loaded

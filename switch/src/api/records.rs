@@ -5,19 +5,20 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
 
 use crate::api::auth::{Operator, Reader, Writer};
-use crate::api::change::{AuditEntry, Change};
+use crate::api::change::{names_in, AuditEntry, Change};
 use crate::api::error::ApiError;
-use crate::api::{body_object, find, stored, ApiState};
+use crate::api::{body_object, find, named, ApiState};
 use crate::domain::reference::{GroupRecord, MemberRecord, RuleRecord, TierRecord};
 use crate::domain::{Code, Rials, RuleKind, Weekday};
 use crate::domain::{LoadedReference, ReferenceData};
 use crate::import;
+use crate::store::reference;
 
 /// One kind of record: its import section, its name in errors and audit rows, and how it is
 /// found and shown.
@@ -114,16 +115,62 @@ pub const MEMBERS: Kind = Kind {
     changed: |data| data.members.iter().map(member).collect(),
 };
 
-/// `GET` of every record of `kind`, by code.
+/// Records a list answers when `limit` is not given.
+pub const LIST_LIMIT_DEFAULT: u32 = 100;
+/// Most records one page of a list answers: a page is read and rendered whole.
+pub const LIST_LIMIT_MAX: u32 = 1_000;
+
+/// A list's paging: `after` (the last code of the page before) and `limit`.
+#[derive(Debug, serde::Deserialize)]
+pub struct Paging {
+    /// Codes after this one.
+    pub after: Option<String>,
+    /// Records at most, 1..=[`LIST_LIMIT_MAX`].
+    pub limit: Option<String>,
+}
+
+impl Paging {
+    /// The page asked for: after which code, and how many.
+    ///
+    /// # Errors
+    /// [`ApiError::Invalid`] naming `limit` when it is not a number in range.
+    pub fn page(&self) -> Result<(String, u32), ApiError> {
+        let limit = match &self.limit {
+            None => LIST_LIMIT_DEFAULT,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|limit| (1..=LIST_LIMIT_MAX).contains(limit))
+                .ok_or_else(|| ApiError::Invalid {
+                    problems: vec![("limit".to_owned(), "must be an integer 1..=1000".to_owned())],
+                })?,
+        };
+        Ok((self.after.clone().unwrap_or_default(), limit))
+    }
+}
+
+/// `GET` of one page of the records of `kind`, by code ascending: `{section: [...], "next":
+/// the code to pass as `after` for the next page, or null}`. One indexed range read.
 ///
 /// # Errors
-/// [`ApiError`] when the store fails.
-pub async fn list(kind: &Kind, state: &ApiState) -> Result<Json<Value>, ApiError> {
-    let loaded = stored(state).await?;
+/// [`ApiError`] when the store fails or the paging is wrong.
+pub async fn list(kind: &Kind, state: &ApiState, paging: &Paging) -> Result<Json<Value>, ApiError> {
+    let (after, limit) = paging.page()?;
+    let loaded = reference::load_page(&state.pool, &state.kek, kind.section, &after, limit)
+        .await
+        .map_err(ApiError::store)?;
     let mut records = (kind.all)(&loaded);
+    // Tiers and groups are read whole (tens of rows); the other kinds come paged already.
+    records.retain(|(code, _)| code.as_str() > after.as_str());
     records.sort_by(|a, b| a.0.cmp(&b.0));
+    records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let full = records.len() == usize::try_from(limit).unwrap_or(usize::MAX);
+    let next = records
+        .last()
+        .filter(|_| full)
+        .map(|(code, _)| Value::from(code.clone()));
     let items: Vec<Value> = records.into_iter().map(|(_, value)| value).collect();
-    Ok(Json(json!({ kind.section: items })))
+    Ok(Json(json!({ kind.section: items, "next": next })))
 }
 
 /// `GET` of one record of `kind`.
@@ -131,7 +178,7 @@ pub async fn list(kind: &Kind, state: &ApiState) -> Result<Json<Value>, ApiError
 /// # Errors
 /// [`ApiError::NotFound`] for an unknown code.
 pub async fn show(kind: &Kind, state: &ApiState, code: &str) -> Result<Json<Value>, ApiError> {
-    let loaded = stored(state).await?;
+    let loaded = named(state, vec![code.to_owned()]).await?;
     let records = (kind.all)(&loaded);
     let (_, value) = find(&records, kind.resource, |(c, _)| c == code)?;
     Ok(Json(value.clone()))
@@ -150,7 +197,9 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let record = with_code(body_object(body)?, &code)?;
     let detail = Value::Object(record.clone());
-    let change = Change::begin(state).await?;
+    let mut names = vec![code.clone()];
+    names_in(&detail, &mut names);
+    let change = Change::begin(state, names).await?;
     let exists = (kind.all)(&change.current).iter().any(|(c, _)| *c == code);
     let data = import::parse_over(
         json!({ kind.section: [Value::Object(record)] }),
@@ -302,8 +351,9 @@ macro_rules! kind_handlers {
             pub async fn list(
                 _reader: Reader,
                 State(state): State<Arc<ApiState>>,
+                Query(paging): Query<Paging>,
             ) -> Result<Json<Value>, ApiError> {
-                super::list(&$kind, &state).await
+                super::list(&$kind, &state, &paging).await
             }
 
             /// `GET` one.

@@ -12,12 +12,13 @@ use serde_json::{json, Value};
 use zeroize::Zeroize;
 
 use crate::api::auth::{Reader, Writer};
-use crate::api::change::{AuditEntry, Change, KeyChange};
+use crate::api::change::{names_in, AuditEntry, Change, KeyChange};
 use crate::api::error::ApiError;
-use crate::api::{body_object, find, stored, ApiState};
+use crate::api::{body_object, find, named, ApiState};
 use crate::domain::reference::TerminalRecord;
 use crate::domain::{ReferenceData, TerminalStatus};
 use crate::import;
+use crate::store::reference;
 
 /// The fields a create request may carry; the TMK is never one of them.
 const FIELDS: &[&str] = &["terminal_id", "merchant", "ksi", "status", "groups"];
@@ -62,16 +63,25 @@ pub async fn create(
     let mut tmk_hex = hex::encode(tmk);
     random.zeroize();
     record.insert("tmk_hex".to_owned(), Value::from(tmk_hex.clone()));
-    let change = Change::begin(&state).await?;
-    let taken = change.current.data.terminals.iter().find(|terminal| {
-        terminal.terminal_id.as_str() == terminal_id || terminal.ksi.as_str() == given_ksi
-    });
-    if let Some(taken) = taken {
-        let what = if taken.terminal_id.as_str() == terminal_id {
-            "terminal id"
-        } else {
-            "ksi"
-        };
+    let mut names = Vec::new();
+    names_in(&detail, &mut names);
+    let mut change = Change::begin(&state, names).await?;
+    let id_taken = change
+        .current
+        .data
+        .terminals
+        .iter()
+        .any(|terminal| terminal.terminal_id.as_str() == terminal_id);
+    let ksi_taken = reference::ksi_taken(change.tx(), &given_ksi).await;
+    let ksi_taken = match ksi_taken {
+        Ok(taken) => taken,
+        Err(error) => {
+            tmk_hex.zeroize();
+            return Err(ApiError::store(error));
+        }
+    };
+    if id_taken || ksi_taken {
+        let what = if id_taken { "terminal id" } else { "ksi" };
         tmk_hex.zeroize();
         return Err(ApiError::Conflict {
             message: format!("a terminal with this {what} exists"),
@@ -120,7 +130,7 @@ pub async fn show(
     State(state): State<Arc<ApiState>>,
     Path(terminal_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let loaded = stored(&state).await?;
+    let loaded = named(&state, vec![terminal_id.clone()]).await?;
     let terminal = find(&loaded.data.terminals, "terminal", |terminal| {
         terminal.terminal_id.as_str() == terminal_id
     })?;
@@ -140,7 +150,9 @@ pub async fn update(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let body = body_object(&body)?;
-    let change = Change::begin(&state).await?;
+    let mut names = vec![terminal_id.clone()];
+    names_in(&Value::Object(body.clone()), &mut names);
+    let change = Change::begin(&state, names).await?;
     let mut record = find(&change.current.data.terminals, "terminal", |t| {
         t.terminal_id.as_str() == terminal_id
     })?
@@ -215,6 +227,9 @@ pub async fn update(
     Ok(Json(answer))
 }
 
+/// Random KSIs tried before a rotation gives up: each is free but for one chance in 2^64.
+const KSI_TRIES_MAX: usize = 8;
+
 /// Longest overlap of a rotation: a week, long enough to reach every terminal of a network,
 /// short enough that a stolen old key does not stay useful.
 pub const OVERLAP_SECONDS_MAX: i64 = 7 * 24 * 3_600;
@@ -258,31 +273,25 @@ pub async fn rotate(
                 )],
             })?,
     };
-    let change = Change::begin(&state).await?;
+    let mut change = Change::begin(&state, vec![terminal_id.clone()]).await?;
     let current = find(&change.current.data.terminals, "terminal", |t| {
         t.terminal_id.as_str() == terminal_id
-    })?;
-    let taken = |ksi: &str| {
-        change
-            .current
-            .data
-            .terminals
-            .iter()
-            .any(|t| t.ksi.as_str() == ksi)
-            || change
-                .current
-                .previous_keys
-                .iter()
-                .any(|p| p.ksi.as_str() == ksi)
-    };
+    })?
+    .clone();
     let mut random = [0_u8; 40];
-    let ksi = loop {
+    // A random 64-bit KSI repeats one in billions of rotations; the loop is bounded all the
+    // same, and a store that claims every KSI is taken is a store failure.
+    let mut fresh = None;
+    for _ in 0..KSI_TRIES_MAX {
         rand::rngs::OsRng.fill_bytes(&mut random);
         let ksi = hex::encode_upper(random.get(32..).unwrap_or_default());
-        if !taken(&ksi) {
-            break ksi;
+        let taken = reference::ksi_taken(change.tx(), &ksi).await;
+        if !taken.map_err(ApiError::store)? {
+            fresh = Some(ksi);
+            break;
         }
-    };
+    }
+    let ksi = fresh.ok_or_else(|| ApiError::store("no free ksi found"))?;
     let mut tmk_bytes = [0_u8; 32];
     tmk_bytes.copy_from_slice(random.get(..32).unwrap_or(&[0; 32]));
     random.zeroize();
@@ -339,7 +348,7 @@ pub async fn revoke_previous(
     State(state): State<Arc<ApiState>>,
     Path(terminal_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let change = Change::begin(&state).await?;
+    let change = Change::begin(&state, vec![terminal_id.clone()]).await?;
     find(&change.current.data.terminals, "terminal", |t| {
         t.terminal_id.as_str() == terminal_id
     })?;

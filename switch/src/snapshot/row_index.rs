@@ -9,7 +9,7 @@
 use crate::fast_hash::HashMap;
 
 /// Positions by row id.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct RowIndex {
     /// Position plus one, by id (0: none).
     dense: Vec<u32>,

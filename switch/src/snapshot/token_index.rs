@@ -22,7 +22,7 @@ struct Slot {
 }
 
 /// Card row indices by PAN token. Built once, read-only afterwards.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct TokenIndex {
     slots: Box<[Slot]>,
     /// `slots.len() - 1` (the length is a power of two).

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::store::{Conn, DbRow, Pool};
+use crate::store::{Conn, Db, DbRow, Pool};
 use protocol::Tmk;
 use rand::RngCore;
 use sqlx::Row;
@@ -71,19 +71,167 @@ impl fmt::Display for ImportOutcome {
 pub async fn load(pool: &Pool, kek: &Kek) -> Result<LoadedReference, StoreError> {
     let mut tx = pool.begin().await?;
     let mut loaded = read_all(&mut tx, kek).await?;
-    loaded.previous_keys = read_previous_keys(&mut tx, kek).await?;
+    loaded.previous_keys = read_previous_keys(&mut tx, kek, Select::All).await?;
     tx.commit().await?;
     Ok(loaded)
 }
 
-/// The terminals' previous keys (key rotation), each TMK opened with `kek`.
-async fn read_previous_keys(conn: &mut Conn, kek: &Kek) -> Result<Vec<PreviousKey>, StoreError> {
-    let rows = sqlx::query(
+/// Which rows of one kind of record a read takes.
+#[derive(Debug, Clone, Copy)]
+pub enum Select<'a> {
+    /// Every row: start-up, a rebuild, an import.
+    All,
+    /// The rows whose code is one of these, and (for members and cards) every card of each
+    /// member named or holding a named card: what one operator change touches. Never a scan:
+    /// each kind is read through its code's unique index.
+    Named(&'a [String]),
+    /// One page by code: codes after `after` ("" for the first), ascending, at most `limit`.
+    Page {
+        /// The last code of the page before.
+        after: &'a str,
+        /// Rows at most.
+        limit: u32,
+    },
+}
+
+impl Select<'_> {
+    /// The condition on `column` this selection puts (`1 = 1` for every row).
+    fn filter(&self, column: &str) -> String {
+        match self {
+            Select::All => "1 = 1".to_owned(),
+            Select::Named([]) => "1 = 0".to_owned(),
+            Select::Named(names) => {
+                let params: Vec<String> = (1..=names.len()).map(|n| format!("${n}")).collect();
+                format!("{column} IN ({})", params.join(", "))
+            }
+            Select::Page { .. } => format!("{column} > $1"),
+        }
+    }
+
+    /// The order (and for a page, the limit) of the rows.
+    fn order(&self, id: &str, column: &str) -> String {
+        match self {
+            Select::All | Select::Named(_) => format!(" ORDER BY {id}"),
+            Select::Page { limit, .. } => format!(" ORDER BY {column} LIMIT {limit}"),
+        }
+    }
+
+    /// The condition on a link table's `owner` column that takes the links of the rows of
+    /// `table` this selection takes (none for [`Select::All`]: every link).
+    fn owners(&self, owner: &str, table: &str, column: &str) -> String {
+        match self {
+            Select::All => "1 = 1".to_owned(),
+            Select::Named(_) | Select::Page { .. } => format!(
+                "{owner} IN (SELECT id FROM {table} WHERE {}{})",
+                self.filter(column),
+                self.order("id", column)
+            ),
+        }
+    }
+
+    /// The condition on `member` (a member id column) that takes the members this selection
+    /// takes: for [`Select::Named`], the members named and those holding a named card, so
+    /// that a change to a card reads its member and the member's other cards too.
+    fn members(&self, member: &str) -> String {
+        match self {
+            Select::All => "1 = 1".to_owned(),
+            Select::Named(_) => format!(
+                "{member} IN (SELECT id FROM members WHERE {} UNION \
+                 SELECT member_id FROM cards WHERE {})",
+                self.filter("code"),
+                self.filter("code")
+            ),
+            Select::Page { .. } => self.owners(member, "members", "code"),
+        }
+    }
+
+    /// Binds this selection's parameters to `sql`.
+    fn query<'q>(&self, sql: &'q str) -> sqlx::query::Query<'q, Db, sqlx::any::AnyArguments<'q>> {
+        let mut query = sqlx::query(sql);
+        match self {
+            Select::All => {}
+            Select::Named(names) => {
+                for name in names.iter() {
+                    query = query.bind(name.clone());
+                }
+            }
+            Select::Page { after, .. } => query = query.bind((*after).to_owned()),
+        }
+        query
+    }
+}
+
+/// Most codes one [`Select::Named`] read takes: far above what one API body names (a body is
+/// at most 64 KiB), and below both databases' limits on a statement's parameters.
+pub const NAMED_MAX: usize = 10_000;
+
+/// The stored records named by `names` (merchants, terminals, members, cards and rules whose
+/// code is one of them, every card of each member named or holding a named card, and the
+/// terminals' previous keys), with every tier and group, the row ids of all they reference,
+/// and the reference version; each kind read through its indexes, never whole. No openings.
+///
+/// # Errors
+/// [`StoreError`] when the database fails, a row is invalid, a TMK does not open, or more
+/// than [`NAMED_MAX`] names are given.
+pub async fn load_named(
+    conn: &mut Conn,
+    kek: &Kek,
+    names: &[String],
+) -> Result<LoadedReference, StoreError> {
+    if names.len() > NAMED_MAX {
+        return Err(StoreError::Rejected {
+            problems: vec![Problem {
+                path: "names".to_owned(),
+                message: format!("more than {NAMED_MAX} codes in one change"),
+            }],
+        });
+    }
+    read_selected(conn, kek, Select::Named(names)).await
+}
+
+/// One page of one section's records by code (`section` as in the import file: `merchants`,
+/// `terminals`, `members`, `cards`, `rules`), with every tier and group; the other sections
+/// are empty.
+///
+/// # Errors
+/// [`StoreError`] when the database fails or a row is invalid.
+pub async fn load_page(
+    pool: &Pool,
+    kek: &Kek,
+    section: &str,
+    after: &str,
+    limit: u32,
+) -> Result<LoadedReference, StoreError> {
+    let mut tx = pool.begin().await?;
+    let page = Select::Page { after, limit };
+    let none = Select::Named(&[]);
+    let pick = |wanted: &str| if wanted == section { page } else { none };
+    let mut out = read_version(&mut tx).await?;
+    let tiers = read_tiers(&mut tx, &mut out).await?;
+    let groups = read_groups(&mut tx, &mut out).await?;
+    read_merchants(&mut tx, &mut out, &groups, pick("merchants")).await?;
+    read_terminals(&mut tx, &mut out, &groups, kek, pick("terminals")).await?;
+    read_members(&mut tx, &mut out, &groups, pick("members")).await?;
+    read_cards(&mut tx, &mut out, &tiers, pick("cards")).await?;
+    read_rules(&mut tx, &mut out, &groups, &tiers, pick("rules")).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// The previous keys (key rotation) of the terminals `select` takes, each TMK opened with
+/// `kek`.
+async fn read_previous_keys(
+    conn: &mut Conn,
+    kek: &Kek,
+    select: Select<'_>,
+) -> Result<Vec<PreviousKey>, StoreError> {
+    let sql = format!(
         "SELECT p.terminal_id AS id, t.terminal_id, p.ksi, p.tmk_sealed, p.valid_until_ms \
-         FROM terminal_previous_keys p JOIN terminals t ON t.id = p.terminal_id ORDER BY p.terminal_id",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+         FROM terminal_previous_keys p JOIN terminals t ON t.id = p.terminal_id WHERE {} \
+         ORDER BY p.terminal_id",
+        select.filter("t.terminal_id")
+    );
+    let rows = select.query(&sql).fetch_all(&mut *conn).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let id: i64 = row.try_get("id")?;
@@ -138,8 +286,33 @@ pub async fn save_in(
     now: UnixMillis,
 ) -> Result<ImportOutcome, StoreError> {
     let current = read_all(&mut *tx, kek).await?;
-    let accounts = Accounts::read(&mut *tx).await?;
-    check_openings(data, &current, &accounts)?;
+    let (outcome, _) = save_over(tx, data, &current, file_sha256, kek, now).await?;
+    Ok(outcome)
+}
+
+/// [`save_in`] against `current`, the stored records `data` may change or name (all of them,
+/// or those [`load_named`] read for it), read in this transaction: the operator API's change
+/// of a few records, which reads only those. Returns the outcome and the row ids of every
+/// code of `current` and `data`, new records' included.
+///
+/// # Errors
+/// As [`save`]; the caller rolls back.
+pub async fn save_over(
+    tx: &mut Conn,
+    data: &ReferenceData,
+    current: &LoadedReference,
+    file_sha256: &[u8; 32],
+    kek: &Kek,
+    now: UnixMillis,
+) -> Result<(ImportOutcome, RowIds), StoreError> {
+    // Every balance account is read only when the change opens balances (an import file);
+    // the API's changes never do.
+    let accounts = if data.club_openings.is_empty() && data.store_credit_openings.is_empty() {
+        Accounts::none()
+    } else {
+        Accounts::read(&mut *tx).await?
+    };
+    check_openings(data, current, &accounts)?;
     let mut writer = Writer {
         conn: &mut *tx,
         ids: current.ids.clone(),
@@ -174,6 +347,7 @@ pub async fn save_in(
     writer.rules(&data.rules, &current.data.rules).await?;
     writer.openings(data, &accounts, now).await?;
     let count = writer.count;
+    let ids = writer.ids;
     let changed = count.inserted + count.updated + count.openings > 0;
     let version = if changed {
         current.version + 1
@@ -192,12 +366,13 @@ pub async fn save_in(
         .execute(&mut *tx)
         .await?;
     }
-    Ok(ImportOutcome {
+    let outcome = ImportOutcome {
         version,
         inserted: count.inserted,
         updated: count.updated,
         openings: count.openings,
-    })
+    };
+    Ok((outcome, ids))
 }
 
 /// The balance accounts that exist, whatever created them.
@@ -207,6 +382,13 @@ struct Accounts {
 }
 
 impl Accounts {
+    fn none() -> Accounts {
+        Accounts {
+            club: HashSet::new(),
+            store_credit: HashSet::new(),
+        }
+    }
+
     async fn read(conn: &mut Conn) -> Result<Accounts, StoreError> {
         let club = sqlx::query("SELECT card_id FROM club_balances")
             .fetch_all(&mut *conn)
@@ -880,6 +1062,46 @@ fn card_status_text(status: CardStatus) -> &'static str {
 
 /// Reads every reference record, id and opening inside the caller's transaction.
 async fn read_all(conn: &mut Conn, kek: &Kek) -> Result<LoadedReference, StoreError> {
+    let mut out = read_selected(conn, kek, Select::All).await?;
+    let cards: Names = out
+        .ids
+        .cards
+        .iter()
+        .map(|(code, id)| (id.get(), code.clone()))
+        .collect();
+    let merchants: Names = out
+        .ids
+        .merchants
+        .iter()
+        .map(|(code, id)| (id.get(), code.clone()))
+        .collect();
+    read_openings(conn, &mut out, &cards, &merchants).await?;
+    Ok(out)
+}
+
+/// The records `select` takes of each kind, with every tier and group; no openings.
+async fn read_selected(
+    conn: &mut Conn,
+    kek: &Kek,
+    select: Select<'_>,
+) -> Result<LoadedReference, StoreError> {
+    let mut out = read_version(conn).await?;
+    let tiers = read_tiers(conn, &mut out).await?;
+    let groups = read_groups(conn, &mut out).await?;
+    read_merchants(conn, &mut out, &groups, select).await?;
+    read_terminals(conn, &mut out, &groups, kek, select).await?;
+    read_members(conn, &mut out, &groups, select).await?;
+    read_cards(conn, &mut out, &tiers, select).await?;
+    read_rules(conn, &mut out, &groups, &tiers, select).await?;
+    if let Select::Named(_) = select {
+        read_referrer_ids(conn, &mut out).await?;
+        out.previous_keys = read_previous_keys(conn, kek, select).await?;
+    }
+    Ok(out)
+}
+
+/// The reference version alone, in an otherwise empty [`LoadedReference`].
+async fn read_version(conn: &mut Conn) -> Result<LoadedReference, StoreError> {
     let mut out = LoadedReference::default();
     let version = sqlx::query("SELECT version FROM reference_meta WHERE id = 1")
         .fetch_optional(&mut *conn)
@@ -889,15 +1111,34 @@ async fn read_all(conn: &mut Conn, kek: &Kek) -> Result<LoadedReference, StoreEr
         out.version = u64::try_from(version)
             .map_err(|_| corrupt("reference_meta", 1, Invalid::new("negative version")))?;
     }
-    let tiers = read_tiers(conn, &mut out).await?;
-    let groups = read_groups(conn, &mut out).await?;
-    let merchants = read_merchants(conn, &mut out, &groups).await?;
-    read_terminals(conn, &mut out, &merchants, &groups, kek).await?;
-    let members = read_members(conn, &mut out, &groups).await?;
-    let cards = read_cards(conn, &mut out, &members, &tiers).await?;
-    read_rules(conn, &mut out, &merchants, &groups, &tiers).await?;
-    read_openings(conn, &mut out, &cards, &merchants).await?;
     Ok(out)
+}
+
+/// The row ids of the members that loaded members name as their referrer, which a partial
+/// read did not take.
+async fn read_referrer_ids(conn: &mut Conn, out: &mut LoadedReference) -> Result<(), StoreError> {
+    let missing: Vec<String> = out
+        .data
+        .members
+        .iter()
+        .filter_map(|member| member.referred_by.as_ref())
+        .filter(|code| !out.ids.members.contains_key(*code))
+        .map(|code| code.as_str().to_owned())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let select = Select::Named(&missing);
+    let sql = format!(
+        "SELECT id, code FROM members WHERE {}",
+        select.filter("code")
+    );
+    for row in select.query(&sql).fetch_all(&mut *conn).await? {
+        let id: i64 = row.try_get("id")?;
+        let code = column(&row, "members", id, "code", Code::parse)?;
+        out.ids.members.insert(code, MemberId::new(id));
+    }
+    Ok(())
 }
 
 /// Codes by row id, for turning stored references back into codes.
@@ -962,14 +1203,16 @@ fn optional_amount(
         .transpose()
 }
 
-/// Owner id → sorted codes of its link targets, from a two-column link query.
+/// Owner id → sorted codes of its link targets, from a two-column link query narrowed by
+/// `select`'s parameters.
 async fn links(
     conn: &mut Conn,
     sql: &str,
+    select: Select<'_>,
     names: &Names,
 ) -> Result<HashMap<i64, Vec<Code>>, StoreError> {
     let mut out: HashMap<i64, Vec<Code>> = HashMap::new();
-    for row in sqlx::query(sql).fetch_all(&mut *conn).await? {
+    for row in select.query(sql).fetch_all(&mut *conn).await? {
         let owner: i64 = row.try_get(0)?;
         let target: i64 = row.try_get(1)?;
         out.entry(owner)
@@ -1052,18 +1295,21 @@ async fn read_merchants(
     conn: &mut Conn,
     out: &mut LoadedReference,
     groups: &GroupNames,
+    select: Select<'_>,
 ) -> Result<Names, StoreError> {
     let group_codes = group_names(groups, "merchant");
-    let mut memberships = links(
-        conn,
-        "SELECT merchant_id, group_id FROM merchant_group_members",
-        &group_codes,
-    )
-    .await?;
+    let sql = format!(
+        "SELECT merchant_id, group_id FROM merchant_group_members WHERE {}",
+        select.owners("merchant_id", "merchants", "code")
+    );
+    let mut memberships = links(conn, &sql, select, &group_codes).await?;
     let mut names = Names::new();
-    let rows = sqlx::query("SELECT * FROM merchants ORDER BY id")
-        .fetch_all(&mut *conn)
-        .await?;
+    let sql = format!(
+        "SELECT * FROM merchants WHERE {}{}",
+        select.filter("code"),
+        select.order("id", "code")
+    );
+    let rows = select.query(&sql).fetch_all(&mut *conn).await?;
     for row in rows {
         let id: i64 = row.try_get("id")?;
         let table = "merchants";
@@ -1105,20 +1351,24 @@ async fn read_merchants(
 async fn read_terminals(
     conn: &mut Conn,
     out: &mut LoadedReference,
-    merchants: &Names,
     groups: &GroupNames,
     kek: &Kek,
+    select: Select<'_>,
 ) -> Result<(), StoreError> {
     let group_codes = group_names(groups, "terminal");
-    let mut memberships = links(
-        conn,
-        "SELECT terminal_id, group_id FROM terminal_group_members",
-        &group_codes,
-    )
-    .await?;
-    let rows = sqlx::query("SELECT * FROM terminals ORDER BY id")
-        .fetch_all(&mut *conn)
-        .await?;
+    let sql = format!(
+        "SELECT terminal_id, group_id FROM terminal_group_members WHERE {}",
+        select.owners("terminal_id", "terminals", "terminal_id")
+    );
+    let mut memberships = links(conn, &sql, select, &group_codes).await?;
+    // The merchant's code comes by a join, so a partial read needs no table of every merchant.
+    let sql = format!(
+        "SELECT t.*, m.code AS merchant_code FROM terminals t JOIN merchants m \
+         ON m.id = t.merchant_id WHERE {}{}",
+        select.filter("t.terminal_id"),
+        select.order("t.id", "t.terminal_id")
+    );
+    let rows = select.query(&sql).fetch_all(&mut *conn).await?;
     for row in rows {
         let id: i64 = row.try_get("id")?;
         let table = "terminals";
@@ -1132,7 +1382,7 @@ async fn read_terminals(
         let record = TerminalRecord {
             terminal_id,
             ksi: column(&row, table, id, "ksi", |s| KeySetId::parse(s.as_bytes()))?,
-            merchant: name_of(merchants, table, id, row.try_get("merchant_id")?)?,
+            merchant: column(&row, table, id, "merchant_code", Code::parse)?,
             status: column(&row, table, id, "status", |s| match s {
                 "active" => Ok(TerminalStatus::Active),
                 "inactive" => Ok(TerminalStatus::Inactive),
@@ -1144,6 +1394,10 @@ async fn read_terminals(
         out.ids
             .terminals
             .insert(terminal_id, TerminalRowId::new(id));
+        let merchant_id: i64 = row.try_get("merchant_id")?;
+        out.ids
+            .merchants
+            .insert(record.merchant.clone(), MerchantId::new(merchant_id));
         out.data.terminals.push(record);
     }
     Ok(())
@@ -1153,22 +1407,21 @@ async fn read_members(
     conn: &mut Conn,
     out: &mut LoadedReference,
     groups: &GroupNames,
-) -> Result<Names, StoreError> {
+    select: Select<'_>,
+) -> Result<(), StoreError> {
     let group_codes = group_names(groups, "member");
-    let mut memberships = links(
-        conn,
-        "SELECT member_id, group_id FROM member_group_members",
-        &group_codes,
-    )
-    .await?;
-    let mut names = Names::new();
-    for row in sqlx::query(
+    let sql = format!(
+        "SELECT member_id, group_id FROM member_group_members WHERE {}",
+        select.members("member_id")
+    );
+    let mut memberships = links(conn, &sql, select, &group_codes).await?;
+    let sql = format!(
         "SELECT id, code, phone, locale, birth_date, joined_on, referred_by FROM members \
-         ORDER BY id",
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    {
+         WHERE {}{}",
+        select.members("id"),
+        select.order("id", "code")
+    );
+    for row in select.query(&sql).fetch_all(&mut *conn).await? {
         let id: i64 = row.try_get("id")?;
         let code = column(&row, "members", id, "code", Code::parse)?;
         let phone: Option<String> = row.try_get("phone")?;
@@ -1190,7 +1443,6 @@ async fn read_members(
             .transpose()
             .map_err(|invalid| corrupt("members", id, format_args!("referred_by {invalid}")))?;
         out.ids.members.insert(code.clone(), MemberId::new(id));
-        names.insert(id, code.clone());
         out.data.members.push(MemberRecord {
             code,
             groups: memberships.remove(&id).unwrap_or_default(),
@@ -1201,19 +1453,26 @@ async fn read_members(
             referred_by,
         });
     }
-    Ok(names)
+    Ok(())
 }
 
 async fn read_cards(
     conn: &mut Conn,
     out: &mut LoadedReference,
-    members: &Names,
     tiers: &Names,
-) -> Result<Names, StoreError> {
-    let mut names = Names::new();
-    let rows = sqlx::query("SELECT * FROM cards ORDER BY id")
-        .fetch_all(&mut *conn)
-        .await?;
+    select: Select<'_>,
+) -> Result<(), StoreError> {
+    // The member's code comes by a join, so a partial read needs no table of every member.
+    let filter = match select {
+        Select::Page { .. } => select.filter("c.code"),
+        Select::All | Select::Named(_) => select.members("c.member_id"),
+    };
+    let sql = format!(
+        "SELECT c.*, m.code AS member_code FROM cards c JOIN members m ON m.id = c.member_id \
+         WHERE {filter}{}",
+        select.order("c.id", "c.code")
+    );
+    let rows = select.query(&sql).fetch_all(&mut *conn).await?;
     out.data.cards.reserve(rows.len());
     for row in rows {
         let id: i64 = row.try_get("id")?;
@@ -1226,7 +1485,7 @@ async fn read_cards(
         let tier: Option<i64> = row.try_get("tier_id")?;
         let record = CardRecord {
             code: code.clone(),
-            member: name_of(members, table, id, row.try_get("member_id")?)?,
+            member: column(&row, table, id, "member_code", Code::parse)?,
             token: PanToken::from_bytes(token),
             bin: column(&row, table, id, "bin", digits::<6>)?,
             last4: column(&row, table, id, "last4", digits::<4>)?,
@@ -1244,11 +1503,14 @@ async fn read_cards(
                 .map(|tier| name_of(tiers, table, id, tier))
                 .transpose()?,
         };
-        out.ids.cards.insert(code.clone(), CardId::new(id));
-        names.insert(id, code);
+        out.ids.cards.insert(code, CardId::new(id));
+        let member_id: i64 = row.try_get("member_id")?;
+        out.ids
+            .members
+            .insert(record.member.clone(), MemberId::new(member_id));
         out.data.cards.push(record);
     }
-    Ok(names)
+    Ok(())
 }
 
 fn digits<const N: usize>(text: &str) -> Result<[u8; N], Invalid> {
@@ -1266,41 +1528,56 @@ fn digits<const N: usize>(text: &str) -> Result<[u8; N], Invalid> {
 async fn read_rules(
     conn: &mut Conn,
     out: &mut LoadedReference,
-    merchants: &Names,
     groups: &GroupNames,
     tiers: &Names,
+    select: Select<'_>,
 ) -> Result<(), StoreError> {
-    let mut rule_merchants = links(
-        conn,
-        "SELECT rule_id, merchant_id FROM rule_merchants",
-        merchants,
-    )
-    .await?;
-    let mut rule_tiers = links(conn, "SELECT rule_id, tier_id FROM rule_tiers", tiers).await?;
+    let owners = select.owners("rule_id", "rules", "code");
+    // The merchants' codes come by a join, so a partial read needs no table of every merchant.
+    let sql = format!(
+        "SELECT r.rule_id, m.id, m.code FROM rule_merchants r JOIN merchants m \
+         ON m.id = r.merchant_id WHERE {}",
+        select.owners("r.rule_id", "rules", "code")
+    );
+    let mut rule_merchants: HashMap<i64, Vec<Code>> = HashMap::new();
+    for row in select.query(&sql).fetch_all(&mut *conn).await? {
+        let rule: i64 = row.try_get(0)?;
+        let merchant: i64 = row.try_get(1)?;
+        let code: String = row.try_get(2)?;
+        let code = Code::parse(&code).map_err(|e| corrupt("merchants", merchant, e))?;
+        out.ids
+            .merchants
+            .insert(code.clone(), MerchantId::new(merchant));
+        rule_merchants.entry(rule).or_default().push(code);
+    }
+    for list in rule_merchants.values_mut() {
+        list.sort_unstable();
+    }
+    let sql = format!("SELECT rule_id, tier_id FROM rule_tiers WHERE {owners}");
+    let mut rule_tiers = links(conn, &sql, select, tiers).await?;
     let mut rule_groups: HashMap<i64, Vec<i64>> = HashMap::new();
-    for row in sqlx::query("SELECT rule_id, group_id FROM rule_groups")
-        .fetch_all(&mut *conn)
-        .await?
-    {
+    let sql = format!("SELECT rule_id, group_id FROM rule_groups WHERE {owners}");
+    for row in select.query(&sql).fetch_all(&mut *conn).await? {
         rule_groups
             .entry(row.try_get(0)?)
             .or_default()
             .push(row.try_get(1)?);
     }
     let mut rule_bins: HashMap<i64, Vec<BinRange>> = HashMap::new();
-    for row in sqlx::query("SELECT rule_id, bin_low, bin_high FROM rule_bins")
-        .fetch_all(&mut *conn)
-        .await?
-    {
+    let sql = format!("SELECT rule_id, bin_low, bin_high FROM rule_bins WHERE {owners}");
+    for row in select.query(&sql).fetch_all(&mut *conn).await? {
         let id: i64 = row.try_get(0)?;
         let low: String = row.try_get(1)?;
         let high: String = row.try_get(2)?;
         let range = BinRange::from_bins(&low, &high).map_err(|e| corrupt("rule_bins", id, e))?;
         rule_bins.entry(id).or_default().push(range);
     }
-    let rows = sqlx::query("SELECT * FROM rules ORDER BY id")
-        .fetch_all(&mut *conn)
-        .await?;
+    let sql = format!(
+        "SELECT * FROM rules WHERE {}{}",
+        select.filter("code"),
+        select.order("id", "code")
+    );
+    let rows = select.query(&sql).fetch_all(&mut *conn).await?;
     for row in rows {
         let id: i64 = row.try_get("id")?;
         let code = column(&row, "rules", id, "code", Code::parse)?;
@@ -1434,4 +1711,35 @@ async fn read_openings(
         }
     }
     Ok(())
+}
+
+/// Whether a terminal has `ksi` as its current or its previous KSI (both columns are
+/// unique, so this is two index lookups).
+///
+/// # Errors
+/// [`StoreError`] when the database fails.
+pub async fn ksi_taken(conn: &mut Conn, ksi: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM terminals WHERE ksi = $1 UNION ALL \
+         SELECT 1 FROM terminal_previous_keys WHERE ksi = $1",
+    )
+    .bind(ksi)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// The code of the card whose PAN has `token`, if one has (a unique index lookup).
+///
+/// # Errors
+/// [`StoreError`] when the database fails.
+pub async fn card_with_token(
+    conn: &mut Conn,
+    token: &PanToken,
+) -> Result<Option<String>, StoreError> {
+    let code = sqlx::query_scalar("SELECT code FROM cards WHERE pan_token = $1")
+        .bind(token.as_bytes().as_slice())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(code)
 }
