@@ -503,7 +503,10 @@ impl Terminals {
                 index
             }
         };
-        let taken = self.by_ksi.insert(ksi, index).is_some_and(|was| was != index)
+        let taken = self
+            .by_ksi
+            .insert(ksi, index)
+            .is_some_and(|was| was != index)
             || self.previous_keys.contains_key(&ksi);
         unique(!taken, "terminals", String::from_utf8_lossy(&ksi))
     }

@@ -83,7 +83,10 @@ impl<'s> Change<'s> {
     ///
     /// # Errors
     /// [`ApiError::Store`] when the database fails.
-    pub async fn begin(state: &'s ApiState, mut names: Vec<String>) -> Result<Change<'s>, ApiError> {
+    pub async fn begin(
+        state: &'s ApiState,
+        mut names: Vec<String>,
+    ) -> Result<Change<'s>, ApiError> {
         names.sort_unstable();
         names.dedup();
         let lock = state.changes.lock().await;
@@ -176,8 +179,7 @@ impl<'s> Change<'s> {
                 .map_err(ApiError::store)?;
             }
         }
-        let saved =
-            reference::save_over(&mut tx, data, &current, &digest, &state.kek, now).await;
+        let saved = reference::save_over(&mut tx, data, &current, &digest, &state.kek, now).await;
         let outcome = match saved {
             Ok((outcome, _)) => outcome,
             Err(StoreError::Rejected { problems }) => {
@@ -209,6 +211,15 @@ impl<'s> Change<'s> {
         // assertion: the delta is made from the stored rows, not from the request).
         let touched = if changed {
             names.extend(codes_of(data));
+            // A card that changed hands leaves its old member to recompute as well: the
+            // members read before the change are read again.
+            names.extend(
+                current
+                    .data
+                    .members
+                    .iter()
+                    .map(|m| m.code.as_str().to_owned()),
+            );
             names.push(entry.code.clone());
             names.sort_unstable();
             names.dedup();

@@ -27,8 +27,8 @@ use super::{
     Snapshot, SnapshotError,
 };
 use crate::domain::{
-    Card, GroupId, LoadedReference, Member, MemberId, MerchantId, Rule,
-    RuleId, TerminalRowId, TierId, UnixMillis,
+    Card, GroupId, LoadedReference, Member, MemberId, MerchantId, Rule, RuleId, TerminalRowId,
+    TierId, UnixMillis,
 };
 use crate::fast_hash::HashMap;
 
@@ -111,7 +111,8 @@ impl Snapshot {
                 list.insert(rule.id, rule);
             }
             let bins = self.rules.any_by_bin.keys().copied().chain(new_bins);
-            let rules = super::Rules::build(list.into_values().collect(), &next.merchants.list, bins)?;
+            let rules =
+                super::Rules::build(list.into_values().collect(), &next.merchants.list, bins)?;
             next.rules = Arc::new(rules);
         } else if !new_bins.is_empty() {
             let mut rules = (*self.rules).clone();
@@ -299,7 +300,10 @@ impl Snapshot {
             .previous_keys
             .iter()
             .filter_map(|(ksi, keys)| {
-                let terminal = self.terminals.list.get(usize::try_from(keys.terminal).ok()?)?;
+                let terminal = self
+                    .terminals
+                    .list
+                    .get(usize::try_from(keys.terminal).ok()?)?;
                 Some((
                     String::from_utf8_lossy(ksi).into_owned(),
                     terminal.id,
@@ -416,4 +420,3 @@ pub struct Contents {
     /// makes) and whether each came as naming the merchant.
     pub candidates: Vec<Candidates>,
 }
-
