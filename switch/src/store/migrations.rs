@@ -91,6 +91,11 @@ pub const SQLITE: &[Source] = &[
         "engagement",
         include_str!("../../../migrations/sqlite/0015_engagement.sql"),
     ),
+    (
+        16,
+        "operator_reads",
+        include_str!("../../../migrations/sqlite/0016_operator_reads.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -169,6 +174,11 @@ pub const POSTGRES: &[Source] = &[
         15,
         "engagement",
         include_str!("../../../migrations/postgres/0015_engagement.sql"),
+    ),
+    (
+        16,
+        "operator_reads",
+        include_str!("../../../migrations/postgres/0016_operator_reads.sql"),
     ),
 ];
 
