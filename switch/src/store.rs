@@ -7,6 +7,7 @@
 //! Layout:
 //! - [`reference`]: saving an import in one transaction and loading the reference data back.
 //! - [`ledger`]: transactions, holds, idempotency and effects.
+//! - [`views`]: the operator API's indexed reads (transaction search, card and member views).
 
 pub mod batch;
 pub mod ledger;
@@ -14,6 +15,7 @@ pub mod migrations;
 pub mod reference;
 pub mod shared;
 pub mod sql;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
