@@ -11,6 +11,8 @@
 //! - [`change`]: how a change is saved, audited and made live; [`credits`]: top-ups and
 //!   store-credit grants, which go through the engine; [`surveys`]: surveys after a purchase,
 //!   the SMS gateway's webhook for replies and their report.
+//! - [`views`]: the operations console's indexed reads: transaction search and detail, card
+//!   and member views, the terminal list.
 
 pub mod audit;
 pub mod auth;
@@ -26,6 +28,7 @@ pub mod reports;
 pub mod surveys;
 pub mod terminals;
 pub mod top_up;
+pub mod views;
 
 use std::sync::Arc;
 
@@ -151,6 +154,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/campaigns/{code}/report"),
     ("GET", "/api/v1/merchants/{code}/reminder"),
     ("PUT", "/api/v1/merchants/{code}/reminder"),
+    ("GET", "/api/v1/transactions"),
+    ("GET", "/api/v1/transactions/{id}"),
+    ("GET", "/api/v1/cards/{code}/view"),
+    ("GET", "/api/v1/members/{code}/view"),
+    ("GET", "/api/v1/terminals"),
 ];
 
 /// The `/api/v1` routes.
@@ -162,7 +170,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/merchants/{code}",
             get(records::merchants::show).put(records::merchants::put),
         )
-        .route("/api/v1/terminals", post(terminals::create))
+        .route(
+            "/api/v1/terminals",
+            get(views::terminals).post(terminals::create),
+        )
         .route(
             "/api/v1/terminals/{terminal_id}",
             get(terminals::show).put(terminals::update),
@@ -285,6 +296,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/merchants/{code}/reminder",
             get(engagement::show_reminder).put(engagement::put_reminder),
         )
+        .route("/api/v1/transactions", get(views::search))
+        .route("/api/v1/transactions/{id}", get(views::show))
+        .route("/api/v1/cards/{code}/view", get(views::card))
+        .route("/api/v1/members/{code}/view", get(views::member))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
 }
