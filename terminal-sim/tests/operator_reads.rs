@@ -965,6 +965,8 @@ async fn bad_parameters_are_refused_by_name(db: Db) {
         ("/api/v1/transactions?terminal=TRM1", &["terminal"]),
         ("/api/v1/transactions?rrn=123", &["rrn"]),
         ("/api/v1/transactions?pan=6037991111111112", &["pan"]),
+        // A name that is not one is not echoed (it might be a card number).
+        ("/api/v1/transactions?6037991111111112=1", &[""]),
         ("/api/v1/transactions?limit=5&limit=6", &["limit"]),
         (
             "/api/v1/transactions?limit=0&outcome=x&bin=1",
@@ -1013,6 +1015,7 @@ async fn bad_parameters_are_refused_by_name(db: Db) {
     ] {
         console.ok(path).await;
     }
+    console.assert_no_pan();
 }
 
 on_both!(

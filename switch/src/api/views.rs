@@ -57,7 +57,12 @@ impl Params {
         };
         for (name, value) in pairs {
             if !allowed.contains(&name.as_str()) {
-                params.problem(&name, "unknown parameter");
+                // The name is echoed only when it looks like one: a caller who pasted a card
+                // number where a name goes must not get it back in the answer.
+                let plain =
+                    name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_');
+                let shown = if plain { name.as_str() } else { "" };
+                params.problem(shown, "unknown parameter");
                 continue;
             }
             match params.values.entry(name) {
