@@ -136,16 +136,41 @@ async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
         .await
         .context("opening the database")?;
     let now = switch::clock::Clock::now(&SystemClock);
-    let outcome =
-        switch::import::import_text(&pool, &text, &secrets.kek, &secrets.pan_key, now).await;
+    // Progress goes to stderr phase by phase, so an operator importing a million cards sees
+    // where the minute goes; the summary alone goes to stdout.
+    let started = std::time::Instant::now();
+    eprintln!("import: read {} bytes", text.len());
+    let parsed = switch::import::parse(text.as_bytes(), &secrets.pan_key);
+    drop(text);
+    let imported = match parsed {
+        Ok(imported) => imported,
+        Err(report) => {
+            pool.close().await;
+            eprintln!("{report}");
+            anyhow::bail!("{} was not imported; nothing changed", file.display())
+        }
+    };
+    let data = &imported.data;
+    eprintln!(
+        "import: validated {} merchants, {} terminals, {} members, {} cards, {} rules in {:.1} s",
+        data.merchants.len(),
+        data.terminals.len(),
+        data.members.len(),
+        data.cards.len(),
+        data.rules.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let saved =
+        switch::store::reference::save(&pool, data, &imported.file_sha256, &secrets.kek, now).await;
     pool.close().await;
-    match outcome {
+    match saved {
         Ok(summary) => {
+            eprintln!("import: saved in {:.1} s", started.elapsed().as_secs_f64());
             println!("{summary}");
             Ok(())
         }
-        Err(report) => {
-            eprintln!("{report}");
+        Err(error) => {
+            eprintln!("{error}");
             anyhow::bail!("{} was not imported; nothing changed", file.display())
         }
     }
