@@ -8,6 +8,7 @@
 //! - [`error`]: the one JSON error shape and its status codes.
 //! - [`merchants`], [`terminals`], [`cards`], [`audit`], and [`records`] (tiers, groups and
 //!   members): the resources; [`reports`]: activity, top members, open holds, expiring, RFM, win-back.
+//! - [`card_operations`]: blocking, unblocking or renewing a list of cards from a file.
 //! - [`change`]: how a change is saved, audited and made live; [`credits`]: top-ups and
 //!   store-credit grants, which go through the engine; [`surveys`]: surveys after a purchase,
 //!   the SMS gateway's webhook for replies and their report.
@@ -16,6 +17,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod card_operations;
 pub mod cards;
 pub mod change;
 pub mod coupons;
@@ -159,6 +161,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/cards/{code}/view"),
     ("GET", "/api/v1/members/{code}/view"),
     ("GET", "/api/v1/terminals"),
+    ("POST", "/api/v1/card-operations"),
 ];
 
 /// The `/api/v1` routes.
@@ -192,6 +195,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/cards", post(cards::issue))
         .route("/api/v1/cards/{code}/renew", post(cards::renew))
+        .route(
+            "/api/v1/card-operations",
+            // A file of up to 100,000 cards: the one route with a larger body than a record's.
+            post(card_operations::run).layer(axum::extract::DefaultBodyLimit::max(
+                card_operations::BODY_BYTES_MAX,
+            )),
+        )
         .route("/api/v1/cards/{code}/replace", post(cards::replace))
         .route("/api/v1/rules", get(records::rules::list))
         .route(

@@ -139,6 +139,31 @@ impl<'s> Change<'s> {
         entry: AuditEntry,
         keys: KeyChange,
     ) -> Result<ImportOutcome, ApiError> {
+        self.save_all(operator, data, vec![entry], keys).await
+    }
+
+    /// [`Change::save`] of several records with an audit row each (a bulk card operation),
+    /// in one transaction and one delta.
+    ///
+    /// # Errors
+    /// As [`Change::save`].
+    pub async fn save_many(
+        self,
+        operator: &Operator,
+        data: &ReferenceData,
+        entries: Vec<AuditEntry>,
+    ) -> Result<ImportOutcome, ApiError> {
+        self.save_all(operator, data, entries, KeyChange::None)
+            .await
+    }
+
+    async fn save_all(
+        self,
+        operator: &Operator,
+        data: &ReferenceData,
+        entries: Vec<AuditEntry>,
+        keys: KeyChange,
+    ) -> Result<ImportOutcome, ApiError> {
         let Change {
             state,
             _lock,
@@ -147,8 +172,12 @@ impl<'s> Change<'s> {
             current,
         } = self;
         let now = state.clock.now();
-        let detail = entry.detail.to_string();
-        let digest: [u8; 32] = Sha256::digest(detail.as_bytes()).into();
+        let details: Vec<String> = entries.iter().map(|e| e.detail.to_string()).collect();
+        let mut hash = Sha256::new();
+        for detail in &details {
+            hash.update(detail.as_bytes());
+        }
+        let digest: [u8; 32] = hash.finalize().into();
         match &keys {
             KeyChange::None => {}
             KeyChange::KeepPrevious {
@@ -193,19 +222,21 @@ impl<'s> Change<'s> {
             }
             Err(error) => return Err(ApiError::store(error)),
         };
-        sqlx::query(
-            "INSERT INTO audit_log (at_ms, operator, action, resource, resource_code, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(now.get())
-        .bind(&operator.name)
-        .bind(entry.action)
-        .bind(entry.resource)
-        .bind(&entry.code)
-        .bind(&detail)
-        .execute(&mut *tx)
-        .await
-        .map_err(ApiError::store)?;
+        for (entry, detail) in entries.iter().zip(&details) {
+            sqlx::query(
+                "INSERT INTO audit_log (at_ms, operator, action, resource, resource_code, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(now.get())
+            .bind(&operator.name)
+            .bind(entry.action)
+            .bind(entry.resource)
+            .bind(&entry.code)
+            .bind(detail)
+            .execute(&mut *tx)
+            .await
+            .map_err(ApiError::store)?;
+        }
         let changed = !outcome.is_noop() || keys != KeyChange::None;
         // What the change touched, read back as a whole rebuild would read it (pair
         // assertion: the delta is made from the stored rows, not from the request).
@@ -220,7 +251,7 @@ impl<'s> Change<'s> {
                     .iter()
                     .map(|m| m.code.as_str().to_owned()),
             );
-            names.push(entry.code.clone());
+            names.extend(entries.iter().map(|entry| entry.code.clone()));
             names.sort_unstable();
             names.dedup();
             let mut touched = reference::load_named(&mut tx, &state.kek, &names)
@@ -235,14 +266,23 @@ impl<'s> Change<'s> {
             None
         };
         tx.commit().await.map_err(ApiError::store)?;
-        info!(
-            operator = %operator.name,
-            action = entry.action,
-            resource = entry.resource,
-            code = %entry.code,
-            version = outcome.version,
-            "reference data changed"
-        );
+        if let [entry] = entries.as_slice() {
+            info!(
+                operator = %operator.name,
+                action = entry.action,
+                resource = entry.resource,
+                code = %entry.code,
+                version = outcome.version,
+                "reference data changed"
+            );
+        } else {
+            info!(
+                operator = %operator.name,
+                records = entries.len(),
+                version = outcome.version,
+                "reference data changed in bulk"
+            );
+        }
         if let Some(touched) = touched {
             publish(state, touched, current.version).await?;
         }

@@ -96,6 +96,11 @@ pub const SQLITE: &[Source] = &[
         "operator_reads",
         include_str!("../../../migrations/sqlite/0016_operator_reads.sql"),
     ),
+    (
+        17,
+        "card_operations",
+        include_str!("../../../migrations/sqlite/0017_card_operations.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -179,6 +184,11 @@ pub const POSTGRES: &[Source] = &[
         16,
         "operator_reads",
         include_str!("../../../migrations/postgres/0016_operator_reads.sql"),
+    ),
+    (
+        17,
+        "card_operations",
+        include_str!("../../../migrations/postgres/0017_card_operations.sql"),
     ),
 ];
 
