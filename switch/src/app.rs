@@ -175,14 +175,9 @@ pub async fn start(
         top_up: config.top_up(),
         engagement: crate::api::engagement::EngagementSettings { calendar },
     });
-    if store::Backend::of_pool(&pool) == store::Backend::Postgres {
-        tokio::spawn(follow_reference(
-            pool.clone(),
-            secrets.kek.clone(),
-            snapshots.clone(),
-            shutdown_rx.clone(),
-        ));
-    }
+    // Another process may change the reference data: an import (on SQLite too), or another
+    // switch's API on a shared PostgreSQL database.
+    tokio::spawn(follow_reference(api_state.clone(), shutdown_rx.clone()));
     let dispatcher = config
         .dispatcher(secrets.sms_gateway_token.clone())
         .map(|settings| {
@@ -215,15 +210,12 @@ pub async fn start(
 /// How often a switch sharing its database looks for reference data another process changed.
 pub const REFERENCE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// On a shared database, an import or API change made through another process bumps
-/// `reference_meta.version`; this reloads the snapshot when it does (requests in flight keep
-/// the one they started with).
-async fn follow_reference(
-    pool: store::Pool,
-    kek: crate::domain::Kek,
-    snapshots: watch::Sender<Arc<Snapshot>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// An import, or an API change made through another process (a shared database), bumps
+/// `reference_meta.version`; this catches the snapshot up when it does, as a delta of the
+/// records the change log names (`api::change::catch_up`), under the API's change lock so no
+/// change of this process publishes meanwhile. Requests in flight keep the snapshot they
+/// started with.
+async fn follow_reference(api: Arc<ApiState>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(REFERENCE_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -233,9 +225,9 @@ async fn follow_reference(
         }
         let stored: Result<Option<i64>, _> =
             sqlx::query_scalar("SELECT version FROM reference_meta WHERE id = 1")
-                .fetch_optional(&pool)
+                .fetch_optional(&api.pool)
                 .await;
-        let current = snapshots.borrow().version();
+        let current = api.snapshots.borrow().version();
         match stored {
             Ok(Some(version)) if u64::try_from(version).is_ok_and(|v| v > current) => {}
             Ok(_) => continue,
@@ -244,32 +236,12 @@ async fn follow_reference(
                 continue;
             }
         }
-        let built = match reference::load(&pool, &kek).await {
-            // A whole build of a million cards takes seconds of one core: off the runtime's
-            // threads, so neither the engine nor the connections wait for it.
-            Ok(data) => tokio::task::spawn_blocking(move || Snapshot::build(&data))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|built| built.map_err(|e| e.to_string())),
-            Err(cause) => Err(cause.to_string()),
-        };
-        match built {
-            Ok(snapshot) => {
-                info!(
-                    version = snapshot.version(),
-                    "reference data changed by another process; snapshot swapped"
-                );
-                // An API change of this process may have published a newer version while
-                // this one was read: the older never replaces it.
-                snapshots.send_if_modified(|live| {
-                    let newer = snapshot.version() > live.version();
-                    if newer {
-                        *live = Arc::new(snapshot);
-                    }
-                    newer
-                });
-            }
-            Err(cause) => tracing::warn!(%cause, "cannot reload the reference data; will retry"),
+        let _lock = api.changes.lock().await;
+        if let Err(cause) = crate::api::change::catch_up(&api).await {
+            tracing::warn!(
+                ?cause,
+                "cannot catch up with the reference data; will retry"
+            );
         }
     }
 }

@@ -54,7 +54,11 @@ async fn post(
 fn check(report: &Value, done: u64, unchanged: u64, refusals: &[(u64, &str, &str)]) {
     assert_eq!(report["done"], done, "{report}");
     assert_eq!(report["unchanged"], unchanged, "{report}");
-    assert_eq!(report["refused"], u64::try_from(refusals.len()).unwrap(), "{report}");
+    assert_eq!(
+        report["refused"],
+        u64::try_from(refusals.len()).unwrap(),
+        "{report}"
+    );
     let listed: Vec<(u64, String, String)> = report["refusals"]
         .as_array()
         .unwrap()

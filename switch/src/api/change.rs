@@ -311,40 +311,94 @@ fn codes_of(data: &ReferenceData) -> impl Iterator<Item = String> + '_ {
 /// Applies what a change touched to the live snapshot as a delta and swaps it in: connection
 /// tasks take it for their next request, and requests already handed to the committer keep the
 /// one they have. When the live snapshot is not the one the change was validated against (an
-/// import or another switch changed the store meanwhile), it is rebuilt whole instead, as the
-/// reload would. Both run on a blocking thread, never on the engine's or a connection's task.
+/// import or another switch changed the store meanwhile), it catches up through the change log
+/// instead ([`catch_up`], which reads after this change's commit and so includes it). Both run
+/// on a blocking thread, never on the engine's or a connection's task.
 async fn publish(
     state: &ApiState,
     touched: LoadedReference,
     base_version: u64,
 ) -> Result<(), ApiError> {
     let live = state.snapshots.borrow().clone();
-    let next = if live.version() == base_version {
-        tokio::task::spawn_blocking(move || {
-            let next = live.apply(&touched)?;
-            if next.overlay_len() > OVERLAY_MAX {
-                next.compacted()
-            } else {
-                Ok(next)
-            }
-        })
+    if live.version() != base_version {
+        return catch_up(state).await;
+    }
+    let next = tokio::task::spawn_blocking(move || {
+        let next = live.apply(&touched)?;
+        if next.overlay_len() > OVERLAY_MAX {
+            next.compacted()
+        } else {
+            Ok(next)
+        }
+    })
+    .await
+    .map_err(ApiError::store)?
+    .map_err(ApiError::store)?;
+    swap_in(state, next);
+    Ok(())
+}
+
+/// Brings the live snapshot up to the stored reference version: the records the versions
+/// since changed (`reference_changes`) are read and applied as one delta, or, when the log
+/// does not list them all (a large import, or a switch far behind), the snapshot is rebuilt
+/// whole, off the runtime's threads. The caller holds the change lock, so no API change
+/// publishes meanwhile.
+///
+/// # Errors
+/// [`ApiError::Store`] when the store fails or the records do not make a snapshot; the live
+/// snapshot is then left as it was.
+pub async fn catch_up(state: &ApiState) -> Result<(), ApiError> {
+    let live = state.snapshots.borrow().clone();
+    let mut tx = state.pool.begin().await.map_err(ApiError::store)?;
+    let (stored, codes) = reference::changes_since(&mut tx, live.version())
         .await
-        .map_err(ApiError::store)?
-        .map_err(ApiError::store)?
-    } else {
-        warn!(
-            live = live.version(),
-            stored = base_version,
-            "snapshot behind the store; rebuilding it whole"
-        );
-        let loaded = reference::load(&state.pool, &state.kek)
+        .map_err(ApiError::store)?;
+    if stored <= live.version() {
+        return Ok(());
+    }
+    let next = match codes {
+        Some(codes) => {
+            let mut touched = reference::load_named(&mut tx, &state.kek, &codes)
+                .await
+                .map_err(ApiError::store)?;
+            tx.commit().await.map_err(ApiError::store)?;
+            touched.version = stored;
+            info!(
+                from = live.version(),
+                to = stored,
+                records = codes.len(),
+                "reference data changed elsewhere; applying it as a delta"
+            );
+            tokio::task::spawn_blocking(move || {
+                let next = live.apply(&touched)?;
+                if next.overlay_len() > OVERLAY_MAX {
+                    next.compacted()
+                } else {
+                    Ok(next)
+                }
+            })
             .await
-            .map_err(ApiError::store)?;
-        tokio::task::spawn_blocking(move || Snapshot::build(&loaded))
-            .await
-            .map_err(ApiError::store)?
-            .map_err(ApiError::store)?
+        }
+        None => {
+            drop(tx);
+            warn!(
+                from = live.version(),
+                to = stored,
+                "reference data changed elsewhere beyond the change log; rebuilding the snapshot"
+            );
+            let loaded = reference::load(&state.pool, &state.kek)
+                .await
+                .map_err(ApiError::store)?;
+            tokio::task::spawn_blocking(move || Snapshot::build(&loaded)).await
+        }
     };
+    let next = next.map_err(ApiError::store)?.map_err(ApiError::store)?;
+    swap_in(state, next);
+    Ok(())
+}
+
+/// Publishes `next` unless a newer version is live already.
+fn swap_in(state: &ApiState, next: Snapshot) {
     state.snapshots.send_if_modified(|snapshot| {
         let newer = next.version() >= snapshot.version();
         if newer {
@@ -352,5 +406,4 @@ async fn publish(
         }
         newer
     });
-    Ok(())
 }

@@ -101,6 +101,11 @@ pub const SQLITE: &[Source] = &[
         "card_operations",
         include_str!("../../../migrations/sqlite/0017_card_operations.sql"),
     ),
+    (
+        18,
+        "reference_changes",
+        include_str!("../../../migrations/sqlite/0018_reference_changes.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -189,6 +194,11 @@ pub const POSTGRES: &[Source] = &[
         17,
         "card_operations",
         include_str!("../../../migrations/postgres/0017_card_operations.sql"),
+    ),
+    (
+        18,
+        "reference_changes",
+        include_str!("../../../migrations/postgres/0018_reference_changes.sql"),
     ),
 ];
 

@@ -322,6 +322,7 @@ pub async fn save_over(
         Accounts::read(&mut *tx).await?
     };
     check_openings(data, current, &accounts)?;
+    let logged = changed_codes(data, current);
     let mut writer = Writer {
         conn: &mut *tx,
         ids: current.ids.clone(),
@@ -374,6 +375,7 @@ pub async fn save_over(
         .bind(hex::encode(file_sha256))
         .execute(&mut *tx)
         .await?;
+        log_changes(tx, version, &logged).await?;
     }
     let outcome = ImportOutcome {
         version,
@@ -382,6 +384,136 @@ pub async fn save_over(
         openings: count.openings,
     };
     Ok((outcome, ids))
+}
+
+/// Records one version's changes may name in `reference_changes` before it is logged as
+/// "rebuild whole": a running switch applies up to this many as one delta.
+pub const CHANGES_LOGGED_MAX: usize = 10_000;
+/// Versions whose changes are kept: a switch further behind than this rebuilds whole.
+pub const CHANGE_VERSIONS_KEPT: i64 = 1_000;
+/// The code that stands for "this version changed too much to list: rebuild whole".
+pub const REBUILD_MARK: &str = "*";
+
+/// The codes of the records of `data` that are new or differ from `current`'s.
+fn changed_codes(data: &ReferenceData, current: &LoadedReference) -> Vec<String> {
+    fn of<'a, R: PartialEq + 'a>(
+        out: &mut Vec<String>,
+        new: &'a [R],
+        old: &'a [R],
+        code: impl Fn(&'a R) -> &'a str,
+    ) {
+        let stored: HashMap<&str, &R> = old.iter().map(|r| (code(r), r)).collect();
+        for record in new {
+            if stored.get(code(record)) != Some(&record) {
+                out.push(code(record).to_owned());
+            }
+        }
+    }
+    let (new, old) = (data, &current.data);
+    let mut out = Vec::new();
+    of(&mut out, &new.tiers, &old.tiers, |r| r.code.as_str());
+    of(&mut out, &new.merchant_groups, &old.merchant_groups, |r| {
+        r.code.as_str()
+    });
+    of(&mut out, &new.member_groups, &old.member_groups, |r| {
+        r.code.as_str()
+    });
+    of(&mut out, &new.terminal_groups, &old.terminal_groups, |r| {
+        r.code.as_str()
+    });
+    of(&mut out, &new.merchants, &old.merchants, |r| {
+        r.code.as_str()
+    });
+    of(&mut out, &new.terminals, &old.terminals, |r| {
+        r.terminal_id.as_str()
+    });
+    of(&mut out, &new.members, &old.members, |r| r.code.as_str());
+    of(&mut out, &new.cards, &old.cards, |r| r.code.as_str());
+    of(&mut out, &new.rules, &old.rules, |r| r.code.as_str());
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Logs which records `version` changed (or [`REBUILD_MARK`] when more than
+/// [`CHANGES_LOGGED_MAX`]), and prunes versions older than [`CHANGE_VERSIONS_KEPT`].
+async fn log_changes(tx: &mut Conn, version: u64, codes: &[String]) -> Result<(), StoreError> {
+    let version = i64::try_from(version).unwrap_or(i64::MAX);
+    let rebuild = [REBUILD_MARK.to_owned()];
+    // A version that changed no record (openings only) is logged as the empty code, so that
+    // the log still shows the version complete.
+    let nothing = [String::new()];
+    let codes = if codes.len() > CHANGES_LOGGED_MAX {
+        &rebuild[..]
+    } else if codes.is_empty() {
+        &nothing[..]
+    } else {
+        codes
+    };
+    for chunk in codes.chunks(BULK_ROWS) {
+        let sql = insert_sql(
+            Backend::of_conn(tx),
+            "reference_changes (version, code)",
+            2,
+            chunk.len(),
+        );
+        let mut query = sqlx::query(&sql);
+        for code in chunk {
+            query = query.bind(version).bind(code.as_str());
+        }
+        query.execute(&mut *tx).await?;
+    }
+    sqlx::query("DELETE FROM reference_changes WHERE version < $1")
+        .bind(version - CHANGE_VERSIONS_KEPT)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// The codes the versions after `after` changed, up to and including the stored version,
+/// which is returned with them: `None` for the codes when a version's changes are not all
+/// listed (a large import, or versions pruned or made before the log), so the caller rebuilds
+/// whole.
+///
+/// # Errors
+/// [`StoreError`] when the database fails.
+pub async fn changes_since(
+    conn: &mut Conn,
+    after: u64,
+) -> Result<(u64, Option<Vec<String>>), StoreError> {
+    let stored = read_version(&mut *conn).await?.version;
+    if stored <= after {
+        return Ok((stored, Some(Vec::new())));
+    }
+    let after_i = i64::try_from(after).unwrap_or(i64::MAX);
+    let stored_i = i64::try_from(stored).unwrap_or(i64::MAX);
+    let rows = sqlx::query(
+        "SELECT version, code FROM reference_changes WHERE version > $1 AND version <= $2",
+    )
+    .bind(after_i)
+    .bind(stored_i)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut versions = HashSet::new();
+    let mut codes = Vec::with_capacity(rows.len());
+    for row in rows {
+        let version: i64 = row.try_get("version")?;
+        let code: String = row.try_get("code")?;
+        if code == REBUILD_MARK {
+            return Ok((stored, None));
+        }
+        versions.insert(version);
+        if !code.is_empty() {
+            codes.push(code);
+        }
+    }
+    let complete = (after_i + 1..=stored_i).all(|version| versions.contains(&version));
+    if !complete {
+        return Ok((stored, None));
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    Ok((stored, Some(codes)))
 }
 
 /// The balance accounts that exist, whatever created them.
