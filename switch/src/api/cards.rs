@@ -148,7 +148,7 @@ pub async fn issue(
         .cards
         .first()
         .ok_or(ApiError::NotFound { what: "card" })?;
-    let holder = reference::card_with_token(change.tx(), &card.token).await;
+    let holder = reference::card_with_token(change.conn(), &card.token).await;
     if holder.map_err(ApiError::store)?.is_some() {
         return Err(ApiError::Conflict {
             message: "this PAN is already issued to another card".to_owned(),
@@ -274,7 +274,7 @@ pub async fn replace(
             })
         }
         None => {
-            let holder = reference::card_with_token(change.tx(), &new.token).await;
+            let holder = reference::card_with_token(change.conn(), &new.token).await;
             if holder.map_err(ApiError::store)?.is_some() {
                 return Err(ApiError::Conflict {
                     message: "this PAN is already issued to another card".to_owned(),

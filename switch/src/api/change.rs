@@ -18,7 +18,7 @@ use crate::domain::{LoadedReference, ReferenceData};
 use crate::snapshot::delta::OVERLAY_MAX;
 use crate::snapshot::Snapshot;
 use crate::store::reference::{self, ImportOutcome};
-use crate::store::{Conn, StoreError, WriteTx};
+use crate::store::{Conn, StoreError};
 
 /// One audit row: what was done to which resource, with the request's fields (never a PAN, a
 /// TMK or a token: callers pass only the fields that are safe to keep).
@@ -53,12 +53,12 @@ pub enum KeyChange {
     },
 }
 
-/// A change in progress: holds the change lock, the change's write transaction and the
-/// stored records it may change or name, read through their indexes.
+/// A change in progress: holds the change lock, a connection for the handler's own checks,
+/// and the stored records it may change or name, read through their indexes.
 pub struct Change<'s> {
     state: &'s ApiState,
     _lock: MutexGuard<'s, ()>,
-    tx: WriteTx,
+    conn: sqlx::pool::PoolConnection<crate::store::Db>,
     names: Vec<String>,
     /// The stored records the change is validated against: those whose code is one of the
     /// change's names (see [`Change::begin`]), with every tier and group.
@@ -77,9 +77,11 @@ pub fn names_in(value: &Value, names: &mut Vec<String>) {
 }
 
 impl<'s> Change<'s> {
-    /// Takes the change lock, begins the write transaction and reads the stored records whose
-    /// code is one of `names` (the path's code and every string of the body, see
-    /// [`names_in`]), each through its index: never the whole reference data.
+    /// Takes the change lock and reads the stored records whose code is one of `names` (the
+    /// path's code and every string of the body, see [`names_in`]), each through its index:
+    /// never the whole reference data. The read is a read transaction: validating a change
+    /// holds no write lock, so the group commit never waits for it (the write checks that the
+    /// version read here is still the stored one).
     ///
     /// # Errors
     /// [`ApiError::Store`] when the database fails.
@@ -90,25 +92,26 @@ impl<'s> Change<'s> {
         names.sort_unstable();
         names.dedup();
         let lock = state.changes.lock().await;
-        let mut tx = crate::store::begin_write(&state.pool)
-            .await
-            .map_err(ApiError::store)?;
+        let mut tx = state.pool.begin().await.map_err(ApiError::store)?;
         let current = reference::load_named(&mut tx, &state.kek, &names)
             .await
             .map_err(ApiError::store)?;
+        tx.commit().await.map_err(ApiError::store)?;
+        let conn = state.pool.acquire().await.map_err(ApiError::store)?;
         Ok(Change {
             state,
             _lock: lock,
-            tx,
+            conn,
             names,
             current,
         })
     }
 
-    /// The change's transaction, for a handler's own checks (they see what the change
-    /// will be validated against).
-    pub fn tx(&mut self) -> &mut Conn {
-        &mut self.tx
+    /// A connection for the handler's own checks (a KSI or PAN already taken): they run under
+    /// the change lock, so no other change of this switch comes between them and the save; the
+    /// database's unique keys refuse what another process might.
+    pub fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
     }
 
     /// Saves `data` (the changed records only) with its audit row, and publishes the new
@@ -167,10 +170,27 @@ impl<'s> Change<'s> {
         let Change {
             state,
             _lock,
-            mut tx,
+            conn,
             mut names,
             current,
         } = self;
+        drop(conn);
+        let mut tx = crate::store::begin_write(&state.pool)
+            .await
+            .map_err(ApiError::store)?;
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM reference_meta WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(ApiError::store)?;
+        if u64::try_from(stored.unwrap_or(0)).ok() != Some(current.version) {
+            // An import or another switch changed the reference data between the read and
+            // this write (this switch's own changes wait for the change lock).
+            return Err(ApiError::Conflict {
+                message: "the reference data changed while this change was checked; send it again"
+                    .to_owned(),
+            });
+        }
         let now = state.clock.now();
         let details: Vec<String> = entries.iter().map(|e| e.detail.to_string()).collect();
         let mut hash = Sha256::new();
@@ -237,9 +257,10 @@ impl<'s> Change<'s> {
             .await
             .map_err(ApiError::store)?;
         }
+        tx.commit().await.map_err(ApiError::store)?;
         let changed = !outcome.is_noop() || keys != KeyChange::None;
-        // What the change touched, read back as a whole rebuild would read it (pair
-        // assertion: the delta is made from the stored rows, not from the request).
+        // What the change touched, read back after the commit as a whole rebuild would read
+        // it (pair assertion: the delta is made from the stored rows, not from the request).
         let touched = if changed {
             names.extend(codes_of(data));
             // A card that changed hands leaves its old member to recompute as well: the
@@ -254,18 +275,15 @@ impl<'s> Change<'s> {
             names.extend(entries.iter().map(|entry| entry.code.clone()));
             names.sort_unstable();
             names.dedup();
-            let mut touched = reference::load_named(&mut tx, &state.kek, &names)
+            let mut read = state.pool.begin().await.map_err(ApiError::store)?;
+            let touched = reference::load_named(&mut read, &state.kek, &names)
                 .await
                 .map_err(ApiError::store)?;
-            // A key change alone changes no record, so it counts as a version of its own.
-            if outcome.is_noop() {
-                touched.version = current.version;
-            }
+            read.commit().await.map_err(ApiError::store)?;
             Some(touched)
         } else {
             None
         };
-        tx.commit().await.map_err(ApiError::store)?;
         if let [entry] = entries.as_slice() {
             info!(
                 operator = %operator.name,
@@ -284,7 +302,19 @@ impl<'s> Change<'s> {
             );
         }
         if let Some(touched) = touched {
-            publish(state, touched, current.version).await?;
+            // A key change alone changes no record, so it keeps the version.
+            let expected = if outcome.is_noop() {
+                current.version
+            } else {
+                current.version + 1
+            };
+            if touched.version == expected {
+                publish(state, touched, current.version).await?;
+            } else {
+                // Another process changed the reference data right after this commit: the
+                // read-back is of a later version than this change's, so catch up instead.
+                catch_up(state).await?;
+            }
         }
         Ok(outcome)
     }

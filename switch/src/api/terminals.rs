@@ -72,7 +72,7 @@ pub async fn create(
         .terminals
         .iter()
         .any(|terminal| terminal.terminal_id.as_str() == terminal_id);
-    let ksi_taken = reference::ksi_taken(change.tx(), &given_ksi).await;
+    let ksi_taken = reference::ksi_taken(change.conn(), &given_ksi).await;
     let ksi_taken = match ksi_taken {
         Ok(taken) => taken,
         Err(error) => {
@@ -285,7 +285,7 @@ pub async fn rotate(
     for _ in 0..KSI_TRIES_MAX {
         rand::rngs::OsRng.fill_bytes(&mut random);
         let ksi = hex::encode_upper(random.get(32..).unwrap_or_default());
-        let taken = reference::ksi_taken(change.tx(), &ksi).await;
+        let taken = reference::ksi_taken(change.conn(), &ksi).await;
         if !taken.map_err(ApiError::store)? {
             fresh = Some(ksi);
             break;
