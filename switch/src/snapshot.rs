@@ -284,11 +284,19 @@ impl Snapshot {
     }
 
     /// The card whose PAN has token `token`.
+    #[inline]
     pub fn card_by_token(&self, token: &PanToken) -> Option<&Card> {
-        let overlay = &*self.card_overlay;
-        if overlay.list.is_empty() {
+        // The common case stays small enough to inline into the engine's loops; the overlay's
+        // lookup is a call of its own.
+        if self.card_overlay.list.is_empty() {
             return self.cards.by_token(token);
         }
+        self.card_by_token_overlaid(token)
+    }
+
+    #[inline(never)]
+    fn card_by_token_overlaid(&self, token: &PanToken) -> Option<&Card> {
+        let overlay = &*self.card_overlay;
         if let Some(index) = overlay.by_token.get(token) {
             return overlay.list.get(usize::try_from(*index).ok()?);
         }
@@ -549,6 +557,7 @@ impl Terminals {
 }
 
 impl Cards {
+    #[inline]
     fn by_token(&self, token: &PanToken) -> Option<&Card> {
         let index = self.by_token.get(token, |row| self.token_at(row))?;
         self.list.get(usize::try_from(index).ok()?)
