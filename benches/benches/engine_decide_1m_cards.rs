@@ -93,6 +93,7 @@ fn reference_and_state(pan_key: &PanTokenKey) -> (Network, Snapshot, State) {
         }
     }
     let snapshot = Snapshot::build(&network.reference).unwrap();
+    let snapshot = with_overlay(snapshot, &network);
     let mut state = network::state(&network.reference);
     if loyalty {
         with_loyalty(&mut state, &network, &snapshot, &mode);
@@ -112,6 +113,50 @@ fn reference_and_state(pan_key: &PanTokenKey) -> (Network, Snapshot, State) {
         started.elapsed().as_secs_f64()
     );
     (network, snapshot, state)
+}
+
+/// `LSW_BENCH_OVERLAY=N`: the snapshot after N cards (every 1000th) changed through the operator
+/// API, applied as a delta as the switch applies them (`Snapshot::apply`): those cards and
+/// their members sit in the overlay that every card lookup reads first, as in a switch whose
+/// operators changed cards since its last compaction. 0 (the default): none.
+fn with_overlay(snapshot: Snapshot, network: &Network) -> Snapshot {
+    let count: usize = std::env::var("LSW_BENCH_OVERLAY")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if count == 0 {
+        return snapshot;
+    }
+    let reference = &network.reference;
+    let mut touched = switch::domain::LoadedReference {
+        version: reference.version + 1,
+        ids: reference.ids.clone(),
+        ..Default::default()
+    };
+    let members: std::collections::HashMap<_, _> = reference
+        .data
+        .members
+        .iter()
+        .map(|member| (&member.code, member))
+        .collect();
+    let cards = reference.data.cards.iter().step_by(1_000).take(count);
+    for card in cards {
+        let mut card = card.clone();
+        card.expiry = switch::domain::CardExpiry::new(2099, 12).unwrap();
+        // Each member of this network holds one card, so a member and that card are all
+        // that the change touches.
+        touched
+            .data
+            .members
+            .extend(members.get(&card.member).map(|m| (*m).clone()));
+        touched.data.cards.push(card);
+    }
+    let next = snapshot.apply(&touched).unwrap();
+    println!(
+        "engine_decide_1m_cards: {} overlay rows ({count} cards changed)",
+        next.overlay_len()
+    );
+    next
 }
 
 /// `1`: earned tiers for a third of the members (the best tier: their purchases price as

@@ -179,6 +179,7 @@ impl Snapshot {
 
     /// Puts `card` into `overlay`; refused when another card has its token.
     fn upsert_card(&self, overlay: &mut CardOverlay, card: Card) -> Result<(), SnapshotError> {
+        overlay.mark(&card);
         let taken_in_base = self
             .cards
             .by_token(&card.token)
