@@ -222,6 +222,24 @@ async fn bad_requests_change_nothing() {
         assert_eq!(status, *expected, "{path} {key:?}: {body}");
         assert!(body["error"].is_string(), "{body}");
     }
+    let (status, _, body) = post(
+        &harness,
+        &writer,
+        "/api/v1/card-operations?action=block",
+        Some("k5"),
+        "\n  \n",
+    )
+    .await;
+    assert_eq!(status, 422, "an empty file: {body}");
+    let (status, _, body) = post(
+        &harness,
+        &writer,
+        "/api/v1/card-operations?action=block&action=unblock",
+        Some("k6"),
+        "C-RICH\n",
+    )
+    .await;
+    assert_eq!(status, 422, "action twice: {body}");
     let lines = "C-RICH\n".repeat(100_001);
     let (status, _, body) = post(
         &harness,

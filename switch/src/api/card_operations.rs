@@ -29,6 +29,7 @@ use crate::api::auth::Writer;
 use crate::api::change::{AuditEntry, Change};
 use crate::api::credits::{idempotency_key, invalid, keyed_response};
 use crate::api::error::ApiError;
+use crate::api::views::Params;
 use crate::api::ApiState;
 use crate::domain::{CardExpiry, CardStatus, Code, ReferenceData};
 use crate::engine::credit::CreditOutcome;
@@ -71,13 +72,6 @@ impl Action {
     }
 }
 
-/// The query: `action`.
-#[derive(Debug, serde::Deserialize)]
-pub struct Params {
-    /// `block`, `unblock` or `renew`.
-    pub action: Option<String>,
-}
-
 /// One line of the file that names a card.
 struct Line {
     number: usize,
@@ -114,15 +108,21 @@ impl Report {
 pub async fn run(
     Writer(operator): Writer,
     State(state): State<Arc<ApiState>>,
-    Query(params): Query<Params>,
+    Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let action = Action::parse(params.action.as_deref())?;
+    let params = Params::new(pairs, &["action"]);
+    let action = Action::parse(params.text("action"));
+    params.checked()?;
+    let action = action?;
     let key = idempotency_key(&headers)?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadJson {
         message: "the file is not UTF-8 text".to_owned(),
     })?;
+    if text.trim().is_empty() {
+        return Err(invalid("body", "the file is empty: one card code a line"));
+    }
     let sha = hex::encode(Sha256::digest(&body));
     if let Some(report) = stored(&state, &key, action, &sha).await? {
         return Ok(keyed_response(CreditOutcome::Repeated, report));

@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::api::auth::{Operator, Reader, Writer};
 use crate::api::change::{names_in, AuditEntry, Change};
 use crate::api::error::ApiError;
+use crate::api::views::Params;
 use crate::api::{body_object, find, named, ApiState};
 use crate::domain::reference::{GroupRecord, MemberRecord, RuleRecord, TierRecord};
 use crate::domain::{Code, Rials, RuleKind, Weekday};
@@ -116,46 +117,30 @@ pub const MEMBERS: Kind = Kind {
 };
 
 /// Records a list answers when `limit` is not given.
-pub const LIST_LIMIT_DEFAULT: u32 = 100;
+pub const LIST_LIMIT_DEFAULT: i64 = 100;
 /// Most records one page of a list answers: a page is read and rendered whole.
-pub const LIST_LIMIT_MAX: u32 = 1_000;
-
-/// A list's paging: `after` (the last code of the page before) and `limit`.
-#[derive(Debug, serde::Deserialize)]
-pub struct Paging {
-    /// Codes after this one.
-    pub after: Option<String>,
-    /// Records at most, 1..=[`LIST_LIMIT_MAX`].
-    pub limit: Option<String>,
-}
-
-impl Paging {
-    /// The page asked for: after which code, and how many.
-    ///
-    /// # Errors
-    /// [`ApiError::Invalid`] naming `limit` when it is not a number in range.
-    pub fn page(&self) -> Result<(String, u32), ApiError> {
-        let limit = match &self.limit {
-            None => LIST_LIMIT_DEFAULT,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|limit| (1..=LIST_LIMIT_MAX).contains(limit))
-                .ok_or_else(|| ApiError::Invalid {
-                    problems: vec![("limit".to_owned(), "must be an integer 1..=1000".to_owned())],
-                })?,
-        };
-        Ok((self.after.clone().unwrap_or_default(), limit))
-    }
-}
+pub const LIST_LIMIT_MAX: i64 = 1_000;
 
 /// `GET` of one page of the records of `kind`, by code ascending: `{section: [...], "next":
 /// the code to pass as `after` for the next page, or null}`. One indexed range read.
 ///
 /// # Errors
 /// [`ApiError`] when the store fails or the paging is wrong.
-pub async fn list(kind: &Kind, state: &ApiState, paging: &Paging) -> Result<Json<Value>, ApiError> {
-    let (after, limit) = paging.page()?;
+pub async fn list(
+    kind: &Kind,
+    state: &ApiState,
+    pairs: Vec<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let mut params = Params::new(pairs, &["after", "limit"]);
+    let limit = params.integer("limit", 1..=LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT);
+    let after = match params.text("after") {
+        None => Some(String::new()),
+        Some(_) => params.code("after"),
+    };
+    params.checked()?;
+    let (Some(after), Some(limit)) = (after, limit.and_then(|l| u32::try_from(l).ok())) else {
+        return Err(ApiError::store("paging checked but missing"));
+    };
     let loaded = reference::load_page(&state.pool, &state.kek, kind.section, &after, limit)
         .await
         .map_err(ApiError::store)?;
@@ -351,9 +336,9 @@ macro_rules! kind_handlers {
             pub async fn list(
                 _reader: Reader,
                 State(state): State<Arc<ApiState>>,
-                Query(paging): Query<Paging>,
+                Query(pairs): Query<Vec<(String, String)>>,
             ) -> Result<Json<Value>, ApiError> {
-                super::list(&$kind, &state, &paging).await
+                super::list(&$kind, &state, pairs).await
             }
 
             /// `GET` one.

@@ -43,14 +43,14 @@ const TERMINAL_PARAMS: &[&str] = &["after", "merchant", "limit"];
 
 /// A query string's parameters by name, and the problems found so far, each naming its
 /// parameter; answered together, so a caller fixes them in one round.
-struct Params {
+pub(crate) struct Params {
     values: BTreeMap<String, String>,
     problems: Vec<(String, String)>,
 }
 
 impl Params {
     /// Takes the pairs of a query string, refusing names not in `allowed` and names given twice.
-    fn new(pairs: Vec<(String, String)>, allowed: &[&str]) -> Params {
+    pub(crate) fn new(pairs: Vec<(String, String)>, allowed: &[&str]) -> Params {
         let mut params = Params {
             values: BTreeMap::new(),
             problems: Vec::new(),
@@ -78,16 +78,16 @@ impl Params {
         params
     }
 
-    fn problem(&mut self, name: &str, message: &str) {
+    pub(crate) fn problem(&mut self, name: &str, message: &str) {
         self.problems.push((name.to_owned(), message.to_owned()));
     }
 
-    fn text(&self, name: &str) -> Option<&str> {
+    pub(crate) fn text(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
     }
 
     /// A code (card, merchant): 1..=64 ASCII letters, digits, `.`, `_` or `-`.
-    fn code(&mut self, name: &str) -> Option<String> {
+    pub(crate) fn code(&mut self, name: &str) -> Option<String> {
         let text = self.text(name)?.to_owned();
         match Code::parse(&text) {
             Ok(_) => Some(text),
@@ -136,7 +136,7 @@ impl Params {
     }
 
     /// An integer in `range`, or `default` when not given.
-    fn integer(
+    pub(crate) fn integer(
         &mut self,
         name: &str,
         range: std::ops::RangeInclusive<i64>,
@@ -173,7 +173,7 @@ impl Params {
     }
 
     /// Ok when no problem was found.
-    fn checked(self) -> Result<(), ApiError> {
+    pub(crate) fn checked(self) -> Result<(), ApiError> {
         if self.problems.is_empty() {
             Ok(())
         } else {
