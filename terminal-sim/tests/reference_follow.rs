@@ -94,8 +94,8 @@ async fn a_reimport_reaches_the_next_purchase_as_a_delta() {
     for n in 0..switch::store::reference::CHANGES_LOGGED_MAX {
         let mut card = template.clone();
         card["code"] = Value::from(format!("C-BULK-{n}"));
-        let body = format!("999999{n:09}");
-        card["pan"] = Value::from(luhn(&body));
+        let serial = u64::try_from(n).unwrap();
+        card["pan"] = Value::from(terminal_sim::network::luhn_pan("999999", serial));
         card["status"] = Value::from("active");
         cards.push(card);
     }
@@ -105,26 +105,4 @@ async fn a_reimport_reaches_the_next_purchase_as_a_delta() {
     assert_eq!(live.overlay_len(), 0, "rebuilt whole");
     assert!(live.card_count() > switch::store::reference::CHANGES_LOGGED_MAX);
     assert_eq!(buy(&harness, &mut counter).await, ResponseCode::Approved);
-}
-
-fn luhn(body: &str) -> String {
-    let sum: u32 = body
-        .chars()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let d = c.to_digit(10).unwrap();
-            if i % 2 == 0 {
-                let d = d * 2;
-                if d > 9 {
-                    d - 9
-                } else {
-                    d
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
 }

@@ -353,7 +353,15 @@ async fn publish(
     if live.version() != base_version {
         return catch_up(state).await;
     }
-    let next = tokio::task::spawn_blocking(move || {
+    let next = applied(live, touched).await?;
+    swap_in(state, next);
+    Ok(())
+}
+
+/// `live` with `touched` applied, compacted when its overlay is past [`OVERLAY_MAX`]: on a
+/// blocking thread, never on the engine's or a connection's task.
+async fn applied(live: Arc<Snapshot>, touched: LoadedReference) -> Result<Snapshot, ApiError> {
+    tokio::task::spawn_blocking(move || {
         let next = live.apply(&touched)?;
         if next.overlay_len() > OVERLAY_MAX {
             next.compacted()
@@ -363,9 +371,7 @@ async fn publish(
     })
     .await
     .map_err(ApiError::store)?
-    .map_err(ApiError::store)?;
-    swap_in(state, next);
-    Ok(())
+    .map_err(ApiError::store)
 }
 
 /// Brings the live snapshot up to the stored reference version: the records the versions
@@ -399,15 +405,7 @@ pub async fn catch_up(state: &ApiState) -> Result<(), ApiError> {
                 records = codes.len(),
                 "reference data changed elsewhere; applying it as a delta"
             );
-            tokio::task::spawn_blocking(move || {
-                let next = live.apply(&touched)?;
-                if next.overlay_len() > OVERLAY_MAX {
-                    next.compacted()
-                } else {
-                    Ok(next)
-                }
-            })
-            .await
+            applied(live, touched).await?
         }
         None => {
             drop(tx);
@@ -419,10 +417,12 @@ pub async fn catch_up(state: &ApiState) -> Result<(), ApiError> {
             let loaded = reference::load(&state.pool, &state.kek)
                 .await
                 .map_err(ApiError::store)?;
-            tokio::task::spawn_blocking(move || Snapshot::build(&loaded)).await
+            tokio::task::spawn_blocking(move || Snapshot::build(&loaded))
+                .await
+                .map_err(ApiError::store)?
+                .map_err(ApiError::store)?
         }
     };
-    let next = next.map_err(ApiError::store)?.map_err(ApiError::store)?;
     swap_in(state, next);
     Ok(())
 }
