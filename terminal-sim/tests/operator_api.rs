@@ -362,6 +362,8 @@ async fn merchants_validate_like_the_import() {
         ]
     );
     assert_eq!(api.read("/api/v1/audit?limit=0").await.0, 422);
+    assert_eq!(api.read("/api/v1/audit?before=0").await.0, 422);
+    assert_eq!(api.read("/api/v1/audit?after=1").await.0, 422);
     assert_eq!(
         api.read("/api/v1/audit?limit=2").await.1["entries"]
             .as_array()
@@ -369,6 +371,33 @@ async fn merchants_validate_like_the_import() {
             .len(),
         2
     );
+    // Pages of one row follow each other to the oldest, the same rows as one page of all.
+    let (_, whole) = api.read("/api/v1/audit").await;
+    let all: Vec<i64> = whole["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(whole["next"], Value::Null);
+    let mut paged = Vec::new();
+    let mut path = "/api/v1/audit?limit=1".to_owned();
+    loop {
+        let (status, page) = api.read(&path).await;
+        assert_eq!(status, 200, "{page}");
+        paged.extend(
+            page["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_i64().unwrap()),
+        );
+        match page["next"].as_i64() {
+            Some(next) => path = format!("/api/v1/audit?limit=1&before={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
 }
 
 #[tokio::test]

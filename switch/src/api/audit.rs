@@ -1,54 +1,54 @@
-//! `GET /api/v1/audit`: the newest audit rows, newest first.
+//! `GET /api/v1/audit`: the audit rows, newest first, a page at a time.
 
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::Json;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::auth::Reader;
 use crate::api::error::ApiError;
+use crate::api::views::Params;
 use crate::api::{column, ApiState};
 
 /// Rows returned unless `limit` says fewer; also the most it may ask for.
 pub const ROWS_MAX: i64 = 1_000;
 
-/// The query string.
-#[derive(Debug, Deserialize)]
-pub struct Params {
-    /// How many rows, 1..=1000 (default 1000).
-    pub limit: Option<i64>,
-}
-
-/// `GET /api/v1/audit?limit=N`.
+/// `GET /api/v1/audit?limit=N&before=ID`: a page of the audit log, newest first; `next` is the
+/// `before` of the page after it (null on the last page). One range of the primary key.
 ///
 /// # Errors
-/// [`ApiError::Invalid`] for a limit outside 1..=1000.
+/// [`ApiError::Invalid`] for a limit outside 1..=1000, a `before` that is not a positive id,
+/// or an unknown parameter.
 pub async fn list(
     _reader: Reader,
     State(state): State<Arc<ApiState>>,
-    Query(params): Query<Params>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = params.limit.unwrap_or(ROWS_MAX);
-    if !(1..=ROWS_MAX).contains(&limit) {
-        return Err(ApiError::Invalid {
-            problems: vec![("limit".to_owned(), "must be 1..=1000".to_owned())],
-        });
-    }
+    let mut params = Params::new(pairs, &["limit", "before"]);
+    let limit = params.integer("limit", 1..=ROWS_MAX, ROWS_MAX);
+    let before = params.integer("before", 1..=i64::MAX, i64::MAX);
+    params.checked()?;
+    let (Some(limit), Some(before)) = (limit, before) else {
+        return Err(ApiError::store("paging checked but missing"));
+    };
     let rows = sqlx::query(
         "SELECT id, at_ms, operator, action, resource, resource_code, detail FROM audit_log \
-         ORDER BY id DESC LIMIT $1",
+         WHERE id < $1 ORDER BY id DESC LIMIT $2",
     )
+    .bind(before)
     .bind(limit)
     .fetch_all(&state.pool)
     .await
     .map_err(ApiError::store)?;
     let mut entries = Vec::with_capacity(rows.len());
+    let mut last = None;
     for row in rows {
         let detail: String = column(&row, "detail")?;
+        let id = column::<i64>(&row, "id")?;
+        last = Some(id);
         entries.push(json!({
-            "id": column::<i64>(&row, "id")?,
+            "id": id,
             "at_ms": column::<i64>(&row, "at_ms")?,
             "operator": column::<String>(&row, "operator")?,
             "action": column::<String>(&row, "action")?,
@@ -57,5 +57,7 @@ pub async fn list(
             "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null),
         }));
     }
-    Ok(Json(json!({ "entries": entries })))
+    let full = i64::try_from(entries.len()).is_ok_and(|len| len == limit);
+    let next = last.filter(|_| full);
+    Ok(Json(json!({ "entries": entries, "next": next })))
 }
