@@ -388,8 +388,10 @@ pub async fn save_over(
 }
 
 /// Records one version's changes may name in `reference_changes` before it is logged as
-/// "rebuild whole": a running switch applies up to this many as one delta.
-pub const CHANGES_LOGGED_MAX: usize = 10_000;
+/// "rebuild whole": a running switch applies up to this many as one delta. Not more: the
+/// catch-up reads them by name with `$n` parameters, which SQLite binds at a cost that grows
+/// with the square of their number (a few milliseconds a statement at 1,000).
+pub const CHANGES_LOGGED_MAX: usize = 1_000;
 /// Versions whose changes are kept: a switch further behind than this rebuilds whole.
 pub const CHANGE_VERSIONS_KEPT: i64 = 1_000;
 /// The code that stands for "this version changed too much to list: rebuild whole".
