@@ -249,7 +249,7 @@ async fn change(
     let Some(data) = edit(&current) else {
         return live.clone();
     };
-    let (outcome, _) = reference::save_over(&mut tx, &data, &current, &[0; 32], &kek(), NOW)
+    let outcome = reference::save_over(&mut tx, &data, &current, &[0; 32], &kek(), NOW)
         .await
         .unwrap();
     if outcome.is_noop() {

@@ -1,8 +1,9 @@
-//! How the API changes reference data: under the change lock and in one write transaction,
-//! read the stored records the change names (through their indexes), validate the change
-//! against them, save it with its audit row, read back what it touched, commit, then apply
-//! that to the live snapshot as a delta and publish it. A change that fails anywhere before
-//! the commit changes nothing.
+//! How the API changes reference data, under the change lock: read the stored records the
+//! change names (through their indexes, in a read transaction), validate the change against
+//! them, then in one short write transaction check that the version read is still the stored
+//! one, save the change with its audit rows and commit; read back what it touched, and apply
+//! that to the live snapshot as a delta. A change that fails anywhere before the commit
+//! changes nothing.
 
 use std::sync::Arc;
 
@@ -230,7 +231,7 @@ impl<'s> Change<'s> {
         }
         let saved = reference::save_over(&mut tx, data, &current, &digest, &state.kek, now).await;
         let outcome = match saved {
-            Ok((outcome, _)) => outcome,
+            Ok(outcome) => outcome,
             Err(StoreError::Rejected { problems }) => {
                 return Err(ApiError::Conflict {
                     message: problems

@@ -206,15 +206,12 @@ pub async fn load_page(
     let mut tx = pool.begin().await?;
     let page = Select::Page { after, limit };
     let none = Select::Named(&[]);
-    let pick = |wanted: &str| if wanted == section { page } else { none };
-    let mut out = read_version(&mut tx).await?;
-    let tiers = read_tiers(&mut tx, &mut out).await?;
-    let groups = read_groups(&mut tx, &mut out).await?;
-    read_merchants(&mut tx, &mut out, &groups, pick("merchants")).await?;
-    read_terminals(&mut tx, &mut out, &groups, kek, pick("terminals")).await?;
-    read_members(&mut tx, &mut out, &groups, pick("members")).await?;
-    read_cards(&mut tx, &mut out, &tiers, pick("cards")).await?;
-    read_rules(&mut tx, &mut out, &groups, &tiers, pick("rules")).await?;
+    let out = read_sections(
+        &mut tx,
+        kek,
+        |wanted| if wanted == section { page } else { none },
+    )
+    .await?;
     tx.commit().await?;
     Ok(out)
 }
@@ -296,14 +293,12 @@ pub async fn save_in(
     now: UnixMillis,
 ) -> Result<ImportOutcome, StoreError> {
     let current = read_all(&mut *tx, kek).await?;
-    let (outcome, _) = save_over(tx, data, &current, file_sha256, kek, now).await?;
-    Ok(outcome)
+    save_over(tx, data, &current, file_sha256, kek, now).await
 }
 
 /// [`save_in`] against `current`, the stored records `data` may change or name (all of them,
 /// or those [`load_named`] read for it), read in this transaction: the operator API's change
-/// of a few records, which reads only those. Returns the outcome and the row ids of every
-/// code of `current` and `data`, new records' included.
+/// of a few records, which reads only those.
 ///
 /// # Errors
 /// As [`save`]; the caller rolls back.
@@ -314,7 +309,7 @@ pub async fn save_over(
     file_sha256: &[u8; 32],
     kek: &Kek,
     now: UnixMillis,
-) -> Result<(ImportOutcome, RowIds), StoreError> {
+) -> Result<ImportOutcome, StoreError> {
     // Every balance account is read only when the change opens balances (an import file);
     // the API's changes never do.
     let accounts = if data.club_openings.is_empty() && data.store_credit_openings.is_empty() {
@@ -323,11 +318,11 @@ pub async fn save_over(
         Accounts::read(&mut *tx).await?
     };
     check_openings(data, current, &accounts)?;
-    let logged = changed_codes(data, current);
     let mut writer = Writer {
         conn: &mut *tx,
         ids: current.ids.clone(),
         count: Count::default(),
+        logged: Vec::new(),
     };
     writer.tiers(&data.tiers, &current.data.tiers).await?;
     writer
@@ -358,7 +353,7 @@ pub async fn save_over(
     writer.rules(&data.rules, &current.data.rules).await?;
     writer.openings(data, &accounts, now).await?;
     let count = writer.count;
-    let ids = writer.ids;
+    let logged = writer.logged;
     let changed = count.inserted + count.updated + count.openings > 0;
     let version = if changed {
         current.version + 1
@@ -376,15 +371,14 @@ pub async fn save_over(
         .bind(hex::encode(file_sha256))
         .execute(&mut *tx)
         .await?;
-        log_changes(tx, version, &logged).await?;
+        log_changes(tx, version, logged).await?;
     }
-    let outcome = ImportOutcome {
+    Ok(ImportOutcome {
         version,
         inserted: count.inserted,
         updated: count.updated,
         openings: count.openings,
-    };
-    Ok((outcome, ids))
+    })
 }
 
 /// Records one version's changes may name in `reference_changes` before it is logged as
@@ -397,62 +391,24 @@ pub const CHANGE_VERSIONS_KEPT: i64 = 1_000;
 /// The code that stands for "this version changed too much to list: rebuild whole".
 pub const REBUILD_MARK: &str = "*";
 
-/// The codes of the records of `data` that are new or differ from `current`'s.
-fn changed_codes(data: &ReferenceData, current: &LoadedReference) -> Vec<String> {
-    fn of<'a, R: PartialEq + 'a>(
-        out: &mut Vec<String>,
-        new: &'a [R],
-        old: &'a [R],
-        code: impl Fn(&'a R) -> &'a str,
-    ) {
-        let stored: HashMap<&str, &R> = old.iter().map(|r| (code(r), r)).collect();
-        for record in new {
-            if stored.get(code(record)) != Some(&record) {
-                out.push(code(record).to_owned());
-            }
-        }
-    }
-    let (new, old) = (data, &current.data);
-    let mut out = Vec::new();
-    of(&mut out, &new.tiers, &old.tiers, |r| r.code.as_str());
-    of(&mut out, &new.merchant_groups, &old.merchant_groups, |r| {
-        r.code.as_str()
-    });
-    of(&mut out, &new.member_groups, &old.member_groups, |r| {
-        r.code.as_str()
-    });
-    of(&mut out, &new.terminal_groups, &old.terminal_groups, |r| {
-        r.code.as_str()
-    });
-    of(&mut out, &new.merchants, &old.merchants, |r| {
-        r.code.as_str()
-    });
-    of(&mut out, &new.terminals, &old.terminals, |r| {
-        r.terminal_id.as_str()
-    });
-    of(&mut out, &new.members, &old.members, |r| r.code.as_str());
-    of(&mut out, &new.cards, &old.cards, |r| r.code.as_str());
-    of(&mut out, &new.rules, &old.rules, |r| r.code.as_str());
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
 /// Logs which records `version` changed (or [`REBUILD_MARK`] when more than
 /// [`CHANGES_LOGGED_MAX`]), and prunes versions older than [`CHANGE_VERSIONS_KEPT`].
-async fn log_changes(tx: &mut Conn, version: u64, codes: &[String]) -> Result<(), StoreError> {
+async fn log_changes(
+    tx: &mut Conn,
+    version: u64,
+    mut codes: Vec<String>,
+) -> Result<(), StoreError> {
     let version = i64::try_from(version).unwrap_or(i64::MAX);
-    let rebuild = [REBUILD_MARK.to_owned()];
-    // A version that changed no record (openings only) is logged as the empty code, so that
-    // the log still shows the version complete.
-    let nothing = [String::new()];
-    let codes = if codes.len() > CHANGES_LOGGED_MAX {
-        &rebuild[..]
+    if codes.len() > CHANGES_LOGGED_MAX {
+        codes = vec![REBUILD_MARK.to_owned()];
     } else if codes.is_empty() {
-        &nothing[..]
-    } else {
-        codes
-    };
+        // A version that changed no record (openings only) is logged as the empty code, so
+        // that the log still shows the version complete.
+        codes.push(String::new());
+    }
+    // Two kinds of record may share a code; the log keeps each code once a version.
+    codes.sort_unstable();
+    codes.dedup();
     for chunk in codes.chunks(BULK_ROWS) {
         let mut query = QueryBuilder::new("INSERT INTO reference_changes (version, code) ");
         query.push_values(chunk, |mut row, code| {
@@ -618,6 +574,9 @@ struct Writer<'c> {
     conn: &'c mut Conn,
     ids: RowIds,
     count: Count,
+    /// The codes of the records written, for `reference_changes`; past
+    /// [`CHANGES_LOGGED_MAX`] no more are kept (the version is logged as "rebuild whole").
+    logged: Vec<String>,
 }
 
 /// How a record compares with the stored one of the same code.
@@ -650,11 +609,23 @@ fn by_code<'a, R>(records: &'a [R], key: impl Fn(&'a R) -> &'a Code) -> HashMap<
 }
 
 impl Writer<'_> {
+    /// `verdict`, having noted `code` for the change log when the record is written.
+    fn noted<Id>(&mut self, code: &str, verdict: Change<Id>) -> Change<Id> {
+        let written = !matches!(verdict, Change::Same);
+        if written && self.logged.len() <= CHANGES_LOGGED_MAX {
+            self.logged.push(code.to_owned());
+        }
+        verdict
+    }
+
     async fn tiers(&mut self, new: &[TierRecord], old: &[TierRecord]) -> Result<(), StoreError> {
         let stored = by_code(old, |r| &r.code);
         for record in new {
             let rate = record.cashback_rate.to_string();
-            match change(&record.code, record, &stored, &self.ids.tiers) {
+            match self.noted(
+                record.code.as_str(),
+                change(&record.code, record, &stored, &self.ids.tiers),
+            ) {
                 Change::Same => {}
                 Change::Insert => {
                     let id = sqlx::query_scalar::<_, i64>(
@@ -701,7 +672,10 @@ impl Writer<'_> {
         let stored = by_code(old, |r| &r.code);
         for record in new {
             let ids = self.group_ids(kind);
-            match change(&record.code, record, &stored, ids) {
+            match self.noted(
+                record.code.as_str(),
+                change(&record.code, record, &stored, ids),
+            ) {
                 Change::Same => {}
                 Change::Insert => {
                     let id = sqlx::query_scalar::<_, i64>(
@@ -752,7 +726,10 @@ impl Writer<'_> {
     ) -> Result<(), StoreError> {
         let stored = by_code(old, |r| &r.code);
         for record in new {
-            let id = match change(&record.code, record, &stored, &self.ids.merchants) {
+            let id = match self.noted(
+                record.code.as_str(),
+                change(&record.code, record, &stored, &self.ids.merchants),
+            ) {
                 Change::Same => continue,
                 Change::Insert => {
                     // A placeholder row claims the id; the one UPDATE below writes every
@@ -843,7 +820,10 @@ impl Writer<'_> {
         for record in new {
             let merchant = resolve(&self.ids.merchants, &record.merchant)?.get();
             let sealed = seal(kek, record)?;
-            let id = match change(&record.terminal_id, record, &stored, &self.ids.terminals) {
+            let id = match self.noted(
+                record.terminal_id.as_str(),
+                change(&record.terminal_id, record, &stored, &self.ids.terminals),
+            ) {
                 Change::Same => continue,
                 Change::Insert => {
                     let id = sqlx::query_scalar::<_, i64>("INSERT INTO terminals (terminal_id, ksi, merchant_id, status, tmk_sealed) VALUES ($1, $2, $3, $4, $5) RETURNING id")
@@ -894,7 +874,10 @@ impl Writer<'_> {
         let stored = by_code(old, |r| &r.code);
         let mut fresh = Vec::new();
         for record in new {
-            let id = match change(&record.code, record, &stored, &self.ids.members) {
+            let id = match self.noted(
+                record.code.as_str(),
+                change(&record.code, record, &stored, &self.ids.members),
+            ) {
                 Change::Same => continue,
                 Change::Insert => {
                     fresh.push(record);
@@ -1000,7 +983,10 @@ impl Writer<'_> {
                 Some(code) => Some(resolve(&self.ids.tiers, code)?.get()),
                 None => None,
             };
-            match change(&record.code, record, &stored, &self.ids.cards) {
+            match self.noted(
+                record.code.as_str(),
+                change(&record.code, record, &stored, &self.ids.cards),
+            ) {
                 Change::Same => {}
                 Change::Insert => fresh.push((record, member, tier)),
                 Change::Update(id) => {
@@ -1051,7 +1037,10 @@ impl Writer<'_> {
     async fn rules(&mut self, new: &[RuleRecord], old: &[RuleRecord]) -> Result<(), StoreError> {
         let stored = by_code(old, |r| &r.code);
         for record in new {
-            let id = match change(&record.code, record, &stored, &self.ids.rules) {
+            let id = match self.noted(
+                record.code.as_str(),
+                change(&record.code, record, &stored, &self.ids.rules),
+            ) {
                 Change::Same => continue,
                 Change::Insert => {
                     // A placeholder row claims the id; `rule_row` writes every column.
@@ -1325,18 +1314,29 @@ async fn read_selected(
     kek: &Kek,
     select: Select<'_>,
 ) -> Result<LoadedReference, StoreError> {
-    let mut out = read_version(conn).await?;
-    let tiers = read_tiers(conn, &mut out).await?;
-    let groups = read_groups(conn, &mut out).await?;
-    read_merchants(conn, &mut out, &groups, select).await?;
-    read_terminals(conn, &mut out, &groups, kek, select).await?;
-    read_members(conn, &mut out, &groups, select).await?;
-    read_cards(conn, &mut out, &tiers, select).await?;
-    read_rules(conn, &mut out, &groups, &tiers, select).await?;
+    let mut out = read_sections(conn, kek, |_| select).await?;
     if let Select::Named(_) = select {
         read_referrer_ids(conn, &mut out).await?;
         out.previous_keys = read_previous_keys(conn, kek, select).await?;
     }
+    Ok(out)
+}
+
+/// Every tier and group, and the records `pick` selects of each other section (by its name in
+/// the import file), with the reference version.
+async fn read_sections<'a>(
+    conn: &mut Conn,
+    kek: &Kek,
+    pick: impl Fn(&str) -> Select<'a>,
+) -> Result<LoadedReference, StoreError> {
+    let mut out = read_version(conn).await?;
+    let tiers = read_tiers(conn, &mut out).await?;
+    let groups = read_groups(conn, &mut out).await?;
+    read_merchants(conn, &mut out, &groups, pick("merchants")).await?;
+    read_terminals(conn, &mut out, &groups, kek, pick("terminals")).await?;
+    read_members(conn, &mut out, &groups, pick("members")).await?;
+    read_cards(conn, &mut out, &tiers, pick("cards")).await?;
+    read_rules(conn, &mut out, &groups, &tiers, pick("rules")).await?;
     Ok(out)
 }
 
