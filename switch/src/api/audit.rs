@@ -29,9 +29,8 @@ pub async fn list(
     let limit = params.integer("limit", 1..=ROWS_MAX, ROWS_MAX);
     let before = params.integer("before", 1..=i64::MAX, i64::MAX);
     params.checked()?;
-    let (Some(limit), Some(before)) = (limit, before) else {
-        return Err(ApiError::store("paging checked but missing"));
-    };
+    // Both are given once checked passes; the defaults are the parser's own.
+    let (limit, before) = (limit.unwrap_or(ROWS_MAX), before.unwrap_or(i64::MAX));
     let rows = sqlx::query(
         "SELECT id, at_ms, operator, action, resource, resource_code, detail FROM audit_log \
          WHERE id < $1 ORDER BY id DESC LIMIT $2",

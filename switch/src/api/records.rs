@@ -133,14 +133,11 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let mut params = Params::new(pairs, &["after", "limit"]);
     let limit = params.integer("limit", 1..=LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT);
-    let after = match params.text("after") {
-        None => Some(String::new()),
-        Some(_) => params.code("after"),
-    };
+    let after = params.code("after");
     params.checked()?;
-    let (Some(after), Some(limit)) = (after, limit.and_then(|l| u32::try_from(l).ok())) else {
-        return Err(ApiError::store("paging checked but missing"));
-    };
+    // Given once checked passes; the defaults are the parser's own ("" is before every code).
+    let after = after.unwrap_or_default();
+    let limit = u32::try_from(limit.unwrap_or(LIST_LIMIT_DEFAULT)).unwrap_or(u32::MAX);
     let loaded = reference::load_page(&state.pool, &state.kek, kind.section, &after, limit)
         .await
         .map_err(ApiError::store)?;
