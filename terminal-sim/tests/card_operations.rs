@@ -16,9 +16,8 @@ use protocol::{ProcessingCode, ResponseCode};
 use serde_json::Value;
 use switch::api::auth::{self, Role};
 use switch::domain::UnixMillis;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One POST of `body` as text: status, the `idempotent-replayed` header, and the JSON body.
+/// One POST of the file `body`: status, the `idempotent-replayed` header, and the JSON body.
 async fn post(
     harness: &Harness,
     token: &str,
@@ -26,29 +25,8 @@ async fn post(
     key: Option<&str>,
     body: &str,
 ) -> (u16, bool, Value) {
-    let addr = harness.running().admin_addr;
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\
-         authorization: Bearer {token}\r\ncontent-type: text/plain\r\n"
-    );
-    if let Some(key) = key {
-        request.push_str(&format!("idempotency-key: {key}\r\n"));
-    }
-    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let replayed = head
-        .lines()
-        .any(|line| line.eq_ignore_ascii_case("idempotent-replayed: true"));
-    (
-        status,
-        replayed,
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
+    let admin = harness.running().admin_addr;
+    admin_request(admin, "POST", path, token, key, Some(body)).await
 }
 
 fn check(report: &Value, done: u64, unchanged: u64, refusals: &[(u64, &str, &str)]) {

@@ -13,21 +13,11 @@ use common::*;
 use serde_json::Value;
 use switch::api::auth::{self, Role};
 use switch::domain::UnixMillis;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get(harness: &Harness, token: &str, path: &str) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(harness.running().admin_addr)
-        .await
-        .unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\nauthorization: Bearer {token}\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let admin = harness.running().admin_addr;
+    let (status, _, body) = admin_request(admin, "GET", path, token, None, None).await;
+    (status, body)
 }
 
 /// Every code of `section`, read one page of `limit` at a time.

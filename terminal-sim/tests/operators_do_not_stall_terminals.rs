@@ -22,20 +22,13 @@ use switch::api::auth::{self, Role};
 use switch::clock::{Clock, SystemClock};
 use terminal_sim::fixture::Fixture;
 use terminal_sim::load::{self, LoadConfig, LoadReport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CARDS: usize = 20_000;
 
 async fn post(admin: std::net::SocketAddr, token: &str, path: &str) -> u16 {
-    let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\
-         authorization: Bearer {token}\r\ncontent-length: 0\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text.split(' ').nth(1).unwrap().parse().unwrap()
+    admin_request(admin, "POST", path, token, None, None)
+        .await
+        .0
 }
 
 /// Blocks and unblocks cards at `per_second` for `seconds`; returns how many were answered 200.
