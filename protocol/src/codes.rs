@@ -2,7 +2,7 @@
 //! Each is an enum; their ASCII forms appear only here.
 
 /// The message types LSTI-1 uses (PROTOCOL.md section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Mti {
     /// 0100: bank-card purchase (discount request) or balance inquiry.
     AuthorizationRequest,
@@ -90,7 +90,7 @@ impl Mti {
 }
 
 /// Processing codes (field 3) and the funding each means (PROTOCOL.md section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ProcessingCode {
     /// `000000`, 0100: discount, rest by bank card.
     BankPurchase,
@@ -197,7 +197,7 @@ impl NetworkCode {
 }
 
 /// Response codes (field 39, PROTOCOL.md section 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum ResponseCode {
     /// `00` approved.
     Approved,

@@ -64,7 +64,7 @@ impl fmt::Display for Ksi {
 }
 
 /// System trace audit number (field 11): 0..=999 999, unique per terminal per day.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Stan(u32);
 
 impl Stan {
@@ -148,7 +148,7 @@ impl fmt::Debug for TerminalId {
 }
 
 /// Retrieval reference number (field 37): 12 alphanumeric characters assigned by the switch.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Rrn([u8; 12]);
 
 impl Rrn {
@@ -192,7 +192,7 @@ impl fmt::Debug for Rrn {
 }
 
 /// Approval code (field 38): 6 alphanumeric characters set by the switch on approval.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ApprovalCode([u8; 6]);
 
 impl ApprovalCode {

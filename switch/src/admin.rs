@@ -33,6 +33,9 @@ pub struct AdminState {
     pub metrics: Option<PrometheusHandle>,
     /// The database.
     pub pool: Pool,
+    /// The journal's progress, in journal mode: not ready while the projection is past its
+    /// bound or failing.
+    pub journal: Option<Arc<crate::committer::journaled::JournalState>>,
 }
 
 /// The whole admin router: health, metrics and the operator API.
@@ -190,6 +193,14 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    if let Some(journal) = &state.journal {
+        if !journal.healthy() {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "journal projection behind its bound or failing\n",
+            );
+        }
+    }
     let query = sqlx::query("SELECT 1").execute(&state.pool);
     match tokio::time::timeout(READY_TIMEOUT, query).await {
         Ok(Ok(_)) => (StatusCode::OK, "ready\n"),

@@ -34,6 +34,8 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     committer: JoinHandle<()>,
+    /// The journal's progress, in journal mode.
+    pub journal: Option<Arc<committer::journaled::JournalState>>,
     admin: JoinHandle<()>,
     dispatcher: Option<JoinHandle<()>>,
     loyalty: JoinHandle<()>,
@@ -50,6 +52,9 @@ pub enum StartError {
     /// A configured file (the holiday calendar) cannot be read or is wrong.
     #[error("config: {0}")]
     Config(String),
+    /// The journal is corrupt or its records cannot be projected (nothing was changed).
+    #[error("{0}")]
+    Journal(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -78,6 +83,24 @@ pub async fn start(
         .await
         .map_err(|e| StartError::Store(e.to_string()))?;
     let snapshot = Arc::new(Snapshot::build(&data).map_err(|e| StartError::Store(e.to_string()))?);
+    // Journal mode: what a crash left in the journal is projected before the state is loaded.
+    let commit = match config.journal() {
+        Some(settings) => {
+            let (journal, state) = committer::journaled::recover(&pool, &settings, clock.now().get())
+                .await
+                .map_err(StartError::Journal)?;
+            committer::CommitPoint::Journal {
+                journal: Box::new(journal),
+                state,
+                lag_max: settings.lag_max,
+            }
+        }
+        None => committer::CommitPoint::Database,
+    };
+    let journal = match &commit {
+        committer::CommitPoint::Journal { state, .. } => Some(state.clone()),
+        committer::CommitPoint::Database => None,
+    };
     let state = ledger::load(&pool, clock.now())
         .await
         .map_err(|e| StartError::Store(e.to_string()))?;
@@ -99,6 +122,7 @@ pub async fn start(
         jobs_rx,
         credits_rx,
         config.committer(),
+        commit,
     ));
     let listener = listen(config.listen).map_err(|source| StartError::Listen {
         addr: config.listen,
@@ -130,6 +154,7 @@ pub async fn start(
     let admin_state = Arc::new(AdminState {
         metrics,
         pool: pool.clone(),
+        journal: journal.clone(),
     });
     let job = crate::loyalty::LoyaltyJob {
         every: std::time::Duration::from_millis(config.loyalty_every_ms.max(10)),
@@ -199,6 +224,7 @@ pub async fn start(
         shutdown,
         server,
         committer,
+        journal,
         admin,
         dispatcher,
         loyalty,
@@ -267,6 +293,14 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 impl Running {
+    /// Waits until everything answered so far is in the database (journal mode; at once with
+    /// the database as the commit point). For readers that must see what was answered.
+    pub async fn wait_projected(&self) {
+        if let Some(journal) = &self.journal {
+            journal.wait_projected().await;
+        }
+    }
+
     /// Graceful stop: stop accepting, let connections finish what they have in flight, flush
     /// the last batch, close the database.
     pub async fn stop(self) {

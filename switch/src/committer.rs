@@ -1,7 +1,8 @@
 //! The committer: one task that owns the engine, takes verified requests from every
-//! connection, decides them, writes the batch's effects in one database transaction (group
-//! commit), and only then lets the responses of durable work out (DESIGN.md sections 1 and 6).
-//! Declines change nothing and leave at once.
+//! connection, decides them, makes the batch's effects durable as one record of the journal
+//! (group commit; [`journaled`]) or, with several processes on PostgreSQL, in one database
+//! transaction ([`shared`]), and only then lets the responses of durable work out
+//! (docs/design.md sections 1 and 6). Declines change nothing and leave at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::metrics as m;
 use crate::snapshot::Snapshot;
 use crate::store::ledger;
 
+pub mod journaled;
 mod shared;
 
 /// Most requests decided per group commit: bounds a batch's transaction and its latency.
@@ -103,16 +105,38 @@ pub const WRITES_IN_FLIGHT_MAX: usize = 1;
 /// The batch size up to which queued credits join a batch ([`fill_credits`]).
 pub const CREDITS_FILL_TO: usize = 16;
 
+/// Where a batch becomes durable.
+pub enum CommitPoint {
+    /// The database, in one transaction per batch: several switch processes on one
+    /// PostgreSQL database.
+    Database,
+    /// The journal, opened and recovered ([`journaled::recover`]); the database is projected
+    /// from it.
+    Journal {
+        /// The journal.
+        journal: Box<crate::journal::Journal>,
+        /// Its progress, shared with readers.
+        state: Arc<journaled::JournalState>,
+        /// Most records not yet projected.
+        lag_max: usize,
+    },
+}
+
 /// What the engine hands the writer.
 enum Write {
     /// A batch's effects and the responses that wait for them.
     Batch {
+        /// When it was decided (Unix ms).
+        at: i64,
         effects: Vec<Effect>,
         deferred: Vec<(Job, Decision)>,
         credits: CreditReplies,
     },
     /// Acknowledged once every earlier batch is handled (after a failed commit).
     Barrier(oneshot::Sender<()>),
+    /// Every decision before this time (Unix ms) was sent before this: the projection's
+    /// freshness while the switch is idle.
+    Progress(i64),
 }
 
 /// Runs the committer until every job sender is dropped (shutdown), then returns after the
@@ -130,13 +154,33 @@ pub async fn run(
     mut jobs: mpsc::Receiver<Job>,
     mut credit_jobs: mpsc::Receiver<CreditJob>,
     config: CommitterConfig,
+    commit: CommitPoint,
 ) {
-    if crate::store::Backend::of_pool(&pool) == crate::store::Backend::Postgres {
-        return shared::run(engine, pool, clock, jobs, credit_jobs, config).await;
-    }
+    let (journal, state, lag_max) = match commit {
+        CommitPoint::Database => {
+            return shared::run(engine, pool, clock, jobs, credit_jobs, config).await;
+        }
+        CommitPoint::Journal {
+            journal,
+            state,
+            lag_max,
+        } => (journal, state, lag_max),
+    };
     let poisoned = Arc::new(AtomicBool::new(false));
     let (writes, writes_rx) = mpsc::channel(WRITES_IN_FLIGHT_MAX);
-    let writer = tokio::spawn(write_loop(pool.clone(), writes_rx, poisoned.clone()));
+    let (projections, projections_rx) = mpsc::channel(lag_max.max(1));
+    let projector = tokio::spawn(journaled::project_loop(
+        pool.clone(),
+        projections_rx,
+        state.clone(),
+        clock.clone(),
+    ));
+    let writer = {
+        let (poisoned, state) = (poisoned.clone(), state.clone());
+        tokio::task::spawn_blocking(move || {
+            journaled::journal_loop(*journal, writes_rx, projections, poisoned, state)
+        })
+    };
     let mut sweep = tokio::time::interval(config.sweep_every);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<Job> = Vec::with_capacity(config.batch_max);
@@ -151,6 +195,11 @@ pub async fn run(
             Some(job) = credit_jobs.recv() => credit_batch.push(job),
             _ = sweep.tick() => {
                 let now = clock.now();
+                // Sent before anything decided from now on, all of which is at `now` or later.
+                if writes.send(Write::Progress(now.get())).await.is_err() {
+                    error!("writer gone; stopping the committer");
+                    break;
+                }
                 engine.sweep(now, &mut effects, SWEEP_MAX);
                 engine.prune(now);
                 learn_settlement(&mut engine, &pool).await;
@@ -168,6 +217,7 @@ pub async fn run(
             continue;
         }
         let write = Write::Batch {
+            at: clock.now().get(),
             effects: std::mem::take(&mut effects),
             deferred,
             credits,
@@ -180,8 +230,27 @@ pub async fn run(
         metrics::gauge!(m::HOLDS_OPEN).set(count(engine.state.pending.len()));
     }
     drop(writes);
-    let _ = writer.await;
-    info!("committer drained");
+    let journal = writer.await;
+    let _ = projector.await;
+    if let Ok(mut journal) = journal {
+        journal.release_through(state.applied());
+    }
+    if state.lag() == 0 {
+        // Everything decided is in the database: settlement need not wait for this switch.
+        let stopped = crate::store::projection::advance(&pool, clock.now().get(), None).await;
+        let stopped = match stopped {
+            Ok(()) => crate::store::projection::set_running(&pool, false).await,
+            Err(cause) => Err(cause),
+        };
+        if let Err(cause) = stopped {
+            warn!(%cause, "cannot record the clean stop; settlement will wait for a restart");
+        }
+    }
+    info!(
+        applied = state.applied(),
+        unprojected = state.lag(),
+        "committer drained"
+    );
 }
 
 /// Takes whatever else is queued, up to the batch size, waiting the batch window for more
@@ -346,62 +415,6 @@ async fn recover(
 /// A group commit slower than this is logged with its size: every answer of its batch waited
 /// that long, so at 3 a.m. it is the first thing to look for behind a latency alarm.
 pub const SLOW_COMMIT: Duration = Duration::from_millis(250);
-
-async fn write_loop(pool: Pool, mut writes: mpsc::Receiver<Write>, poisoned: Arc<AtomicBool>) {
-    while let Some(write) = writes.recv().await {
-        let (effects, deferred, credits) = match write {
-            Write::Barrier(done) => {
-                let _ = done.send(());
-                continue;
-            }
-            Write::Batch {
-                effects,
-                deferred,
-                credits,
-            } => (effects, deferred, credits),
-        };
-        if poisoned.load(Ordering::SeqCst) {
-            // Decided on top of a batch that failed: nothing of it may count.
-            answer_system_error(deferred);
-            answer_credits(credits, false);
-            continue;
-        }
-        if effects.is_empty() {
-            deferred
-                .into_iter()
-                .for_each(|(job, decision)| send(job, decision));
-            answer_credits(credits, true);
-            continue;
-        }
-        metrics::histogram!(m::COMMIT_BATCH_SIZE).record(count(effects.len()));
-        let started = Instant::now();
-        let applied = ledger::apply(&pool, &effects).await;
-        let took = started.elapsed();
-        metrics::histogram!(m::COMMIT_SECONDS).record(took.as_secs_f64());
-        if took > SLOW_COMMIT {
-            warn!(
-                effects = effects.len(),
-                took_ms = took.as_millis(),
-                "slow group commit: its batch's answers waited for it"
-            );
-        }
-        match applied {
-            Ok(()) => {
-                deferred
-                    .into_iter()
-                    .for_each(|(job, decision)| send(job, decision));
-                answer_credits(credits, true);
-            }
-            Err(cause) => {
-                error!(%cause, effects = effects.len(), "group commit failed; answering 96 and reloading");
-                metrics::counter!(m::COMMIT_FAILURES_TOTAL).increment(1);
-                poisoned.store(true, Ordering::SeqCst);
-                answer_system_error(deferred);
-                answer_credits(credits, false);
-            }
-        }
-    }
-}
 
 /// Answers the credits of a batch: their outcome when it is durable, else a system failure.
 fn answer_credits(credits: CreditReplies, durable: bool) {

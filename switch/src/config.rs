@@ -107,6 +107,18 @@ pub struct Config {
     /// How often the sweeper runs.
     #[serde(default = "defaults::sweep_every_ms")]
     pub sweep_every_ms: u64,
+    /// The journal's directory. With SQLite the journal is always the commit point and this
+    /// defaults to the database file's path with `.journal` added; with PostgreSQL, setting
+    /// it chooses journal mode (one switch process), leaving it unset keeps the database as
+    /// the commit point (several processes). docs/config.md, "Commit point".
+    #[serde(default)]
+    pub journal_dir: Option<std::path::PathBuf>,
+    /// Bytes of one journal segment file.
+    #[serde(default = "defaults::journal_segment_bytes")]
+    pub journal_segment_bytes: u64,
+    /// Most journal records not yet projected into the database; past it the committer waits.
+    #[serde(default = "defaults::journal_lag_max")]
+    pub journal_lag_max: usize,
     /// `pretty` or `json`.
     #[serde(default = "defaults::log_format")]
     pub log_format: String,
@@ -243,6 +255,12 @@ mod defaults {
     }
     pub fn pg_pool_max() -> u32 {
         8
+    }
+    pub fn journal_segment_bytes() -> u64 {
+        crate::journal::SEGMENT_BYTES_DEFAULT
+    }
+    pub fn journal_lag_max() -> usize {
+        4_096
     }
     pub fn pg_statement_timeout_ms() -> u64 {
         5_000
@@ -412,6 +430,15 @@ impl Config {
         if let Some(v) = var("LSW_BATCH_WINDOW_US") {
             self.batch_window_us = parse("LSW_BATCH_WINDOW_US", &v)?;
         }
+        if let Some(v) = var("LSW_JOURNAL_DIR") {
+            self.journal_dir = Some(v.into()).filter(|d: &std::path::PathBuf| !d.as_os_str().is_empty());
+        }
+        if let Some(v) = var("LSW_JOURNAL_SEGMENT_BYTES") {
+            self.journal_segment_bytes = parse("LSW_JOURNAL_SEGMENT_BYTES", &v)?;
+        }
+        if let Some(v) = var("LSW_JOURNAL_LAG_MAX") {
+            self.journal_lag_max = parse("LSW_JOURNAL_LAG_MAX", &v)?;
+        }
         if let Some(v) = var("LSW_LOG_FORMAT") {
             self.log_format = v;
         }
@@ -510,6 +537,20 @@ impl Config {
             statement_timeout: Duration::from_millis(self.pg_statement_timeout_ms),
             acquire_timeout: Duration::from_millis(self.pg_acquire_timeout_ms),
         }
+    }
+
+    /// Where the commit point is: the journal (and its directory) or the database.
+    pub fn journal(&self) -> Option<crate::committer::journaled::JournalSettings> {
+        let dir = match (&self.journal_dir, crate::store::Backend::of(&self.database_url)) {
+            (Some(dir), _) => dir.clone(),
+            (None, crate::store::Backend::Postgres) => return None,
+            (None, crate::store::Backend::Sqlite) => sqlite_journal_dir(&self.database_url),
+        };
+        Some(crate::committer::journaled::JournalSettings {
+            dir,
+            segment_bytes: self.journal_segment_bytes.max(crate::journal::SEGMENT_BYTES_MIN),
+            lag_max: self.journal_lag_max.max(1),
+        })
     }
 
     /// Connection limits.
@@ -635,4 +676,20 @@ fn secret(
         name,
         message: "not hex",
     })
+}
+
+/// The default journal directory of a SQLite database: the file's path with `.journal` added.
+/// An in-memory database keeps nothing, so its journal goes to a fresh temporary directory.
+fn sqlite_journal_dir(url: &str) -> std::path::PathBuf {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") || url.contains("mode=memory") {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return std::env::temp_dir().join(format!("lsw-journal-{}-{n}", std::process::id()));
+    }
+    std::path::PathBuf::from(format!("{path}.journal"))
 }

@@ -34,6 +34,7 @@ pub mod engine;
 pub mod fast_hash;
 pub mod huge_pages;
 pub mod import;
+pub mod journal;
 pub mod logs;
 pub mod loyalty;
 pub mod metrics;

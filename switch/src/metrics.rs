@@ -10,6 +10,20 @@ pub const COMMIT_BATCH_SIZE: &str = "lsw_commit_batch_size";
 pub const COMMIT_FAILURES_TOTAL: &str = "lsw_commit_failures_total";
 /// Histogram: seconds one group commit took to write (SQLite).
 pub const COMMIT_SECONDS: &str = "lsw_commit_seconds";
+/// Histogram: seconds one journal append took (one write and one fdatasync).
+pub const JOURNAL_SYNC_SECONDS: &str = "lsw_journal_sync_seconds";
+/// Journal records appended but not yet projected into the database.
+pub const JOURNAL_LAG_RECORDS: &str = "lsw_journal_lag_records";
+/// Age in seconds of the newest record projected, while records wait (0 when caught up).
+pub const JOURNAL_LAG_SECONDS: &str = "lsw_journal_lag_seconds";
+/// Journal segment files on disk.
+pub const JOURNAL_SEGMENTS: &str = "lsw_journal_segments";
+/// Histogram: seconds one projection transaction took.
+pub const PROJECTION_SECONDS: &str = "lsw_projection_seconds";
+/// Histogram: journal records per projection transaction.
+pub const PROJECTION_RECORDS: &str = "lsw_projection_records";
+/// Projection transactions that failed (retried; nothing is lost, the journal has them).
+pub const PROJECTION_FAILURES_TOTAL: &str = "lsw_projection_failures_total";
 /// Open terminal connections.
 pub const CONNECTIONS_OPEN: &str = "lsw_connections_open";
 /// Connections refused because `connections_max` was reached.
@@ -46,6 +60,13 @@ pub fn describe() {
     metrics::describe_histogram!(COMMIT_BATCH_SIZE, "effects per group commit");
     metrics::describe_counter!(COMMIT_FAILURES_TOTAL, "group commits that failed");
     metrics::describe_histogram!(COMMIT_SECONDS, "seconds one group commit took to write");
+    metrics::describe_histogram!(JOURNAL_SYNC_SECONDS, "seconds one journal append took");
+    metrics::describe_gauge!(JOURNAL_LAG_RECORDS, "journal records not yet projected");
+    metrics::describe_gauge!(JOURNAL_LAG_SECONDS, "age of the projection while records wait");
+    metrics::describe_gauge!(JOURNAL_SEGMENTS, "journal segment files on disk");
+    metrics::describe_histogram!(PROJECTION_SECONDS, "seconds one projection transaction took");
+    metrics::describe_histogram!(PROJECTION_RECORDS, "journal records per projection");
+    metrics::describe_counter!(PROJECTION_FAILURES_TOTAL, "projection transactions that failed");
     metrics::describe_gauge!(CONNECTIONS_OPEN, "open terminal connections");
     metrics::describe_counter!(CONNECTIONS_REFUSED_TOTAL, "connections over the limit");
     metrics::describe_gauge!(HOLDS_OPEN, "pending requests holding balances");

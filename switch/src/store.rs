@@ -11,6 +11,7 @@
 
 pub mod batch;
 pub mod ledger;
+pub mod projection;
 pub mod migrations;
 pub mod reference;
 pub mod shared;

@@ -4,7 +4,7 @@
 use crate::domain::{MerchantId, Rials, RuleKind, UnixMillis};
 
 /// Why a coupon was issued (the `kind` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CouponKind {
     /// The member's birthday (the scheduled job).
     Birthday,
@@ -52,7 +52,7 @@ impl CouponKind {
 }
 
 /// What a coupon gives, and where and until when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CouponTerms {
     /// Percent of G (rounded down) or a fixed amount.
     pub kind: RuleKind,

@@ -8,7 +8,7 @@ use crate::domain::{
 };
 
 /// What a rule gives before its cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum RuleKind {
     /// `floor(G × rate / 100)`.
     Percent(Percent),

@@ -107,7 +107,7 @@ fn fallback_approval() -> ApprovalCode {
 }
 
 /// The fields of an answer, owned and fixed in size (no allocation per decision).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AnswerFields {
     /// Field 39.
     pub code: ResponseCode,
@@ -232,6 +232,25 @@ impl AnswerFields {
 pub struct AmountsText {
     bytes: [u8; SET_BYTES * SETS_MAX],
     len: u8,
+}
+
+/// In the journal: the sets' bytes, without the unused room.
+impl serde::Serialize for AmountsText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(self.as_slice(), serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AmountsText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = <Vec<u8> as serde::Deserialize>::deserialize(deserializer)?;
+        let mut text = AmountsText::default();
+        if text.try_push(&bytes) {
+            Ok(text)
+        } else {
+            Err(serde::de::Error::custom("field 54: whole sets, at most six"))
+        }
+    }
 }
 
 impl Default for AmountsText {

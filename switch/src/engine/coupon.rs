@@ -18,7 +18,7 @@ use crate::pricing;
 pub const COUPON_KEY_BYTES_MAX: usize = 64;
 
 /// Where a coupon is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CouponState {
     /// Waiting for the member's next eligible purchase.
     Available,
@@ -51,7 +51,7 @@ impl CouponState {
 }
 
 /// A member's coupon as the engine keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Coupon {
     /// Row id.
     pub id: CouponId,
@@ -94,7 +94,7 @@ pub enum CouponRefusal {
 }
 
 /// The effect of an issued coupon.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CouponRecord {
     /// The coupon (state available).
     pub coupon: Coupon,

@@ -14,7 +14,7 @@ use crate::engine::state::{ClubAccount, LotId};
 pub const CREDIT_KEY_BYTES_MAX: usize = 64;
 
 /// A credit to make.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Credit {
     /// The caller's idempotency key.
     pub key: String,
@@ -37,7 +37,7 @@ pub struct Credit {
 }
 
 /// The accepted callback of a top-up order, written with the credit it makes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopUpPayment {
     /// The order's row id.
     pub order: i64,
@@ -84,7 +84,7 @@ pub enum CreditRefusal {
 }
 
 /// The effect of an applied credit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreditRecord {
     /// The credit.
     pub credit: Credit,
@@ -168,7 +168,7 @@ impl Engine {
 /// A card's balances moving to its replacement (a new card for the same member: a lost or
 /// damaged card). Everything moves: the club balance and every store-credit lot, each lot
 /// keeping its merchant, remainder and expiry. A card is replaced at most once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Transfer {
     /// The old card.
     pub from: CardId,
@@ -196,7 +196,7 @@ pub enum TransferRefusal {
 }
 
 /// The effect of a transfer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransferRecord {
     /// The transfer.
     pub transfer: Transfer,

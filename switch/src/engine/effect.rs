@@ -6,7 +6,7 @@ use crate::domain::{CardId, MerchantId, Rials, UnixMillis};
 use crate::engine::state::{LotId, MessageKey, Txn, TxnId};
 
 /// Which balance an exception concerns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Account {
     /// The card's club balance.
     Club,
@@ -25,7 +25,7 @@ impl Account {
 }
 
 /// A new store-credit lot (cashback).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewLot {
     /// Its id, assigned by the engine.
     pub id: LotId,
@@ -40,7 +40,7 @@ pub struct NewLot {
 }
 
 /// One durable change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Effect {
     /// An approved request: the transaction row and its holds.
     Hold {
@@ -195,7 +195,7 @@ pub enum Effect {
 }
 
 /// Why holds are released.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReleaseReason {
     /// A reversal.
     Reversal,

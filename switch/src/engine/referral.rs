@@ -18,7 +18,7 @@ pub struct LoyaltyRules {
 }
 
 /// A referral rewarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Referral {
     /// The purchase whose confirm earned it.
     pub txn: TxnId,

@@ -13,16 +13,16 @@ use crate::engine::txn_table::TxnTable;
 use crate::fast_hash::HashMap;
 
 /// Row id of a transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct TxnId(pub i64);
 
 /// Row id of a store-credit lot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct LotId(pub i64);
 
 /// A message's identity on the wire: (KSI, MTI, STAN, field 7). It keys the idempotency window
 /// and, with the original's MTI, finds the original of a confirm or reversal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct MessageKey {
     /// Field 53.
     pub ksi: [u8; 16],
@@ -35,7 +35,7 @@ pub struct MessageKey {
 }
 
 /// Where a transaction is in its life (DESIGN.md section 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TxnState {
     /// Holds placed, waiting for a confirm.
     Pending,
@@ -62,7 +62,7 @@ impl TxnState {
 }
 
 /// The amounts pricing gave a purchase (DESIGN.md section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Amounts {
     /// G.
     pub gross: Rials,
@@ -81,7 +81,7 @@ pub struct Amounts {
 }
 
 /// What a confirm drew from the store-credit lots.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Capture {
     /// Club balance captured.
     pub club: Rials,
@@ -92,7 +92,7 @@ pub struct Capture {
 }
 
 /// One purchase (0100/0200) and everything that happened to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Txn {
     /// Row id.
     pub id: TxnId,

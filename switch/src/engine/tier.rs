@@ -12,7 +12,7 @@ use crate::engine::state::{State, Txn, TxnId, TxnState};
 use crate::snapshot::Snapshot;
 
 /// What caused a recompute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TierCause {
     /// A confirm.
     Confirm,
@@ -31,7 +31,7 @@ impl TierCause {
 }
 
 /// A recompute that changed what the member's activity earns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TierChange {
     /// The member.
     pub member: MemberId,

@@ -184,7 +184,9 @@ impl Harness {
         panic!("{sql}: never {wanted}, last {}", self.scalar(sql).await);
     }
 
+    /// Reads the database once everything answered so far is projected into it.
     pub async fn scalar(&self, sql: &str) -> i64 {
+        self.running().wait_projected().await;
         sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(&self.running().pool)
             .await
@@ -194,6 +196,7 @@ impl Harness {
     /// Every row of every table that holds money or transaction state, as text: equal
     /// before and after means nothing changed.
     pub async fn state(&self) -> String {
+        self.running().wait_projected().await;
         let pool = &self.running().pool;
         let mut out = String::new();
         let postgres = switch::store::Backend::of_pool(pool) == switch::store::Backend::Postgres;
