@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         cutoff,
         calendar: Calendar::fridays_only(),
         out_dir: dir.join("out"),
+        projection_wait: settlement::close::PROJECTION_WAIT_DEFAULT,
     };
     let now = UnixMillis::new(cutoff_at.get() + 3_600_000);
     let started = Instant::now();

@@ -33,7 +33,12 @@ pub struct Settings {
     pub calendar: Calendar,
     /// Where the files go.
     pub out_dir: PathBuf,
+    /// How long a close waits for a journal-mode switch's projection to pass the cutoff.
+    pub projection_wait: std::time::Duration,
 }
+
+/// The default of [`Settings::projection_wait`].
+pub const PROJECTION_WAIT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A cycle after `close`.
 #[derive(Debug, Clone)]
@@ -67,6 +72,7 @@ pub async fn close(
         Some(_) => false,
         None => {
             let plan = plan(settings, date, now)?;
+            wait_for_projection(pool, plan.cutoff_at, settings.projection_wait).await?;
             close_new(pool, &settings.calendar, &plan, now).await?
         }
     };
@@ -108,6 +114,47 @@ pub async fn run(
         tracing::warn!(cycles = closed.len(), next = %next, "more cycles are due; run again");
     }
     Ok(closed)
+}
+
+/// A switch in journal mode answers from its journal and writes the database behind
+/// (docs/design.md, "The journal"). A cycle closes over its cutoff only once the database holds
+/// every decision made before the cutoff and the switch holds a fence at it: from then on it
+/// refuses reversals of transactions confirmed before the cutoff, so none can land on a
+/// transaction this close assigns. A switch that stopped cleanly projected everything, and one
+/// with the database as its commit point never marks itself running: neither is waited for.
+///
+/// # Errors
+/// [`SettleError::ProjectionBehind`] when the wait runs out; nothing is changed but the fence
+/// asked for.
+pub async fn wait_for_projection(
+    pool: &Pool,
+    cutoff_at: UnixMillis,
+    wait: std::time::Duration,
+) -> Result<(), SettleError> {
+    use switch::store::projection;
+    let cutoff = cutoff_at.get();
+    let progress = projection::progress(pool).await?;
+    if !progress.running {
+        return Ok(());
+    }
+    projection::ask_fence(pool, cutoff).await?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let progress = projection::progress(pool).await?;
+        let passed = progress.fence_held_ms >= cutoff && progress.projected_before_ms >= cutoff;
+        if !progress.running || passed {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(SettleError::ProjectionBehind {
+                cutoff_at: local_text(cutoff_at),
+                projected_before: local_text(UnixMillis::new(progress.projected_before_ms)),
+                fence_held: local_text(UnixMillis::new(progress.fence_held_ms)),
+                waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The last working day whose cutoff is at or before `now`.

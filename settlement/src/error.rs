@@ -17,12 +17,31 @@ pub enum SettleError {
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] switch::store::StoreError),
+    /// The journal's progress could not be read.
+    #[error("journal progress: {0}")]
+    Ledger(#[from] switch::store::ledger::LedgerError),
     /// The calendar refused a date, or its file is wrong.
     #[error(transparent)]
     Calendar(#[from] CalendarError),
     /// A sum overflowed.
     #[error(transparent)]
     Amount(#[from] AmountError),
+    /// A journal-mode switch is running and its database has not caught up with the cutoff.
+    #[error(
+        "the switch's database holds its decisions only up to {projected_before} (fence at \
+         {fence_held}), short of the cutoff {cutoff_at}, after waiting {waited_ms} ms; nothing \
+         was closed. If the switch is not running, start it: it projects its journal on start"
+    )]
+    ProjectionBehind {
+        /// The cycle's cutoff, local time.
+        cutoff_at: String,
+        /// Up to when the database holds every decision, local time.
+        projected_before: String,
+        /// The fence the switch holds, local time.
+        fence_held: String,
+        /// How long the close waited.
+        waited_ms: u64,
+    },
     /// No cycle closes on a weekend day or a holiday.
     #[error("{date} is not a working day ({kind}): no cycle closes on it")]
     NotWorkingDay {

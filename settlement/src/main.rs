@@ -45,6 +45,15 @@ struct Cli {
         global = true
     )]
     out: PathBuf,
+    /// Seconds a close waits for a running journal-mode switch to project its decisions up to
+    /// the cutoff before it gives up (nothing closed, exit code non-zero).
+    #[arg(
+        long,
+        env = "LSW_SETTLE_PROJECTION_WAIT_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    projection_wait_secs: u64,
     /// The holiday calendar file (format in docs/settlement.md); without it only Fridays are off.
     #[arg(long, env = "LSW_CALENDAR", global = true)]
     calendar: Option<PathBuf>,
@@ -140,6 +149,7 @@ async fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
         cutoff,
         calendar,
         out_dir: cli.out.clone(),
+        projection_wait: std::time::Duration::from_secs(cli.projection_wait_secs),
     };
     let now = SystemClock.now();
     let uses_calendar = matches!(

@@ -74,6 +74,35 @@ pub struct ApiState {
     pub top_up: top_up::TopUpSettings,
     /// Engagement: the holiday calendar (docs/campaigns.md).
     pub engagement: engagement::EngagementSettings,
+    /// The journal's progress, in journal mode: requests wait for the projection
+    /// ([`fresh_reads`]).
+    pub journal: Option<Arc<crate::committer::journaled::JournalState>>,
+}
+
+/// How long a request waits for the projection to catch up before it is served anyway.
+pub const FRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Journal mode writes the database behind the answers (docs/design.md, "The journal"). Every
+/// API request first waits, up to [`FRESH_WAIT`], until everything answered before it arrived
+/// is in the database: an operator reads what terminals were answered and what the API itself
+/// just did.
+async fn fresh_reads(
+    axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(journal) = &state.journal {
+        if tokio::time::timeout(FRESH_WAIT, journal.wait_projected())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                lag_records = journal.lag(),
+                "operator request served before the projection caught up"
+            );
+        }
+    }
+    next.run(request).await
 }
 
 /// Every route [`router`] serves, as (method, path) with axum's `{name}` placeholders. The
@@ -311,6 +340,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/cards/{code}/view", get(views::card))
         .route("/api/v1/members/{code}/view", get(views::member))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), fresh_reads))
         .with_state(state)
 }
 

@@ -199,6 +199,7 @@ pub async fn start(
         surveys: config.surveys(),
         top_up: config.top_up(),
         engagement: crate::api::engagement::EngagementSettings { calendar },
+        journal: journal.clone(),
     });
     // Another process may change the reference data: an import (on SQLite too), or another
     // switch's API on a shared PostgreSQL database.

@@ -134,9 +134,15 @@ enum Write {
     },
     /// Acknowledged once every earlier batch is handled (after a failed commit).
     Barrier(oneshot::Sender<()>),
-    /// Every decision before this time (Unix ms) was sent before this: the projection's
-    /// freshness while the switch is idle.
-    Progress(i64),
+    /// Every decision before `at` (Unix ms) was sent before this, and so was every decision
+    /// made before the engine held settlement's fence at `fence`: the projection's freshness
+    /// while the switch is idle, and the fence settlement waits for.
+    Progress {
+        /// The time.
+        at: i64,
+        /// The fence the engine holds.
+        fence: i64,
+    },
 }
 
 /// Runs the committer until every job sender is dropped (shutdown), then returns after the
@@ -195,14 +201,16 @@ pub async fn run(
             Some(job) = credit_jobs.recv() => credit_batch.push(job),
             _ = sweep.tick() => {
                 let now = clock.now();
-                // Sent before anything decided from now on, all of which is at `now` or later.
-                if writes.send(Write::Progress(now.get())).await.is_err() {
-                    error!("writer gone; stopping the committer");
-                    break;
-                }
                 engine.sweep(now, &mut effects, SWEEP_MAX);
                 engine.prune(now);
                 learn_settlement(&mut engine, &pool).await;
+                let fence = hold_fence(&mut engine, &pool).await;
+                // Before anything decided from here on, all of which is at `now` or later and
+                // under the fence.
+                if writes.send(Write::Progress { at: now.get(), fence }).await.is_err() {
+                    error!("writer gone; stopping the committer");
+                    break;
+                }
             }
         }
         fill_batch(&mut jobs, &mut batch, &config).await;
@@ -392,6 +400,25 @@ async fn learn_settlement(engine: &mut Engine, pool: &Pool) {
         }
         Ok(_) => {}
         Err(cause) => warn!(%cause, "cannot read settled transactions; will retry"),
+    }
+}
+
+/// Settlement asks for a fence before it closes a cycle (journal mode,
+/// `journal_progress.fence_asked_ms`); the engine holds it from here on. Returns the fence held.
+async fn hold_fence(engine: &mut Engine, pool: &Pool) -> i64 {
+    match crate::store::projection::progress(pool).await {
+        Ok(progress) => {
+            let held = engine.state.fence_ms;
+            let now_held = engine.hold_fence(progress.fence_asked_ms);
+            if now_held > held {
+                info!(fence_ms = now_held, "settlement fence held: reversals of transactions confirmed before it are refused");
+            }
+            now_held
+        }
+        Err(cause) => {
+            warn!(%cause, "cannot read settlement's fence; will retry");
+            engine.state.fence_ms
+        }
     }
 }
 

@@ -8,10 +8,15 @@ pub const MESSAGE_DURATION_SECONDS: &str = "lsw_message_duration_seconds";
 pub const COMMIT_BATCH_SIZE: &str = "lsw_commit_batch_size";
 /// Group commits that failed (each answered `96` and reloaded the state).
 pub const COMMIT_FAILURES_TOTAL: &str = "lsw_commit_failures_total";
-/// Histogram: seconds one group commit took to write (SQLite).
+/// Histogram: seconds one group commit took to become durable (journal mode: encoding and
+/// appending its record).
 pub const COMMIT_SECONDS: &str = "lsw_commit_seconds";
 /// Histogram: seconds one journal append took (one write and one fdatasync).
 pub const JOURNAL_SYNC_SECONDS: &str = "lsw_journal_sync_seconds";
+/// The last journal record made durable (set before its batch's answers leave).
+pub const JOURNAL_APPENDED_SEQ: &str = "lsw_journal_appended_seq";
+/// The last journal record projected into the database.
+pub const JOURNAL_APPLIED_SEQ: &str = "lsw_journal_applied_seq";
 /// Journal records appended but not yet projected into the database.
 pub const JOURNAL_LAG_RECORDS: &str = "lsw_journal_lag_records";
 /// Age in seconds of the newest record projected, while records wait (0 when caught up).
@@ -62,6 +67,8 @@ pub fn describe() {
     metrics::describe_histogram!(COMMIT_SECONDS, "seconds one group commit took to write");
     metrics::describe_histogram!(JOURNAL_SYNC_SECONDS, "seconds one journal append took");
     metrics::describe_gauge!(JOURNAL_LAG_RECORDS, "journal records not yet projected");
+    metrics::describe_gauge!(JOURNAL_APPENDED_SEQ, "last journal record made durable");
+    metrics::describe_gauge!(JOURNAL_APPLIED_SEQ, "last journal record in the database");
     metrics::describe_gauge!(JOURNAL_LAG_SECONDS, "age of the projection while records wait");
     metrics::describe_gauge!(JOURNAL_SEGMENTS, "journal segment files on disk");
     metrics::describe_histogram!(PROJECTION_SECONDS, "seconds one projection transaction took");

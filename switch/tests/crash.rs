@@ -129,6 +129,8 @@ async fn approved_work_survives_kill_9() {
         let response = parse(&wire.receive().unwrap(), &keys);
         assert_eq!(response.code, ResponseCode::Approved);
     }
+    // The database is written behind the answers (journal mode).
+    wait_projected(admin);
     let captured = scalar(
         &db,
         "SELECT COALESCE(CAST(SUM(club_rials) AS BIGINT), 0) FROM captures",

@@ -297,6 +297,7 @@ async fn settle(
         cutoff: settlement::cycle::Cutoff::DEFAULT,
         calendar: settlement::calendar::Calendar::fridays_only(),
         out_dir: dir.join("settlement"),
+        projection_wait: settlement::close::PROJECTION_WAIT_DEFAULT,
     };
     let later = switch::domain::UnixMillis::new(now.get() + 2 * switch::domain::time::DAY_MS);
     let closed = settlement::close::run(pool, &settings, later)

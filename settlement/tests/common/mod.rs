@@ -45,6 +45,7 @@ pub fn settings(out_dir: PathBuf, calendar: &str) -> Settings {
         cutoff: Cutoff::DEFAULT,
         calendar: Calendar::parse(calendar, "calendar.txt").unwrap(),
         out_dir,
+        projection_wait: std::time::Duration::from_secs(10),
     }
 }
 

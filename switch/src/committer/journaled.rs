@@ -120,8 +120,14 @@ pub(super) enum Projection {
         effects: Vec<Effect>,
         credits: CreditReplies,
     },
-    /// Every decision before this time was sent before this.
-    Progress(i64),
+    /// Every decision before `at` was sent before this, and every one made before the engine
+    /// held the fence at `fence`.
+    Progress {
+        /// The time.
+        at: i64,
+        /// The fence.
+        fence: i64,
+    },
     /// Acknowledged once every earlier record is projected.
     Barrier(oneshot::Sender<()>),
 }
@@ -193,6 +199,8 @@ pub async fn recover(
         .lag_max
         .store(u64::try_from(settings.lag_max).unwrap_or(u64::MAX), Ordering::SeqCst);
     metrics::gauge!(m::JOURNAL_SEGMENTS).set(count(journal.segment_count()));
+    metrics::gauge!(m::JOURNAL_APPENDED_SEQ).set(lag_f64(last));
+    metrics::gauge!(m::JOURNAL_APPLIED_SEQ).set(lag_f64(last));
     Ok((journal, state))
 }
 
@@ -212,8 +220,8 @@ pub(super) fn journal_loop(
                 let _ = projector.blocking_send(Projection::Barrier(done));
                 continue;
             }
-            Write::Progress(at) => {
-                let _ = projector.blocking_send(Projection::Progress(at));
+            Write::Progress { at, fence } => {
+                let _ = projector.blocking_send(Projection::Progress { at, fence });
                 continue;
             }
             Write::Batch {
@@ -236,6 +244,7 @@ pub(super) fn journal_loop(
             answer_credits(credits, true);
             continue;
         }
+        let commit_started = Instant::now();
         buf.clear();
         let entry = EntryRef {
             at,
@@ -255,7 +264,9 @@ pub(super) fn journal_loop(
             });
         match appended {
             Ok(seq) => {
+                metrics::histogram!(m::COMMIT_SECONDS).record(commit_started.elapsed().as_secs_f64());
                 state.appended.store(seq, Ordering::SeqCst);
+                metrics::gauge!(m::JOURNAL_APPENDED_SEQ).set(lag_f64(seq));
                 deferred
                     .into_iter()
                     .for_each(|(job, decision)| send(job, decision));
@@ -331,6 +342,8 @@ struct Batch {
     records: usize,
     /// The newest record's decision time, or a later progress mark.
     before: Option<i64>,
+    /// The fence the engine held at the latest progress mark.
+    fence: Option<i64>,
     at: i64,
 }
 
@@ -357,8 +370,9 @@ impl Batch {
                 effects.append(&mut more);
                 credits.append(&mut waiting);
             }
-            Projection::Progress(at) => {
+            Projection::Progress { at, fence } => {
                 self.before = Some(self.before.map_or(at, |b| b.max(at)));
+                self.fence = Some(self.fence.map_or(fence, |f| f.max(fence)));
             }
             Projection::Barrier(done) => barriers.push(done),
         }
@@ -378,19 +392,22 @@ async fn project(
     let mut pause = Duration::from_millis(20);
     loop {
         let started = Instant::now();
-        let done = match batch.first {
+        let mut done = match batch.first {
             Some(first) => projection::apply(pool, effects, first, batch.last, batch.before).await,
-            None => match batch.before {
-                Some(before) => projection::advance(pool, before, None).await,
-                None => Ok(()),
-            },
+            None => Ok(()),
         };
+        if done.is_ok() && (batch.fence.is_some() || batch.first.is_none()) {
+            if let Some(before) = batch.before {
+                done = projection::advance(pool, before, batch.fence).await;
+            }
+        }
         match done {
             Ok(()) => {
                 metrics::histogram!(m::PROJECTION_SECONDS).record(started.elapsed().as_secs_f64());
                 if batch.first.is_some() {
                     metrics::histogram!(m::PROJECTION_RECORDS).record(count(batch.records));
                     state.applied.store(batch.last, Ordering::SeqCst);
+                    metrics::gauge!(m::JOURNAL_APPLIED_SEQ).set(lag_f64(batch.last));
                     state.applied_at.store(batch.at, Ordering::SeqCst);
                 }
                 state.projection_failing.store(false, Ordering::SeqCst);
@@ -420,6 +437,9 @@ async fn project(
     }
 }
 
+/// A count or sequence number as a metric value (exact below 2^53).
 fn lag_f64(n: u64) -> f64 {
-    f64::from(u32::try_from(n).unwrap_or(u32::MAX))
+    let high = u32::try_from(n >> 32).unwrap_or(u32::MAX);
+    let low = u32::try_from(n & u64::from(u32::MAX)).unwrap_or(u32::MAX);
+    f64::from(high) * 4_294_967_296.0 + f64::from(low)
 }

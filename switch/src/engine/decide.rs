@@ -271,6 +271,14 @@ impl Engine {
         self.state.settled_cycle = self.state.settled_cycle.max(cycle);
     }
 
+    /// Holds settlement's fence at `cutoff_ms` (journal mode): from now on a reversal of a
+    /// transaction confirmed before it is refused (`12`) and recorded as a late reversal.
+    /// Returns the fence now held.
+    pub fn hold_fence(&mut self, cutoff_ms: i64) -> i64 {
+        self.state.fence_ms = self.state.fence_ms.max(cutoff_ms);
+        self.state.fence_ms
+    }
+
     /// Forgets answered messages older than the window.
     pub fn prune(&mut self, now: UnixMillis) {
         let oldest = now.get() - self.config.answered_window_ms;
@@ -502,7 +510,10 @@ impl Engine {
             return Err(Decline::OriginalNotFound);
         }
         check_same(txn, follow_up)?;
-        match txn.state {
+        // Past settlement's fence a confirmed transaction is as good as settled.
+        let settling = txn.state == TxnState::Confirmed && txn.capture.at.get() < self.state.fence_ms;
+        let state = if settling { TxnState::Settled } else { txn.state };
+        match state {
             TxnState::Pending => self.release(id, ReleaseReason::Reversal, now, effects),
             TxnState::Confirmed => self.give_back(snapshot, id, now, effects),
             TxnState::Expired => {
@@ -563,6 +574,7 @@ impl Engine {
             club,
             lots: lots.clone(),
             cashback_lot: cashback.map(|lot| lot.id),
+            at: now,
         };
         self.state.confirm(id, capture);
         effects.push(Effect::Capture {

@@ -89,6 +89,8 @@ pub struct Capture {
     pub lots: Vec<(LotId, Rials)>,
     /// The cashback lot the confirm issued, if any.
     pub cashback_lot: Option<LotId>,
+    /// When it was confirmed (zero until then): what settlement's cutoff is compared with.
+    pub at: UnixMillis,
 }
 
 /// One purchase (0100/0200) and everything that happened to it.
@@ -150,6 +152,7 @@ impl Capture {
             club: Rials::ZERO,
             lots: Vec::new(),
             cashback_lot: None,
+            at: UnixMillis::new(0),
         }
     }
 }
@@ -276,6 +279,9 @@ pub struct State {
     pub replaced: HashMap<CardId, CardId>,
     /// The newest settlement cycle whose transactions the engine knows are settled.
     pub settled_cycle: i64,
+    /// Settlement's fence (Unix ms, journal mode): a confirmed transaction captured before it
+    /// is being settled, so its reversal is refused as a settled one's is.
+    pub fence_ms: i64,
     /// Next transaction id.
     pub next_txn: i64,
     /// Next lot id.

@@ -129,6 +129,12 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
             .fetch_one(&mut *conn)
             .await?
             .unwrap_or(0);
+    state.fence_ms = sqlx::query_scalar::<_, i64>(
+        "SELECT fence_asked_ms FROM journal_progress WHERE id = 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .unwrap_or(0);
     load_windows(&mut conn, &mut state, now).await?;
     for row in sqlx::query(
         "SELECT idempotency_key, card_id, merchant_id, amount_rials FROM balance_credits",
@@ -332,6 +338,10 @@ pub(crate) fn txn_from_row(
         club: captured_club.and_then(Rials::new).unwrap_or(Rials::ZERO),
         lots: lots_by_txn.remove(&id).unwrap_or_default(),
         cashback_lot: row.try_get::<Option<i64>, _>("cashback_lot_id")?.map(LotId),
+        at: UnixMillis::new(
+            row.try_get::<Option<i64>, _>("confirmed_at_ms")?
+                .unwrap_or(0),
+        ),
     };
     let version: i64 = row.try_get("snapshot_version")?;
     Ok(Txn {

@@ -91,6 +91,35 @@ pub fn wait_listening(listen: SocketAddr) {
     }
 }
 
+/// One value of the switch's `/metrics`, or `None` when it has no such line.
+pub fn metric(admin: SocketAddr, name: &str) -> Option<f64> {
+    let mut stream = TcpStream::connect(admin).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Waits until a journal-mode switch has written everything it answered so far into its
+/// database (its applied record reaches the appended one read first); at once when the
+/// database is the commit point (no journal metrics).
+pub fn wait_projected(admin: SocketAddr) {
+    let Some(target) = metric(admin, "lsw_journal_appended_seq") else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(admin, "lsw_journal_applied_seq").unwrap_or(0.0) < target {
+        assert!(Instant::now() < deadline, "projection did not reach record {target}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The variable naming the PostgreSQL server the tests may use.
 pub const DATABASE_URL: &str = "LSW_TEST_DATABASE_URL";
 
