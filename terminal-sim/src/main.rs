@@ -97,6 +97,10 @@ enum Command {
         /// The switch's database URL (sqlite://path), opened read only.
         #[arg(long)]
         db: String,
+        /// The switch's admin address: its `/metrics` tell when the database holds what was
+        /// answered (journal mode writes it behind the answers).
+        #[arg(long, default_value = "127.0.0.1:5880")]
+        admin: SocketAddr,
         /// The switch's hold timeout (its LSW_HOLD_TIMEOUT_MS); keep it short for this run.
         #[arg(long, default_value_t = 120_000)]
         hold_timeout_ms: u64,
@@ -245,6 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             addr,
             fixture,
             db,
+            admin,
             hold_timeout_ms,
             stan_base,
             verbose,
@@ -272,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 hold_timeout: Duration::from_millis(hold_timeout_ms),
                 stan_base: stan_base
                     .unwrap_or_else(|| rand::random::<u32>() % scenario::STAN_BASE_MAX),
+                freshness: scenario::Freshness::Admin(admin),
             };
             let mut failed = 0_usize;
             for scenario in scenarios {

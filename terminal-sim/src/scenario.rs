@@ -114,6 +114,72 @@ pub struct ScenarioContext {
     /// First STAN of the first scenario's block, at most [`STAN_BASE_MAX`]; a different base
     /// keeps repeated runs within one second apart.
     pub stan_base: u32,
+    /// How to wait until the database holds what the switch answered (journal mode writes it
+    /// behind the answers).
+    pub freshness: Freshness,
+}
+
+/// How a reader learns that a journal-mode switch's database has caught up with its answers.
+#[derive(Clone)]
+pub enum Freshness {
+    /// Read at once (the database is the commit point).
+    Immediate,
+    /// The in-process switch's journal progress.
+    InProcess(Arc<switch::committer::journaled::JournalState>),
+    /// An external switch's `/metrics` at this admin address: `lsw_journal_applied_seq` must
+    /// reach the `lsw_journal_appended_seq` read first (no such lines: read at once).
+    Admin(SocketAddr),
+}
+
+impl Freshness {
+    /// Waits until everything answered before the call is in the database (at most 20 s).
+    pub async fn wait(&self) {
+        match self {
+            Freshness::Immediate => {}
+            Freshness::InProcess(journal) => {
+                let _ = tokio::time::timeout(Duration::from_secs(20), journal.wait_projected()).await;
+            }
+            Freshness::Admin(admin) => {
+                let Some(target) = metric(*admin, "lsw_journal_appended_seq").await else {
+                    return;
+                };
+                for _ in 0..4_000 {
+                    if metric(*admin, "lsw_journal_applied_seq").await.unwrap_or(0) >= target {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+}
+
+/// One integer value of a switch's `/metrics`, or `None`.
+async fn metric(admin: SocketAddr, name: &str) -> Option<u64> {
+    use tokio::io::AsyncReadExt;
+    let mut stream = TcpStream::connect(admin).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut text))
+        .await
+        .ok()?
+        .ok()?;
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .and_then(|value| format!("{value:.0}").parse().ok())
+}
+
+impl ScenarioContext {
+    /// The switch's database, once it holds what was answered.
+    pub async fn db(&self) -> &Pool {
+        self.freshness.wait().await;
+        &self.db
+    }
 }
 
 /// What a scenario checked.
@@ -608,12 +674,12 @@ impl<'a> Probe<'a> {
         captures: i64,
         what: &str,
     ) -> Result<i64, ScenarioError> {
-        let rows = transactions(&self.context.db, out).await?;
+        let rows = transactions(self.context.db().await, out).await?;
         let found = match rows.as_slice() {
             [(id, got)] => Some((
                 *id,
                 got.clone(),
-                capture_count(&self.context.db, *id).await?,
+                capture_count(self.context.db().await, *id).await?,
             )),
             _ => None,
         };
@@ -630,7 +696,7 @@ impl<'a> Probe<'a> {
 
     /// Requires no transaction under `out`'s key.
     async fn no_transaction(&mut self, out: &Outgoing, what: &str) -> Result<(), ScenarioError> {
-        let rows = transactions(&self.context.db, out).await?;
+        let rows = transactions(self.context.db().await, out).await?;
         self.ensure(rows.is_empty(), &format!("{what}: no transaction"), || {
             format!("found {rows:?}")
         })
@@ -644,7 +710,7 @@ impl<'a> Probe<'a> {
             states.clear();
             for out in outs {
                 states.extend(
-                    transactions(&self.context.db, out)
+                    transactions(self.context.db().await, out)
                         .await?
                         .into_iter()
                         .map(|(_, got)| got),
@@ -664,7 +730,7 @@ impl<'a> Probe<'a> {
 
     /// Runs the conservation invariants; all must hold.
     async fn finish(mut self, scenario: Scenario) -> Result<Outcome, ScenarioError> {
-        let findings = crate::check::run(&self.context.db).await?;
+        let findings = crate::check::run(self.context.db().await).await?;
         let broken: Vec<String> = findings
             .iter()
             .filter(|finding| finding.count > 0)
@@ -968,7 +1034,7 @@ async fn confirms_late(p: &mut Probe<'_>) -> Result<(), ScenarioError> {
     let id = p
         .transaction(&covered, "confirmed", 1, "the covered advice")
         .await?;
-    let shortfalls = exceptions(&p.context.db, id).await?;
+    let shortfalls = exceptions(p.context.db().await, id).await?;
     p.ensure(
         shortfalls.is_empty(),
         "a covered advice records no exception",
@@ -994,7 +1060,7 @@ async fn confirms_late(p: &mut Probe<'_>) -> Result<(), ScenarioError> {
     let id = p
         .transaction(&big, "confirmed", 1, "the short advice")
         .await?;
-    let shortfalls = exceptions(&p.context.db, id).await?;
+    let shortfalls = exceptions(p.context.db().await, id).await?;
     let expected = vec![(
         "advice_shortfall".to_string(),
         "club".to_string(),
@@ -1059,7 +1125,7 @@ async fn reversal_first(p: &mut Probe<'_>) -> Result<(), ScenarioError> {
             "a reversal of an original never seen",
         )
         .await?;
-    let remembered = tombstones(&p.context.db, &original).await?;
+    let remembered = tombstones(p.context.db().await, &original).await?;
     p.ensure(remembered == 1, "the reversal is remembered", || {
         format!("{remembered} tombstones")
     })?;
@@ -1186,7 +1252,7 @@ async fn resend_all(
             ResponseCode::Approved,
             &format!("a resent {what}"),
         )?;
-        let stored = stored_answer(&p.context.db, message).await?;
+        let stored = stored_answer(p.context.db().await, message).await?;
         let record = stored
             .as_deref()
             .and_then(|record| RawMessage::parse(Bytes::copy_from_slice(record)).ok());
@@ -1319,8 +1385,8 @@ async fn reordered(p: &mut Probe<'_>) -> Result<(), ScenarioError> {
         },
     )?;
     reordered_after(p, &chased, chased_code, &kept, &dropped, &late).await?;
-    let late_rrn = match transactions(&p.context.db, &late).await?.first() {
-        Some((id, _)) => rrn_of(&p.context.db, *id).await?,
+    let late_rrn = match transactions(p.context.db().await, &late).await?.first() {
+        Some((id, _)) => rrn_of(p.context.db().await, *id).await?,
         None => None,
     };
     let late_rrn =
@@ -1358,7 +1424,7 @@ async fn reordered_after(
         _ => {
             p.no_transaction(chased, "the request its reversal overtook")
                 .await?;
-            let remembered = tombstones(&p.context.db, chased).await?;
+            let remembered = tombstones(p.context.db().await, chased).await?;
             p.ensure(
                 remembered == 1,
                 "the overtaking reversal is remembered",

@@ -15,12 +15,18 @@
 //! - the network delivers one message in flight, not always the oldest (reordering), or loses
 //!   it; a response is lost on its way back now and then;
 //! - the clock moves, sometimes past the hold timeout, and the sweeper runs;
-//! - the committer writes the batch (responses of durable work leave only then);
-//! - the store crashes: the batch not yet written is lost with its responses, or the batch is
-//!   written and its responses are lost; the engine restarts from what the store loads.
+//! - the committer appends the batch to the journal (responses of durable work leave only
+//!   then);
+//! - the projector writes some of the journal's records into the database;
+//! - the switch crashes: before the append (the batch is lost with its responses), after the
+//!   append and before its projection (its responses are lost), or inside a projection
+//!   transaction (rolled back); the switch restarts as `lsw-switch serve` does: the journal is
+//!   opened and what the database lacks is projected, then the engine loads from the store.
 //!
+//! The journal is the real one, in a directory of its own per seed (on `/dev/shm` where it
+//! exists: a simulated crash keeps the page cache, so syncs only cost time here).
 //! The terminals remember every response they hear. After every step the cheap invariants run
-//! in memory; after every commit and crash the SQL ones run too ([`crate::check`], plus: every
+//! in memory; after every projection and crash the SQL ones run too ([`crate::check`], plus: every
 //! approval heard is durable, every confirm heard has exactly one capture, the engine's state
 //! equals what the store rebuilds). A breach stops the run with a [`Failure`] that names the
 //! seed and step: the same seed replays the same run exactly.
@@ -41,7 +47,9 @@ use switch::admission::{admit, Admission};
 use switch::domain::{Kek, PanTokenKey, UnixMillis};
 use switch::engine::{Effect, Engine, EngineConfig, MessageKey, State, TxnState};
 use switch::snapshot::Snapshot;
-use switch::store::ledger;
+use switch::committer::journaled::{self, JournalSettings};
+use switch::journal::Journal;
+use switch::store::{ledger, projection};
 use switch::store::Pool;
 
 /// The simulated clock's start: 2026-11-22T18:30:00Z.
@@ -423,6 +431,40 @@ fn every_card(network: &str) -> Result<Vec<Pan>, SetupError> {
     Ok(cards)
 }
 
+/// Where a simulated crash comes.
+#[derive(Debug, Clone, Copy)]
+enum Crash {
+    /// The batch was decided and not yet appended: it is lost with its responses.
+    BeforeAppend,
+    /// The batch's record is durable and its responses were lost; nothing projected it.
+    BeforeProjection,
+    /// Inside a projection transaction of every unprojected record: it rolls back.
+    InsideProjection,
+}
+
+/// Small segments, so seeds roll them.
+const SIM_SEGMENT_BYTES: u64 = 64 << 10;
+
+fn journal_settings(dir: &tempfile::TempDir) -> JournalSettings {
+    JournalSettings {
+        dir: dir.path().to_path_buf(),
+        segment_bytes: SIM_SEGMENT_BYTES,
+        lag_max: 1 << 20,
+    }
+}
+
+/// A seed's journal directory: on `/dev/shm` where it exists (the simulated crash keeps the
+/// page cache, so a sync to disk would cost time and show nothing).
+fn journal_dir() -> std::io::Result<tempfile::TempDir> {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::Builder::new().prefix("lsw-sim-").tempdir_in(shm) {
+            return Ok(dir);
+        }
+    }
+    tempfile::Builder::new().prefix("lsw-sim-").tempdir()
+}
+
 /// Plays one seed for `steps` steps on `store` (put back to the template first), then
 /// drains: the last batch is written, the clock passes the hold timeout, the sweeper runs and
 /// everything is checked once more.
@@ -510,6 +552,11 @@ struct Simulation<'w> {
     inflight: Vec<usize>,
     effects: Vec<Effect>,
     deferred: Vec<Deferred>,
+    /// The journal and its directory.
+    journal: Option<Journal>,
+    journal_dir: tempfile::TempDir,
+    /// Records appended and not yet projected: sequence number, decision time, effects.
+    unprojected: Vec<(u64, i64, Vec<Effect>)>,
     /// Purchases heard approved.
     approved: Vec<usize>,
     /// Confirms heard `00`.
@@ -533,10 +580,17 @@ impl<'w> Simulation<'w> {
             hold_timeout_ms: HOLD_TIMEOUT_MS,
             answered_window_ms: ledger::ANSWERED_WINDOW_MS,
         };
+        let journal_dir = journal_dir().map_err(|error| format!("journal dir: {error}"))?;
+        let (journal, _) = journaled::recover(&pool, &journal_settings(&journal_dir), START_MS)
+            .await
+            .map_err(|error| format!("journal: {error}"))?;
         let state = ledger::load(&pool, UnixMillis::new(START_MS))
             .await
             .map_err(|error| format!("load: {error}"))?;
         Ok(Simulation {
+            journal: Some(journal),
+            journal_dir,
+            unprojected: Vec::new(),
             world,
             pool,
             rng: StdRng::seed_from_u64(seed),
@@ -568,9 +622,11 @@ impl<'w> Simulation<'w> {
             500..=799 => self.deliver()?,
             800..=819 => self.lose_in_flight(),
             820..=879 => self.advance()?,
-            880..=984 => self.commit().await?,
-            985..=992 => self.crash(false).await?,
-            _ => self.crash(true).await?,
+            880..=944 => self.commit().await?,
+            945..=984 => self.project(false).await?,
+            985..=990 => self.crash(Crash::BeforeAppend).await?,
+            991..=995 => self.crash(Crash::BeforeProjection).await?,
+            _ => self.crash(Crash::InsideProjection).await?,
         }
         self.check_memory()
     }
@@ -583,6 +639,7 @@ impl<'w> Simulation<'w> {
         self.now += HOLD_TIMEOUT_MS + 1;
         self.sweep();
         self.commit().await?;
+        self.project(true).await?;
         self.check_memory()?;
         if !self.engine.state.pending.is_empty() {
             return Err(format!(
@@ -897,7 +954,8 @@ impl<'w> Simulation<'w> {
         }
     }
 
-    /// The group commit: the batch's effects in one transaction, then its responses.
+    /// The group commit: the batch's effects appended to the journal as one record, then its
+    /// responses.
     async fn commit(&mut self) -> Step {
         let effects = std::mem::take(&mut self.effects);
         let deferred = std::mem::take(&mut self.deferred);
@@ -909,9 +967,7 @@ impl<'w> Simulation<'w> {
             )
         });
         if !effects.is_empty() {
-            ledger::apply(&self.pool, &effects)
-                .await
-                .map_err(|error| format!("group commit failed: {error}"))?;
+            self.append(effects)?;
             self.summary.commits += 1;
         }
         for Deferred {
@@ -922,39 +978,100 @@ impl<'w> Simulation<'w> {
         {
             self.hear(message, &response, durable)?;
         }
-        if !effects.is_empty() {
-            self.check_store().await?;
+        Ok(())
+    }
+
+    /// Appends a batch's record to the journal.
+    fn append(&mut self, effects: Vec<Effect>) -> Step {
+        let payload = journaled::encode(self.now, &effects)?;
+        let journal = self.journal.as_mut().ok_or("no journal")?;
+        let seq = journal
+            .append(&payload)
+            .map_err(|error| format!("journal append: {error}"))?;
+        self.unprojected.push((seq, self.now, effects));
+        Ok(())
+    }
+
+    /// The projector writes the oldest records (all of them with `all`, else a random number)
+    /// into the database in one transaction; the SQL invariants hold after any prefix, and
+    /// once everything is projected the store equals the engine.
+    async fn project(&mut self, all: bool) -> Step {
+        let n = if all || self.unprojected.is_empty() {
+            self.unprojected.len()
+        } else {
+            self.rng.gen_range(1..=self.unprojected.len())
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let records: Vec<_> = self.unprojected.drain(..n).collect();
+        let (first, last, at) = match (records.first(), records.last()) {
+            (Some(first), Some(last)) => (first.0, last.0, last.1),
+            _ => return Ok(()),
+        };
+        self.trace(|| format!("project records {first}..={last}"));
+        let effects: Vec<Effect> = records.into_iter().flat_map(|(_, _, e)| e).collect();
+        projection::apply(&self.pool, &effects, first, last, Some(at))
+            .await
+            .map_err(|error| format!("projection failed: {error}"))?;
+        self.check_store().await?;
+        if self.unprojected.is_empty() && self.effects.is_empty() {
+            self.check_heard_stored().await?;
             self.check_engine_equals_store().await?;
         }
         Ok(())
     }
 
-    /// A crash of the switch: the batch not yet written is lost (or, `after_write`, written
-    /// with its responses lost), and the engine starts again from the store.
-    async fn crash(&mut self, after_write: bool) -> Step {
+    /// A crash of the switch at one of three points, then its start: the journal is opened,
+    /// what the database lacks is projected, and the engine loads from the store.
+    async fn crash(&mut self, at: Crash) -> Step {
         let effects = std::mem::take(&mut self.effects);
         self.trace(|| {
             format!(
-                "crash {} the write: {} effects, {} responses lost",
-                if after_write { "after" } else { "before" },
+                "crash {at:?}: {} effects, {} responses lost, {} records unprojected",
                 effects.len(),
-                self.deferred.len()
+                self.deferred.len(),
+                self.unprojected.len()
             )
         });
         self.deferred.clear();
-        if after_write && !effects.is_empty() {
-            ledger::apply(&self.pool, &effects)
-                .await
-                .map_err(|error| format!("group commit failed: {error}"))?;
-            self.summary.commits += 1;
+        match at {
+            Crash::BeforeAppend => {}
+            Crash::BeforeProjection => {
+                if !effects.is_empty() {
+                    self.append(effects)?;
+                    self.summary.commits += 1;
+                }
+            }
+            Crash::InsideProjection => {
+                // A projection transaction written in full, then never committed.
+                if let (Some(first), Some(last)) = (self.unprojected.first(), self.unprojected.last()) {
+                    let (first, last, at) = (first.0, last.0, last.1);
+                    let all: Vec<Effect> =
+                        self.unprojected.iter().flat_map(|(_, _, e)| e.clone()).collect();
+                    let mut tx = self.pool.begin().await.map_err(|e| format!("begin: {e}"))?;
+                    projection::write(&mut tx, &all, first, last, Some(at))
+                        .await
+                        .map_err(|error| format!("projection failed: {error}"))?;
+                    drop(tx);
+                }
+            }
         }
+        self.journal = None;
+        self.unprojected.clear();
+        let (journal, _) =
+            journaled::recover(&self.pool, &journal_settings(&self.journal_dir), self.now)
+                .await
+                .map_err(|error| format!("journal recovery: {error}"))?;
+        self.journal = Some(journal);
         let state = ledger::load(&self.pool, UnixMillis::new(self.now))
             .await
             .map_err(|error| format!("load after crash: {error}"))?;
         self.engine = Engine::new(state, self.config);
         self.epoch += 1;
         self.summary.crashes += 1;
-        self.check_store().await
+        self.check_store().await?;
+        self.check_heard_stored().await
     }
 
     /// A response reaches its terminal (or is lost on the way).
@@ -1162,7 +1279,8 @@ impl<'w> Simulation<'w> {
             .ok_or(format!("message {message}: no transaction in the engine"))
     }
 
-    /// The SQL invariants, after every commit and crash.
+    /// The SQL invariants, after every projection and crash: they hold for any prefix of the
+    /// journal.
     async fn check_store(&self) -> Step {
         let findings = crate::check::run(&self.pool)
             .await
@@ -1189,6 +1307,12 @@ impl<'w> Simulation<'w> {
                 "captured money does not match one capture per transaction: {doubled:?}"
             ));
         }
+        Ok(())
+    }
+
+    /// Every approval, confirm and reversal heard `00` is in the database: after a crash's
+    /// start, and once the projection has caught up.
+    async fn check_heard_stored(&self) -> Step {
         let rows = sqlx::query(
             "SELECT t.ksi, t.mti, t.stan, t.transmitted, t.state, CASE WHEN c.txn_id IS NULL THEN 0 ELSE 1 END AS captured \
              FROM transactions t LEFT JOIN captures c ON c.txn_id = t.id",

@@ -105,7 +105,7 @@ fn fields(value: &Value) -> Vec<String> {
 /// What a campaign run may write, as text: equal before and after means it wrote nothing.
 async fn reach(harness: &Harness) -> String {
     rows_text(
-        &harness.running().pool,
+        harness.pool().await,
         &[
             "SELECT idempotency_key || ':' || member_id || ':' || state FROM coupons ORDER BY idempotency_key",
             "SELECT idempotency_key || ':' || member_id FROM notifications ORDER BY idempotency_key",
@@ -122,7 +122,7 @@ async fn start(db: Db, every_ms: u64) -> (Harness, Seen, tempfile::TempDir, Stri
     let (calendar_dir, calendar) = calendar_file();
     let harness = Harness::start_full(db, &network(), with_gateway(url, every_ms, calendar)).await;
     let now = UnixMillis::new(START_MS);
-    let token = auth::add_token(&harness.running().pool, "ops", Role::Write, now)
+    let token = auth::add_token(harness.pool().await, "ops", Role::Write, now)
         .await
         .unwrap();
     (harness, seen, calendar_dir, token)
@@ -156,7 +156,7 @@ async fn campaigns_end_to_end(db: Db) {
     // The job runs once at start-up (nothing to do yet) and not again during the test.
     let (harness, seen, _calendar, token) = start(db, 3_600_000).await;
     let now = UnixMillis::new(START_MS);
-    let pool = &harness.running().pool;
+    let pool = harness.pool().await;
     let api = Api {
         harness: &harness,
         token,

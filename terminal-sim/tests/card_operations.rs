@@ -59,7 +59,7 @@ fn check(report: &Value, done: u64, unchanged: u64, refusals: &[(u64, &str, &str
 #[tokio::test]
 async fn a_file_of_cards_is_blocked_renewed_and_reported_once() {
     let harness = Harness::start().await;
-    let pool = &harness.running().pool;
+    let pool = harness.pool().await;
     let token = auth::add_token(pool, "ops-alice", Role::Write, UnixMillis::new(START_MS))
         .await
         .unwrap();
@@ -171,7 +171,7 @@ async fn a_file_of_cards_is_blocked_renewed_and_reported_once() {
 #[tokio::test]
 async fn bad_requests_change_nothing() {
     let harness = Harness::start().await;
-    let pool = &harness.running().pool;
+    let pool = harness.pool().await;
     let now = UnixMillis::new(START_MS);
     let writer = auth::add_token(pool, "ops-alice", Role::Write, now)
         .await

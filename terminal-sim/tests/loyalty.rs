@@ -78,7 +78,7 @@ async fn tier_changes(harness: &Harness) -> Vec<String> {
          LEFT JOIN tiers f ON f.id = c.from_tier_id LEFT JOIN tiers t ON t.id = c.to_tier_id \
          ORDER BY c.id",
     )
-    .fetch_all(&harness.running().pool)
+    .fetch_all(harness.pool().await)
     .await
     .unwrap()
 }
@@ -89,7 +89,7 @@ async fn tier_messages(harness: &Harness) -> Vec<String> {
         "SELECT m.code || ': ' || n.body FROM notifications n JOIN members m ON m.id = n.member_id \
          WHERE n.kind = 'tier' ORDER BY n.id",
     )
-    .fetch_all(&harness.running().pool)
+    .fetch_all(harness.pool().await)
     .await
     .unwrap()
 }
@@ -101,7 +101,7 @@ async fn earned(harness: &Harness, member: &str) -> Option<String> {
          LEFT JOIN tiers t ON t.id = e.tier_id WHERE m.code = $1",
     )
     .bind(member)
-    .fetch_optional(&harness.running().pool)
+    .fetch_optional(harness.pool().await)
     .await
     .unwrap()
 }
@@ -295,7 +295,7 @@ async fn coupon_states(harness: &Harness, token: &str) -> Vec<String> {
 
 async fn coupons_are_held_used_and_given_back(db: Db) {
     let mut harness = Harness::start_network(db, LOYALTY).await;
-    let pool = harness.running().pool.clone();
+    let pool = harness.pool().await.clone();
     let now = switch::domain::UnixMillis::new(START_MS);
     let token = switch::api::auth::add_token(&pool, "ops", switch::api::auth::Role::Write, now)
         .await
@@ -525,7 +525,7 @@ async fn coupons(harness: &Harness) -> Vec<String> {
         "SELECT m.code || ' ' || k.kind || ' ' || k.state FROM coupons k \
          JOIN members m ON m.id = k.member_id ORDER BY k.id",
     )
-    .fetch_all(&harness.running().pool)
+    .fetch_all(harness.pool().await)
     .await
     .unwrap()
 }
@@ -635,7 +635,7 @@ async fn occasion_coupons_and_expiry_notices(db: Db) {
         "SELECT m.code || ' ' || k.idempotency_key FROM coupons k \
          JOIN members m ON m.id = k.member_id ORDER BY m.code",
     )
-    .fetch_all(&harness.running().pool)
+    .fetch_all(harness.pool().await)
     .await
     .unwrap();
     assert!(
@@ -681,7 +681,7 @@ async fn occasion_coupons_and_expiry_notices(db: Db) {
     let body: String = sqlx::query_scalar(
         "SELECT body FROM notifications WHERE idempotency_key LIKE 'lot-expiry:%'",
     )
-    .fetch_one(&harness.running().pool)
+    .fetch_one(harness.pool().await)
     .await
     .unwrap();
     assert!(

@@ -122,7 +122,7 @@ async fn confirmed_purchases(harness: &Harness, count: usize) {
 
 async fn outbox_keys(harness: &Harness) -> BTreeSet<String> {
     sqlx::query_scalar::<_, String>("SELECT idempotency_key FROM notifications")
-        .fetch_all(&harness.running().pool)
+        .fetch_all(harness.pool().await)
         .await
         .unwrap()
         .into_iter()
@@ -171,7 +171,7 @@ async fn a_confirm_writes_its_notifications_once(db: Db) {
     let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
         "SELECT idempotency_key, kind, locale, phone, body FROM notifications ORDER BY idempotency_key",
     )
-    .fetch_all(&harness.running().pool)
+    .fetch_all(harness.pool().await)
     .await
     .unwrap();
     let txn = harness.scalar("SELECT max(id) FROM transactions").await;

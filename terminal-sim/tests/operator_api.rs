@@ -107,7 +107,7 @@ impl Api {
     async fn start() -> Api {
         logs();
         let harness = Harness::start().await;
-        let pool = &harness.running().pool;
+        let pool = harness.pool().await;
         let now = UnixMillis::new(START_MS);
         let writer = auth::add_token(pool, "ops-alice", Role::Write, now)
             .await
@@ -218,7 +218,7 @@ async fn tokens_and_roles() {
         }
     }
     // A revoked token stops working at once.
-    let pool = &api.harness.running().pool;
+    let pool = api.harness.pool().await;
     assert!(
         auth::revoke_token(pool, "finance-bob", UnixMillis::new(START_MS))
             .await
@@ -505,7 +505,7 @@ async fn changes_are_live_on_the_next_transaction() {
         }
     }
     let details: Vec<String> = sqlx::query_scalar("SELECT detail FROM audit_log")
-        .fetch_all(&api.harness.running().pool)
+        .fetch_all(api.harness.pool().await)
         .await
         .unwrap();
     assert!(!details.is_empty());
@@ -785,7 +785,7 @@ async fn records_and_card_issue() {
         assert!(!body.contains(new_pan), "the PAN in {body}");
     }
     let details: Vec<String> = sqlx::query_scalar("SELECT detail FROM audit_log")
-        .fetch_all(&api.harness.running().pool)
+        .fetch_all(api.harness.pool().await)
         .await
         .unwrap();
     assert!(
@@ -1139,7 +1139,7 @@ async fn top_ups_and_grants_are_idempotent_and_live() {
     assert_eq!(status, 409);
     let mut client = api.harness.client().await;
     assert_eq!(balances(&mut client, &mut counter, POOR, at).await, after);
-    let pool = &api.harness.running().pool;
+    let pool = api.harness.pool().await;
     let credits: i64 = sqlx::query_scalar("SELECT count(*) FROM balance_credits")
         .fetch_one(pool)
         .await
@@ -1642,7 +1642,7 @@ async fn replacing_a_card_moves_every_balance_once() {
         moved,
         "after a restart"
     );
-    let findings = terminal_sim::check::run(&api.harness.running().pool)
+    let findings = terminal_sim::check::run(api.harness.pool().await)
         .await
         .unwrap();
     assert!(terminal_sim::check::all_hold(&findings), "{findings:?}");

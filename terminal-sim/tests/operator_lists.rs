@@ -55,7 +55,7 @@ async fn paged(harness: &Harness, token: &str, section: &str, limit: usize) -> V
 async fn lists_page_by_code() {
     let harness = Harness::start().await;
     let token = auth::add_token(
-        &harness.running().pool,
+        harness.pool().await,
         "finance-bob",
         Role::Read,
         UnixMillis::new(START_MS),

@@ -39,7 +39,7 @@ struct Console {
 impl Console {
     async fn start(db: Db) -> Console {
         let harness = Harness::start_on(db).await;
-        let pool = &harness.running().pool;
+        let pool = harness.pool().await;
         let now = UnixMillis::new(START_MS);
         let writer = auth::add_token(pool, "ops", Role::Write, now)
             .await
@@ -102,13 +102,13 @@ impl Console {
         answer
     }
 
-    fn pool(&self) -> &switch::store::Pool {
-        &self.harness.running().pool
+    async fn pool(&self) -> &switch::store::Pool {
+        self.harness.pool().await
     }
 
     async fn ids(&self, sql: &str) -> Vec<i64> {
         sqlx::query_scalar(sql)
-            .fetch_all(self.pool())
+            .fetch_all(self.pool().await)
             .await
             .unwrap()
     }
@@ -348,7 +348,7 @@ async fn search_finds_by_each_filter_and_pages_cover_everything(db: Db) {
             "SELECT created_at_ms, snapshot_version FROM transactions WHERE rrn = $1",
         )
         .bind(&m.rrn)
-        .fetch_one(console.pool())
+        .fetch_one(console.pool().await)
         .await
         .unwrap();
         assert_eq!(item["created_at_ms"], created);
@@ -460,7 +460,7 @@ async fn detail_shows_capture_reversal_and_movements(db: Db) {
             "SELECT id, account, delta_rials, kind FROM balance_movements WHERE txn_id = $1 ORDER BY id",
         )
         .bind(id)
-        .fetch_all(console.pool())
+        .fetch_all(console.pool().await)
         .await
         .unwrap();
         let shown: Vec<(i64, String, i64, String)> = detail["movements"]
@@ -529,7 +529,7 @@ async fn detail_shows_capture_reversal_and_movements(db: Db) {
     );
     let lot: i64 = sqlx::query_scalar("SELECT cashback_lot_id FROM transactions WHERE id = $1")
         .bind(ids[1])
-        .fetch_one(console.pool())
+        .fetch_one(console.pool().await)
         .await
         .unwrap();
     assert_eq!(b["cashback_lot_id"], lot);
@@ -641,7 +641,7 @@ async fn card_and_member_views_show_balances_and_never_a_pan(db: Db) {
         "SELECT b.ledger_rials, b.held_rials FROM club_balances b JOIN cards c ON c.id = b.card_id \
          WHERE c.code = 'C-RICH'",
     )
-    .fetch_one(console.pool())
+    .fetch_one(console.pool().await)
     .await
     .unwrap();
     // 2 000 000 imported, less the two captured club amounts, plus the top-up; nothing held.
@@ -665,7 +665,7 @@ async fn card_and_member_views_show_balances_and_never_a_pan(db: Db) {
         "SELECT a.ledger_rials FROM store_credit_accounts a JOIN cards c ON c.id = a.card_id \
          WHERE c.code = 'C-RICH'",
     )
-    .fetch_one(console.pool())
+    .fetch_one(console.pool().await)
     .await
     .unwrap();
     assert_eq!(account["ledger_rials"], stored_ledger);
@@ -687,7 +687,7 @@ async fn card_and_member_views_show_balances_and_never_a_pan(db: Db) {
          JOIN cards c ON c.id = l.card_id WHERE c.code = 'C-RICH' AND l.remaining_rials > 0 \
          ORDER BY l.id",
     )
-    .fetch_all(console.pool())
+    .fetch_all(console.pool().await)
     .await
     .unwrap();
     assert_eq!(lots, stored_lots);
@@ -1032,7 +1032,7 @@ on_both!(
 #[tokio::test]
 async fn every_read_is_an_index_search() {
     let harness = Harness::start().await;
-    let plans = switch::store::views::plans(&harness.running().pool)
+    let plans = switch::store::views::plans(harness.pool().await)
         .await
         .unwrap();
     assert!(plans.len() > 30, "{plans:?}");

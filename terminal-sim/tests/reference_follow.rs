@@ -33,7 +33,7 @@ async fn import(harness: &Harness, network: &Value) {
     use switch::clock::Clock as _;
     let secrets = secrets();
     switch::import::import_text(
-        &harness.running().pool,
+        harness.pool().await,
         &network.to_string(),
         &secrets.kek,
         &secrets.pan_key,

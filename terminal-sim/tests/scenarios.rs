@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::*;
 use switch::clock::{Clock, SystemClock};
 use terminal_sim::fixture::Fixture;
-use terminal_sim::scenario::{self, Scenario, ScenarioContext};
+use terminal_sim::scenario::{self, Freshness, Scenario, ScenarioContext};
 
 /// Runs `scenarios` in order against one switch and fails with every claim broken.
 async fn check(context: &ScenarioContext, scenarios: &[Scenario]) {
@@ -29,6 +29,14 @@ async fn check(context: &ScenarioContext, scenarios: &[Scenario]) {
     assert!(broken.is_empty(), "broken claims:\n{}", broken.join("\n"));
 }
 
+fn freshness(harness: &Harness) -> Freshness {
+    harness
+        .running()
+        .journal
+        .clone()
+        .map_or(Freshness::Immediate, Freshness::InProcess)
+}
+
 fn context(harness_addr: std::net::SocketAddr, pool: switch::store::Pool) -> ScenarioContext {
     ScenarioContext {
         addr: harness_addr,
@@ -37,6 +45,7 @@ fn context(harness_addr: std::net::SocketAddr, pool: switch::store::Pool) -> Sce
         clock: None,
         hold_timeout: Duration::from_millis(120_000),
         stan_base: 0,
+        freshness: Freshness::Immediate,
     }
 }
 
@@ -46,7 +55,8 @@ async fn every_scenario_holds_in_sequence_on_one_switch() {
     let context = ScenarioContext {
         clock: Some(harness.clock.clone()),
         hold_timeout: Duration::from_millis(harness.config.hold_timeout_ms),
-        ..context(harness.running().addr, harness.running().pool.clone())
+        freshness: freshness(&harness),
+        ..context(harness.running().addr, harness.pool().await.clone())
     };
     check(&context, &Scenario::ALL).await;
     // Once more, from another STAN block, after everything the first pass left behind.
@@ -74,6 +84,10 @@ async fn time_dependent_scenarios_hold_on_the_machine_clock() {
         .unwrap();
     let context = ScenarioContext {
         hold_timeout: Duration::from_millis(config.hold_timeout_ms),
+        freshness: running
+            .journal
+            .clone()
+            .map_or(Freshness::Immediate, Freshness::InProcess),
         ..context(running.addr, running.pool.clone())
     };
     check(

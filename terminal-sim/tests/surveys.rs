@@ -90,7 +90,7 @@ const UNDELIVERED: &str = "SELECT count(*) FROM notifications WHERE delivered_at
 /// What a webhook may change, as text: equal before and after means it changed nothing.
 async fn survey_state(harness: &Harness) -> String {
     rows_text(
-        &harness.running().pool,
+        harness.pool().await,
         &[
             "SELECT id || ':' || state || ':' || COALESCE(closed_at_ms, -1) FROM survey_requests ORDER BY id",
             "SELECT request_id || ':' || COALESCE(score, -1) || ':' || COALESCE(comment, '') || ':' || COALESCE(unparsed_text, '') FROM survey_responses ORDER BY request_id",
@@ -124,7 +124,7 @@ async fn surveys_end_to_end(db: Db) {
     let (url, seen) = sms_gateway().await;
     let harness = Harness::start_with(db, with_gateway(url, true)).await;
     let now = UnixMillis::new(START_MS);
-    let pool = &harness.running().pool;
+    let pool = harness.pool().await;
     let writer = auth::add_token(pool, "ops", Role::Write, now)
         .await
         .unwrap();

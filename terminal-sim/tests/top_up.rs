@@ -70,7 +70,7 @@ async fn money(harness: &Harness) -> String {
         "SELECT idempotency_key || ':' || amount_rials FROM balance_credits ORDER BY idempotency_key",
         "SELECT idempotency_key FROM notifications ORDER BY idempotency_key",
     ];
-    out.push_str(&rows_text(&harness.running().pool, &queries).await);
+    out.push_str(&rows_text(harness.pool().await, &queries).await);
     out
 }
 
@@ -112,7 +112,7 @@ async fn order(
 async fn top_ups_end_to_end(db: Db) {
     let mut harness = Harness::start_with(db, with_secret(true)).await;
     let now = UnixMillis::new(START_MS);
-    let pool = &harness.running().pool;
+    let pool = harness.pool().await;
     let writer = auth::add_token(pool, "ops", Role::Write, now)
         .await
         .unwrap();

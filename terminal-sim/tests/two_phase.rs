@@ -311,7 +311,7 @@ async fn a_settled_transaction_is_not_reversed(db: Db) {
     );
     // Settlement closes a cycle beside the running switch (what lsw-settle's close writes).
     sqlx::query("UPDATE transactions SET cycle_id = 1")
-        .execute(&harness.running().pool)
+        .execute(harness.pool().await)
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;

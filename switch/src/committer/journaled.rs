@@ -102,6 +102,14 @@ pub struct Entry {
     pub effects: Vec<Effect>,
 }
 
+/// Encodes a batch's record.
+///
+/// # Errors
+/// A message when an effect cannot be encoded (never for the engine's effects).
+pub fn encode(at: i64, effects: &[Effect]) -> Result<Vec<u8>, String> {
+    postcard::to_allocvec(&EntryRef { at, effects }).map_err(|cause| cause.to_string())
+}
+
 /// Decodes a record's payload.
 ///
 /// # Errors

@@ -62,10 +62,25 @@ pub async fn apply(
     through: u64,
     before: Option<i64>,
 ) -> Result<(), LedgerError> {
-    let plan = Plan::fold(effects);
     let _turn = crate::store::write_turn(pool).await;
     let mut tx = pool.begin().await?;
-    plan.write(&mut tx).await?;
+    write(&mut tx, effects, first, through, before).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`apply`]'s writes, inside the caller's transaction (the simulation crashes inside one).
+///
+/// # Errors
+/// [`LedgerError`]; the caller rolls back.
+pub async fn write(
+    conn: &mut crate::store::Conn,
+    effects: &[Effect],
+    first: u64,
+    through: u64,
+    before: Option<i64>,
+) -> Result<(), LedgerError> {
+    Plan::fold(effects).write(conn).await?;
     let done = sqlx::query(
         "UPDATE journal_progress SET applied_seq = $1, \
          projected_before_ms = CASE WHEN $2 > projected_before_ms THEN $2 \
@@ -75,7 +90,7 @@ pub async fn apply(
     .bind(seq_i64(through)?)
     .bind(before.unwrap_or(i64::MIN))
     .bind(seq_i64(first.saturating_sub(1))?)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if done.rows_affected() != 1 {
         return Err(LedgerError::RowCount {
@@ -84,7 +99,6 @@ pub async fn apply(
             rows: done.rows_affected(),
         });
     }
-    tx.commit().await?;
     Ok(())
 }
 

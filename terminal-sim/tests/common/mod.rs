@@ -156,6 +156,13 @@ impl Harness {
         self.running.as_ref().unwrap()
     }
 
+    /// The database, once everything answered so far is projected into it (journal mode
+    /// writes it behind the answers).
+    pub async fn pool(&self) -> &switch::store::Pool {
+        self.running().wait_projected().await;
+        &self.running().pool
+    }
+
     pub async fn client(&self) -> Client {
         Client::connect(self.running().addr).await.unwrap()
     }
