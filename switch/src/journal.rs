@@ -295,7 +295,11 @@ impl Journal {
     fn roll(&mut self) -> Result<(), JournalError> {
         let spare = self.helper.take()?;
         let path = self.dir.join(format!("{:020}.seg", self.next_seq));
-        fs::rename(&spare, &path).map_err(io(&path))?;
+        if let Err(source) = fs::rename(&spare, &path) {
+            // The spare stays ready for the next try.
+            self.helper.keep(spare);
+            return Err(JournalError::Io { path, source });
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -519,6 +523,8 @@ fn scan_segment(
 struct Helper {
     commands: mpsc::Sender<Command>,
     ready: mpsc::Receiver<Result<PathBuf, JournalError>>,
+    /// A spare taken and not used (its rename failed).
+    kept: Option<PathBuf>,
 }
 
 enum Command {
@@ -536,13 +542,20 @@ impl Helper {
         if let Err(cause) = spawned {
             warn!(%cause, "journal helper thread not started; segments are prepared inline");
         }
-        let helper = Helper { commands, ready };
+        let helper = Helper {
+            commands,
+            ready,
+            kept: None,
+        };
         let _ = helper.commands.send(Command::Prepare);
         helper
     }
 
     /// The prepared spare, waiting for it if the helper is still writing it.
     fn take(&mut self) -> Result<PathBuf, JournalError> {
+        if let Some(spare) = self.kept.take() {
+            return Ok(spare);
+        }
         let spare = match self.ready.try_recv() {
             Ok(spare) => spare,
             Err(_) => {
@@ -552,6 +565,10 @@ impl Helper {
         };
         let _ = self.commands.send(Command::Prepare);
         spare
+    }
+
+    fn keep(&mut self, spare: PathBuf) {
+        self.kept = Some(spare);
     }
 
     fn remove(&self, path: PathBuf) {
