@@ -92,7 +92,7 @@ pub async fn start(
             committer::CommitPoint::Journal {
                 journal: Box::new(journal),
                 state,
-                lag_max: settings.lag_max,
+                lag_max_bytes: settings.lag_max_bytes,
             }
         }
         None => committer::CommitPoint::Database,

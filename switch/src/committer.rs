@@ -117,8 +117,8 @@ pub enum CommitPoint {
         journal: Box<crate::journal::Journal>,
         /// Its progress, shared with readers.
         state: Arc<journaled::JournalState>,
-        /// Most records not yet projected.
-        lag_max: usize,
+        /// Most bytes of records not yet projected.
+        lag_max_bytes: u64,
     },
 }
 
@@ -162,19 +162,20 @@ pub async fn run(
     config: CommitterConfig,
     commit: CommitPoint,
 ) {
-    let (journal, state, lag_max) = match commit {
+    let (journal, state) = match commit {
         CommitPoint::Database => {
             return shared::run(engine, pool, clock, jobs, credit_jobs, config).await;
         }
         CommitPoint::Journal {
             journal,
             state,
-            lag_max,
-        } => (journal, state, lag_max),
+            ..
+        } => (journal, state),
     };
     let poisoned = Arc::new(AtomicBool::new(false));
     let (writes, writes_rx) = mpsc::channel(WRITES_IN_FLIGHT_MAX);
-    let (projections, projections_rx) = mpsc::channel(lag_max.max(1));
+    // Bounded in bytes by the journal state's gate; this only caps the count.
+    let (projections, projections_rx) = mpsc::channel(journaled::RECORDS_QUEUED_MAX);
     let projector = tokio::spawn(journaled::project_loop(
         pool.clone(),
         projections_rx,

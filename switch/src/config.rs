@@ -116,9 +116,10 @@ pub struct Config {
     /// Bytes of one journal segment file.
     #[serde(default = "defaults::journal_segment_bytes")]
     pub journal_segment_bytes: u64,
-    /// Most journal records not yet projected into the database; past it the committer waits.
-    #[serde(default = "defaults::journal_lag_max")]
-    pub journal_lag_max: usize,
+    /// Most bytes of journal records not yet projected into the database; past it the
+    /// committer waits.
+    #[serde(default = "defaults::journal_lag_max_bytes")]
+    pub journal_lag_max_bytes: u64,
     /// `pretty` or `json`.
     #[serde(default = "defaults::log_format")]
     pub log_format: String,
@@ -259,8 +260,8 @@ mod defaults {
     pub fn journal_segment_bytes() -> u64 {
         crate::journal::SEGMENT_BYTES_DEFAULT
     }
-    pub fn journal_lag_max() -> usize {
-        4_096
+    pub fn journal_lag_max_bytes() -> u64 {
+        16 << 20
     }
     pub fn pg_statement_timeout_ms() -> u64 {
         5_000
@@ -436,8 +437,8 @@ impl Config {
         if let Some(v) = var("LSW_JOURNAL_SEGMENT_BYTES") {
             self.journal_segment_bytes = parse("LSW_JOURNAL_SEGMENT_BYTES", &v)?;
         }
-        if let Some(v) = var("LSW_JOURNAL_LAG_MAX") {
-            self.journal_lag_max = parse("LSW_JOURNAL_LAG_MAX", &v)?;
+        if let Some(v) = var("LSW_JOURNAL_LAG_MAX_BYTES") {
+            self.journal_lag_max_bytes = parse("LSW_JOURNAL_LAG_MAX_BYTES", &v)?;
         }
         if let Some(v) = var("LSW_LOG_FORMAT") {
             self.log_format = v;
@@ -549,7 +550,7 @@ impl Config {
         Some(crate::committer::journaled::JournalSettings {
             dir,
             segment_bytes: self.journal_segment_bytes.max(crate::journal::SEGMENT_BYTES_MIN),
-            lag_max: self.journal_lag_max.max(1),
+            lag_max_bytes: self.journal_lag_max_bytes.max(1),
         })
     }
 

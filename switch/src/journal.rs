@@ -318,6 +318,8 @@ impl Journal {
         });
         self.file = Some(file);
         self.offset = to_u64(SECTOR);
+        // Only now: the next spare's writes would otherwise hold up this roll's syncs.
+        self.helper.prepare_next();
         Ok(())
     }
 
@@ -525,6 +527,8 @@ struct Helper {
     ready: mpsc::Receiver<Result<PathBuf, JournalError>>,
     /// A spare taken and not used (its rename failed).
     kept: Option<PathBuf>,
+    /// A spare was asked for and not yet taken.
+    asked: bool,
 }
 
 enum Command {
@@ -542,12 +546,13 @@ impl Helper {
         if let Err(cause) = spawned {
             warn!(%cause, "journal helper thread not started; segments are prepared inline");
         }
-        let helper = Helper {
+        let mut helper = Helper {
             commands,
             ready,
             kept: None,
+            asked: false,
         };
-        let _ = helper.commands.send(Command::Prepare);
+        helper.prepare_next();
         helper
     }
 
@@ -556,15 +561,23 @@ impl Helper {
         if let Some(spare) = self.kept.take() {
             return Ok(spare);
         }
-        let spare = match self.ready.try_recv() {
+        self.prepare_next();
+        self.asked = false;
+        match self.ready.try_recv() {
             Ok(spare) => spare,
             Err(_) => {
                 warn!("journal: the next segment was not ready; the append waits for it");
                 self.ready.recv().map_err(|_| JournalError::Failed)?
             }
-        };
-        let _ = self.commands.send(Command::Prepare);
-        spare
+        }
+    }
+
+    /// Asks for the next spare, unless one is already asked for.
+    fn prepare_next(&mut self) {
+        if !self.asked {
+            self.asked = true;
+            let _ = self.commands.send(Command::Prepare);
+        }
     }
 
     fn keep(&mut self, spare: PathBuf) {
@@ -601,7 +614,11 @@ fn helper_loop(
     }
 }
 
-/// Writes a spare segment of zeros and syncs it.
+/// Bytes of zeros the helper writes between two syncs: little dirty data at any time, so the
+/// file system never has much to flush ahead of a record's sync.
+const PREPARE_SYNC_BYTES: u64 = 4 << 20;
+
+/// Writes a spare segment of zeros and syncs it, a few MiB at a time.
 fn prepare(path: &Path, segment_bytes: u64) -> Result<PathBuf, JournalError> {
     let file = OpenOptions::new()
         .write(true)
@@ -618,6 +635,9 @@ fn prepare(path: &Path, segment_bytes: u64) -> Result<PathBuf, JournalError> {
             .unwrap_or(&[]);
         file.write_all_at(chunk, at).map_err(io(path))?;
         at += n;
+        if at % PREPARE_SYNC_BYTES == 0 {
+            file.sync_data().map_err(io(path))?;
+        }
     }
     file.sync_all().map_err(io(path))?;
     Ok(path.to_path_buf())

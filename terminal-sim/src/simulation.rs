@@ -449,7 +449,7 @@ fn journal_settings(dir: &tempfile::TempDir) -> JournalSettings {
     JournalSettings {
         dir: dir.path().to_path_buf(),
         segment_bytes: SIM_SEGMENT_BYTES,
-        lag_max: 1 << 20,
+        lag_max_bytes: 1 << 30,
     }
 }
 

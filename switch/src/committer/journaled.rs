@@ -14,7 +14,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -35,9 +35,12 @@ pub struct JournalSettings {
     pub dir: PathBuf,
     /// Bytes per segment.
     pub segment_bytes: u64,
-    /// Most records not yet projected.
-    pub lag_max: usize,
+    /// Most bytes of records not yet projected.
+    pub lag_max_bytes: u64,
 }
+
+/// Most records queued for the projector, whatever their bytes (the bytes are the bound).
+pub const RECORDS_QUEUED_MAX: usize = 1 << 16;
 
 /// Progress shared by the journal thread, the projector and readers (readiness, tests).
 #[derive(Debug, Default)]
@@ -45,7 +48,10 @@ pub struct JournalState {
     appended: AtomicU64,
     applied: AtomicU64,
     applied_at: AtomicI64,
-    lag_max: AtomicU64,
+    lag_max_bytes: AtomicU64,
+    /// Bytes of records durable and not yet projected: the journal thread waits on it.
+    lag_bytes: Mutex<u64>,
+    lag_room: Condvar,
     projection_failing: AtomicBool,
     projected: Notify,
 }
@@ -66,10 +72,36 @@ impl JournalState {
         self.appended().saturating_sub(self.applied())
     }
 
+    /// Bytes of records durable and not yet projected.
+    pub fn lag_bytes(&self) -> u64 {
+        *self.lag_bytes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Whether the projection is within its bound and not failing: `/readyz`.
     pub fn healthy(&self) -> bool {
-        self.lag() < self.lag_max.load(Ordering::SeqCst)
+        self.lag_bytes() < self.lag_max_bytes.load(Ordering::SeqCst)
             && !self.projection_failing.load(Ordering::SeqCst)
+    }
+
+    /// Waits (the journal thread) until `bytes` more fit under the bound; a record larger
+    /// than the bound passes alone.
+    fn admit(&self, bytes: u64) {
+        let max = self.lag_max_bytes.load(Ordering::SeqCst);
+        let mut lag = self.lag_bytes.lock().unwrap_or_else(PoisonError::into_inner);
+        while *lag > 0 && lag.saturating_add(bytes) > max {
+            lag = self
+                .lag_room
+                .wait(lag)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *lag = lag.saturating_add(bytes);
+    }
+
+    /// The projector wrote `bytes` of records.
+    fn release(&self, bytes: u64) {
+        let mut lag = self.lag_bytes.lock().unwrap_or_else(PoisonError::into_inner);
+        *lag = lag.saturating_sub(bytes);
+        self.lag_room.notify_all();
     }
 
     /// Waits until everything made durable before the call is in the database. For readers
@@ -125,6 +157,7 @@ pub(super) enum Projection {
     Record {
         seq: u64,
         at: i64,
+        bytes: u64,
         effects: Vec<Effect>,
         credits: CreditReplies,
     },
@@ -141,7 +174,7 @@ pub(super) enum Projection {
 }
 
 /// Effects per projection transaction, at most (a record is never split).
-pub const PROJECT_EFFECTS_MAX: usize = 32_768;
+pub const PROJECT_EFFECTS_MAX: usize = 4_096;
 
 /// Opens the journal and projects the records the database lacks (a crash left them), in
 /// order, before the engine's state is loaded.
@@ -204,8 +237,8 @@ pub async fn recover(
     state.appended.store(last, Ordering::SeqCst);
     state.applied.store(last, Ordering::SeqCst);
     state
-        .lag_max
-        .store(u64::try_from(settings.lag_max).unwrap_or(u64::MAX), Ordering::SeqCst);
+        .lag_max_bytes
+        .store(settings.lag_max_bytes, Ordering::SeqCst);
     metrics::gauge!(m::JOURNAL_SEGMENTS).set(count(journal.segment_count()));
     metrics::gauge!(m::JOURNAL_APPENDED_SEQ).set(lag_f64(last));
     metrics::gauge!(m::JOURNAL_APPLIED_SEQ).set(lag_f64(last));
@@ -279,13 +312,16 @@ pub(super) fn journal_loop(
                     .into_iter()
                     .for_each(|(job, decision)| send(job, decision));
                 metrics::histogram!(m::COMMIT_BATCH_SIZE).record(count(effects.len()));
+                let bytes = crate::journal::frame_len(buf.len());
                 let record = Projection::Record {
                     seq,
                     at,
+                    bytes,
                     effects,
                     credits,
                 };
-                // Waits here when the projection is `lag_max` records behind.
+                // Waits here while the projection is `lag_max_bytes` behind.
+                state.admit(bytes);
                 if projector.blocking_send(record).is_err() {
                     error!("projector gone; the journal keeps the records for the next start");
                 }
@@ -348,6 +384,7 @@ struct Batch {
     first: Option<u64>,
     last: u64,
     records: usize,
+    bytes: u64,
     /// The newest record's decision time, or a later progress mark.
     before: Option<i64>,
     /// The fence the engine held at the latest progress mark.
@@ -367,12 +404,14 @@ impl Batch {
             Projection::Record {
                 seq,
                 at,
+                bytes,
                 effects: mut more,
                 credits: mut waiting,
             } => {
                 self.first.get_or_insert(seq);
                 self.last = seq;
                 self.records += 1;
+                self.bytes += bytes;
                 self.at = at;
                 self.before = Some(self.before.map_or(at, |b| b.max(at)));
                 effects.append(&mut more);
@@ -415,6 +454,7 @@ async fn project(
                 if batch.first.is_some() {
                     metrics::histogram!(m::PROJECTION_RECORDS).record(count(batch.records));
                     state.applied.store(batch.last, Ordering::SeqCst);
+                    state.release(batch.bytes);
                     metrics::gauge!(m::JOURNAL_APPLIED_SEQ).set(lag_f64(batch.last));
                     state.applied_at.store(batch.at, Ordering::SeqCst);
                 }
