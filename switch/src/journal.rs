@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
@@ -125,7 +125,12 @@ impl Journal {
     /// [`JournalError::Corrupt`] (nothing changed) or [`JournalError::Io`].
     pub fn open(dir: &Path, segment_bytes: u64, applied: u64) -> Result<Opened, JournalError> {
         let segment_bytes = segment_bytes.max(SEGMENT_BYTES_MIN);
-        fs::create_dir_all(dir).map_err(io(dir))?;
+        // Transactions and balances: readable by the switch's user only.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
         let mut names = Vec::new();
         for entry in fs::read_dir(dir).map_err(io(dir))? {
             let path = entry.map_err(io(dir))?.path();
@@ -624,6 +629,7 @@ fn prepare(path: &Path, segment_bytes: u64) -> Result<PathBuf, JournalError> {
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(0o600)
         .open(path)
         .map_err(io(path))?;
     let zeros = vec![0_u8; 1 << 20];

@@ -229,3 +229,16 @@ fn a_missing_segment_is_corruption() {
     let error = Journal::open(dir.path(), SEGMENT, 0).unwrap_err();
     assert!(matches!(error, JournalError::Corrupt { .. }), "{error}");
 }
+
+#[test]
+fn segments_and_their_folder_are_private_to_the_switch() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = journal_of(3);
+    let journal = dir.path().join("nested");
+    drop(Journal::open(&journal, SEGMENT, 0).unwrap());
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&journal), 0o700);
+    for segment in segments(dir.path()) {
+        assert_eq!(mode(&segment), 0o600, "{}", segment.display());
+    }
+}

@@ -174,7 +174,7 @@ pub(super) enum Projection {
 }
 
 /// Effects per projection transaction, at most (a record is never split).
-pub const PROJECT_EFFECTS_MAX: usize = 4_096;
+pub const PROJECT_EFFECTS_MAX: usize = 16_384;
 
 /// Opens the journal and projects the records the database lacks (a crash left them), in
 /// order, before the engine's state is loaded.
