@@ -12,7 +12,7 @@
 //! - [`committer`]: the task that owns the engine and group-commits effects.
 //! - [`admission`]: format, MAC and envelope checks of one frame (pure).
 //! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics, health and the
-//!   operator API ([`api`]).
+//!   operator API ([`api`]); [`abuse`]: abuse counted and logged as rate-limited summaries.
 //! - [`notify`]: the SMS outbox's templates and its dispatcher.
 //! - [`loyalty`]: the job that issues occasion coupons and writes expiry notices.
 //! - [`survey`]: SMS surveys after a purchase: their scheduler and the members' replies.
@@ -20,6 +20,7 @@
 //!   [`logs`].
 #![warn(missing_docs)]
 
+pub mod abuse;
 pub mod admin;
 pub mod admission;
 pub mod api;

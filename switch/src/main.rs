@@ -89,7 +89,7 @@ fn run(cli: Cli, huge_pages: Option<switch::huge_pages::NotRestarted>) -> anyhow
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(&config).await,
             Command::Migrate => {
@@ -103,7 +103,10 @@ fn run(cli: Cli, huge_pages: Option<switch::huge_pages::NotRestarted>) -> anyhow
             Command::Import { file } => import(&config, &file).await,
             Command::Token { action } => token(&config, action).await,
         }
-    })
+    });
+    // Tasks still blocked (a connection cut at the end of the drain) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
@@ -123,10 +126,22 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         running.addr, running.admin_addr
     );
     stop_requested.await;
-    tracing::info!("shutdown requested; draining");
-    running.stop().await;
+    // The listener closes at once; connections get the drain time for what they have in
+    // flight (`server::serve`), then the committer its last batch. Past that and a margin,
+    // the process exits anyway: nothing is answered before it is durable, so nothing is lost.
+    let drain = std::time::Duration::from_millis(config.drain_timeout_ms);
+    tracing::info!(drain_ms = config.drain_timeout_ms, "shutdown requested; draining");
+    if tokio::time::timeout(drain + STOP_MARGIN, running.stop())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the switch did not stop within the drain time; exiting");
+    }
     Ok(())
 }
+
+/// Beyond the drain time, how long the committer and the other tasks may take to stop.
+const STOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     let secrets = Secrets::from_env(|name| std::env::var(name).ok()).context("reading secrets")?;
