@@ -12,7 +12,8 @@
 //! - [`committer`]: the task that owns the engine and group-commits effects.
 //! - [`admission`]: format, MAC and envelope checks of one frame (pure).
 //! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics, health and the
-//!   operator API ([`api`]); [`abuse`]: abuse counted and logged as rate-limited summaries.
+//!   operator API ([`api`]); [`abuse`]: abuse counted and logged as rate-limited summaries;
+//!   [`keycheck`]: the key check values that catch a wrong key at start-up.
 //! - [`notify`]: the SMS outbox's templates and its dispatcher.
 //! - [`loyalty`]: the job that issues occasion coupons and writes expiry notices.
 //! - [`survey`]: SMS surveys after a purchase: their scheduler and the members' replies.
@@ -35,6 +36,7 @@ pub mod engine;
 pub mod fast_hash;
 pub mod huge_pages;
 pub mod import;
+pub mod keycheck;
 pub mod logs;
 pub mod loyalty;
 pub mod metrics;

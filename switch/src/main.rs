@@ -96,7 +96,17 @@ fn run(cli: Cli, huge_pages: Option<switch::huge_pages::NotRestarted>) -> anyhow
                 let pool = switch::store::open(&config.database_url)
                     .await
                     .context("opening the database")?;
+                // Keys given to migrate are checked (and recorded on a new database).
+                let (kek, pan_key) =
+                    switch::keycheck::optional_from_env(|name| std::env::var(name).ok())?;
+                let keys = switch::keycheck::Keys {
+                    kek: kek.as_ref(),
+                    pan_key: pan_key.as_ref(),
+                };
+                let now = switch::clock::Clock::now(&SystemClock);
+                let checked = switch::keycheck::record(&pool, keys, now).await;
                 pool.close().await;
+                checked?;
                 println!("migrations applied to {}", config.database_url);
                 Ok(())
             }
@@ -118,9 +128,20 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     // The handlers are in place before the listener binds: a SIGTERM that arrives while the
     // switch is still starting is a request to stop, not a default-action kill.
     let stop_requested = signals().context("installing the signal handlers")?;
+    let keys = switch::keycheck::Keys::both(&secrets.kek, &secrets.pan_key);
+    let pool = switch::store::open_with(&config.database_url, &config.pg())
+        .await
+        .context("opening the database")?;
+    let checked = switch::keycheck::verify(&pool, keys).await;
+    pool.close().await;
+    checked.context("refusing to start")?;
     let running = switch::app::start(config, &secrets, Arc::new(SystemClock), Some(handle))
         .await
         .context("starting the switch")?;
+    // Started: the KEK opened every sealed TMK; the keys are recorded if they were not yet.
+    switch::keycheck::record(&running.pool, keys, switch::clock::Clock::now(&SystemClock))
+        .await
+        .context("recording the key check values")?;
     println!(
         "lsw-switch listening on {} (admin {})",
         running.addr, running.admin_addr
@@ -151,6 +172,11 @@ async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
         .await
         .context("opening the database")?;
     let now = switch::clock::Clock::now(&SystemClock);
+    let keys = switch::keycheck::Keys::both(&secrets.kek, &secrets.pan_key);
+    if let Err(error) = switch::keycheck::verify(&pool, keys).await {
+        pool.close().await;
+        return Err(error).context(format!("{} was not imported", file.display()));
+    }
     // Progress goes to stderr phase by phase, so an operator importing a million cards sees
     // where the minute goes; the summary alone goes to stdout.
     let started = std::time::Instant::now();
@@ -177,7 +203,12 @@ async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     );
     let saved =
         switch::store::reference::save(&pool, data, &imported.file_sha256, &secrets.kek, now).await;
+    let recorded = match &saved {
+        Ok(_) => switch::keycheck::record(&pool, keys, now).await,
+        Err(_) => Ok(()),
+    };
     pool.close().await;
+    recorded.context("recording the key check values")?;
     match saved {
         Ok(summary) => {
             eprintln!("import: saved in {:.1} s", started.elapsed().as_secs_f64());

@@ -106,6 +106,11 @@ pub const SQLITE: &[Source] = &[
         "reference_changes",
         include_str!("../../../migrations/sqlite/0018_reference_changes.sql"),
     ),
+    (
+        20,
+        "key_checks",
+        include_str!("../../../migrations/sqlite/0020_key_checks.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -199,6 +204,11 @@ pub const POSTGRES: &[Source] = &[
         18,
         "reference_changes",
         include_str!("../../../migrations/postgres/0018_reference_changes.sql"),
+    ),
+    (
+        20,
+        "key_checks",
+        include_str!("../../../migrations/postgres/0020_key_checks.sql"),
     ),
 ];
 
