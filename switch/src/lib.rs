@@ -13,7 +13,8 @@
 //! - [`admission`]: format, MAC and envelope checks of one frame (pure).
 //! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics, health and the
 //!   operator API ([`api`]); [`abuse`]: abuse counted and logged as rate-limited summaries;
-//!   [`keycheck`]: the key check values that catch a wrong key at start-up.
+//!   [`keycheck`]: the key check values that catch a wrong key at start-up; [`private`]: files
+//!   with secrets or card data created 0600.
 //! - [`notify`]: the SMS outbox's templates and its dispatcher.
 //! - [`loyalty`]: the job that issues occasion coupons and writes expiry notices.
 //! - [`survey`]: SMS surveys after a purchase: their scheduler and the members' replies.
@@ -42,6 +43,7 @@ pub mod loyalty;
 pub mod metrics;
 pub mod notify;
 pub mod pricing;
+pub mod private;
 pub mod server;
 pub mod snapshot;
 pub mod store;

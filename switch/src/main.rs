@@ -82,6 +82,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli, huge_pages: Option<switch::huge_pages::NotRestarted>) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
     init_logs(&config);
+    // A new SQLite database is created readable by its owner only.
+    switch::private::prepare_sqlite(&config.database_url)
+        .with_context(|| format!("creating the database {}", config.database_url))?;
     if let Some(outcome) = huge_pages {
         log_huge_pages(outcome);
     }

@@ -78,6 +78,13 @@ async fn wrong_key_stops_serve_and_import(variable: &str, other: &str) {
     let network = dir.path().join("network.json");
     let (listen, admin) = (free_port(), free_port());
     import(&db, &network, listen, admin);
+    #[cfg(unix)]
+    {
+        // The database `import` created is its owner's only.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the database's mode");
+    }
     let before = dump(&db).await;
     assert!(before.contains("'LSW_KEK'") && before.contains("'LSW_PAN_TOKEN_KEY'"));
 
