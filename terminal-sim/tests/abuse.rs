@@ -5,10 +5,16 @@
 //! fails (DESIGN.md section 8, limits).
 //!
 //! Method: one in-process switch with the Prometheus recorder (installed once for this test
-//! binary) and short timeouts. The well-behaved terminal sends sequential club inquiries on
-//! its own connection, first on a quiet switch, then once during each abuse phase. Each phase
-//! is bounded in count and time, waits until the switch holds no connection before it starts,
-//! and checks its counter's exact increase. The switch's memory is the test process's VmRSS.
+//! binary) and short timeouts. The well-behaved terminal makes sequential bank purchases, each
+//! confirmed (both through the group commit), on its own connection, first on a quiet switch,
+//! then once during each abuse phase. Each phase is bounded in count and time, waits until the
+//! switch holds no connection before it starts, and checks its counter's exact increase. The
+//! switch's memory is the test process's VmRSS, sampled every 50 ms while the good terminal
+//! measures (the peak is checked).
+//!
+//! The last phase has peers that stop reading: one floods format errors (closed at its 16th
+//! `30`), one pipelines inquiries and never reads their answers (closed when a write misses
+//! the write deadline); each must be closed within the write deadline plus a second.
 //!
 //! A bad-MAC flood is bounded by the switch closing a connection at its 16th security
 //! refusal; the flooder reconnects, and the good terminal stays within 5×.
@@ -38,8 +44,12 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::task::JoinSet;
 
-/// Requests of the well-behaved terminal per measurement.
+/// Requests of the well-behaved terminal per measurement: purchases and their confirms.
 const GOOD_REQUESTS: usize = 1_000;
+/// The write deadline of the switch here (short, so the stalled-peer phase stays short).
+const WRITE_TIMEOUT_MS: u64 = 2_000;
+/// How often the resident memory is sampled while the good terminal measures.
+const RSS_EVERY: Duration = Duration::from_millis(50);
 /// Most a p99 may grow under abuse, as a multiple of the quiet p99.
 const SLOWDOWN_MAX: u32 = 5;
 /// The quiet p99 is taken as at least this: on a shared 2-core machine a sub-millisecond
@@ -96,6 +106,7 @@ async fn start(dir: &std::path::Path) -> Running {
     config.connections_max = CONNECTIONS_MAX;
     config.idle_timeout_ms = IDLE_TIMEOUT_MS;
     config.frame_read_timeout_ms = FRAME_READ_TIMEOUT_MS;
+    config.write_timeout_ms = WRITE_TIMEOUT_MS;
     let clock = Arc::new(switch::clock::ManualClock::new(
         switch::domain::UnixMillis::new(START_MS),
     ));
@@ -149,6 +160,8 @@ const READ_TIMEOUT: &str = "lsw_frames_rejected_total{reason=\"read_timeout\"}";
 const IDLE_TIMEOUT: &str = "lsw_frames_rejected_total{reason=\"idle_timeout\"}";
 const BAD_MAC: &str = "lsw_messages_total{mti=\"0200\",response_code=\"63\"}";
 const SECURITY_CLOSED: &str = "lsw_frames_rejected_total{reason=\"security\"}";
+const FORMAT_CLOSED: &str = "lsw_frames_rejected_total{reason=\"format\"}";
+const WRITE_TIMEOUT: &str = "lsw_frames_rejected_total{reason=\"write_timeout\"}";
 
 /// Waits until the switch holds exactly `open` connections.
 async fn wait_open(admin: SocketAddr, open: u64, within: Duration) {
@@ -197,6 +210,31 @@ async fn wait_value(admin: SocketAddr, series: &str, wanted: u64, within: Durati
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Samples the resident memory every [`RSS_EVERY`] until the returned flag is set; the task
+/// gives the peak.
+fn sample_rss() -> (Arc<AtomicBool>, tokio::task::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let sampler = tokio::spawn(async move {
+        let mut peak = rss_bytes();
+        while !stopped.load(Ordering::Relaxed) {
+            tokio::time::sleep(RSS_EVERY).await;
+            peak = peak.max(rss_bytes());
+        }
+        peak
+    });
+    (stop, sampler)
+}
+
+/// `measure`, with the memory sampled all along: the measurement and the peak.
+async fn measure_sampled(client: &mut Client, t: &mut Terminal) -> (Measured, u64) {
+    let (stop, sampler) = sample_rss();
+    let measured = measure(client, t).await;
+    stop.store(true, Ordering::Relaxed);
+    let peak = sampler.await.unwrap().max(rss_bytes());
+    (measured, peak)
 }
 
 /// Resident memory of this process (the switch runs in it), in bytes.
@@ -249,17 +287,57 @@ async fn inquire(client: &mut Client, t: &mut Terminal) -> Option<()> {
     (response.code == ResponseCode::Approved).then_some(())
 }
 
-/// `GOOD_REQUESTS` sequential club inquiries on `client`; a request fails when it errs, times
-/// out or is not approved.
+/// One bank purchase of 1 000 rials and its confirm, each timed; `None` for a request that
+/// errs, times out or is not approved.
+async fn purchase_and_confirm(client: &mut Client, t: &mut Terminal) -> [Option<Duration>; 2] {
+    let started = Instant::now();
+    let Ok(out) = t.purchase(
+        ProcessingCode::BankPurchase,
+        Some(1_000),
+        &pan(RICH),
+        START_MS / 1000,
+        nonce(2),
+    ) else {
+        return [None, None];
+    };
+    let answer = client
+        .exchange(&out.bytes, out.mti, out.stan, Some(t.keys()))
+        .await
+        .ok()
+        .filter(|(response, _)| response.code == ResponseCode::Approved);
+    let Some((Some(rrn), purchased)) = answer.map(|(response, _)| (response.rrn, started.elapsed()))
+    else {
+        return [None, None];
+    };
+    let started = Instant::now();
+    let Ok(confirm) = t.confirm(&out, rrn, START_MS / 1000) else {
+        return [Some(purchased), None];
+    };
+    let confirmed = client
+        .exchange(&confirm.bytes, confirm.mti, confirm.stan, Some(t.keys()))
+        .await
+        .ok()
+        .filter(|(response, _)| response.code == ResponseCode::Approved)
+        .map(|_| started.elapsed());
+    [Some(purchased), confirmed]
+}
+
+/// `GOOD_REQUESTS` sequential requests on `client`: purchases, each confirmed; a request
+/// fails when it errs, times out or is not approved (a purchase that fails fails its confirm
+/// too).
 async fn measure(client: &mut Client, t: &mut Terminal) -> Measured {
     let mut took = Vec::with_capacity(GOOD_REQUESTS);
     let mut failed = 0;
-    for _ in 0..GOOD_REQUESTS {
+    for _ in 0..GOOD_REQUESTS / 2 {
         let started = Instant::now();
-        let answered = inquire(client, t).await;
-        took.push(started.elapsed());
-        if answered.is_none() {
-            failed += 1;
+        for answered in purchase_and_confirm(client, t).await {
+            match answered {
+                Some(after) => took.push(after),
+                None => {
+                    took.push(started.elapsed());
+                    failed += 1;
+                }
+            }
         }
     }
     took.sort();
@@ -369,9 +447,7 @@ where
     }
     // Let the abuse get going before measuring.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let rss_before = rss_bytes();
-    let measured = measure(client, t).await;
-    let rss_peak = rss_bytes().max(rss_before);
+    let (measured, rss_peak) = measure_sampled(client, t).await;
     stop.store(true, Ordering::Relaxed);
     while let Some(joined) = tasks.join_next().await {
         joined.unwrap();
@@ -450,9 +526,9 @@ async fn abuse_is_refused_counted_and_never_stalls_a_good_terminal() {
     assert_eq!(refused_now - refused_before, refused, "refused connections");
     assert_eq!(metric(admin, OPEN).await, count(CONNECTIONS_MAX));
     let rss_held = rss_bytes();
-    let measured = measure(&mut client, &mut t).await;
+    let (measured, rss_peak) = measure_sampled(&mut client, &mut t).await;
     drop(client);
-    let rss_peak = rss_bytes().max(rss_held);
+    let rss_peak = rss_peak.max(rss_held);
     eprintln!(
         "idle: {IDLE_CONNECTIONS} opened in {opened:?}, {held} held, {refused} refused, \
          rss with them held {:.1} MiB ({:.1} KiB a connection)",
@@ -524,9 +600,7 @@ async fn abuse_is_refused_counted_and_never_stalls_a_good_terminal() {
         );
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_before = rss_bytes();
-    let measured = measure(&mut client, &mut t).await;
-    let rss_peak = rss_bytes().max(rss_before);
+    let (measured, rss_peak) = measure_sampled(&mut client, &mut t).await;
     drop(client);
     let (mut trickling_closed, mut stalled_closed) = (Vec::new(), Vec::new());
     while let Some(joined) = senders.join_next().await {
@@ -677,6 +751,9 @@ async fn abuse_is_refused_counted_and_never_stalls_a_good_terminal() {
         "{answered} read of {bad_macs}"
     );
 
+    // 6. Peers that stop reading.
+    stalled_peers(&running, &abuse, &quiet, &mut t).await;
+
     // Every kind of rejection is in /metrics.
     let body = metrics_text(admin).await;
     for series in [
@@ -692,3 +769,78 @@ async fn abuse_is_refused_counted_and_never_stalls_a_good_terminal() {
     running.stop().await;
     abuse_runtime.shutdown_background();
 }
+
+/// A connection with a 4 KiB receive buffer that never reads: the switch's writes to it block
+/// soon after it stops reading.
+async fn deaf(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Writes `data` over and over, never reading, until the switch closes the connection: how
+/// long after the first write, and how long after the last write that went through.
+async fn flood_until_closed(mut stream: TcpStream, data: Vec<u8>) -> (Duration, Duration) {
+    let started = Instant::now();
+    let mut progress = Instant::now();
+    let give_up = started + Duration::from_millis(WRITE_TIMEOUT_MS * 10);
+    // Whole chunks only: a write abandoned halfway would break the framing.
+    for chunk in data.chunks(4096).cycle() {
+        match tokio::time::timeout_at(give_up.into(), stream.write_all(chunk)).await {
+            Ok(Ok(())) => progress = Instant::now(),
+            Ok(Err(_)) => return (started.elapsed(), progress.elapsed()),
+            Err(_) => break,
+        }
+    }
+    panic!("a peer that stopped reading was never closed");
+}
+
+/// Phase 6: a format-error flooder and a pipeliner that never reads (TRM00003, whose merchant
+/// is closed, so its inquiries are declined by the engine, not refused), while the good
+/// terminal measures. Each is closed within the write deadline plus a second and counted.
+async fn stalled_peers(running: &Running, abuse: &Handle, quiet: &Quiet, t: &mut Terminal) {
+    let (addr, admin) = (running.addr, running.admin_addr);
+    let mut client = good_client(running).await;
+    let (format_before, write_before) = (
+        metric(admin, FORMAT_CLOSED).await,
+        metric(admin, WRITE_TIMEOUT).await,
+    );
+    let mut flooder = closed_shop();
+    let base = flooder
+        .purchase(ProcessingCode::ClubPurchase, Some(10_000), &pan(RICH), START_MS / 1000, nonce(5))
+        .unwrap();
+    let format = framed(&with_fields(&flooder, &base, &[(2, RICH.as_bytes())]).bytes).to_vec();
+    let mut pipelined = Vec::new();
+    for i in 0..20_000_u32 {
+        let out = flooder
+            .purchase(
+                ProcessingCode::ClubInquiry,
+                None,
+                &pan(RICH),
+                START_MS / 1000,
+                nonce(u8::try_from(i % 200).unwrap()),
+            )
+            .unwrap();
+        pipelined.extend_from_slice(&framed(&out.bytes));
+    }
+    let formats = abuse.spawn(async move {
+        flood_until_closed(deaf(addr).await, format.repeat(2_000)).await
+    });
+    let stalled = abuse.spawn(async move { flood_until_closed(deaf(addr).await, pipelined).await });
+    let (measured, rss_peak) = measure_sampled(&mut client, t).await;
+    let (format_closed, _) = formats.await.unwrap();
+    let (stalled_closed, stalled_idle) = stalled.await.unwrap();
+    drop(client);
+    wait_open(admin, 0, Duration::from_secs(5)).await;
+    eprintln!(
+        "stalled peers: format flooder closed after {format_closed:?}; pipeliner closed after \
+         {stalled_closed:?}, {stalled_idle:?} after its last write went through"
+    );
+    quiet.check("stalled peers", &measured, rss_peak);
+    let bound = Duration::from_millis(WRITE_TIMEOUT_MS + 1_000);
+    assert!(format_closed <= bound, "format flooder closed after {format_closed:?}");
+    assert!(stalled_idle <= bound, "stalled peer closed after {stalled_idle:?}");
+    assert_eq!(metric(admin, FORMAT_CLOSED).await - format_before, 1);
+    assert_eq!(metric(admin, WRITE_TIMEOUT).await - write_before, 1);
+}
+
