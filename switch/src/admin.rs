@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::warn;
 
-use crate::abuse::{self, Reason};
+use crate::abuse::Reason;
 use crate::api::{self, ApiState};
 
 /// How long `/readyz` waits for the database.
@@ -94,7 +94,7 @@ pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::R
             }
         };
         let Some(pending) = gate.pending() else {
-            abuse::note(Reason::AdminRefused);
+            gate.abuse.note(Reason::AdminRefused);
             drop(stream);
             continue;
         };

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::abuse::{self, Reason};
+use crate::abuse::{AbuseLog, Reason};
 use crate::admission::{admit, Admission};
 use crate::committer::Job;
 use crate::domain::PanTokenKey;
@@ -85,6 +85,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(shared.limits.connections_max));
+    let abuse = Arc::new(AbuseLog::new());
     let mut next_id = 0_u64;
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -103,18 +104,18 @@ pub async fn serve(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL).increment(1);
-            abuse::note(Reason::ConnectionsMax);
+            abuse.note(Reason::ConnectionsMax);
             drop(stream);
             continue;
         };
         next_id += 1;
-        let shared = shared.clone();
+        let (shared, abuse) = (shared.clone(), abuse.clone());
         let shutdown = shutdown.clone();
         let span = info_span!("connection", conn_id = next_id, %peer);
         tasks.spawn(
             async move {
                 let _open = Open::new(slot);
-                connection(stream, peer, &shared, shutdown).await;
+                connection(stream, peer, &shared, abuse, shutdown).await;
             }
             .instrument(span),
         );
@@ -180,6 +181,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     shared: &Shared,
+    abuse: Arc<AbuseLog>,
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -193,9 +195,10 @@ async fn connection(
         writer,
         replies,
         write_timeout,
-        stalled,
+        (stalled, abuse.clone()),
     )));
-    let reason = read_loop(reader, shared, reply, shutdown, stalled_rx).await;
+    let mut strikes = Strikes::new(abuse);
+    let reason = read_loop(reader, shared, reply, (shutdown, stalled_rx), &mut strikes).await;
     debug!(%peer, reason, "connection reader done");
     // The writer ends when every reply sender (ours and the in-flight jobs') is dropped, or
     // when a write misses its deadline.
@@ -206,7 +209,7 @@ async fn write_loop(
     mut writer: OwnedWriteHalf,
     mut replies: mpsc::Receiver<Bytes>,
     deadline: Duration,
-    stalled: watch::Sender<bool>,
+    (stalled, abuse): (watch::Sender<bool>, Arc<AbuseLog>),
 ) {
     let mut out = BytesMut::with_capacity(FRAME_BYTES_MAX + 2);
     while let Some(response) = replies.recv().await {
@@ -229,7 +232,7 @@ async fn write_loop(
             Err(_) => {
                 metrics::counter!(m::FRAMES_REJECTED_TOTAL, "reason" => "write_timeout")
                     .increment(1);
-                abuse::note(Reason::WriteTimeout);
+                abuse.note(Reason::WriteTimeout);
                 // Reset rather than wait for the peer to take what is queued. A zero linger
                 // never blocks the thread on close (only a positive one does, hence the
                 // deprecation).
@@ -244,20 +247,29 @@ async fn write_loop(
 }
 
 /// Refusals a connection has drawn, and when it has drawn too many.
-#[derive(Default)]
 struct Strikes {
     unparseable: u32,
     security: u32,
     format: u32,
+    abuse: Arc<AbuseLog>,
 }
 
 impl Strikes {
+    fn new(abuse: Arc<AbuseLog>) -> Strikes {
+        Strikes {
+            unparseable: 0,
+            security: 0,
+            format: 0,
+            abuse,
+        }
+    }
+
     /// Counts a frame that does not parse; the label to close with when it is one too many.
     fn unparseable(&mut self) -> Option<&'static str> {
         self.unparseable += 1;
         metrics::counter!(m::FRAMES_REJECTED_TOTAL, "reason" => "unparseable").increment(1);
         (self.unparseable >= UNPARSEABLE_FRAMES_MAX).then(|| {
-            abuse::note(Reason::Unparseable);
+            self.abuse.note(Reason::Unparseable);
             "unparseable"
         })
     }
@@ -278,7 +290,7 @@ impl Strikes {
             return None;
         }
         metrics::counter!(m::FRAMES_REJECTED_TOTAL, "reason" => reason.as_str()).increment(1);
-        abuse::note(reason);
+        self.abuse.note(reason);
         Some(reason.as_str())
     }
 }
@@ -287,18 +299,17 @@ async fn read_loop(
     mut reader: OwnedReadHalf,
     shared: &Shared,
     reply: mpsc::Sender<Bytes>,
-    mut shutdown: watch::Receiver<bool>,
-    mut stalled: watch::Receiver<bool>,
+    (mut shutdown, mut stalled): (watch::Receiver<bool>, watch::Receiver<bool>),
+    strikes: &mut Strikes,
 ) -> &'static str {
     let in_flight = Arc::new(Semaphore::new(shared.limits.in_flight_max));
     let mut buf = BytesMut::with_capacity(FRAME_BYTES_MAX + 2);
-    let mut strikes = Strikes::default();
     let mut frame_started: Option<tokio::time::Instant> = None;
     loop {
         match frame::decode(&mut buf) {
             Err(_) => {
                 metrics::counter!(m::FRAMES_REJECTED_TOTAL, "reason" => "bad_length").increment(1);
-                abuse::note(Reason::BadLength);
+                strikes.abuse.note(Reason::BadLength);
                 return "bad_length";
             }
             Ok(Some(message)) => {

@@ -149,4 +149,7 @@ async fn garbage_connections_write_a_bounded_log() {
     );
     assert!(made > bound, "only {made} connections: the run proves nothing");
     assert!(lines < bound, "{lines} lines:\n{text}");
+    if std::env::var_os("LSW_TEST_SHOW_LOG").is_some() {
+        eprintln!("{text}");
+    }
 }

@@ -35,7 +35,7 @@ use super::{
     CONNECTIONS_MAX, HEADER_TIMEOUT, HEALTH_CONNECTIONS_MAX, IDLE_TIMEOUT, LIFETIME_MAX,
     PENDING_MAX, PER_ADDRESS_MAX, REQUEST_LINE_TIMEOUT,
 };
-use crate::abuse::{self, Reason};
+use crate::abuse::{AbuseLog, Reason};
 
 /// Longest request line read before deciding; hyper refuses a longer one itself.
 const REQUEST_LINE_BYTES_MAX: usize = 8 * 1024;
@@ -49,6 +49,8 @@ pub struct Gate {
     general: Arc<Semaphore>,
     health: Arc<Semaphore>,
     per_address: Counts,
+    /// The admin port's abuse tally.
+    pub abuse: AbuseLog,
 }
 
 /// A slot held by a served connection; freed (and its address's count lowered) on drop.
@@ -85,6 +87,7 @@ impl Gate {
             general: Arc::new(Semaphore::new(CONNECTIONS_MAX)),
             health: Arc::new(Semaphore::new(HEALTH_CONNECTIONS_MAX)),
             per_address: Arc::default(),
+            abuse: AbuseLog::new(),
         }
     }
 
@@ -134,12 +137,12 @@ pub async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Some((head, probe)) = request_line(&mut stream).await else {
-        abuse::note(Reason::AdminTimeout);
+        gate.abuse.note(Reason::AdminTimeout);
         return;
     };
     drop(pending);
     let Some((slot, health)) = gate.admit(peer.ip(), probe) else {
-        abuse::note(Reason::AdminRefused);
+        gate.abuse.note(Reason::AdminRefused);
         refuse(stream).await;
         return;
     };
