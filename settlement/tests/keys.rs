@@ -22,7 +22,10 @@ const WRONG: &str = "33333333333333333333333333333333333333333333333333333333333
 
 async fn network() -> Net {
     let net = Net::new(at("2026-11-01", 8, 0, 0)).await;
-    let (kek, pan_key) = (Kek::from_bytes([0x11; 32]), PanTokenKey::from_bytes([0x22; 32]));
+    let (kek, pan_key) = (
+        Kek::from_bytes([0x11; 32]),
+        PanTokenKey::from_bytes([0x22; 32]),
+    );
     switch::keycheck::record(
         &net.pool,
         switch::keycheck::Keys::both(&kek, &pan_key),
@@ -59,14 +62,26 @@ async fn wrong_key_stops_settle(variable: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!("{variable} is not the key this database was set up with")),
+        stderr.contains(&format!(
+            "{variable} is not the key this database was set up with"
+        )),
         "the message does not name {variable}: {stderr}"
     );
-    assert_eq!(net.dump().await, before, "a wrong {variable} changed the database");
-    assert!(files(&net.dir.path().join("out")).is_empty(), "files written");
+    assert_eq!(
+        net.dump().await,
+        before,
+        "a wrong {variable} changed the database"
+    );
+    assert!(
+        files(&net.dir.path().join("out")).is_empty(),
+        "files written"
+    );
 
     // The right keys, or none, and the same command closes the due cycles.
-    for keys in [vec![("LSW_KEK", KEK), ("LSW_PAN_TOKEN_KEY", PAN_KEY)], vec![]] {
+    for keys in [
+        vec![("LSW_KEK", KEK), ("LSW_PAN_TOKEN_KEY", PAN_KEY)],
+        vec![],
+    ] {
         let output = settle(&net, &keys);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{keys:?}: {stderr}");

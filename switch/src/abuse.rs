@@ -104,8 +104,7 @@ impl AbuseLog {
     pub fn note(&self, reason: Reason) {
         metrics::counter!(m::ABUSE_TOTAL, "reason" => reason.as_str()).increment(1);
         let i = reason.index();
-        let (Some(pending), Some(logged_at)) = (self.pending.get(i), self.logged_at.get(i))
-        else {
+        let (Some(pending), Some(logged_at)) = (self.pending.get(i), self.logged_at.get(i)) else {
             return;
         };
         pending.fetch_add(1, Ordering::Relaxed);
@@ -163,8 +162,16 @@ mod tests {
         for _ in 0..1_000 {
             log.note(Reason::Unparseable);
         }
-        assert_eq!(log.pending(Reason::Unparseable), 1_000, "counted, not logged");
+        assert_eq!(
+            log.pending(Reason::Unparseable),
+            1_000,
+            "counted, not logged"
+        );
         log.note(Reason::BadLength);
-        assert_eq!(log.pending(Reason::BadLength), 0, "each reason its own interval");
+        assert_eq!(
+            log.pending(Reason::BadLength),
+            0,
+            "each reason its own interval"
+        );
     }
 }

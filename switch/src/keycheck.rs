@@ -151,12 +151,10 @@ fn optional_key(
 ) -> Result<Option<Vec<u8>>, ConfigError> {
     let text = match (var(name), var(file)) {
         (Some(value), _) => value,
-        (None, Some(path)) => {
-            std::fs::read_to_string(&path).map_err(|_| ConfigError::Secret {
-                name: file,
-                message: "file cannot be read",
-            })?
-        }
+        (None, Some(path)) => std::fs::read_to_string(&path).map_err(|_| ConfigError::Secret {
+            name: file,
+            message: "file cannot be read",
+        })?,
         (None, None) => return Ok(None),
     };
     hex::decode(text.trim())
@@ -176,7 +174,10 @@ mod tests {
         let a = PanTokenKey::from_bytes([0x22; 32]);
         let b = PanTokenKey::from_bytes([0x23; 32]);
         assert_eq!(a.check_value().len(), 6);
-        assert_eq!(a.check_value(), PanTokenKey::from_bytes([0x22; 32]).check_value());
+        assert_eq!(
+            a.check_value(),
+            PanTokenKey::from_bytes([0x22; 32]).check_value()
+        );
         assert_ne!(a.check_value(), b.check_value());
         let k = Kek::from_bytes([0x11; 32]);
         assert_ne!(k.check_value(), Kek::from_bytes([0x12; 32]).check_value());

@@ -154,7 +154,10 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     // flight (`server::serve`), then the committer its last batch. Past that and a margin,
     // the process exits anyway: nothing is answered before it is durable, so nothing is lost.
     let drain = std::time::Duration::from_millis(config.drain_timeout_ms);
-    tracing::info!(drain_ms = config.drain_timeout_ms, "shutdown requested; draining");
+    tracing::info!(
+        drain_ms = config.drain_timeout_ms,
+        "shutdown requested; draining"
+    );
     if tokio::time::timeout(drain + STOP_MARGIN, running.stop())
         .await
         .is_err()

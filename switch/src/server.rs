@@ -19,7 +19,7 @@ use protocol::frame::{self, FRAME_BYTES_MAX};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -190,15 +190,22 @@ async fn connection(
     let (reply, replies) = mpsc::channel::<Bytes>(shared.limits.in_flight_max + 8);
     // Turns true when the writer gave up: the peer does not take its answers.
     let (stalled, stalled_rx) = watch::channel(false);
+    // Told each time the writer has written: the reader may have room to answer again.
+    let room = Arc::new(Notify::new());
     let write_timeout = shared.limits.write_timeout;
     let mut writer = Writer(tokio::spawn(write_loop(
         writer,
         replies,
         write_timeout,
-        (stalled, abuse.clone()),
+        (stalled, room.clone(), abuse.clone()),
     )));
     let mut strikes = Strikes::new(abuse);
-    let reason = read_loop(reader, shared, reply, (shutdown, stalled_rx), &mut strikes).await;
+    let signals = Signals {
+        shutdown,
+        stalled: stalled_rx,
+        room,
+    };
+    let reason = read_loop(reader, shared, reply, signals, &mut strikes).await;
     debug!(%peer, reason, "connection reader done");
     // The writer ends when every reply sender (ours and the in-flight jobs') is dropped, or
     // when a write misses its deadline.
@@ -209,7 +216,7 @@ async fn write_loop(
     mut writer: OwnedWriteHalf,
     mut replies: mpsc::Receiver<Bytes>,
     deadline: Duration,
-    (stalled, abuse): (watch::Sender<bool>, Arc<AbuseLog>),
+    (stalled, room, abuse): (watch::Sender<bool>, Arc<Notify>, Arc<AbuseLog>),
 ) {
     let mut out = BytesMut::with_capacity(FRAME_BYTES_MAX + 2);
     while let Some(response) = replies.recv().await {
@@ -224,7 +231,7 @@ async fn write_loop(
             }
         }
         match tokio::time::timeout(deadline, writer.write_all(&out)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => room.notify_one(),
             Ok(Err(_)) => {
                 let _ = stalled.send(true);
                 return;
@@ -295,11 +302,44 @@ impl Strikes {
     }
 }
 
+/// What a connection's reader listens to besides its socket.
+struct Signals {
+    /// The switch is stopping.
+    shutdown: watch::Receiver<bool>,
+    /// The writer gave up on the peer.
+    stalled: watch::Receiver<bool>,
+    /// The writer wrote something.
+    room: Arc<Notify>,
+}
+
+/// Waits until the answers channel has room for every answer still owed plus one more, so
+/// that nothing is decided for a peer whose answers are not being taken (it would cost the
+/// engine work for nothing, and the committer's `try_send` would find no room). An error is
+/// why the connection ends (shutdown or a stalled writer).
+async fn wait_for_room(
+    reply: &mpsc::Sender<Bytes>,
+    in_flight: &Semaphore,
+    in_flight_max: usize,
+    signals: &mut Signals,
+) -> Result<(), &'static str> {
+    loop {
+        let owed = in_flight_max.saturating_sub(in_flight.available_permits());
+        if reply.capacity() > owed {
+            return Ok(());
+        }
+        tokio::select! {
+            () = signals.room.notified() => {}
+            _ = signals.shutdown.changed() => return Err("shutdown"),
+            _ = signals.stalled.changed() => return Err("write_timeout"),
+        }
+    }
+}
+
 async fn read_loop(
     mut reader: OwnedReadHalf,
     shared: &Shared,
     reply: mpsc::Sender<Bytes>,
-    (mut shutdown, mut stalled): (watch::Receiver<bool>, watch::Receiver<bool>),
+    mut signals: Signals,
     strikes: &mut Strikes,
 ) -> &'static str {
     let in_flight = Arc::new(Semaphore::new(shared.limits.in_flight_max));
@@ -314,13 +354,17 @@ async fn read_loop(
             }
             Ok(Some(message)) => {
                 frame_started = None;
+                let max = shared.limits.in_flight_max;
+                if let Err(reason) = wait_for_room(&reply, &in_flight, max, &mut signals).await {
+                    return reason;
+                }
                 let received = Instant::now();
                 // Queuing an answer waits at most for the writer's deadline; shutdown and a
                 // stalled writer end the wait at once.
                 let handled = tokio::select! {
                     handled = handle(message, shared, &reply, &in_flight, received) => handled,
-                    _ = shutdown.changed() => return "shutdown",
-                    _ = stalled.changed() => return "write_timeout",
+                    _ = signals.shutdown.changed() => return "shutdown",
+                    _ = signals.stalled.changed() => return "write_timeout",
                 };
                 let closing = match handled {
                     Handled::Done => None,
@@ -351,8 +395,8 @@ async fn read_loop(
         };
         let read = tokio::select! {
             read = tokio::time::timeout_at(deadline, reader.read_buf(&mut buf)) => read,
-            _ = shutdown.changed() => return "shutdown",
-            _ = stalled.changed() => return "write_timeout",
+            _ = signals.shutdown.changed() => return "shutdown",
+            _ = signals.stalled.changed() => return "write_timeout",
         };
         match read {
             Ok(Ok(0)) => return "peer_closed",

@@ -44,10 +44,19 @@ fn garbage() -> Vec<Vec<u8>> {
     let mut t = counter();
     let pan = Pan::parse(RICH.as_bytes()).unwrap();
     let out = t
-        .purchase(ProcessingCode::ClubPurchase, Some(123_456), &pan, now_seconds(), [9; 12])
+        .purchase(
+            ProcessingCode::ClubPurchase,
+            Some(123_456),
+            &pan,
+            now_seconds(),
+            [9; 12],
+        )
         .unwrap();
     let mut format = out.bytes.to_vec();
-    let at = format.windows(12).position(|w| w == b"000000123456").unwrap();
+    let at = format
+        .windows(12)
+        .position(|w| w == b"000000123456")
+        .unwrap();
     format[at + 11] = b'X';
     let mut forged = out.bytes.to_vec();
     *forged.last_mut().unwrap() ^= 0x80;
@@ -63,7 +72,9 @@ fn garbage() -> Vec<Vec<u8>> {
 async fn one(listen: SocketAddr, admin: SocketAddr, kind: &[u8], n: u64) {
     if n % 6 == 5 {
         if let Ok(mut stream) = TcpStream::connect(admin).await {
-            let _ = stream.write_all(b"\x16\x03\x01 not http at all\r\n\r\n").await;
+            let _ = stream
+                .write_all(b"\x16\x03\x01 not http at all\r\n\r\n")
+                .await;
             let mut scratch = [0_u8; 1024];
             let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut scratch)).await;
         }
@@ -79,7 +90,8 @@ async fn one(listen: SocketAddr, admin: SocketAddr, kind: &[u8], n: u64) {
     if !kind.is_empty() {
         let mut scratch = [0_u8; 4096];
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while let Ok(Ok(read)) = tokio::time::timeout_at(deadline, stream.read(&mut scratch)).await {
+        while let Ok(Ok(read)) = tokio::time::timeout_at(deadline, stream.read(&mut scratch)).await
+        {
             if read == 0 {
                 break;
             }
@@ -147,7 +159,10 @@ async fn garbage_connections_write_a_bounded_log() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert!(made > bound, "only {made} connections: the run proves nothing");
+    assert!(
+        made > bound,
+        "only {made} connections: the run proves nothing"
+    );
     assert!(lines < bound, "{lines} lines:\n{text}");
     if std::env::var_os("LSW_TEST_SHOW_LOG").is_some() {
         eprintln!("{text}");

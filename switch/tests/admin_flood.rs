@@ -32,7 +32,12 @@ const PROBE_MAX: Duration = Duration::from_millis(100);
 
 /// One slow client: connects, sends `fast` at once and then `slow` a byte a second, and
 /// reconnects whenever the switch closes it, until `stop`.
-async fn slowloris(addr: SocketAddr, fast: &'static [u8], stop: Arc<AtomicBool>, closed: Arc<AtomicU64>) {
+async fn slowloris(
+    addr: SocketAddr,
+    fast: &'static [u8],
+    stop: Arc<AtomicBool>,
+    closed: Arc<AtomicU64>,
+) {
     let slow = b"x-slow: yes\r\nx-slower: yes\r\n\r\n";
     while !stop.load(Ordering::Relaxed) {
         let Ok(mut stream) = TcpStream::connect(addr).await else {
@@ -70,7 +75,9 @@ async fn probe(addr: SocketAddr, path: &str) -> (u16, Duration) {
     let started = Instant::now();
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     let mut text = String::new();
@@ -79,7 +86,11 @@ async fn probe(addr: SocketAddr, path: &str) -> (u16, Duration) {
     if !matches!(read, Ok(Ok(_))) {
         return (0, took);
     }
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, took)
 }
 
@@ -92,7 +103,10 @@ async fn slowloris_leaves_health_answering() {
     let mut child = Killed(serve(&db, listen, admin));
     let wait = Instant::now();
     while probe(admin, "/healthz").await.0 != 200 {
-        assert!(wait.elapsed() < Duration::from_secs(10), "admin port never answered");
+        assert!(
+            wait.elapsed() < Duration::from_secs(10),
+            "admin port never answered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -138,7 +152,10 @@ async fn slowloris_leaves_health_answering() {
     );
     assert!(failures.is_empty(), "probes failed: {failures:?}");
     // The slow clients were really held off: the switch closed them, again and again.
-    assert!(closed >= u64::try_from(SLOW_CLIENTS).unwrap(), "only {closed} closed");
+    assert!(
+        closed >= u64::try_from(SLOW_CLIENTS).unwrap(),
+        "only {closed} closed"
+    );
     // The slow clients' last connections hold their address's general slots until the
     // header deadline closes them; then /metrics (a general request) answers again.
     let wait = Instant::now();

@@ -88,13 +88,21 @@ async fn wrong_key_stops_serve_and_import(variable: &str, other: &str) {
     let before = dump(&db).await;
     assert!(before.contains("'LSW_KEK'") && before.contains("'LSW_PAN_TOKEN_KEY'"));
 
-    for args in [vec!["serve".as_ref()], vec!["import".as_ref(), network.as_os_str()]] {
+    for args in [
+        vec!["serve".as_ref()],
+        vec!["import".as_ref(), network.as_os_str()],
+    ] {
         let (output, took) = run_wrong(&db, variable, &args);
         let stderr = String::from_utf8_lossy(&output.stderr);
         eprintln!("{args:?} with a wrong {variable}: {took:?}\n{stderr}");
-        assert!(!output.status.success(), "{args:?} started with a wrong {variable}");
         assert!(
-            stderr.contains(&format!("{variable} is not the key this database was set up with")),
+            !output.status.success(),
+            "{args:?} started with a wrong {variable}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "{variable} is not the key this database was set up with"
+            )),
             "{args:?}: the message does not name {variable}: {stderr}"
         );
         assert!(!stderr.contains(&format!("{other} is not")), "{stderr}");

@@ -14,7 +14,9 @@
 //!
 //! The last phase has peers that stop reading: one floods format errors (closed at its 16th
 //! `30`), one pipelines inquiries and never reads their answers (closed when a write misses
-//! the write deadline); each must be closed within the write deadline plus a second.
+//! the write deadline); the flooder must be closed within the write deadline plus a second,
+//! the pipeliner within that plus the time its answers take to fill the kernel's buffers
+//! (before that, the switch's writes do not block).
 //!
 //! A bad-MAC flood is bounded by the switch closing a connection at its 16th security
 //! refusal; the flooder reconnects, and the good terminal stays within 5×.
@@ -48,6 +50,9 @@ use tokio::task::JoinSet;
 const GOOD_REQUESTS: usize = 1_000;
 /// The write deadline of the switch here (short, so the stalled-peer phase stays short).
 const WRITE_TIMEOUT_MS: u64 = 2_000;
+/// Most the switch may take to fill the kernel's socket buffers with a non-reading peer's
+/// answers before its writes block.
+const FILL_ALLOWANCE: Duration = Duration::from_secs(5);
 /// How often the resident memory is sampled while the good terminal measures.
 const RSS_EVERY: Duration = Duration::from_millis(50);
 /// Most a p99 may grow under abuse, as a multiple of the quiet p99.
@@ -305,7 +310,8 @@ async fn purchase_and_confirm(client: &mut Client, t: &mut Terminal) -> [Option<
         .await
         .ok()
         .filter(|(response, _)| response.code == ResponseCode::Approved);
-    let Some((Some(rrn), purchased)) = answer.map(|(response, _)| (response.rrn, started.elapsed()))
+    let Some((Some(rrn), purchased)) =
+        answer.map(|(response, _)| (response.rrn, started.elapsed()))
     else {
         return [None, None];
     };
@@ -459,7 +465,7 @@ where
 async fn abuse_is_refused_counted_and_never_stalls_a_good_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let running = start(dir.path()).await;
-    let (addr, admin) = (running.addr, running.admin_addr);
+    let admin = running.admin_addr;
     let mut t = counter();
     // The abusers get a runtime and a thread of their own, as they would be other machines:
     // on the switch's own runtime they would also be stealing its worker threads, and the
@@ -489,269 +495,11 @@ async fn abuse_is_refused_counted_and_never_stalls_a_good_terminal() {
         mib(quiet.rss)
     );
 
-    // 1. Idle connections: the switch holds up to its limit, refuses the rest at once, and
-    // closes the held ones when they have been silent for the idle timeout.
-    let mut client = good_client(&running).await;
-    let (refused_before, idle_before) = (
-        metric(admin, REFUSED).await,
-        metric(admin, IDLE_TIMEOUT).await,
-    );
-    let opening = Instant::now();
-    let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
-    while idle.len() < IDLE_CONNECTIONS {
-        let mut connects = JoinSet::new();
-        for _ in 0..IDLE_BATCH.min(IDLE_CONNECTIONS - idle.len()) {
-            connects.spawn_on(
-                async move { TcpStream::connect(addr).await.unwrap() },
-                &abuse,
-            );
-        }
-        while let Some(stream) = connects.join_next().await {
-            idle.push(stream.unwrap());
-        }
-        wait_accepted(admin, refused_before, 1 + count(idle.len())).await;
-        // The well-behaved terminal stays busy, so its own idle timeout never runs out.
-        assert!(inquire(&mut client, &mut t).await.is_some());
-    }
-    let opened = opening.elapsed();
-    let held = count(CONNECTIONS_MAX) - 1;
-    let refused = count(IDLE_CONNECTIONS) - held;
-    let refused_now = wait_value(
-        admin,
-        REFUSED,
-        refused_before + refused,
-        Duration::from_secs(5),
-    )
-    .await;
-    assert_eq!(refused_now - refused_before, refused, "refused connections");
-    assert_eq!(metric(admin, OPEN).await, count(CONNECTIONS_MAX));
-    let rss_held = rss_bytes();
-    let (measured, rss_peak) = measure_sampled(&mut client, &mut t).await;
-    drop(client);
-    let rss_peak = rss_peak.max(rss_held);
-    eprintln!(
-        "idle: {IDLE_CONNECTIONS} opened in {opened:?}, {held} held, {refused} refused, \
-         rss with them held {:.1} MiB ({:.1} KiB a connection)",
-        mib(rss_held),
-        mib(rss_held.saturating_sub(quiet.rss) / held) * 1024.0,
-    );
-    quiet.check("idle", &measured, rss_peak);
-    wait_open(admin, 0, Duration::from_millis(IDLE_TIMEOUT_MS + 5_000)).await;
-    assert_eq!(
-        metric(admin, IDLE_TIMEOUT).await - idle_before,
-        held,
-        "idle connections closed by the idle timeout"
-    );
-    drop(idle);
-    eprintln!(
-        "idle: all closed by the switch after {:?}",
-        opening.elapsed()
-    );
-
-    // 2. Slow senders: one byte of a well-formed frame a second. Stalled senders (one byte,
-    // then silence) run beside them.
-    let mut client = good_client(&running).await;
-    let read_timeout_before = metric(admin, READ_TIMEOUT).await;
-    let frame = framed(
-        &t.purchase(
-            ProcessingCode::ClubInquiry,
-            None,
-            &pan(RICH),
-            START_MS / 1000,
-            nonce(9),
-        )
-        .unwrap()
-        .bytes,
-    )
-    .freeze();
-    let mut senders = JoinSet::new();
-    for _ in 0..SLOW_SENDERS {
-        let trickle = frame.clone();
-        senders.spawn_on(
-            async move {
-                let mut stream = TcpStream::connect(addr).await.unwrap();
-                let started = Instant::now();
-                for byte in trickle
-                    .iter()
-                    .take(usize::try_from(SLOW_SENDER_SECONDS).unwrap())
-                {
-                    if stream.write_all(&[*byte]).await.is_err() {
-                        return (true, Some(started.elapsed()));
-                    }
-                    if closed_within(&mut stream, Duration::from_secs(1)).await {
-                        return (true, Some(started.elapsed()));
-                    }
-                }
-                (true, None)
-            },
-            &abuse,
-        );
-        let first = frame.slice(..1);
-        senders.spawn_on(
-            async move {
-                let mut stream = TcpStream::connect(addr).await.unwrap();
-                let started = Instant::now();
-                stream.write_all(&first).await.unwrap();
-                let closed =
-                    closed_within(&mut stream, Duration::from_secs(SLOW_SENDER_SECONDS)).await;
-                (false, closed.then(|| started.elapsed()))
-            },
-            &abuse,
-        );
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (measured, rss_peak) = measure_sampled(&mut client, &mut t).await;
-    drop(client);
-    let (mut trickling_closed, mut stalled_closed) = (Vec::new(), Vec::new());
-    while let Some(joined) = senders.join_next().await {
-        match joined.unwrap() {
-            (true, Some(after)) => trickling_closed.push(after),
-            (false, Some(after)) => stalled_closed.push(after),
-            (_, None) => {}
-        }
-    }
-    wait_open(admin, 0, Duration::from_secs(5)).await;
-    let read_timeouts = metric(admin, READ_TIMEOUT).await - read_timeout_before;
-    eprintln!(
-        "slow: {} of {SLOW_SENDERS} one-byte-a-second senders closed within \
-         {SLOW_SENDER_SECONDS} s (max {:?}); {} of {SLOW_SENDERS} stalled senders closed \
-         (max {:?}); read_timeout +{read_timeouts}",
-        trickling_closed.len(),
-        trickling_closed.iter().max(),
-        stalled_closed.len(),
-        stalled_closed.iter().max(),
-    );
-    quiet.check("slow", &measured, rss_peak);
-    assert_eq!(stalled_closed.len(), SLOW_SENDERS, "stalled senders closed");
-    assert!(stalled_closed
-        .iter()
-        .all(|after| *after < Duration::from_millis(FRAME_READ_TIMEOUT_MS + 1_000)));
-    // Every slow sender, trickling or stalled, is closed within FRAME_READ_TIMEOUT_MS of its
-    // frame's first byte (the deadline does not restart on each byte) and counted.
-    assert_eq!(
-        trickling_closed.len(),
-        SLOW_SENDERS,
-        "trickling senders closed"
-    );
-    assert!(trickling_closed
-        .iter()
-        .all(|after| *after < Duration::from_millis(FRAME_READ_TIMEOUT_MS + 1_000)));
-    assert_eq!(read_timeouts, count(2 * SLOW_SENDERS));
-
-    // 3. Oversized (2,049) and zero length prefixes, each on a fresh connection.
-    let mut client = good_client(&running).await;
-    let bad_length_before = metric(admin, BAD_LENGTH).await;
-    let (measured, made, rss_peak) =
-        while_measuring(&abuse, &mut client, &mut t, move |n| async move {
-            let mut stream = TcpStream::connect(addr).await.unwrap();
-            let prefix: [u8; 2] = if n % 2 == 0 { [0x08, 0x01] } else { [0, 0] };
-            stream.write_all(&prefix).await.unwrap();
-            assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
-        })
-        .await;
-    drop(client);
-    wait_open(admin, 0, Duration::from_secs(5)).await;
-    let bad_lengths = metric(admin, BAD_LENGTH).await - bad_length_before;
-    eprintln!("bad length: {made} connections, bad_length +{bad_lengths}");
-    quiet.check("bad length", &measured, rss_peak);
-    assert_eq!(bad_lengths, made);
-
-    // 4. Endless garbage: well-framed frames that do not parse, until the switch closes the
-    // connection after three.
-    let mut client = good_client(&running).await;
-    let unparseable_before = metric(admin, UNPARSEABLE).await;
-    let (measured, made, rss_peak) =
-        while_measuring(&abuse, &mut client, &mut t, move |n| async move {
-            let mut stream = TcpStream::connect(addr).await.unwrap();
-            for i in 0..GARBAGE_FRAMES {
-                let len = 8 + usize::try_from((n * 7 + count(i) * 13) % 200).unwrap();
-                if stream.write_all(&framed(&vec![b'G'; len])).await.is_err() {
-                    break;
-                }
-            }
-            assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
-        })
-        .await;
-    drop(client);
-    wait_open(admin, 0, Duration::from_secs(5)).await;
-    let unparseables = metric(admin, UNPARSEABLE).await - unparseable_before;
-    eprintln!("garbage: {made} connections, unparseable +{unparseables}");
-    quiet.check("garbage", &measured, rss_peak);
-    assert_eq!(unparseables, 3 * made);
-
-    // 5. A flood of bad MACs from one terminal, pipelined on its own connections.
-    let mut client = good_client(&running).await;
-    let bad_mac_before = metric(admin, BAD_MAC).await;
-    let security_closed_before = metric(admin, SECURITY_CLOSED).await;
-    let mut flooder = closed_shop();
-    let bad: Arc<Vec<Bytes>> = Arc::new(
-        (0..BAD_MAC_WINDOW)
-            .map(|_| {
-                let out = flooder
-                    .purchase(
-                        ProcessingCode::ClubPurchase,
-                        Some(10_000),
-                        &pan(RICH),
-                        START_MS / 1000,
-                        nonce(3),
-                    )
-                    .unwrap();
-                let mut bytes = out.bytes.to_vec();
-                *bytes.last_mut().unwrap() ^= 0x80;
-                framed(&bytes).freeze()
-            })
-            .collect(),
-    );
-    let keys = flooder.keys().clone();
-    let answered = Arc::new(AtomicU64::new(0));
-    let counted = answered.clone();
-    let (measured, connections, rss_peak) =
-        while_measuring(&abuse, &mut client, &mut t, move |_| {
-            let (bad, keys, answered) = (bad.clone(), keys.clone(), counted.clone());
-            async move {
-                let mut flood = Client::connect(addr).await.unwrap();
-                // A window of forged requests; the switch answers 63 to each until the
-                // connection reaches its security-refusal limit, then closes it, and the
-                // flooder reconnects (the next task).
-                for frame in bad.iter() {
-                    if flood.send_raw(frame).await.is_err() {
-                        break;
-                    }
-                }
-                while let Ok(bytes) = flood.receive().await {
-                    let raw = RawMessage::parse(bytes).unwrap();
-                    let response = Response::parse(&raw, Some(&keys)).unwrap();
-                    assert_eq!(response.code, ResponseCode::Security);
-                    answered.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        })
-        .await;
-    drop(client);
-    wait_open(admin, 0, Duration::from_secs(5)).await;
-    let answered = answered.load(Ordering::Relaxed);
-    let bad_macs = metric(admin, BAD_MAC).await - bad_mac_before;
-    eprintln!("bad MAC: {answered} answered 63 on {connections} connections, counted +{bad_macs}");
-    // Each flooding connection is closed at the switch's security-refusal limit and counted.
-    quiet.check("bad MAC", &measured, rss_peak);
-    let closed_for_security = metric(admin, SECURITY_CLOSED).await - security_closed_before;
-    assert!(
-        closed_for_security > 0,
-        "flooding connections closed for security"
-    );
-    // Every flooding connection drew exactly the limit of 63s before it was closed. The
-    // flooder may not read all of them: closing a socket with unread requests in it resets
-    // the connection, which discards responses still in flight.
-    assert_eq!(
-        bad_macs,
-        closed_for_security * u64::from(switch::server::SECURITY_REFUSALS_MAX)
-    );
-    assert!(
-        answered > 0 && answered <= bad_macs,
-        "{answered} read of {bad_macs}"
-    );
-
-    // 6. Peers that stop reading.
+    idle_connections(&running, &abuse, &quiet, &mut t).await;
+    slow_senders(&running, &abuse, &quiet, &mut t).await;
+    bad_lengths(&running, &abuse, &quiet, &mut t).await;
+    garbage(&running, &abuse, &quiet, &mut t).await;
+    bad_macs(&running, &abuse, &quiet, &mut t).await;
     stalled_peers(&running, &abuse, &quiet, &mut t).await;
 
     // Every kind of rejection is in /metrics.
@@ -795,9 +543,10 @@ async fn flood_until_closed(mut stream: TcpStream, data: Vec<u8>) -> (Duration, 
     panic!("a peer that stopped reading was never closed");
 }
 
-/// Phase 6: a format-error flooder and a pipeliner that never reads (TRM00003, whose merchant
-/// is closed, so its inquiries are declined by the engine, not refused), while the good
-/// terminal measures. Each is closed within the write deadline plus a second and counted.
+/// Phase 6, peers that stop reading: a format-error flooder and a pipeliner that never
+/// reads (TRM00003, whose merchant is closed, so its inquiries are declined by the engine, not
+/// refused), while the good terminal measures. Each is closed and counted once, the flooder
+/// within the write deadline plus a second, the pipeliner within that plus `FILL_ALLOWANCE`.
 async fn stalled_peers(running: &Running, abuse: &Handle, quiet: &Quiet, t: &mut Terminal) {
     let (addr, admin) = (running.addr, running.admin_addr);
     let mut client = good_client(running).await;
@@ -807,7 +556,13 @@ async fn stalled_peers(running: &Running, abuse: &Handle, quiet: &Quiet, t: &mut
     );
     let mut flooder = closed_shop();
     let base = flooder
-        .purchase(ProcessingCode::ClubPurchase, Some(10_000), &pan(RICH), START_MS / 1000, nonce(5))
+        .purchase(
+            ProcessingCode::ClubPurchase,
+            Some(10_000),
+            &pan(RICH),
+            START_MS / 1000,
+            nonce(5),
+        )
         .unwrap();
     let format = framed(&with_fields(&flooder, &base, &[(2, RICH.as_bytes())]).bytes).to_vec();
     let mut pipelined = Vec::new();
@@ -823,9 +578,8 @@ async fn stalled_peers(running: &Running, abuse: &Handle, quiet: &Quiet, t: &mut
             .unwrap();
         pipelined.extend_from_slice(&framed(&out.bytes));
     }
-    let formats = abuse.spawn(async move {
-        flood_until_closed(deaf(addr).await, format.repeat(2_000)).await
-    });
+    let formats = abuse
+        .spawn(async move { flood_until_closed(deaf(addr).await, format.repeat(2_000)).await });
     let stalled = abuse.spawn(async move { flood_until_closed(deaf(addr).await, pipelined).await });
     let (measured, rss_peak) = measure_sampled(&mut client, t).await;
     let (format_closed, _) = formats.await.unwrap();
@@ -838,9 +592,290 @@ async fn stalled_peers(running: &Running, abuse: &Handle, quiet: &Quiet, t: &mut
     );
     quiet.check("stalled peers", &measured, rss_peak);
     let bound = Duration::from_millis(WRITE_TIMEOUT_MS + 1_000);
-    assert!(format_closed <= bound, "format flooder closed after {format_closed:?}");
-    assert!(stalled_idle <= bound, "stalled peer closed after {stalled_idle:?}");
+    assert!(
+        format_closed <= bound,
+        "format flooder closed after {format_closed:?}"
+    );
+    // The pipeliner's answers first fill the kernel's buffers before a write of the switch
+    // blocks, and only then does the deadline run: it gets the filling time on top.
+    assert!(
+        stalled_closed <= bound + FILL_ALLOWANCE,
+        "stalled peer closed after {stalled_closed:?}"
+    );
     assert_eq!(metric(admin, FORMAT_CLOSED).await - format_before, 1);
     assert_eq!(metric(admin, WRITE_TIMEOUT).await - write_before, 1);
 }
 
+/// Phase 1: Idle connections: the switch holds up to its limit, refuses the rest at once, and
+/// closes the held ones when they have been silent for the idle timeout.
+async fn idle_connections(running: &Running, abuse: &Handle, quiet: &Quiet, t: &mut Terminal) {
+    let (addr, admin) = (running.addr, running.admin_addr);
+    let mut client = good_client(running).await;
+    let (refused_before, idle_before) = (
+        metric(admin, REFUSED).await,
+        metric(admin, IDLE_TIMEOUT).await,
+    );
+    let opening = Instant::now();
+    let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
+    while idle.len() < IDLE_CONNECTIONS {
+        let mut connects = JoinSet::new();
+        for _ in 0..IDLE_BATCH.min(IDLE_CONNECTIONS - idle.len()) {
+            connects.spawn_on(
+                async move { TcpStream::connect(addr).await.unwrap() },
+                abuse,
+            );
+        }
+        while let Some(stream) = connects.join_next().await {
+            idle.push(stream.unwrap());
+        }
+        wait_accepted(admin, refused_before, 1 + count(idle.len())).await;
+        // The well-behaved terminal stays busy, so its own idle timeout never runs out.
+        assert!(inquire(&mut client, t).await.is_some());
+    }
+    let opened = opening.elapsed();
+    let held = count(CONNECTIONS_MAX) - 1;
+    let refused = count(IDLE_CONNECTIONS) - held;
+    let refused_now = wait_value(
+        admin,
+        REFUSED,
+        refused_before + refused,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(refused_now - refused_before, refused, "refused connections");
+    assert_eq!(metric(admin, OPEN).await, count(CONNECTIONS_MAX));
+    let rss_held = rss_bytes();
+    let (measured, rss_peak) = measure_sampled(&mut client, t).await;
+    drop(client);
+    let rss_peak = rss_peak.max(rss_held);
+    eprintln!(
+        "idle: {IDLE_CONNECTIONS} opened in {opened:?}, {held} held, {refused} refused, \
+         rss with them held {:.1} MiB ({:.1} KiB a connection)",
+        mib(rss_held),
+        mib(rss_held.saturating_sub(quiet.rss) / held) * 1024.0,
+    );
+    quiet.check("idle", &measured, rss_peak);
+    wait_open(admin, 0, Duration::from_millis(IDLE_TIMEOUT_MS + 5_000)).await;
+    assert_eq!(
+        metric(admin, IDLE_TIMEOUT).await - idle_before,
+        held,
+        "idle connections closed by the idle timeout"
+    );
+    drop(idle);
+    eprintln!(
+        "idle: all closed by the switch after {:?}",
+        opening.elapsed()
+    );
+}
+
+/// Phase 2: Slow senders: one byte of a well-formed frame a second. Stalled senders (one byte,
+/// then silence) run beside them.
+async fn slow_senders(running: &Running, abuse: &Handle, quiet: &Quiet, t: &mut Terminal) {
+    let (addr, admin) = (running.addr, running.admin_addr);
+    let mut client = good_client(running).await;
+    let read_timeout_before = metric(admin, READ_TIMEOUT).await;
+    let frame = framed(
+        &t.purchase(
+            ProcessingCode::ClubInquiry,
+            None,
+            &pan(RICH),
+            START_MS / 1000,
+            nonce(9),
+        )
+        .unwrap()
+        .bytes,
+    )
+    .freeze();
+    let mut senders = JoinSet::new();
+    for _ in 0..SLOW_SENDERS {
+        let trickle = frame.clone();
+        senders.spawn_on(
+            async move {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                let started = Instant::now();
+                for byte in trickle
+                    .iter()
+                    .take(usize::try_from(SLOW_SENDER_SECONDS).unwrap())
+                {
+                    if stream.write_all(&[*byte]).await.is_err() {
+                        return (true, Some(started.elapsed()));
+                    }
+                    if closed_within(&mut stream, Duration::from_secs(1)).await {
+                        return (true, Some(started.elapsed()));
+                    }
+                }
+                (true, None)
+            },
+            abuse,
+        );
+        let first = frame.slice(..1);
+        senders.spawn_on(
+            async move {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                let started = Instant::now();
+                stream.write_all(&first).await.unwrap();
+                let closed =
+                    closed_within(&mut stream, Duration::from_secs(SLOW_SENDER_SECONDS)).await;
+                (false, closed.then(|| started.elapsed()))
+            },
+            abuse,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (measured, rss_peak) = measure_sampled(&mut client, t).await;
+    drop(client);
+    let (mut trickling_closed, mut stalled_closed) = (Vec::new(), Vec::new());
+    while let Some(joined) = senders.join_next().await {
+        match joined.unwrap() {
+            (true, Some(after)) => trickling_closed.push(after),
+            (false, Some(after)) => stalled_closed.push(after),
+            (_, None) => {}
+        }
+    }
+    wait_open(admin, 0, Duration::from_secs(5)).await;
+    let read_timeouts = metric(admin, READ_TIMEOUT).await - read_timeout_before;
+    eprintln!(
+        "slow: {} of {SLOW_SENDERS} one-byte-a-second senders closed within \
+         {SLOW_SENDER_SECONDS} s (max {:?}); {} of {SLOW_SENDERS} stalled senders closed \
+         (max {:?}); read_timeout +{read_timeouts}",
+        trickling_closed.len(),
+        trickling_closed.iter().max(),
+        stalled_closed.len(),
+        stalled_closed.iter().max(),
+    );
+    quiet.check("slow", &measured, rss_peak);
+    assert_eq!(stalled_closed.len(), SLOW_SENDERS, "stalled senders closed");
+    assert!(stalled_closed
+        .iter()
+        .all(|after| *after < Duration::from_millis(FRAME_READ_TIMEOUT_MS + 1_000)));
+    // Every slow sender, trickling or stalled, is closed within FRAME_READ_TIMEOUT_MS of its
+    // frame's first byte (the deadline does not restart on each byte) and counted.
+    assert_eq!(
+        trickling_closed.len(),
+        SLOW_SENDERS,
+        "trickling senders closed"
+    );
+    assert!(trickling_closed
+        .iter()
+        .all(|after| *after < Duration::from_millis(FRAME_READ_TIMEOUT_MS + 1_000)));
+    assert_eq!(read_timeouts, count(2 * SLOW_SENDERS));
+}
+
+/// Phase 3: Oversized (2,049) and zero length prefixes, each on a fresh connection.
+async fn bad_lengths(running: &Running, abuse: &Handle, quiet: &Quiet, t: &mut Terminal) {
+    let (addr, admin) = (running.addr, running.admin_addr);
+    let mut client = good_client(running).await;
+    let bad_length_before = metric(admin, BAD_LENGTH).await;
+    let (measured, made, rss_peak) = while_measuring(abuse, &mut client, t, move |n| async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let prefix: [u8; 2] = if n % 2 == 0 { [0x08, 0x01] } else { [0, 0] };
+        stream.write_all(&prefix).await.unwrap();
+        assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
+    })
+    .await;
+    drop(client);
+    wait_open(admin, 0, Duration::from_secs(5)).await;
+    let bad_lengths = metric(admin, BAD_LENGTH).await - bad_length_before;
+    eprintln!("bad length: {made} connections, bad_length +{bad_lengths}");
+    quiet.check("bad length", &measured, rss_peak);
+    assert_eq!(bad_lengths, made);
+}
+
+/// Phase 4: Endless garbage: well-framed frames that do not parse, until the switch closes the
+/// connection after three.
+async fn garbage(running: &Running, abuse: &Handle, quiet: &Quiet, t: &mut Terminal) {
+    let (addr, admin) = (running.addr, running.admin_addr);
+    let mut client = good_client(running).await;
+    let unparseable_before = metric(admin, UNPARSEABLE).await;
+    let (measured, made, rss_peak) = while_measuring(abuse, &mut client, t, move |n| async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        for i in 0..GARBAGE_FRAMES {
+            let len = 8 + usize::try_from((n * 7 + count(i) * 13) % 200).unwrap();
+            if stream.write_all(&framed(&vec![b'G'; len])).await.is_err() {
+                break;
+            }
+        }
+        assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
+    })
+    .await;
+    drop(client);
+    wait_open(admin, 0, Duration::from_secs(5)).await;
+    let unparseables = metric(admin, UNPARSEABLE).await - unparseable_before;
+    eprintln!("garbage: {made} connections, unparseable +{unparseables}");
+    quiet.check("garbage", &measured, rss_peak);
+    assert_eq!(unparseables, 3 * made);
+}
+
+/// Phase 5: A flood of bad MACs from one terminal, pipelined on its own connections.
+async fn bad_macs(running: &Running, abuse: &Handle, quiet: &Quiet, t: &mut Terminal) {
+    let (addr, admin) = (running.addr, running.admin_addr);
+    let mut client = good_client(running).await;
+    let bad_mac_before = metric(admin, BAD_MAC).await;
+    let security_closed_before = metric(admin, SECURITY_CLOSED).await;
+    let mut flooder = closed_shop();
+    let bad: Arc<Vec<Bytes>> = Arc::new(
+        (0..BAD_MAC_WINDOW)
+            .map(|_| {
+                let out = flooder
+                    .purchase(
+                        ProcessingCode::ClubPurchase,
+                        Some(10_000),
+                        &pan(RICH),
+                        START_MS / 1000,
+                        nonce(3),
+                    )
+                    .unwrap();
+                let mut bytes = out.bytes.to_vec();
+                *bytes.last_mut().unwrap() ^= 0x80;
+                framed(&bytes).freeze()
+            })
+            .collect(),
+    );
+    let keys = flooder.keys().clone();
+    let answered = Arc::new(AtomicU64::new(0));
+    let counted = answered.clone();
+    let (measured, connections, rss_peak) = while_measuring(abuse, &mut client, t, move |_| {
+        let (bad, keys, answered) = (bad.clone(), keys.clone(), counted.clone());
+        async move {
+            let mut flood = Client::connect(addr).await.unwrap();
+            // A window of forged requests; the switch answers 63 to each until the
+            // connection reaches its security-refusal limit, then closes it, and the
+            // flooder reconnects (the next task).
+            for frame in bad.iter() {
+                if flood.send_raw(frame).await.is_err() {
+                    break;
+                }
+            }
+            while let Ok(bytes) = flood.receive().await {
+                let raw = RawMessage::parse(bytes).unwrap();
+                let response = Response::parse(&raw, Some(&keys)).unwrap();
+                assert_eq!(response.code, ResponseCode::Security);
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })
+    .await;
+    drop(client);
+    wait_open(admin, 0, Duration::from_secs(5)).await;
+    let answered = answered.load(Ordering::Relaxed);
+    let bad_macs = metric(admin, BAD_MAC).await - bad_mac_before;
+    eprintln!("bad MAC: {answered} answered 63 on {connections} connections, counted +{bad_macs}");
+    // Each flooding connection is closed at the switch's security-refusal limit and counted.
+    quiet.check("bad MAC", &measured, rss_peak);
+    let closed_for_security = metric(admin, SECURITY_CLOSED).await - security_closed_before;
+    assert!(
+        closed_for_security > 0,
+        "flooding connections closed for security"
+    );
+    // Every flooding connection drew exactly the limit of 63s before it was closed. The
+    // flooder may not read all of them: closing a socket with unread requests in it resets
+    // the connection, which discards responses still in flight.
+    assert_eq!(
+        bad_macs,
+        closed_for_security * u64::from(switch::server::SECURITY_REFUSALS_MAX)
+    );
+    assert!(
+        answered > 0 && answered <= bad_macs,
+        "{answered} read of {bad_macs}"
+    );
+}

@@ -38,16 +38,24 @@ fn answer(bytes: &[u8]) -> (u16, String, Value) {
         .lines()
         .find_map(|line| {
             let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type").then(|| value.trim().to_owned())
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_owned())
         })
         .unwrap_or_default();
-    (status, content_type, serde_json::from_str(body).unwrap_or(Value::Null))
+    (
+        status,
+        content_type,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
 }
 
 fn assert_shape(what: &str, (status, content_type, body): &(u16, String, Value), wanted: u16) {
     assert_eq!(*status, wanted, "{what}: {body}");
     assert_eq!(content_type, "application/json", "{what}");
-    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{what}: {body}"
+    );
     assert!(body["problems"].is_array(), "{what}: {body}");
     assert_eq!(body.as_object().unwrap().len(), 2, "{what}: {body}");
 }
@@ -74,14 +82,25 @@ async fn axums_rejections_answer_in_the_error_shape() {
              {token}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
         )
     };
-    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(switch::api::BODY_BYTES_MAX));
+    let big = format!(
+        "{{\"pad\": \"{}\"}}",
+        "x".repeat(switch::api::BODY_BYTES_MAX)
+    );
     let mut request = head("POST", "/api/v1/cards", big.len()).into_bytes();
     request.extend_from_slice(big.as_bytes());
     assert_shape("body over the limit", &raw(addr, &request).await, 413);
     let request = head("GET", "/api/v1/cards/%FF%FE%FD", 0);
     assert_shape("path not UTF-8", &raw(addr, request.as_bytes()).await, 400);
-    let request = head("GET", "/api/v1/reports/top-members?limit=999999999999999999999999", 0);
-    assert_shape("number out of range", &raw(addr, request.as_bytes()).await, 400);
+    let request = head(
+        "GET",
+        "/api/v1/reports/top-members?limit=999999999999999999999999",
+        0,
+    );
+    assert_shape(
+        "number out of range",
+        &raw(addr, request.as_bytes()).await,
+        400,
+    );
     let request = head("DELETE", "/api/v1/merchants", 0);
     let answered = raw(addr, request.as_bytes()).await;
     assert_shape("method not allowed", &answered, 405);
@@ -122,7 +141,10 @@ async fn trickling_headers_and_bodies_are_cut_off() {
     let token = token(&harness).await;
     let headers = tokio::spawn(trickle(
         addr,
-        vec![b"GET /api/v1/merchants HTTP/1.1\r\n".to_vec(), b"x".to_vec()],
+        vec![
+            b"GET /api/v1/merchants HTTP/1.1\r\n".to_vec(),
+            b"x".to_vec(),
+        ],
         Duration::from_millis(500),
     ));
     let head = format!(
@@ -136,7 +158,9 @@ async fn trickling_headers_and_bodies_are_cut_off() {
     ));
     let (_, header_closed) = headers.await.unwrap();
     let (answered, body_closed) = body.await.unwrap();
-    eprintln!("trickled headers closed after {header_closed:?}, a trickled body after {body_closed:?}");
+    eprintln!(
+        "trickled headers closed after {header_closed:?}, a trickled body after {body_closed:?}"
+    );
     let header_limit = switch::admin::HEADER_TIMEOUT;
     assert!(
         header_closed >= header_limit - Duration::from_millis(500)

@@ -31,7 +31,11 @@ fn the_demo_keeps_its_secrets_private() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(mode(&kept), 0o700, "the folder");
-    assert_eq!(mode(&root.path().join("kept")), 0o700, "its parent, created too");
+    assert_eq!(
+        mode(&root.path().join("kept")),
+        0o700,
+        "its parent, created too"
+    );
     let mut checked = Vec::new();
     for entry in std::fs::read_dir(&kept).unwrap() {
         let path = entry.unwrap().path();
@@ -43,6 +47,9 @@ fn the_demo_keeps_its_secrets_private() {
     }
     checked.sort();
     for wanted in ["lsw.db", "network.json", "switch.log"] {
-        assert!(checked.iter().any(|name| name == wanted), "{wanted} missing: {checked:?}");
+        assert!(
+            checked.iter().any(|name| name == wanted),
+            "{wanted} missing: {checked:?}"
+        );
     }
 }

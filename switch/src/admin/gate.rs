@@ -200,7 +200,10 @@ fn is_probe(line: &[u8]) -> bool {
     let mut words = line.split(|byte| *byte == b' ');
     let method = words.next().unwrap_or_default();
     let target = words.next().unwrap_or_default();
-    let path = target.split(|byte| *byte == b'?').next().unwrap_or_default();
+    let path = target
+        .split(|byte| *byte == b'?')
+        .next()
+        .unwrap_or_default();
     matches!(method, b"GET" | b"HEAD") && matches!(path, b"/healthz" | b"/readyz")
 }
 

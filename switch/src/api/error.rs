@@ -150,8 +150,8 @@ pub async fn json_errors(
         .is_some_and(|value| value.starts_with("application/json"));
     // The router's bare 404 (no content type) is for a path outside the API, and stays bare:
     // it tells a route that is not served from a record that is not found.
-    let outside = status == StatusCode::NOT_FOUND
-        && !response.headers().contains_key(header::CONTENT_TYPE);
+    let outside =
+        status == StatusCode::NOT_FOUND && !response.headers().contains_key(header::CONTENT_TYPE);
     if is_json || outside || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
