@@ -228,10 +228,23 @@ fn load_calendar(path: Option<&Path>) -> anyhow::Result<Calendar> {
     Ok(Calendar::parse(&text, &path.display().to_string())?)
 }
 
+/// Opens the database and checks the keys the environment gives (`LSW_KEK`,
+/// `LSW_PAN_TOKEN_KEY` or their `_FILE`s; settlement needs neither, but one given must be the
+/// database's: `switch::keycheck`).
 async fn open(url: &str) -> anyhow::Result<switch::store::Pool> {
-    switch::store::open(url)
+    let (kek, pan_key) = switch::keycheck::optional_from_env(|name| std::env::var(name).ok())?;
+    let pool = switch::store::open(url)
         .await
-        .with_context(|| format!("cannot open the database {url}"))
+        .with_context(|| format!("cannot open the database {url}"))?;
+    let keys = switch::keycheck::Keys {
+        kek: kek.as_ref(),
+        pan_key: pan_key.as_ref(),
+    };
+    if let Err(error) = switch::keycheck::verify(&pool, keys).await {
+        pool.close().await;
+        return Err(error).context("refusing to start");
+    }
+    Ok(pool)
 }
 
 fn report(closed: &close::Closed) {

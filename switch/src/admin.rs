@@ -1,27 +1,33 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz` (alive), `/readyz` (database
 //! reachable and reference data loaded) and the operator API under `/api/v1`
-//! ([`crate::api`]), served by axum on the switch's runtime.
+//! ([`crate::api`]), served by axum's router on the switch's runtime.
+//!
+//! The port bounds its clients ([`gate`]): a request line within a second of the accept,
+//! headers within [`HEADER_TIMEOUT`], a body within [`BODY_TIMEOUT`], at most
+//! [`PER_ADDRESS_MAX`] general connections per address and [`CONNECTIONS_MAX`] in all, and a
+//! reserved share of [`HEALTH_CONNECTIONS_MAX`] for `/healthz` and `/readyz`, so a connection
+//! flood leaves the probes their answer.
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
+pub mod gate;
+
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::store::Pool;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::time::Sleep;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::warn;
 
+use crate::abuse::Reason;
 use crate::api::{self, ApiState};
 
 /// How long `/readyz` waits for the database.
@@ -46,146 +52,78 @@ pub fn router(state: Arc<AdminState>, api_state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(api::router(api_state))
+        .layer(axum::middleware::from_fn(body_deadline))
 }
 
-/// Admin connections open at once; one more is accepted and closed at once, so a flood of
-/// admin connections cannot exhaust the switch's file descriptors.
+/// General admin connections (metrics, the operator API) open at once.
 pub const CONNECTIONS_MAX: usize = 64;
+/// General admin connections open at once from one address.
+pub const PER_ADDRESS_MAX: usize = 32;
+/// Connections reserved for `/healthz` and `/readyz`, one request each: a flood of other
+/// connections cannot take them, so a liveness probe keeps its answer.
+pub const HEALTH_CONNECTIONS_MAX: usize = 32;
+/// Connections whose request line has not arrived yet; one more is closed at once.
+pub const PENDING_MAX: usize = 256;
+/// A connection's request line must arrive within this of its accept; it decides whether
+/// the connection is a health probe or a general one.
+pub const REQUEST_LINE_TIMEOUT: Duration = Duration::from_secs(1);
+/// A request's headers must arrive whole within this.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A request's body must arrive whole within this.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// An admin connection that sends nothing this long is closed (slow or idle clients).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// No admin connection lives longer than this, however it trickles its bytes.
 pub const LIFETIME_MAX: Duration = Duration::from_secs(120);
+/// At shutdown, how long open admin connections may finish their requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The admin port's listener: at most [`CONNECTIONS_MAX`] connections, each closed after
-/// [`IDLE_TIMEOUT`] without a byte or [`LIFETIME_MAX`] in all (axum's server has no timeouts
-/// of its own).
-pub struct Bounded {
-    listener: TcpListener,
-    permits: Arc<Semaphore>,
-}
-
-impl Bounded {
-    /// Bounds `listener`.
-    pub fn new(listener: TcpListener) -> Bounded {
-        Bounded {
-            listener,
-            permits: Arc::new(Semaphore::new(CONNECTIONS_MAX)),
-        }
-    }
-}
-
-impl axum::serve::Listener for Bounded {
-    type Io = Timed;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Timed, SocketAddr) {
-        loop {
-            match self.listener.accept().await {
-                Ok((stream, peer)) => match self.permits.clone().try_acquire_owned() {
-                    Ok(permit) => return (Timed::new(stream, permit), peer),
-                    Err(_) => {
-                        warn!(%peer, "admin connection refused: too many open");
-                        drop(stream);
-                    }
-                },
-                Err(cause) => {
-                    warn!(%cause, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-}
-
-/// An admin connection with an idle deadline and a lifetime deadline.
-pub struct Timed {
-    stream: TcpStream,
-    idle: Pin<Box<Sleep>>,
-    end: Pin<Box<Sleep>>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Timed {
-    fn new(stream: TcpStream, permit: OwnedSemaphorePermit) -> Timed {
-        Timed {
-            stream,
-            idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
-            end: Box::pin(tokio::time::sleep(LIFETIME_MAX)),
-            _permit: permit,
-        }
-    }
-
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.idle.as_mut().poll(cx).is_ready() || self.end.as_mut().poll(cx).is_ready()
-    }
-}
-
-impl AsyncRead for Timed {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.stream).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    let next = tokio::time::Instant::now() + IDLE_TIMEOUT;
-                    self.idle.as_mut().reset(next);
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending if self.expired(cx) => {
-                Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl AsyncWrite for Timed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write(cx, buf) {
-            Poll::Pending if self.expired(cx) => {
-                Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
-            }
-            other => other,
-        }
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-/// Serves admin requests until `shutdown` turns true.
+/// Serves admin requests until `shutdown` turns true, then lets open connections finish
+/// within [`DRAIN_TIMEOUT`] and closes the rest. Each connection passes the [`gate`] first.
 pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
-    let stopping = async move {
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                return;
+    let gate = Arc::new(gate::Gate::new());
+    let mut tasks = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(cause) => {
+                warn!(%cause, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
             }
-        }
-    };
-    if let Err(cause) = axum::serve(Bounded::new(listener), router)
-        .with_graceful_shutdown(stopping)
-        .await
-    {
-        warn!(%cause, "admin listener stopped");
+        };
+        let Some(pending) = gate.pending() else {
+            gate.abuse.note(Reason::AdminRefused);
+            drop(stream);
+            continue;
+        };
+        let connection = gate::connection(
+            stream,
+            peer,
+            pending,
+            gate.clone(),
+            router.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(connection);
+        while tasks.try_join_next().is_some() {}
     }
+    drop(listener);
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while let Ok(Some(_)) = tokio::time::timeout_at(deadline, tasks.join_next()).await {}
+    tasks.shutdown().await;
+}
+
+/// Fails a request body that has not arrived whole within [`BODY_TIMEOUT`] (the handler's
+/// extractor then refuses the request with the API's error shape).
+async fn body_deadline(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = Body::new(gate::TimedBody::new(body, BODY_TIMEOUT));
+    next.run(Request::from_parts(parts, body)).await
 }
 
 async fn healthz() -> &'static str {

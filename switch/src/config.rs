@@ -95,6 +95,14 @@ pub struct Config {
     /// Idle timeout of a connection.
     #[serde(default = "defaults::idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// Deadline of one write of answers to a terminal; a peer that does not take them in
+    /// time is closed.
+    #[serde(default = "defaults::write_timeout_ms")]
+    pub write_timeout_ms: u64,
+    /// At shutdown, how long connections may finish their requests in flight before the
+    /// rest are closed.
+    #[serde(default = "defaults::drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
     /// Most requests per group commit.
     #[serde(default = "defaults::batch_max")]
     pub batch_max: usize,
@@ -284,6 +292,12 @@ mod defaults {
     pub fn idle_timeout_ms() -> u64 {
         300_000
     }
+    pub fn write_timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn drain_timeout_ms() -> u64 {
+        10_000
+    }
     pub fn batch_max() -> usize {
         super::BATCH_MAX_DEFAULT
     }
@@ -425,6 +439,12 @@ impl Config {
         if let Some(v) = var("LSW_IDLE_TIMEOUT_MS") {
             self.idle_timeout_ms = parse("LSW_IDLE_TIMEOUT_MS", &v)?;
         }
+        if let Some(v) = var("LSW_WRITE_TIMEOUT_MS") {
+            self.write_timeout_ms = parse("LSW_WRITE_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = var("LSW_DRAIN_TIMEOUT_MS") {
+            self.drain_timeout_ms = parse("LSW_DRAIN_TIMEOUT_MS", &v)?;
+        }
         if let Some(v) = var("LSW_BATCH_MAX") {
             self.batch_max = parse("LSW_BATCH_MAX", &v)?;
         }
@@ -561,6 +581,8 @@ impl Config {
             in_flight_max: self.in_flight_max.max(1),
             frame_read_timeout: Duration::from_millis(self.frame_read_timeout_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            write_timeout: Duration::from_millis(self.write_timeout_ms.max(1)),
+            drain_timeout: Duration::from_millis(self.drain_timeout_ms),
         }
     }
 

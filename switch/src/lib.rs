@@ -12,7 +12,9 @@
 //! - [`committer`]: the task that owns the engine and group-commits effects.
 //! - [`admission`]: format, MAC and envelope checks of one frame (pure).
 //! - [`server`]: the TCP listener and connection tasks; [`admin`]: metrics, health and the
-//!   operator API ([`api`]).
+//!   operator API ([`api`]); [`abuse`]: abuse counted and logged as rate-limited summaries;
+//!   [`keycheck`]: the key check values that catch a wrong key at start-up; [`private`]: files
+//!   with secrets or card data created 0600.
 //! - [`notify`]: the SMS outbox's templates and its dispatcher.
 //! - [`loyalty`]: the job that issues occasion coupons and writes expiry notices.
 //! - [`survey`]: SMS surveys after a purchase: their scheduler and the members' replies.
@@ -20,6 +22,7 @@
 //!   [`logs`].
 #![warn(missing_docs)]
 
+pub mod abuse;
 pub mod admin;
 pub mod admission;
 pub mod api;
@@ -35,11 +38,13 @@ pub mod fast_hash;
 pub mod huge_pages;
 pub mod import;
 pub mod journal;
+pub mod keycheck;
 pub mod logs;
 pub mod loyalty;
 pub mod metrics;
 pub mod notify;
 pub mod pricing;
+pub mod private;
 pub mod server;
 pub mod snapshot;
 pub mod store;

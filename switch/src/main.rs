@@ -82,6 +82,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli, huge_pages: Option<switch::huge_pages::NotRestarted>) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
     init_logs(&config);
+    // A new SQLite database is created readable by its owner only.
+    switch::private::prepare_sqlite(&config.database_url)
+        .with_context(|| format!("creating the database {}", config.database_url))?;
     if let Some(outcome) = huge_pages {
         log_huge_pages(outcome);
     }
@@ -89,21 +92,34 @@ fn run(cli: Cli, huge_pages: Option<switch::huge_pages::NotRestarted>) -> anyhow
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(&config).await,
             Command::Migrate => {
                 let pool = switch::store::open(&config.database_url)
                     .await
                     .context("opening the database")?;
+                // Keys given to migrate are checked (and recorded on a new database).
+                let (kek, pan_key) =
+                    switch::keycheck::optional_from_env(|name| std::env::var(name).ok())?;
+                let keys = switch::keycheck::Keys {
+                    kek: kek.as_ref(),
+                    pan_key: pan_key.as_ref(),
+                };
+                let now = switch::clock::Clock::now(&SystemClock);
+                let checked = switch::keycheck::record(&pool, keys, now).await;
                 pool.close().await;
+                checked?;
                 println!("migrations applied to {}", config.database_url);
                 Ok(())
             }
             Command::Import { file } => import(&config, &file).await,
             Command::Token { action } => token(&config, action).await,
         }
-    })
+    });
+    // Tasks still blocked (a connection cut at the end of the drain) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
@@ -115,18 +131,44 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     // The handlers are in place before the listener binds: a SIGTERM that arrives while the
     // switch is still starting is a request to stop, not a default-action kill.
     let stop_requested = signals().context("installing the signal handlers")?;
+    let keys = switch::keycheck::Keys::both(&secrets.kek, &secrets.pan_key);
+    let pool = switch::store::open_with(&config.database_url, &config.pg())
+        .await
+        .context("opening the database")?;
+    let checked = switch::keycheck::verify(&pool, keys).await;
+    pool.close().await;
+    checked.context("refusing to start")?;
     let running = switch::app::start(config, &secrets, Arc::new(SystemClock), Some(handle))
         .await
         .context("starting the switch")?;
+    // Started: the KEK opened every sealed TMK; the keys are recorded if they were not yet.
+    switch::keycheck::record(&running.pool, keys, switch::clock::Clock::now(&SystemClock))
+        .await
+        .context("recording the key check values")?;
     println!(
         "lsw-switch listening on {} (admin {})",
         running.addr, running.admin_addr
     );
     stop_requested.await;
-    tracing::info!("shutdown requested; draining");
-    running.stop().await;
+    // The listener closes at once; connections get the drain time for what they have in
+    // flight (`server::serve`), then the committer its last batch. Past that and a margin,
+    // the process exits anyway: nothing is answered before it is durable, so nothing is lost.
+    let drain = std::time::Duration::from_millis(config.drain_timeout_ms);
+    tracing::info!(
+        drain_ms = config.drain_timeout_ms,
+        "shutdown requested; draining"
+    );
+    if tokio::time::timeout(drain + STOP_MARGIN, running.stop())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the switch did not stop within the drain time; exiting");
+    }
     Ok(())
 }
+
+/// Beyond the drain time, how long the committer and the other tasks may take to stop.
+const STOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     let secrets = Secrets::from_env(|name| std::env::var(name).ok()).context("reading secrets")?;
@@ -136,6 +178,11 @@ async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
         .await
         .context("opening the database")?;
     let now = switch::clock::Clock::now(&SystemClock);
+    let keys = switch::keycheck::Keys::both(&secrets.kek, &secrets.pan_key);
+    if let Err(error) = switch::keycheck::verify(&pool, keys).await {
+        pool.close().await;
+        return Err(error).context(format!("{} was not imported", file.display()));
+    }
     // Progress goes to stderr phase by phase, so an operator importing a million cards sees
     // where the minute goes; the summary alone goes to stdout.
     let started = std::time::Instant::now();
@@ -162,7 +209,12 @@ async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     );
     let saved =
         switch::store::reference::save(&pool, data, &imported.file_sha256, &secrets.kek, now).await;
+    let recorded = match &saved {
+        Ok(_) => switch::keycheck::record(&pool, keys, now).await,
+        Err(_) => Ok(()),
+    };
     pool.close().await;
+    recorded.context("recording the key check values")?;
     match saved {
         Ok(summary) => {
             eprintln!("import: saved in {:.1} s", started.elapsed().as_secs_f64());

@@ -35,8 +35,14 @@ pub const CONNECTIONS_OPEN: &str = "lsw_connections_open";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "lsw_connections_refused_total";
 /// Pending requests holding balances.
 pub const HOLDS_OPEN: &str = "lsw_holds_open";
-/// Frames rejected, by `reason` (bad_length, unparseable, read_timeout, idle_timeout).
+/// Frames rejected, by `reason` (bad_length, unparseable, format, security, read_timeout,
+/// idle_timeout, write_timeout).
 pub const FRAMES_REJECTED_TOTAL: &str = "lsw_frames_rejected_total";
+/// Peers refused or closed for abuse, by `reason` (`crate::abuse::Reason`), terminal and
+/// admin ports alike; the log has one summary line per reason and interval.
+pub const ABUSE_TOTAL: &str = "lsw_abuse_total";
+/// Terminal connections still open when the drain time ran out at shutdown, closed.
+pub const CONNECTIONS_CUT_AT_SHUTDOWN_TOTAL: &str = "lsw_connections_cut_at_shutdown_total";
 
 /// SMS notifications the gateway accepted.
 pub const NOTIFICATIONS_SENT_TOTAL: &str = "lsw_notifications_sent_total";
@@ -78,4 +84,9 @@ pub fn describe() {
     metrics::describe_counter!(CONNECTIONS_REFUSED_TOTAL, "connections over the limit");
     metrics::describe_gauge!(HOLDS_OPEN, "pending requests holding balances");
     metrics::describe_counter!(FRAMES_REJECTED_TOTAL, "frames rejected, by reason");
+    metrics::describe_counter!(ABUSE_TOTAL, "peers refused or closed for abuse, by reason");
+    metrics::describe_counter!(
+        CONNECTIONS_CUT_AT_SHUTDOWN_TOTAL,
+        "connections closed when the drain time ran out"
+    );
 }

@@ -101,7 +101,8 @@ pub struct SettlementSummary {
 /// When the database, the switch or the traffic cannot be set up.
 pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
     let dir = config.dir.clone();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The network file holds every PAN and TMK of the demo: owner only (0600, folder 0700).
+    switch::private::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let database = dir.join("lsw.db");
     let log = dir.join("switch.log");
     let size = Size {
@@ -111,7 +112,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
     };
     let network = network::generate(config.seed, size);
     let network_text = network.to_string();
-    std::fs::write(dir.join("network.json"), &network_text).context("writing the network file")?;
+    switch::private::write(&dir.join("network.json"), network_text.as_bytes())
+        .context("writing the network file")?;
     let secrets = demo_secrets();
     let mut switch_config = Config::load(None).context("default configuration")?;
     switch_config.listen = "127.0.0.1:0".parse().context("listen address")?;
@@ -135,6 +137,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<DemoOutcome> {
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    switch::private::prepare_sqlite(&switch_config.database_url)
+        .context("creating the database")?;
     let pool = switch::store::open(&switch_config.database_url)
         .await
         .context("opening the database")?;

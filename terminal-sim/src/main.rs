@@ -171,7 +171,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("creating a folder")?;
             let kept = keep || dir.is_some();
             let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            switch::private::create_dir_all(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
             log_to(&dir.join("switch.log"))?;
             let outcome = demo::run(DemoConfig {
                 seconds,
@@ -349,7 +350,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn log_to(path: &std::path::Path) -> anyhow::Result<()> {
     let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        switch::private::create(path).with_context(|| format!("creating {}", path.display()))?;
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)

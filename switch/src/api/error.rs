@@ -130,3 +130,52 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Puts an error answer that is not JSON into the error shape: axum's own rejections (413 for
+/// a body over the limit, 400 for a path that is not UTF-8 or a query number out of range,
+/// 405, 415) and a body cut off by the admin port's deadline; not the router's bare 404 for a
+/// path outside the API. The status and headers (`Allow`)
+/// stay; the message is this API's own for the status, never axum's text, which can quote
+/// the request.
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    // The router's bare 404 (no content type) is for a path outside the API, and stays bare:
+    // it tells a route that is not served from a record that is not found.
+    let outside =
+        status == StatusCode::NOT_FOUND && !response.headers().contains_key(header::CONTENT_TYPE);
+    if is_json || outside || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    let body = json!({"error": rejection_message(status), "problems": []});
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+}
+
+fn rejection_message(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => {
+            "malformed request: a path or query parameter that does not parse, or a body \
+             that is not valid or did not arrive in time"
+        }
+        StatusCode::NOT_FOUND => "no such resource",
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this path",
+        StatusCode::PAYLOAD_TOO_LARGE => "body too large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "content type must be application/json",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid body",
+        _ => status.canonical_reason().unwrap_or("request refused"),
+    }
+}

@@ -68,6 +68,15 @@ impl PanTokenKey {
         Ok(PanTokenKey(array))
     }
 
+    /// The key check value: the first 3 bytes of HMAC-SHA256 of a fixed text that is not a
+    /// PAN, in hex. It tells two keys apart without revealing either (`crate::keycheck`).
+    pub fn check_value(&self) -> String {
+        let mut mac = self.hmac();
+        mac.update(b"LSW PAN TOKEN KEY CHECK VALUE");
+        let digest = mac.finalize().into_bytes();
+        hex::encode_upper(digest.get(..3).unwrap_or_default())
+    }
+
     fn hmac(&self) -> Hmac<Sha256> {
         // HMAC zero-pads a key shorter than the 64-byte SHA-256 block, so the padded block is
         // the same key; building from the full block is infallible, unlike `new_from_slice`.

@@ -109,6 +109,16 @@ impl Kek {
         tmk
     }
 
+    /// The key check value, as key custodians compute it for an AES key: the first 3 bytes
+    /// of a zero block encrypted under it, in hex (`crate::keycheck`).
+    pub fn check_value(&self) -> String {
+        use aes_gcm::aes::cipher::{BlockEncrypt, KeyInit as _};
+        let cipher = aes_gcm::aes::Aes256::new((&self.0).into());
+        let mut block = [0_u8; 16].into();
+        cipher.encrypt_block(&mut block);
+        hex::encode_upper(block.get(..3).unwrap_or_default())
+    }
+
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new((&self.0).into())
     }

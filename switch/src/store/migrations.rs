@@ -111,6 +111,11 @@ pub const SQLITE: &[Source] = &[
         "journal",
         include_str!("../../../migrations/sqlite/0019_journal.sql"),
     ),
+    (
+        20,
+        "key_checks",
+        include_str!("../../../migrations/sqlite/0020_key_checks.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -209,6 +214,11 @@ pub const POSTGRES: &[Source] = &[
         19,
         "journal",
         include_str!("../../../migrations/postgres/0019_journal.sql"),
+    ),
+    (
+        20,
+        "key_checks",
+        include_str!("../../../migrations/postgres/0020_key_checks.sql"),
     ),
 ];
 
