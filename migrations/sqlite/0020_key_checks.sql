@@ -4,7 +4,7 @@
 -- 3 bytes of a one-way function of the key (never the key). `name` is the key's variable:
 -- LSW_KEK or LSW_PAN_TOKEN_KEY.
 CREATE TABLE key_checks (
-    name TEXT PRIMARY KEY,
+    name TEXT NOT NULL PRIMARY KEY,
     check_value TEXT NOT NULL,
     recorded_at_ms INTEGER NOT NULL
 );

@@ -1,6 +1,6 @@
 //! Goal (issue 24): the files `lsw-sim demo --dir` keeps that hold secrets or card data (the
-//! network file with every PAN and TMK, the database and its WAL, the switch's log) are the
-//! owner's only (0600), and the folder it creates is 0700.
+//! network file with every PAN and TMK, the database and its WAL, the journal's segments, the
+//! switch's log) are the owner's only (0600), and the folders it creates are 0700.
 //!
 //! Method: the real `lsw-sim demo` for one second of traffic into a folder it creates, then
 //! the modes of what it left there.
@@ -40,13 +40,24 @@ fn the_demo_keeps_its_secrets_private() {
     for entry in std::fs::read_dir(&kept).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name == "network.json" || name == "switch.log" || name.starts_with("lsw.db") {
+        if path.is_dir() && name.starts_with("lsw.db") {
+            // The journal's folder: 0700, and every segment in it 0600.
+            assert_eq!(mode(&path), 0o700, "{name}");
+            let mut segments = 0;
+            for segment in std::fs::read_dir(&path).unwrap() {
+                let segment = segment.unwrap().path();
+                assert_eq!(mode(&segment), 0o600, "{}", segment.display());
+                segments += 1;
+            }
+            assert!(segments > 0, "{name} holds the journal's segments");
+            checked.push(name);
+        } else if name == "network.json" || name == "switch.log" || name.starts_with("lsw.db") {
             assert_eq!(mode(&path), 0o600, "{name}");
             checked.push(name);
         }
     }
     checked.sort();
-    for wanted in ["lsw.db", "network.json", "switch.log"] {
+    for wanted in ["lsw.db", "lsw.db.journal", "network.json", "switch.log"] {
         assert!(
             checked.iter().any(|name| name == wanted),
             "{wanted} missing: {checked:?}"
