@@ -2,7 +2,9 @@
 //! Each is an enum; their ASCII forms appear only here.
 
 /// The message types LSTI-1 uses (PROTOCOL.md section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Mti {
     /// 0100: bank-card purchase (discount request) or balance inquiry.
     AuthorizationRequest,
@@ -197,7 +199,9 @@ impl NetworkCode {
 }
 
 /// Response codes (field 39, PROTOCOL.md section 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum ResponseCode {
     /// `00` approved.
     Approved,

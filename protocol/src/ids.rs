@@ -64,7 +64,9 @@ impl fmt::Display for Ksi {
 }
 
 /// System trace audit number (field 11): 0..=999 999, unique per terminal per day.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Stan(u32);
 
 impl Stan {

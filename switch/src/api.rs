@@ -340,7 +340,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/cards/{code}/view", get(views::card))
         .route("/api/v1/members/{code}/view", get(views::member))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), fresh_reads))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fresh_reads,
+        ))
         .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
 }

@@ -86,9 +86,10 @@ pub async fn start(
     // Journal mode: what a crash left in the journal is projected before the state is loaded.
     let commit = match config.journal() {
         Some(settings) => {
-            let (journal, state) = committer::journaled::recover(&pool, &settings, clock.now().get())
-                .await
-                .map_err(StartError::Journal)?;
+            let (journal, state) =
+                committer::journaled::recover(&pool, &settings, clock.now().get())
+                    .await
+                    .map_err(StartError::Journal)?;
             committer::CommitPoint::Journal {
                 journal: Box::new(journal),
                 state,

@@ -166,11 +166,7 @@ pub async fn run(
         CommitPoint::Database => {
             return shared::run(engine, pool, clock, jobs, credit_jobs, config).await;
         }
-        CommitPoint::Journal {
-            journal,
-            state,
-            ..
-        } => (journal, state),
+        CommitPoint::Journal { journal, state, .. } => (journal, state),
     };
     let poisoned = Arc::new(AtomicBool::new(false));
     let (writes, writes_rx) = mpsc::channel(WRITES_IN_FLIGHT_MAX);

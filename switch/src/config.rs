@@ -452,7 +452,8 @@ impl Config {
             self.batch_window_us = parse("LSW_BATCH_WINDOW_US", &v)?;
         }
         if let Some(v) = var("LSW_JOURNAL_DIR") {
-            self.journal_dir = Some(v.into()).filter(|d: &std::path::PathBuf| !d.as_os_str().is_empty());
+            self.journal_dir =
+                Some(v.into()).filter(|d: &std::path::PathBuf| !d.as_os_str().is_empty());
         }
         if let Some(v) = var("LSW_JOURNAL_SEGMENT_BYTES") {
             self.journal_segment_bytes = parse("LSW_JOURNAL_SEGMENT_BYTES", &v)?;
@@ -562,14 +563,19 @@ impl Config {
 
     /// Where the commit point is: the journal (and its directory) or the database.
     pub fn journal(&self) -> Option<crate::committer::journaled::JournalSettings> {
-        let dir = match (&self.journal_dir, crate::store::Backend::of(&self.database_url)) {
+        let dir = match (
+            &self.journal_dir,
+            crate::store::Backend::of(&self.database_url),
+        ) {
             (Some(dir), _) => dir.clone(),
             (None, crate::store::Backend::Postgres) => return None,
             (None, crate::store::Backend::Sqlite) => sqlite_journal_dir(&self.database_url),
         };
         Some(crate::committer::journaled::JournalSettings {
             dir,
-            segment_bytes: self.journal_segment_bytes.max(crate::journal::SEGMENT_BYTES_MIN),
+            segment_bytes: self
+                .journal_segment_bytes
+                .max(crate::journal::SEGMENT_BYTES_MIN),
             lag_max_bytes: self.journal_lag_max_bytes.max(1),
         })
     }

@@ -140,7 +140,9 @@ impl Journal {
                         .file_stem()
                         .and_then(|s| s.to_str())
                         .and_then(|s| s.parse::<u64>().ok())
-                        .ok_or_else(|| corrupt(&path, 0, "segment name is not a sequence number"))?;
+                        .ok_or_else(|| {
+                            corrupt(&path, 0, "segment name is not a sequence number")
+                        })?;
                     names.push((first, path));
                 }
                 Some("spare") => {
@@ -466,7 +468,11 @@ fn scan_segment(
         ));
     }
     if named != first_seq {
-        return Err(corrupt(path, 0, "segment header names another sequence number"));
+        return Err(corrupt(
+            path,
+            0,
+            "segment header names another sequence number",
+        ));
     }
     if let Some(expected) = expected {
         if first_seq != expected {
@@ -636,9 +642,7 @@ fn prepare(path: &Path, segment_bytes: u64) -> Result<PathBuf, JournalError> {
     let mut at = 0;
     while at < segment_bytes {
         let n = (segment_bytes - at).min(to_u64(zeros.len()));
-        let chunk = zeros
-            .get(..usize::try_from(n).unwrap_or(0))
-            .unwrap_or(&[]);
+        let chunk = zeros.get(..usize::try_from(n).unwrap_or(0)).unwrap_or(&[]);
         file.write_all_at(chunk, at).map_err(io(path))?;
         at += n;
         if at % PREPARE_SYNC_BYTES == 0 {

@@ -75,11 +75,20 @@ pub fn describe() {
     metrics::describe_gauge!(JOURNAL_LAG_RECORDS, "journal records not yet projected");
     metrics::describe_gauge!(JOURNAL_APPENDED_SEQ, "last journal record made durable");
     metrics::describe_gauge!(JOURNAL_APPLIED_SEQ, "last journal record in the database");
-    metrics::describe_gauge!(JOURNAL_LAG_SECONDS, "age of the projection while records wait");
+    metrics::describe_gauge!(
+        JOURNAL_LAG_SECONDS,
+        "age of the projection while records wait"
+    );
     metrics::describe_gauge!(JOURNAL_SEGMENTS, "journal segment files on disk");
-    metrics::describe_histogram!(PROJECTION_SECONDS, "seconds one projection transaction took");
+    metrics::describe_histogram!(
+        PROJECTION_SECONDS,
+        "seconds one projection transaction took"
+    );
     metrics::describe_histogram!(PROJECTION_RECORDS, "journal records per projection");
-    metrics::describe_counter!(PROJECTION_FAILURES_TOTAL, "projection transactions that failed");
+    metrics::describe_counter!(
+        PROJECTION_FAILURES_TOTAL,
+        "projection transactions that failed"
+    );
     metrics::describe_gauge!(CONNECTIONS_OPEN, "open terminal connections");
     metrics::describe_counter!(CONNECTIONS_REFUSED_TOTAL, "connections over the limit");
     metrics::describe_gauge!(HOLDS_OPEN, "pending requests holding balances");

@@ -11,8 +11,8 @@
 
 pub mod batch;
 pub mod ledger;
-pub mod projection;
 pub mod migrations;
+pub mod projection;
 pub mod reference;
 pub mod shared;
 pub mod sql;

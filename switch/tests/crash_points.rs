@@ -155,7 +155,11 @@ async fn check_after_restart(url: &str, heard: &Heard, round: usize) {
             .fetch_one(&pool)
             .await
             .unwrap();
-        assert_eq!(stored, 1, "round {round}: approved stan {} not stored", out.stan);
+        assert_eq!(
+            stored, 1,
+            "round {round}: approved stan {} not stored",
+            out.stan
+        );
     }
     for (out, _, purchase) in &heard.confirmed {
         let rrn = heard.approved[*purchase].2;
@@ -167,11 +171,19 @@ async fn check_after_restart(url: &str, heard: &Heard, round: usize) {
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!(captures, 1, "round {round}: confirm stan {} not captured once", out.stan);
+        assert_eq!(
+            captures, 1,
+            "round {round}: confirm stan {} not captured once",
+            out.stan
+        );
     }
     for (name, query) in INVARIANTS {
         let breaches = sqlx::query(query).fetch_all(&pool).await.unwrap();
-        assert!(breaches.is_empty(), "round {round}: {name}: {} rows", breaches.len());
+        assert!(
+            breaches.is_empty(),
+            "round {round}: {name}: {} rows",
+            breaches.len()
+        );
     }
     pool.close().await;
 }

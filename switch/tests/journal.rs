@@ -6,7 +6,13 @@
 //! damaged the ways a crash or a disk can: the last segment cut at every byte offset inside
 //! its last record, a torn write whose later sectors reached the disk and first did not, a
 //! flipped bit in a middle record, a zeroed sector in a middle record, a missing segment.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::as_conversions
+)]
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -19,7 +25,9 @@ const SEGMENT: u64 = 64 << 10;
 fn payload(seq: u64) -> Vec<u8> {
     // Sizes from a few bytes to several sectors, content that differs per record.
     let len = usize::try_from((seq * 397) % 3_000 + 1).unwrap();
-    (0..len).map(|i| u8::try_from((i as u64 * 31 + seq) % 251).unwrap()).collect()
+    (0..len)
+        .map(|i| u8::try_from((i as u64 * 31 + seq) % 251).unwrap())
+        .collect()
 }
 
 /// A journal of `n` records; returns the directory.
@@ -107,11 +115,18 @@ fn projected_segments_are_removed_and_the_rest_still_opens() {
     }
     drop(journal);
     let after = segments(dir.path());
-    assert!(after.len() < before, "{before} segments, still {}", after.len());
+    assert!(
+        after.len() < before,
+        "{before} segments, still {}",
+        after.len()
+    );
     let opened = Journal::open(dir.path(), SEGMENT, 90).unwrap();
     assert_eq!(seqs(&opened.records), (91..=120).collect::<Vec<_>>());
     // A record the database has not applied must never be lost to removal.
-    assert!(Journal::open(dir.path(), SEGMENT, 0).is_err(), "records 1.. are gone: opening at 0 must say so");
+    assert!(
+        Journal::open(dir.path(), SEGMENT, 0).is_err(),
+        "records 1.. are gone: opening at 0 must say so"
+    );
 }
 
 #[test]
@@ -126,15 +141,27 @@ fn a_cut_at_every_offset_inside_the_last_record_recovers_exactly_the_complete_re
     let end = start + HEADER + len;
     for cut in start..end {
         fs::write(&last, &pristine[..cut]).unwrap();
-        let opened = Journal::open(dir.path(), SEGMENT, 0)
-            .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
-        assert_eq!(seqs(&opened.records), (1..=29).collect::<Vec<_>>(), "cut at {cut}");
+        let opened =
+            Journal::open(dir.path(), SEGMENT, 0).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        assert_eq!(
+            seqs(&opened.records),
+            (1..=29).collect::<Vec<_>>(),
+            "cut at {cut}"
+        );
         if cut > start {
-            assert_eq!(opened.torn.as_ref().map(|t| t.1), Some(start as u64), "cut at {cut}");
+            assert_eq!(
+                opened.torn.as_ref().map(|t| t.1),
+                Some(start as u64),
+                "cut at {cut}"
+            );
         }
         // The next append takes the torn record's place and number, and reads back.
         let mut journal = opened.journal;
-        assert_eq!(journal.append(b"after the crash").unwrap(), 30, "cut at {cut}");
+        assert_eq!(
+            journal.append(b"after the crash").unwrap(),
+            30,
+            "cut at {cut}"
+        );
         drop(journal);
         let opened = Journal::open(dir.path(), SEGMENT, 28).unwrap();
         assert_eq!(seqs(&opened.records), vec![29, 30], "cut at {cut}");
@@ -175,7 +202,9 @@ fn a_flipped_bit_in_a_middle_record_refuses_to_open_and_changes_nothing() {
     let before = contents(dir.path());
     let error = Journal::open(dir.path(), SEGMENT, 0).unwrap_err();
     match &error {
-        JournalError::Corrupt { segment, offset, .. } => {
+        JournalError::Corrupt {
+            segment, offset, ..
+        } => {
             assert_eq!(segment, &middle);
             assert_eq!(*offset, at as u64);
         }
@@ -184,7 +213,11 @@ fn a_flipped_bit_in_a_middle_record_refuses_to_open_and_changes_nothing() {
     let message = error.to_string();
     assert!(message.contains(&middle.display().to_string()), "{message}");
     assert!(message.contains(&format!("offset {at}")), "{message}");
-    assert_eq!(contents(dir.path()), before, "a refused open changed the journal");
+    assert_eq!(
+        contents(dir.path()),
+        before,
+        "a refused open changed the journal"
+    );
 }
 
 #[test]

@@ -137,7 +137,8 @@ impl Freshness {
         match self {
             Freshness::Immediate => {}
             Freshness::InProcess(journal) => {
-                let _ = tokio::time::timeout(Duration::from_secs(20), journal.wait_projected()).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(20), journal.wait_projected()).await;
             }
             Freshness::Admin(admin) => {
                 let Some(target) = metric(*admin, "lsw_journal_appended_seq").await else {

@@ -44,13 +44,13 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use sqlx::Row;
 use switch::admission::{admit, Admission};
+use switch::committer::journaled::{self, JournalSettings};
 use switch::domain::{Kek, PanTokenKey, UnixMillis};
 use switch::engine::{Effect, Engine, EngineConfig, MessageKey, State, TxnState};
-use switch::snapshot::Snapshot;
-use switch::committer::journaled::{self, JournalSettings};
 use switch::journal::Journal;
-use switch::store::{ledger, projection};
+use switch::snapshot::Snapshot;
 use switch::store::Pool;
+use switch::store::{ledger, projection};
 
 /// The simulated clock's start: 2026-11-22T18:30:00Z.
 pub const START_MS: i64 = 1_795_372_200_000;
@@ -1045,10 +1045,15 @@ impl<'w> Simulation<'w> {
             }
             Crash::InsideProjection => {
                 // A projection transaction written in full, then never committed.
-                if let (Some(first), Some(last)) = (self.unprojected.first(), self.unprojected.last()) {
+                if let (Some(first), Some(last)) =
+                    (self.unprojected.first(), self.unprojected.last())
+                {
                     let (first, last, at) = (first.0, last.0, last.1);
-                    let all: Vec<Effect> =
-                        self.unprojected.iter().flat_map(|(_, _, e)| e.clone()).collect();
+                    let all: Vec<Effect> = self
+                        .unprojected
+                        .iter()
+                        .flat_map(|(_, _, e)| e.clone())
+                        .collect();
                     let mut tx = self.pool.begin().await.map_err(|e| format!("begin: {e}"))?;
                     projection::write(&mut tx, &all, first, last, Some(at))
                         .await

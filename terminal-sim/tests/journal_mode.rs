@@ -33,15 +33,28 @@ async fn trade(harness: &Harness) {
     let mut client = harness.client().await;
     let mut t = counter();
     let now = harness.now_seconds();
-    for (i, amount) in [10_000_u64, 20_000, 30_000, 40_000, 50_000].iter().enumerate() {
-        let code = if i % 2 == 0 { ClubPurchase } else { StoreCreditPurchase };
+    for (i, amount) in [10_000_u64, 20_000, 30_000, 40_000, 50_000]
+        .iter()
+        .enumerate()
+    {
+        let code = if i % 2 == 0 {
+            ClubPurchase
+        } else {
+            StoreCreditPurchase
+        };
         let (out, response) = purchase(&mut client, &mut t, code, *amount, RICH, now).await;
         assert_eq!(response.code, ResponseCode::Approved, "{response:?}");
         let confirm = t.confirm(&out, response.rrn.unwrap(), now).unwrap();
-        assert_eq!(exchange(&mut client, &t, &confirm).await.code, ResponseCode::Approved);
+        assert_eq!(
+            exchange(&mut client, &t, &confirm).await.code,
+            ResponseCode::Approved
+        );
         if i == 3 {
             let reversal = t.reversal(&out, response.rrn, now).unwrap();
-            assert_eq!(exchange(&mut client, &t, &reversal).await.code, ResponseCode::Approved);
+            assert_eq!(
+                exchange(&mut client, &t, &reversal).await.code,
+                ResponseCode::Approved
+            );
         }
     }
 }
@@ -90,8 +103,14 @@ async fn settle_after_trading(hold_back: bool) -> Vec<(String, Vec<u8>)> {
             .fetch_one(&pool)
             .await
             .unwrap();
-        assert_eq!(cycles, 0, "nothing is closed while the projection is behind");
-        sqlx::query("DROP TRIGGER refuse").execute(&pool).await.unwrap();
+        assert_eq!(
+            cycles, 0,
+            "nothing is closed while the projection is behind"
+        );
+        sqlx::query("DROP TRIGGER refuse")
+            .execute(&pool)
+            .await
+            .unwrap();
     }
     let closed = close.await.unwrap().unwrap();
     assert_eq!(closed.len(), 1, "one cycle closes");
@@ -109,7 +128,10 @@ async fn settle_after_trading(hold_back: bool) -> Vec<(String, Vec<u8>)> {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(captured, 4, "the four confirmed, unreversed purchases are in the cycle");
+    assert_eq!(
+        captured, 4,
+        "the four confirmed, unreversed purchases are in the cycle"
+    );
     files
 }
 
@@ -123,7 +145,12 @@ async fn settlement_right_after_a_load_closes_as_after_a_quiet_hour() {
         quiet.iter().map(|(name, _)| name).collect::<Vec<_>>()
     );
     for ((name, a), (_, b)) in loaded.iter().zip(&quiet) {
-        assert!(a == b, "{name} differs:\n{}\n---\n{}", String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+        assert!(
+            a == b,
+            "{name} differs:\n{}\n---\n{}",
+            String::from_utf8_lossy(a),
+            String::from_utf8_lossy(b)
+        );
     }
 }
 
@@ -137,13 +164,26 @@ async fn a_reversal_after_settlements_fence_is_refused_and_recorded() {
     let (out, response) = purchase(&mut client, &mut t, ClubPurchase, 10_000, RICH, now).await;
     let rrn = response.rrn.unwrap();
     let confirm = t.confirm(&out, rrn, now).unwrap();
-    assert_eq!(exchange(&mut client, &t, &confirm).await.code, ResponseCode::Approved);
+    assert_eq!(
+        exchange(&mut client, &t, &confirm).await.code,
+        ResponseCode::Approved
+    );
     harness.clock.set(UnixMillis::new(SETTLE_MS));
     // Settlement asks for its fence and waits until the switch holds it.
-    switch::store::projection::ask_fence(&pool, CUTOFF_MS).await.unwrap();
+    switch::store::projection::ask_fence(&pool, CUTOFF_MS)
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while switch::store::projection::progress(&pool).await.unwrap().fence_held_ms < CUTOFF_MS {
-        assert!(std::time::Instant::now() < deadline, "the switch never held the fence");
+    while switch::store::projection::progress(&pool)
+        .await
+        .unwrap()
+        .fence_held_ms
+        < CUTOFF_MS
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the switch never held the fence"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The purchase was confirmed before the cutoff and is not settled yet, but the close that
@@ -153,7 +193,10 @@ async fn a_reversal_after_settlements_fence_is_refused_and_recorded() {
     assert_eq!(answer.code, ResponseCode::InvalidTransaction, "{answer:?}");
     // A refusal leaves at once; the late reversal it records follows with the batch.
     harness
-        .wait_for("SELECT count(*) FROM exceptions WHERE kind = 'late_reversal'", 1)
+        .wait_for(
+            "SELECT count(*) FROM exceptions WHERE kind = 'late_reversal'",
+            1,
+        )
         .await;
     assert_eq!(
         harness
@@ -235,7 +278,10 @@ async fn journal_mode_on_postgres() {
         config.journal_dir = Some(dir);
     })
     .await;
-    assert!(harness.running().journal.is_some(), "journal mode on PostgreSQL");
+    assert!(
+        harness.running().journal.is_some(),
+        "journal mode on PostgreSQL"
+    );
     let mut client = harness.client().await;
     let mut t = counter();
     let now = harness.now_seconds();
@@ -251,11 +297,16 @@ async fn journal_mode_on_postgres() {
     let applied = harness
         .scalar("SELECT applied_seq FROM journal_progress")
         .await;
-    assert!(applied >= 2, "the projection recorded its records ({applied})");
     assert!(
-        std::fs::read_dir(journal.path())
+        applied >= 2,
+        "the projection recorded its records ({applied})"
+    );
+    assert!(
+        std::fs::read_dir(journal.path()).unwrap().any(|e| e
             .unwrap()
-            .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "seg")),
+            .path()
+            .extension()
+            .is_some_and(|x| x == "seg")),
         "the journal is where it was configured"
     );
     harness.restart().await;
@@ -264,6 +315,9 @@ async fn journal_mode_on_postgres() {
         .exchange(&confirm.bytes, confirm.mti, confirm.stan, Some(t.keys()))
         .await
         .unwrap();
-    assert_eq!(again, first, "a retransmission after a restart gets the same answer");
+    assert_eq!(
+        again, first,
+        "a retransmission after a restart gets the same answer"
+    );
     assert_eq!(harness.scalar("SELECT count(*) FROM captures").await, 1);
 }

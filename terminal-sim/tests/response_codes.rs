@@ -278,8 +278,8 @@ async fn every_response_code(db: Db) {
     let before = harness.state().await;
     const OF_30K: &str = "SELECT count(*) FROM transactions WHERE gross_rials = 30000";
     let stored_before = harness.scalar(OF_30K).await;
-    let postgres = switch::store::Backend::of_pool(harness.pool().await)
-        == switch::store::Backend::Postgres;
+    let postgres =
+        switch::store::Backend::of_pool(harness.pool().await) == switch::store::Backend::Postgres;
     let refuse: &[&str] = if postgres {
         &[
             "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \

@@ -74,7 +74,10 @@ impl JournalState {
 
     /// Bytes of records durable and not yet projected.
     pub fn lag_bytes(&self) -> u64 {
-        *self.lag_bytes.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .lag_bytes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether the projection is within its bound and not failing: `/readyz`.
@@ -87,7 +90,10 @@ impl JournalState {
     /// than the bound passes alone.
     fn admit(&self, bytes: u64) {
         let max = self.lag_max_bytes.load(Ordering::SeqCst);
-        let mut lag = self.lag_bytes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut lag = self
+            .lag_bytes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while *lag > 0 && lag.saturating_add(bytes) > max {
             lag = self
                 .lag_room
@@ -99,7 +105,10 @@ impl JournalState {
 
     /// The projector wrote `bytes` of records.
     fn release(&self, bytes: u64) {
-        let mut lag = self.lag_bytes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut lag = self
+            .lag_bytes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         *lag = lag.saturating_sub(bytes);
         self.lag_room.notify_all();
     }
@@ -231,7 +240,11 @@ pub async fn recover(
         .map_err(|e| format!("journal progress: {e}"))?;
     journal.release_through(last);
     if recovered > 0 {
-        info!(records = recovered, through = last, "journal: records projected on start");
+        info!(
+            records = recovered,
+            through = last,
+            "journal: records projected on start"
+        );
     }
     let state = Arc::new(JournalState::default());
     state.appended.store(last, Ordering::SeqCst);
@@ -300,12 +313,14 @@ pub(super) fn journal_loop(
             .and_then(|_| {
                 let started = Instant::now();
                 let seq = journal.append(&buf);
-                metrics::histogram!(m::JOURNAL_SYNC_SECONDS).record(started.elapsed().as_secs_f64());
+                metrics::histogram!(m::JOURNAL_SYNC_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
                 seq
             });
         match appended {
             Ok(seq) => {
-                metrics::histogram!(m::COMMIT_SECONDS).record(commit_started.elapsed().as_secs_f64());
+                metrics::histogram!(m::COMMIT_SECONDS)
+                    .record(commit_started.elapsed().as_secs_f64());
                 state.appended.store(seq, Ordering::SeqCst);
                 metrics::gauge!(m::JOURNAL_APPENDED_SEQ).set(lag_f64(seq));
                 deferred
@@ -466,7 +481,8 @@ async fn project(
                 } else {
                     clock.now().get() - state.applied_at.load(Ordering::SeqCst)
                 };
-                metrics::gauge!(m::JOURNAL_LAG_SECONDS).set(lag_f64(u64::try_from(age).unwrap_or(0)) / 1000.0);
+                metrics::gauge!(m::JOURNAL_LAG_SECONDS)
+                    .set(lag_f64(u64::try_from(age).unwrap_or(0)) / 1000.0);
                 state.projected.notify_waiters();
                 return;
             }

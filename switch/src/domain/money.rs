@@ -13,7 +13,9 @@ use crate::domain::Invalid;
 /// The upper bound is the n12 amount field of ISO 8583 (field 4), so every value fits the wire
 /// and any sum of two values fits an `i64` many times over. Negative amounts do not exist:
 /// a refund or a debit is a separate movement, not a negative amount.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Rials(i64);
 
 impl Rials {
@@ -112,7 +114,9 @@ impl fmt::Display for Rials {
 pub const PERCENT_SCALE_MAX: u32 = 6;
 
 /// A rate in percent, `0..=100`, with at most [`PERCENT_SCALE_MAX`] decimal places.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Percent {
     rate: Decimal,
     /// The same rate in millionths of a percent (`rate × 10^6`, exact by the scale bound):

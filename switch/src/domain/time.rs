@@ -22,7 +22,9 @@ pub const UTC_OFFSET_MINUTES_MAX: i32 = 840;
 pub const TEHRAN_UTC_OFFSET_MINUTES: i32 = 210;
 
 /// A point in time: milliseconds since 1970-01-01T00:00:00Z.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct UnixMillis(i64);
 
 impl UnixMillis {

@@ -248,7 +248,9 @@ impl<'de> serde::Deserialize<'de> for AmountsText {
         if text.try_push(&bytes) {
             Ok(text)
         } else {
-            Err(serde::de::Error::custom("field 54: whole sets, at most six"))
+            Err(serde::de::Error::custom(
+                "field 54: whole sets, at most six",
+            ))
         }
     }
 }

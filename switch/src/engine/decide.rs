@@ -511,8 +511,13 @@ impl Engine {
         }
         check_same(txn, follow_up)?;
         // Past settlement's fence a confirmed transaction is as good as settled.
-        let settling = txn.state == TxnState::Confirmed && txn.capture.at.get() < self.state.fence_ms;
-        let state = if settling { TxnState::Settled } else { txn.state };
+        let settling =
+            txn.state == TxnState::Confirmed && txn.capture.at.get() < self.state.fence_ms;
+        let state = if settling {
+            TxnState::Settled
+        } else {
+            txn.state
+        };
         match state {
             TxnState::Pending => self.release(id, ReleaseReason::Reversal, now, effects),
             TxnState::Confirmed => self.give_back(snapshot, id, now, effects),

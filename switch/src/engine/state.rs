@@ -13,11 +13,15 @@ use crate::engine::txn_table::TxnTable;
 use crate::fast_hash::HashMap;
 
 /// Row id of a transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TxnId(pub i64);
 
 /// Row id of a store-credit lot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct LotId(pub i64);
 
 /// A message's identity on the wire: (KSI, MTI, STAN, field 7). It keys the idempotency window

@@ -129,12 +129,11 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
             .fetch_one(&mut *conn)
             .await?
             .unwrap_or(0);
-    state.fence_ms = sqlx::query_scalar::<_, i64>(
-        "SELECT fence_asked_ms FROM journal_progress WHERE id = 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await?
-    .unwrap_or(0);
+    state.fence_ms =
+        sqlx::query_scalar::<_, i64>("SELECT fence_asked_ms FROM journal_progress WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await?
+            .unwrap_or(0);
     load_windows(&mut conn, &mut state, now).await?;
     for row in sqlx::query(
         "SELECT idempotency_key, card_id, merchant_id, amount_rials FROM balance_credits",

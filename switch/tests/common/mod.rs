@@ -115,7 +115,10 @@ pub fn wait_projected(admin: SocketAddr) {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while metric(admin, "lsw_journal_applied_seq").unwrap_or(0.0) < target {
-        assert!(Instant::now() < deadline, "projection did not reach record {target}");
+        assert!(
+            Instant::now() < deadline,
+            "projection did not reach record {target}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
