@@ -22,7 +22,9 @@
 # it), execs BIN/lsw-switch serve, polls the terminal port and `/readyz` every 10 ms, then
 # stops the switch with SIGTERM. The binaries alternate run by run. It prints one line per run
 # (seconds to the port accepting and to ready, and each start-up phase from the switch's log)
-# and, per binary, the median, min and max over the runs.
+# and, per binary, the median, min and max over the runs. A run during which the poller itself
+# was held up for a second (the machine stopped or starved it) is printed but not counted, and
+# the rounds go on until each binary has RUNS counted runs.
 #
 # The switch listens on LSW_LISTEN and LSW_ADMIN_LISTEN (default 127.0.0.1:5800 and :5880);
 # set both to run beside another switch.
@@ -95,6 +97,8 @@ def phases(log):
                     out[phase] = int(m.group(1)) / 1000
     return out
 
+stalled = [False]
+
 def once(binary, n):
     for suffix in ["", "-wal", "-shm"]:
         if os.path.exists("run.db" + suffix):
@@ -107,10 +111,14 @@ def once(binary, n):
     proc = subprocess.Popen([os.path.join(binary, "lsw-switch"), "serve"],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
     port = ok = None
+    last = began
     while ok is None:
         if proc.poll() is not None:
             sys.exit(f"the switch exited with {proc.returncode}; see {log}")
         now = time.monotonic() - began
+        if time.monotonic() - last > 1.0:
+            stalled[0] = True  # this poller was held up a second: the machine stopped us
+        last = time.monotonic()
         if port is None and up():
             port = now
         if ready():
@@ -126,12 +134,17 @@ def once(binary, n):
     return port, ok, phases(log)
 
 results = {b: [] for b in bins}
-for n in range(runs):
+n = 0
+while min(len(r) for r in results.values()) < runs:
     for binary in bins:
+        stalled[0] = False
         port, ok, ph = once(binary, n)
-        results[binary].append((port, ok, ph))
+        n += 1
+        note = " (stalled: not counted)" if stalled[0] else ""
+        if not stalled[0]:
+            results[binary].append((port, ok, ph))
         print(f"{binary}: port {port:.2f} s, ready {ok:.2f} s; " +
-              ", ".join(f"{k} {v:.2f}" for k, v in ph.items()), flush=True)
+              ", ".join(f"{k} {v:.2f}" for k, v in ph.items()) + note, flush=True)
 for binary, rs in results.items():
     for i, name in [(0, "port accepting"), (1, "ready")]:
         xs = [r[i] for r in rs]
