@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::store::Pool;
 use tokio::net::TcpListener;
@@ -16,6 +17,7 @@ use crate::api::ApiState;
 use crate::clock::Clock;
 use crate::committer;
 use crate::config::{Config, Secrets};
+use crate::engine::state::State;
 use crate::engine::Engine;
 use crate::server::{self, Shared};
 use crate::snapshot::Snapshot;
@@ -76,39 +78,22 @@ pub async fn start(
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Result<Running, StartError> {
     let calendar = Arc::new(config.calendar().map_err(StartError::Config)?);
+    let began = Instant::now();
     let pool = store::open_with(&config.database_url, &config.pg())
         .await
         .map_err(|e| StartError::Store(e.to_string()))?;
-    let data = reference::load(&pool, &secrets.kek)
-        .await
-        .map_err(|e| StartError::Store(e.to_string()))?;
-    let snapshot = Arc::new(Snapshot::build(&data).map_err(|e| StartError::Store(e.to_string()))?);
-    // Journal mode: what a crash left in the journal is projected before the state is loaded.
-    let commit = match config.journal() {
-        Some(settings) => {
-            let (journal, state) =
-                committer::journaled::recover(&pool, &settings, clock.now().get())
-                    .await
-                    .map_err(StartError::Journal)?;
-            committer::CommitPoint::Journal {
-                journal: Box::new(journal),
-                state,
-                lag_max_bytes: settings.lag_max_bytes,
-            }
-        }
-        None => committer::CommitPoint::Database,
-    };
-    let journal = match &commit {
-        committer::CommitPoint::Journal { state, .. } => Some(state.clone()),
-        committer::CommitPoint::Database => None,
-    };
-    let state = ledger::load(&pool, clock.now())
-        .await
-        .map_err(|e| StartError::Store(e.to_string()))?;
+    info!(ms = millis(began), "store opened and migrated");
+    let Loaded {
+        snapshot,
+        state,
+        commit,
+        journal,
+    } = load(config, secrets, &clock, &pool).await?;
     info!(
         version = snapshot.version(),
         transactions = state.txns.len(),
         answered = state.answered.len(),
+        ms = millis(began),
         "state loaded"
     );
     let engine = Engine::new(state, config.engine()).with_loyalty(config.loyalty());
@@ -233,6 +218,87 @@ pub async fn start(
         surveys,
         engagement,
     })
+}
+
+/// What start-up loads before the listeners open.
+struct Loaded {
+    snapshot: Arc<Snapshot>,
+    state: State,
+    commit: committer::CommitPoint,
+    journal: Option<Arc<committer::journaled::JournalState>>,
+}
+
+/// Milliseconds since `began`, for the start-up log's phase lines.
+fn millis(began: Instant) -> u64 {
+    u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Loads the reference snapshot while it projects what a crash left in the journal (journal
+/// mode) and loads the engine's state: the two read disjoint tables (the journal's records
+/// never touch reference data) on their own connections, so they overlap on two cores. Each
+/// phase's duration goes to the log.
+async fn load(
+    config: &Config,
+    secrets: &Secrets,
+    clock: &Arc<dyn Clock>,
+    pool: &Pool,
+) -> Result<Loaded, StartError> {
+    let reference = tokio::spawn(load_snapshot(pool.clone(), secrets.kek.clone()));
+    let ledger = async {
+        let began = Instant::now();
+        let commit = match config.journal() {
+            Some(settings) => {
+                let (journal, state) =
+                    committer::journaled::recover(pool, &settings, clock.now().get())
+                        .await
+                        .map_err(StartError::Journal)?;
+                committer::CommitPoint::Journal {
+                    journal: Box::new(journal),
+                    state,
+                    lag_max_bytes: settings.lag_max_bytes,
+                }
+            }
+            None => committer::CommitPoint::Database,
+        };
+        info!(ms = millis(began), "journal recovered");
+        let began = Instant::now();
+        let state = ledger::load(pool, clock.now())
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))?;
+        info!(ms = millis(began), "ledger state read");
+        Ok::<_, StartError>((commit, state))
+    };
+    let (snapshot, ledger) = tokio::join!(reference, ledger);
+    // The reference data's failure is reported first, as when it was loaded first.
+    let snapshot = snapshot.map_err(|e| StartError::Store(format!("reference load: {e}")))??;
+    let (commit, state) = ledger?;
+    let journal = match &commit {
+        committer::CommitPoint::Journal { state, .. } => Some(state.clone()),
+        committer::CommitPoint::Database => None,
+    };
+    Ok(Loaded {
+        snapshot,
+        state,
+        commit,
+        journal,
+    })
+}
+
+/// Reads the reference data and builds the snapshot from it (on a blocking thread: it is a
+/// second or more of CPU at a million cards).
+async fn load_snapshot(pool: Pool, kek: crate::domain::Kek) -> Result<Arc<Snapshot>, StartError> {
+    let began = Instant::now();
+    let data = reference::load_records(&pool, &kek)
+        .await
+        .map_err(|e| StartError::Store(e.to_string()))?;
+    info!(ms = millis(began), cards = data.data.cards.len(), "reference data read");
+    let began = Instant::now();
+    let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(&data))
+        .await
+        .map_err(|e| StartError::Store(format!("snapshot build: {e}")))?
+        .map_err(|e| StartError::Store(e.to_string()))?;
+    info!(ms = millis(began), "snapshot built");
+    Ok(Arc::new(snapshot))
 }
 
 /// How often a switch sharing its database looks for reference data another process changed.

@@ -121,6 +121,16 @@ async fn example_imports_and_reads_back_equal() {
     let back = loaded(&pool).await;
     assert_eq!(back.version, 1);
     assert_eq!(back.data, parsed.data);
+    // What start-up builds its snapshot from: the same, without the openings.
+    let openings = back.data.club_openings.len() + back.data.store_credit_openings.len();
+    assert_eq!(openings, 4);
+    let mut records = back.clone();
+    records.data.club_openings.clear();
+    records.data.store_credit_openings.clear();
+    assert_eq!(
+        reference::load_records(&pool, &kek()).await.unwrap(),
+        records
+    );
 
     let snapshot = Snapshot::build(&back).unwrap();
     assert_eq!(snapshot.version(), 1);

@@ -69,6 +69,10 @@ enum Command {
         /// Percent of approved purchases reversed instead of confirmed.
         #[arg(long, default_value_t = 0)]
         reversal_percent: u32,
+        /// Percent of approved purchases left unconfirmed: their holds stay pending until the
+        /// switch's hold timeout (LSW_HOLD_TIMEOUT_MS) passes.
+        #[arg(long, default_value_t = 0)]
+        abandon_percent: u32,
         /// Percent of requests that are balance inquiries.
         #[arg(long, default_value_t = 0)]
         inquiry_percent: u32,
@@ -200,6 +204,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seconds,
             rate,
             reversal_percent,
+            abandon_percent,
             inquiry_percent,
             json,
             seed,
@@ -213,7 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 depth,
                 duration: Duration::from_secs(seconds),
                 reversal_percent,
-                abandon_percent: 0,
+                abandon_percent,
                 inquiry_percent,
                 seed,
                 rate,

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use crate::store::{Conn, DbRow, Pool};
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
+use futures_util::TryStreamExt;
 use sqlx::Row;
 
 use crate::domain::{
@@ -67,10 +68,10 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     let mut conn = pool.acquire().await?;
     // First: whatever another process writes from here on is read back by the next batch.
     state.batch_seq = crate::store::shared::current_seq(&mut conn).await?;
-    let clubs = sqlx::query("SELECT card_id, ledger_rials, held_rials FROM club_balances")
-        .fetch_all(&mut *conn)
-        .await?;
-    for row in clubs {
+    // The large tables are streamed: a million rows are never held at once.
+    let mut clubs =
+        sqlx::query("SELECT card_id, ledger_rials, held_rials FROM club_balances").fetch(&mut *conn);
+    while let Some(row) = clubs.try_next().await? {
         let account = ClubAccount {
             ledger: rials(&row, "ledger_rials", "club_balances")?,
             held: rials(&row, "held_rials", "club_balances")?,
@@ -79,12 +80,12 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
             .club
             .insert(CardId::new(row.try_get("card_id")?), account);
     }
-    let stores = sqlx::query(
+    drop(clubs);
+    let mut stores = sqlx::query(
         "SELECT card_id, merchant_id, ledger_rials, held_rials FROM store_credit_accounts",
     )
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in stores {
+    .fetch(&mut *conn);
+    while let Some(row) = stores.try_next().await? {
         let key = (
             CardId::new(row.try_get("card_id")?),
             MerchantId::new(row.try_get("merchant_id")?),
@@ -96,13 +97,13 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
         };
         state.store.insert(key, account);
     }
-    let lots = sqlx::query(
+    drop(stores);
+    let mut lots = sqlx::query(
         "SELECT id, card_id, merchant_id, remaining_rials, expires_at_ms FROM store_credit_lots",
     )
-    .fetch_all(&mut *conn)
-    .await?;
+    .fetch(&mut *conn);
     let mut lot_max = 0_i64;
-    for row in lots {
+    while let Some(row) = lots.try_next().await? {
         let id: i64 = row.try_get("id")?;
         lot_max = lot_max.max(id);
         let key = (
@@ -120,6 +121,7 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
             account.lots.push(lot);
         }
     }
+    drop(lots);
     for account in state.store.values_mut() {
         account.sort_lots();
     }
@@ -260,13 +262,6 @@ pub(crate) fn earned_tier_from_row(row: &DbRow) -> Result<(MemberId, Option<Tier
 async fn load_transactions(conn: &mut Conn, state: &mut State) -> Result<(), LedgerError> {
     // Every transaction is loaded: a late confirm or reversal of any of them must find it
     // (to answer `00`, or `12` once settled). At scale this wants a bound (README, notes).
-    let rows = sqlx::query(
-        "SELECT t.*, c.club_rials AS captured_club, m.utc_offset_minutes AS merchant_utc_offset \
-         FROM transactions t LEFT JOIN captures c ON c.txn_id = t.id \
-         JOIN merchants m ON m.id = t.merchant_id ORDER BY t.id",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
     let mut lots_by_txn: HashMap<i64, Vec<(LotId, Rials)>> = HashMap::new();
     let taken = sqlx::query("SELECT txn_id, lot_id, taken_rials FROM capture_lots ORDER BY lot_id")
         .fetch_all(&mut *conn)
@@ -280,16 +275,23 @@ async fn load_transactions(conn: &mut Conn, state: &mut State) -> Result<(), Led
                 rials(&row, "taken_rials", "capture_lots")?,
             ));
     }
+    // The card's member comes by a join: reading the whole card table for it would cost a
+    // million rows at a million cards, where the transactions are far fewer.
+    let mut rows = sqlx::query(
+        "SELECT t.*, c.club_rials AS captured_club, k.member_id AS card_member, \
+         m.utc_offset_minutes AS merchant_utc_offset \
+         FROM transactions t LEFT JOIN captures c ON c.txn_id = t.id \
+         LEFT JOIN cards k ON k.id = t.card_id \
+         JOIN merchants m ON m.id = t.merchant_id ORDER BY t.id",
+    )
+    .fetch(&mut *conn);
     let mut member_of: HashMap<i64, i64> = HashMap::new();
-    for row in sqlx::query("SELECT id, member_id FROM cards")
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        member_of.insert(row.try_get("id")?, row.try_get("member_id")?);
-    }
     let mut txn_max = 0_i64;
     let mut rrn_max = 0_u64;
-    for row in rows {
+    while let Some(row) = rows.try_next().await? {
+        if let Some(member) = row.try_get::<Option<i64>, _>("card_member")? {
+            member_of.insert(row.try_get("card_id")?, member);
+        }
         let txn = txn_from_row(&row, &mut lots_by_txn, &member_of)?;
         txn_max = txn_max.max(txn.id.0);
         rrn_max = rrn_max.max(txn.rrn.as_str().parse::<u64>().unwrap_or(0));
@@ -378,17 +380,17 @@ async fn load_windows(
     state: &mut State,
     now: UnixMillis,
 ) -> Result<(), LedgerError> {
-    let rows = sqlx::query(
+    let mut rows = sqlx::query(
         "SELECT ksi, mti, stan, transmitted, fingerprint, response, at_ms \
          FROM answered_messages WHERE at_ms >= $1",
     )
     .bind(now.get() - ANSWERED_WINDOW_MS)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in rows {
+    .fetch(&mut *conn);
+    while let Some(row) = rows.try_next().await? {
         let (key, fingerprint, answer, at) = answered_from_row(&row)?;
         state.remember_answer(key, fingerprint, answer, at);
     }
+    drop(rows);
     let tombstones = sqlx::query("SELECT ksi, mti, stan, transmitted, at_ms FROM tombstones")
         .fetch_all(&mut *conn)
         .await?;

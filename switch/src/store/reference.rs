@@ -14,6 +14,7 @@ use crate::store::sql::QueryBuilder;
 use crate::store::{Backend, Conn, Db, DbRow, Pool};
 use protocol::Tmk;
 use rand::RngCore;
+use futures_util::TryStreamExt;
 use sqlx::Row;
 
 use crate::domain::reference::{
@@ -72,6 +73,21 @@ impl fmt::Display for ImportOutcome {
 pub async fn load(pool: &Pool, kek: &Kek) -> Result<LoadedReference, StoreError> {
     let mut tx = pool.begin().await?;
     let mut loaded = read_all(&mut tx, kek).await?;
+    loaded.previous_keys = read_previous_keys(&mut tx, kek, Select::All).await?;
+    tx.commit().await?;
+    Ok(loaded)
+}
+
+/// [`load`] without the opening balances: every record, row id, previous key and the version,
+/// which is all a [`crate::snapshot::Snapshot`] is built from (start-up). The openings are an
+/// import's business (a re-import compares them) and, at a million cards, a million and a
+/// half rows more to read.
+///
+/// # Errors
+/// [`StoreError`] when the database fails, a row is invalid or a TMK does not open.
+pub async fn load_records(pool: &Pool, kek: &Kek) -> Result<LoadedReference, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut loaded = read_selected(&mut tx, kek, Select::All).await?;
     loaded.previous_keys = read_previous_keys(&mut tx, kek, Select::All).await?;
     tx.commit().await?;
     Ok(loaded)
@@ -1373,7 +1389,9 @@ async fn read_referrer_ids(conn: &mut Conn, out: &mut LoadedReference) -> Result
         "SELECT id, code FROM members WHERE {}",
         select.filter("code")
     );
-    for row in select.query(&sql).fetch_all(&mut *conn).await? {
+    // Streamed: a million members are never held as rows at once.
+    let mut rows = select.query(&sql).fetch(&mut *conn);
+    while let Some(row) = rows.try_next().await? {
         let id: i64 = row.try_get("id")?;
         let code = column(&row, "members", id, "code", Code::parse)?;
         out.ids.members.insert(code, MemberId::new(id));
@@ -1452,7 +1470,8 @@ async fn links(
     names: &Names,
 ) -> Result<HashMap<i64, Vec<Code>>, StoreError> {
     let mut out: HashMap<i64, Vec<Code>> = HashMap::new();
-    for row in select.query(sql).fetch_all(&mut *conn).await? {
+    let mut rows = select.query(sql).fetch(&mut *conn);
+    while let Some(row) = rows.try_next().await? {
         let owner: i64 = row.try_get(0)?;
         let target: i64 = row.try_get(1)?;
         out.entry(owner)
@@ -1712,9 +1731,9 @@ async fn read_cards(
          WHERE {filter}{}",
         select.order("c.id", "c.code")
     );
-    let rows = select.query(&sql).fetch_all(&mut *conn).await?;
-    out.data.cards.reserve(rows.len());
-    for row in rows {
+    // Streamed: a million cards are never held as rows at once.
+    let mut rows = select.query(&sql).fetch(&mut *conn);
+    while let Some(row) = rows.try_next().await? {
         let id: i64 = row.try_get("id")?;
         let table = "cards";
         let code = column(&row, table, id, "code", Code::parse)?;
