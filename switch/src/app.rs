@@ -255,7 +255,6 @@ async fn load(
                 committer::CommitPoint::Journal {
                     journal: Box::new(journal),
                     state,
-                    lag_max_bytes: settings.lag_max_bytes,
                 }
             }
             None => committer::CommitPoint::Database,
@@ -291,7 +290,11 @@ async fn load_snapshot(pool: Pool, kek: crate::domain::Kek) -> Result<Arc<Snapsh
     let data = reference::load_records(&pool, &kek)
         .await
         .map_err(|e| StartError::Store(e.to_string()))?;
-    info!(ms = millis(began), cards = data.data.cards.len(), "reference data read");
+    info!(
+        ms = millis(began),
+        cards = data.data.cards.len(),
+        "reference data read"
+    );
     let began = Instant::now();
     let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(&data))
         .await

@@ -115,10 +115,8 @@ pub enum CommitPoint {
     Journal {
         /// The journal.
         journal: Box<crate::journal::Journal>,
-        /// Its progress, shared with readers.
+        /// Its progress (and its lag bound), shared with readers.
         state: Arc<journaled::JournalState>,
-        /// Most bytes of records not yet projected.
-        lag_max_bytes: u64,
     },
 }
 
@@ -166,7 +164,7 @@ pub async fn run(
         CommitPoint::Database => {
             return shared::run(engine, pool, clock, jobs, credit_jobs, config).await;
         }
-        CommitPoint::Journal { journal, state, .. } => (journal, state),
+        CommitPoint::Journal { journal, state } => (journal, state),
     };
     let poisoned = Arc::new(AtomicBool::new(false));
     let (writes, writes_rx) = mpsc::channel(WRITES_IN_FLIGHT_MAX);

@@ -9,8 +9,8 @@
 //!                                      then answers)                  many records)
 //! ```
 //!
-//! The projector's queue holds at most `journal_lag_max` records: past it the journal thread
-//! waits, so the engine waits, and memory and the database's lag stay bounded.
+//! Records durable and not yet projected hold at most `journal_lag_max_bytes`: past it the
+//! journal thread waits, so the engine waits, and memory and the database's lag stay bounded.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -148,7 +148,13 @@ pub struct Entry {
 /// # Errors
 /// A message when an effect cannot be encoded (never for the engine's effects).
 pub fn encode(at: i64, effects: &[Effect]) -> Result<Vec<u8>, String> {
-    postcard::to_allocvec(&EntryRef { at, effects }).map_err(|cause| cause.to_string())
+    encode_into(at, effects, Vec::new())
+}
+
+/// Encodes a batch's record into `buf` (cleared first; its room is reused).
+fn encode_into(at: i64, effects: &[Effect], mut buf: Vec<u8>) -> Result<Vec<u8>, String> {
+    buf.clear();
+    postcard::to_extend(&EntryRef { at, effects }, buf).map_err(|cause| cause.to_string())
 }
 
 /// Decodes a record's payload.
@@ -299,16 +305,11 @@ pub(super) fn journal_loop(
             continue;
         }
         let commit_started = Instant::now();
-        buf.clear();
-        let entry = EntryRef {
-            at,
-            effects: &effects,
-        };
-        let appended = postcard::to_extend(&entry, std::mem::take(&mut buf))
+        let appended = encode_into(at, &effects, std::mem::take(&mut buf))
             .map(|encoded| buf = encoded)
             .map_err(|cause| JournalError::Io {
                 path: journal.dir().to_path_buf(),
-                source: std::io::Error::other(cause.to_string()),
+                source: std::io::Error::other(cause),
             })
             .and_then(|_| {
                 let started = Instant::now();
@@ -319,8 +320,15 @@ pub(super) fn journal_loop(
             });
         match appended {
             Ok(seq) => {
-                metrics::histogram!(m::COMMIT_SECONDS)
-                    .record(commit_started.elapsed().as_secs_f64());
+                let took = commit_started.elapsed();
+                metrics::histogram!(m::COMMIT_SECONDS).record(took.as_secs_f64());
+                if took > super::SLOW_COMMIT {
+                    warn!(
+                        effects = effects.len(),
+                        took_ms = took.as_millis(),
+                        "slow journal append: its batch's answers waited for it"
+                    );
+                }
                 state.appended.store(seq, Ordering::SeqCst);
                 metrics::gauge!(m::JOURNAL_APPENDED_SEQ).set(lag_f64(seq));
                 deferred

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use crate::store::{Conn, DbRow, Pool};
-use protocol::{Mti, ProcessingCode, Rrn, Stan};
 use futures_util::TryStreamExt;
+use protocol::{Mti, ProcessingCode, Rrn, Stan};
 use sqlx::Row;
 
 use crate::domain::{
@@ -69,8 +69,8 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     // First: whatever another process writes from here on is read back by the next batch.
     state.batch_seq = crate::store::shared::current_seq(&mut conn).await?;
     // The large tables are streamed: a million rows are never held at once.
-    let mut clubs =
-        sqlx::query("SELECT card_id, ledger_rials, held_rials FROM club_balances").fetch(&mut *conn);
+    let mut clubs = sqlx::query("SELECT card_id, ledger_rials, held_rials FROM club_balances")
+        .fetch(&mut *conn);
     while let Some(row) = clubs.try_next().await? {
         let account = ClubAccount {
             ledger: rials(&row, "ledger_rials", "club_balances")?,

@@ -12,9 +12,9 @@ use std::fmt;
 
 use crate::store::sql::QueryBuilder;
 use crate::store::{Backend, Conn, Db, DbRow, Pool};
+use futures_util::TryStreamExt;
 use protocol::Tmk;
 use rand::RngCore;
-use futures_util::TryStreamExt;
 use sqlx::Row;
 
 use crate::domain::reference::{
