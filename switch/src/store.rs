@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod ledger;
 pub mod migrations;
+pub mod packed;
 pub mod projection;
 pub mod reference;
 pub mod shared;
@@ -120,6 +121,9 @@ pub enum StoreError {
         /// Why it does not open.
         source: SealError,
     },
+    /// A table read in packed chunks failed ([`packed`]).
+    #[error("{0}")]
+    Packed(#[from] packed::PackedError),
     /// The import conflicts with what is stored (an opening balance for an account that
     /// already has another); nothing was changed.
     #[error("{}", crate::import::Report(.problems, 0))]

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use crate::store::packed::{self, Packing};
 use crate::store::{Conn, DbRow, Pool};
 use futures_util::TryStreamExt;
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
@@ -46,6 +47,9 @@ pub enum LedgerError {
         /// Rows it changed.
         rows: u64,
     },
+    /// A table read in packed chunks failed.
+    #[error("{0}")]
+    Packed(#[from] crate::store::packed::PackedError),
     /// A row holds a value the engine cannot represent.
     #[error("corrupt row in {table}: {field}")]
     Corrupt {
@@ -68,60 +72,76 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     let mut conn = pool.acquire().await?;
     // First: whatever another process writes from here on is read back by the next batch.
     state.batch_seq = crate::store::shared::current_seq(&mut conn).await?;
-    // The large tables are streamed: a million rows are never held at once.
-    let mut clubs = sqlx::query("SELECT card_id, ledger_rials, held_rials FROM club_balances")
-        .fetch(&mut *conn);
-    while let Some(row) = clubs.try_next().await? {
-        let account = ClubAccount {
-            ledger: rials(&row, "ledger_rials", "club_balances")?,
-            held: rials(&row, "held_rials", "club_balances")?,
-        };
-        state
-            .club
-            .insert(CardId::new(row.try_get("card_id")?), account);
-    }
-    drop(clubs);
-    let mut stores = sqlx::query(
-        "SELECT card_id, merchant_id, ledger_rials, held_rials FROM store_credit_accounts",
-    )
-    .fetch(&mut *conn);
-    while let Some(row) = stores.try_next().await? {
-        let key = (
-            CardId::new(row.try_get("card_id")?),
-            MerchantId::new(row.try_get("merchant_id")?),
-        );
-        let account = StoreAccount {
-            ledger: rials(&row, "ledger_rials", "store_credit_accounts")?,
-            held: rials(&row, "held_rials", "store_credit_accounts")?,
-            lots: Vec::new(),
-        };
-        state.store.insert(key, account);
-    }
-    drop(stores);
-    let mut lots = sqlx::query(
-        "SELECT id, card_id, merchant_id, remaining_rials, expires_at_ms FROM store_credit_lots",
-    )
-    .fetch(&mut *conn);
-    let mut lot_max = 0_i64;
-    while let Some(row) = lots.try_next().await? {
-        let id: i64 = row.try_get("id")?;
-        lot_max = lot_max.max(id);
-        let key = (
-            CardId::new(row.try_get("card_id")?),
-            MerchantId::new(row.try_get("merchant_id")?),
-        );
-        let lot = Lot {
-            id: LotId(id),
-            remaining: rials(&row, "remaining_rials", "store_credit_lots")?,
-            expires_at: row
-                .try_get::<Option<i64>, _>("expires_at_ms")?
-                .map(UnixMillis::new),
-        };
-        if let Some(account) = state.store.get_mut(&key) {
-            account.lots.push(lot);
+    // The large tables are read packed, a chunk at a time (docs/benchmarks.md, "Restart").
+    let club = Packing {
+        table: "club_balances",
+        columns: &["card_id", "ledger_rials", "held_rials"],
+        from: "FROM club_balances WHERE 1 = 1",
+        key: "card_id",
+    };
+    packed::read(&mut conn, &club, true, sqlx::query, |chunk| {
+        for row in packed::rows::<(i64, i64, i64)>(club.table, chunk) {
+            let (card, ledger, held) = row?;
+            let account = ClubAccount {
+                ledger: amount(ledger, "ledger_rials", club.table)?,
+                held: amount(held, "held_rials", club.table)?,
+            };
+            state.club.insert(CardId::new(card), account);
         }
-    }
-    drop(lots);
+        Ok::<(), LedgerError>(())
+    })
+    .await?;
+    let stores = Packing {
+        table: "store_credit_accounts",
+        columns: &["card_id", "merchant_id", "ledger_rials", "held_rials"],
+        from: "FROM store_credit_accounts WHERE 1 = 1",
+        key: "card_id",
+    };
+    packed::read(&mut conn, &stores, true, sqlx::query, |chunk| {
+        for row in packed::rows::<(i64, i64, i64, i64)>(stores.table, chunk) {
+            let (card, merchant, ledger, held) = row?;
+            let account = StoreAccount {
+                ledger: amount(ledger, "ledger_rials", stores.table)?,
+                held: amount(held, "held_rials", stores.table)?,
+                lots: Vec::new(),
+            };
+            state
+                .store
+                .insert((CardId::new(card), MerchantId::new(merchant)), account);
+        }
+        Ok::<(), LedgerError>(())
+    })
+    .await?;
+    let lots = Packing {
+        table: "store_credit_lots",
+        columns: &[
+            "id",
+            "card_id",
+            "merchant_id",
+            "remaining_rials",
+            "expires_at_ms",
+        ],
+        from: "FROM store_credit_lots WHERE 1 = 1",
+        key: "id",
+    };
+    let mut lot_max = 0_i64;
+    packed::read(&mut conn, &lots, true, sqlx::query, |chunk| {
+        for row in packed::rows::<(i64, i64, i64, i64, Option<i64>)>(lots.table, chunk) {
+            let (id, card, merchant, remaining, expires_at) = row?;
+            lot_max = lot_max.max(id);
+            let lot = Lot {
+                id: LotId(id),
+                remaining: amount(remaining, "remaining_rials", lots.table)?,
+                expires_at: expires_at.map(UnixMillis::new),
+            };
+            let key = (CardId::new(card), MerchantId::new(merchant));
+            if let Some(account) = state.store.get_mut(&key) {
+                account.lots.push(lot);
+            }
+        }
+        Ok::<(), LedgerError>(())
+    })
+    .await?;
     for account in state.store.values_mut() {
         account.sort_lots();
     }
@@ -449,7 +469,11 @@ pub(crate) fn rials(
     column: &'static str,
     table: &'static str,
 ) -> Result<Rials, LedgerError> {
-    let value: i64 = row.try_get(column)?;
+    amount(row.try_get(column)?, column, table)
+}
+
+/// `value` of `column` in `table` as rials, or the row is corrupt.
+fn amount(value: i64, column: &'static str, table: &'static str) -> Result<Rials, LedgerError> {
     Rials::new(value).ok_or(LedgerError::Corrupt {
         table,
         field: column,

@@ -7,14 +7,17 @@
 //! are openings: each creates an account that does not exist yet; the same opening again is a
 //! no-op, and another amount for an existing account is refused.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use crate::store::packed::{self, Packing};
 use crate::store::sql::QueryBuilder;
 use crate::store::{Backend, Conn, Db, DbRow, Pool};
 use futures_util::TryStreamExt;
 use protocol::Tmk;
 use rand::RngCore;
+use serde::Deserialize;
 use sqlx::Row;
 
 use crate::domain::reference::{
@@ -159,6 +162,19 @@ impl Select<'_> {
                 self.filter("code")
             ),
             Select::Page { .. } => self.owners(member, "members", "code"),
+        }
+    }
+
+    /// Whether this selection takes every row: a packed read then goes in key ranges.
+    fn whole(&self) -> bool {
+        matches!(self, Select::All)
+    }
+
+    /// The order of a packed read: the row id, or for a page its code.
+    fn key<'k>(&self, id: &'k str, code: &'k str) -> &'k str {
+        match self {
+            Select::Page { .. } => code,
+            Select::All | Select::Named(_) => id,
         }
     }
 
@@ -1662,6 +1678,18 @@ async fn read_terminals(
     Ok(())
 }
 
+/// A `members` row as packed: id, code, phone, locale, birth date, joined on, referrer.
+#[derive(Deserialize)]
+struct MemberRow<'a>(
+    i64,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+);
+
 async fn read_members(
     conn: &mut Conn,
     out: &mut LoadedReference,
@@ -1674,45 +1702,80 @@ async fn read_members(
         select.members("member_id")
     );
     let mut memberships = links(conn, &sql, select, &group_codes).await?;
-    let sql = format!(
-        "SELECT id, code, phone, locale, birth_date, joined_on, referred_by FROM members \
-         WHERE {}{}",
-        select.members("id"),
-        select.order("id", "code")
-    );
-    for row in select.query(&sql).fetch_all(&mut *conn).await? {
-        let id: i64 = row.try_get("id")?;
-        let code = column(&row, "members", id, "code", Code::parse)?;
-        let phone: Option<String> = row.try_get("phone")?;
-        let phone = phone
-            .map(|text| Phone::parse(&text))
-            .transpose()
-            .map_err(|invalid| corrupt("members", id, format_args!("phone {invalid}")))?;
-        let locale = column(&row, "members", id, "locale", Locale::parse)?;
-        let date = |name: &str| -> Result<Option<CivilDate>, StoreError> {
-            let text: Option<String> = row.try_get(name)?;
-            text.map(|text| CivilDate::parse(&text))
+    let from = format!("FROM members WHERE {}", select.members("id"));
+    let packing = Packing {
+        table: "members",
+        columns: &[
+            "id",
+            "code",
+            "phone",
+            "locale",
+            "birth_date",
+            "joined_on",
+            "referred_by",
+        ],
+        from: &from,
+        key: select.key("id", "code"),
+    };
+    packed::read(conn, &packing, select.whole(), |sql| select.query(sql), |chunk| {
+        for row in packed::rows::<MemberRow<'_>>("members", chunk) {
+            let MemberRow(id, code, phone, locale, birth_date, joined_on, referred_by) = row?;
+            let corrupt = |name: &str, invalid: Invalid| {
+                corrupt("members", id, format_args!("{name} {invalid}"))
+            };
+            let code = Code::parse(&code).map_err(|e| corrupt("code", e))?;
+            let phone = phone
+                .map(|text| Phone::parse(&text))
                 .transpose()
-                .map_err(|invalid| corrupt("members", id, format_args!("{name} {invalid}")))
-        };
-        let (birth_date, joined_on) = (date("birth_date")?, date("joined_on")?);
-        let referred_by: Option<String> = row.try_get("referred_by")?;
-        let referred_by = referred_by
-            .map(|text| Code::parse(&text))
-            .transpose()
-            .map_err(|invalid| corrupt("members", id, format_args!("referred_by {invalid}")))?;
-        out.ids.members.insert(code.clone(), MemberId::new(id));
-        out.data.members.push(MemberRecord {
-            code,
-            groups: memberships.remove(&id).unwrap_or_default(),
-            phone,
-            locale,
-            birth_date,
-            joined_on,
-            referred_by,
-        });
-    }
-    Ok(())
+                .map_err(|e| corrupt("phone", e))?;
+            let locale = Locale::parse(&locale).map_err(|e| corrupt("locale", e))?;
+            let date = |name: &str, text: Option<Cow<'_, str>>| {
+                text.map(|text| CivilDate::parse(&text))
+                    .transpose()
+                    .map_err(|e| corrupt(name, e))
+            };
+            let birth_date = date("birth_date", birth_date)?;
+            let joined_on = date("joined_on", joined_on)?;
+            let referred_by = referred_by
+                .map(|text| Code::parse(&text))
+                .transpose()
+                .map_err(|e| corrupt("referred_by", e))?;
+            out.ids.members.insert(code.clone(), MemberId::new(id));
+            out.data.members.push(MemberRecord {
+                code,
+                groups: memberships.remove(&id).unwrap_or_default(),
+                phone,
+                locale,
+                birth_date,
+                joined_on,
+                referred_by,
+            });
+        }
+        Ok::<(), StoreError>(())
+    })
+    .await
+}
+
+/// A `cards` row as packed, with its member's code.
+#[derive(Deserialize)]
+struct CardRow<'a> {
+    id: i64,
+    #[serde(borrow)]
+    code: Cow<'a, str>,
+    #[serde(borrow)]
+    member_code: Cow<'a, str>,
+    member_id: i64,
+    #[serde(borrow)]
+    pan_token: Cow<'a, str>,
+    #[serde(borrow)]
+    bin: Cow<'a, str>,
+    #[serde(borrow)]
+    last4: Cow<'a, str>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    expiry_year: i64,
+    expiry_month: i64,
+    tier_id: Option<i64>,
 }
 
 async fn read_cards(
@@ -1722,54 +1785,70 @@ async fn read_cards(
     select: Select<'_>,
 ) -> Result<(), StoreError> {
     // The member's code comes by a join, so a partial read needs no table of every member.
-    let filter = match select {
-        Select::Page { .. } => select.filter("c.code"),
+    let condition = match select {
+        Select::Page { .. } => select.owners("c.id", "cards", "code"),
         Select::All | Select::Named(_) => select.members("c.member_id"),
     };
-    let sql = format!(
-        "SELECT c.*, m.code AS member_code FROM cards c JOIN members m ON m.id = c.member_id \
-         WHERE {filter}{}",
-        select.order("c.id", "c.code")
-    );
-    // Streamed: a million cards are never held as rows at once.
-    let mut rows = select.query(&sql).fetch(&mut *conn);
-    while let Some(row) = rows.try_next().await? {
-        let id: i64 = row.try_get("id")?;
-        let table = "cards";
-        let code = column(&row, table, id, "code", Code::parse)?;
-        let token: Vec<u8> = row.try_get("pan_token")?;
-        let token: [u8; 32] = token
-            .try_into()
-            .map_err(|_| corrupt(table, id, "pan_token is not 32 bytes"))?;
-        let tier: Option<i64> = row.try_get("tier_id")?;
-        let record = CardRecord {
-            code: code.clone(),
-            member: column(&row, table, id, "member_code", Code::parse)?,
-            token: PanToken::from_bytes(token),
-            bin: column(&row, table, id, "bin", digits::<6>)?,
-            last4: column(&row, table, id, "last4", digits::<4>)?,
-            status: column(&row, table, id, "status", |s| match s {
-                "active" => Ok(CardStatus::Active),
-                "blocked" => Ok(CardStatus::Blocked),
-                _ => Err(Invalid::new("unknown")),
-            })?,
-            expiry: CardExpiry::new(
-                small(&row, table, id, "expiry_year")?,
-                small(&row, table, id, "expiry_month")?,
-            )
-            .map_err(|e| corrupt(table, id, e))?,
-            tier: tier
-                .map(|tier| name_of(tiers, table, id, tier))
-                .transpose()?,
-        };
-        out.ids.cards.insert(code, CardId::new(id));
-        let member_id: i64 = row.try_get("member_id")?;
-        out.ids
-            .members
-            .insert(record.member.clone(), MemberId::new(member_id));
-        out.data.cards.push(record);
-    }
-    Ok(())
+    let from = format!("FROM cards c JOIN members m ON m.id = c.member_id WHERE {condition}");
+    let token = packed::hex(Backend::of_conn(conn), "c.pan_token");
+    let packing = Packing {
+        table: "cards",
+        columns: &[
+            "c.id",
+            "c.code",
+            "m.code",
+            "c.member_id",
+            &token,
+            "c.bin",
+            "c.last4",
+            "c.status",
+            "c.expiry_year",
+            "c.expiry_month",
+            "c.tier_id",
+        ],
+        from: &from,
+        key: select.key("c.id", "c.code"),
+    };
+    packed::read(conn, &packing, select.whole(), |sql| select.query(sql), |chunk| {
+        for row in packed::rows::<CardRow<'_>>("cards", chunk) {
+            let row = row?;
+            let record = card_record(&row, tiers)?;
+            out.ids.cards.insert(record.code.clone(), CardId::new(row.id));
+            out.ids
+                .members
+                .insert(record.member.clone(), MemberId::new(row.member_id));
+            out.data.cards.push(record);
+        }
+        Ok::<(), StoreError>(())
+    })
+    .await
+}
+
+fn card_record(row: &CardRow<'_>, tiers: &Names) -> Result<CardRecord, StoreError> {
+    let (table, id) = ("cards", row.id);
+    let field = |name: &str, invalid: Invalid| corrupt(table, id, format_args!("{name} {invalid}"));
+    let range = |name: &str| corrupt(table, id, format_args!("{name} out of range"));
+    let year = u16::try_from(row.expiry_year).map_err(|_| range("expiry_year"))?;
+    let month = u8::try_from(row.expiry_month).map_err(|_| range("expiry_month"))?;
+    let token = packed::unhex::<32>(&row.pan_token)
+        .ok_or_else(|| corrupt(table, id, "pan_token is not 32 bytes"))?;
+    Ok(CardRecord {
+        code: Code::parse(&row.code).map_err(|e| field("code", e))?,
+        member: Code::parse(&row.member_code).map_err(|e| field("member_code", e))?,
+        token: PanToken::from_bytes(token),
+        bin: digits::<6>(&row.bin).map_err(|e| field("bin", e))?,
+        last4: digits::<4>(&row.last4).map_err(|e| field("last4", e))?,
+        status: match row.status.as_ref() {
+            "active" => CardStatus::Active,
+            "blocked" => CardStatus::Blocked,
+            _ => return Err(field("status", Invalid::new("unknown"))),
+        },
+        expiry: CardExpiry::new(year, month).map_err(|e| corrupt(table, id, e))?,
+        tier: row
+            .tier_id
+            .map(|tier| name_of(tiers, table, id, tier))
+            .transpose()?,
+    })
 }
 
 fn digits<const N: usize>(text: &str) -> Result<[u8; N], Invalid> {

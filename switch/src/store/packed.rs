@@ -1,0 +1,264 @@
+//! Large tables read in packed chunks, for start-up at a million cards (docs/benchmarks.md,
+//! "Restart").
+//!
+//! Read row by row, a million-row table costs the driver a hand-off between its thread and
+//! ours and a copy of every value per row: about ten seconds per few million rows, where the
+//! database itself needs a fraction of a second. Packed, the database writes a chunk of rows
+//! as one text value: one JSON array per row, a newline after each (a JSON stream), in key
+//! order. The caller parses a chunk in one pass, borrowing its text where it can. A table is
+//! read in ranges of its integer key ([`CHUNK_KEYS`] keys each), so no more than one chunk's
+//! text is held at once, and all of it inside the caller's read transaction.
+//!
+//! Both backends pack: SQLite with `json_array` and `group_concat(… ORDER BY …)`, PostgreSQL
+//! with `json_build_array` and `string_agg(… ORDER BY …)`. Blobs are packed as hexadecimal
+//! ([`hex`] writes the expression, [`unhex`] reads it back).
+
+use serde::Deserialize;
+use sqlx::Row;
+
+use crate::store::{Backend, Conn, Db};
+
+/// Keys per chunk: 20,000 rows of a card's width are about 2.5 MB of text.
+pub const CHUNK_KEYS: i64 = 20_000;
+
+/// One packed read: a row's columns, where they come from, and the integer key that orders
+/// and chunks them.
+#[derive(Debug, Clone, Copy)]
+pub struct Packing<'a> {
+    /// The table, for errors.
+    pub table: &'static str,
+    /// One SQL expression per column, in the order the row type reads them.
+    pub columns: &'a [&'a str],
+    /// `FROM … WHERE <condition>`: the chunk's range is added to the condition with `AND`.
+    pub from: &'a str,
+    /// The integer key (unique per row, e.g. `c.id`): rows are packed in its order.
+    pub key: &'a str,
+}
+
+/// Why a packed read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackedError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A packed row does not parse as the row type: the database holds a value the switch
+    /// never writes.
+    #[error("{table}: a stored row does not read back: {reason}")]
+    Row {
+        /// The table.
+        table: &'static str,
+        /// The parser's message (it names the column's position in the row).
+        reason: String,
+    },
+}
+
+impl Packing<'_> {
+    /// The statement that packs the rows of `from` (with `range`'s keys, when given).
+    fn sql(&self, backend: Backend, range: Option<(i64, i64)>) -> String {
+        let columns = self.columns.join(", ");
+        let (array, aggregate, newline) = match backend {
+            Backend::Sqlite => ("json_array", "group_concat", "char(10)"),
+            Backend::Postgres => ("json_build_array", "string_agg", "E'\\n'"),
+        };
+        let range = range.map_or(String::new(), |(low, high)| {
+            format!(" AND {key} >= {low} AND {key} < {high}", key = self.key)
+        });
+        let cast = if backend == Backend::Postgres { "::text" } else { "" };
+        format!(
+            "SELECT {aggregate}({array}({columns}){cast}, {newline} ORDER BY {key}) {from}{range}",
+            key = self.key,
+            from = self.from,
+        )
+    }
+}
+
+/// Reads the rows `packing` names, one chunk at a time, and gives each chunk's text to `each`
+/// (parse it with [`rows`]). With `whole`, the table is read in key ranges of
+/// [`CHUNK_KEYS`]; otherwise (a condition that already takes few rows) in one statement.
+/// `query` binds the condition's parameters, if any, to a statement's text.
+///
+/// # Errors
+/// The database's error, or the first error `each` returns.
+pub async fn read<E, Q, F>(
+    conn: &mut Conn,
+    packing: &Packing<'_>,
+    whole: bool,
+    query: Q,
+    mut each: F,
+) -> Result<(), E>
+where
+    E: From<PackedError>,
+    Q: for<'s> Fn(&'s str) -> sqlx::query::Query<'s, Db, sqlx::any::AnyArguments<'s>>,
+    F: FnMut(&str) -> Result<(), E>,
+{
+    let backend = Backend::of_conn(conn);
+    let ranges: Vec<Option<(i64, i64)>> = if whole {
+        let bounds = format!(
+            "SELECT MIN({key}), MAX({key}) {from}",
+            key = packing.key,
+            from = packing.from
+        );
+        let (low, high): (Option<i64>, Option<i64>) = sqlx::query_as(&bounds)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(PackedError::from)?;
+        match (low, high) {
+            (Some(low), Some(high)) => key_ranges(low, high),
+            _ => Vec::new(),
+        }
+    } else {
+        vec![None]
+    };
+    for range in ranges {
+        let sql = packing.sql(backend, range);
+        let row = query(&sql)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(PackedError::from)?;
+        let text: Option<String> = row.try_get(0).map_err(PackedError::from)?;
+        if let Some(text) = text {
+            each(&text)?;
+        }
+    }
+    Ok(())
+}
+
+/// Half-open key ranges of [`CHUNK_KEYS`] covering `low..=high`.
+fn key_ranges(low: i64, high: i64) -> Vec<Option<(i64, i64)>> {
+    let mut out = Vec::new();
+    let mut start = low;
+    while start <= high {
+        let end = start.saturating_add(CHUNK_KEYS);
+        out.push(Some((start, end)));
+        if end == i64::MAX {
+            break;
+        }
+        start = end;
+    }
+    out
+}
+
+/// The rows of one chunk, each parsed as a `T` (a tuple or a struct, read from the row's
+/// JSON array in column order), borrowing text from `chunk` where it has no escapes.
+pub fn rows<'a, T: Deserialize<'a> + 'a>(
+    table: &'static str,
+    chunk: &'a str,
+) -> impl Iterator<Item = Result<T, PackedError>> + 'a {
+    serde_json::Deserializer::from_str(chunk)
+        .into_iter::<T>()
+        .map(move |row| {
+            row.map_err(|error| PackedError::Row {
+                table,
+                reason: error.to_string(),
+            })
+        })
+}
+
+/// The expression that packs the blob `column` as hexadecimal on `backend`.
+pub fn hex(backend: Backend, column: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("hex({column})"),
+        Backend::Postgres => format!("encode({column}, 'hex')"),
+    }
+}
+
+/// The bytes of a packed blob (hexadecimal, either case), or `None` if it is not `N` bytes
+/// of hexadecimal.
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let digits = text.as_bytes();
+    if digits.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0_u8; N];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let [high, low] = pair else { return None };
+        *byte = nibble(*high)? << 4 | nibble(*low)?;
+    }
+    Some(out)
+}
+
+/// The bytes of a packed blob of any length.
+pub fn unhex_vec(text: &str) -> Option<Vec<u8>> {
+    let digits = text.as_bytes();
+    if digits.len() % 2 != 0 {
+        return None;
+    }
+    digits
+        .chunks_exact(2)
+        .map(|pair| match pair {
+            [high, low] => Some(nibble(*high)? << 4 | nibble(*low)?),
+            _ => None,
+        })
+        .collect()
+}
+
+fn nibble(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::borrow::Cow;
+
+    #[test]
+    fn ranges_cover_the_keys_once() {
+        assert_eq!(key_ranges(1, 1), vec![Some((1, 1 + CHUNK_KEYS))]);
+        let ranges = key_ranges(5, 3 * CHUNK_KEYS);
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(ranges[0], Some((5, 5 + CHUNK_KEYS)));
+        assert_eq!(ranges[2], Some((5 + 2 * CHUNK_KEYS, 5 + 3 * CHUNK_KEYS)));
+        assert!(key_ranges(i64::MAX - 3, i64::MAX).len() == 1);
+        assert!(key_ranges(3, 2).is_empty());
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Row<'a>(i64, #[serde(borrow)] Cow<'a, str>, Option<i64>);
+
+    #[test]
+    fn rows_parse_a_json_stream_and_borrow_plain_text() {
+        let chunk = "[1,\"a\",null]\n[2,\"b\\\"c\",7]\n";
+        let parsed: Vec<Row> = rows("t", chunk).collect::<Result<_, _>>().unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert!(matches!(parsed[0].1, Cow::Borrowed("a")));
+        assert_eq!(parsed[1], Row(2, Cow::Owned("b\"c".to_owned()), Some(7)));
+        let bad: Result<Vec<(i64, i64)>, _> = rows("t", "[1,\"x\"]").collect();
+        assert!(matches!(bad, Err(PackedError::Row { table: "t", .. })));
+    }
+
+    #[test]
+    fn hex_reads_back_in_either_case() {
+        assert_eq!(unhex::<2>("0aFf"), Some([0x0a, 0xff]));
+        assert_eq!(unhex::<2>("0aF"), None);
+        assert_eq!(unhex::<1>("zz"), None);
+        assert_eq!(unhex_vec("00A1"), Some(vec![0, 0xa1]));
+        assert_eq!(unhex_vec(""), Some(vec![]));
+        assert_eq!(unhex_vec("abc"), None);
+    }
+
+    #[test]
+    fn statements_pack_in_key_order_on_both_backends() {
+        let packing = Packing {
+            table: "cards",
+            columns: &["c.id", "c.code"],
+            from: "FROM cards c WHERE 1 = 1",
+            key: "c.id",
+        };
+        assert_eq!(
+            packing.sql(Backend::Sqlite, Some((1, 5))),
+            "SELECT group_concat(json_array(c.id, c.code), char(10) ORDER BY c.id) \
+             FROM cards c WHERE 1 = 1 AND c.id >= 1 AND c.id < 5"
+        );
+        assert_eq!(
+            packing.sql(Backend::Postgres, None),
+            "SELECT string_agg(json_build_array(c.id, c.code)::text, E'\\n' ORDER BY c.id) \
+             FROM cards c WHERE 1 = 1"
+        );
+    }
+}
