@@ -259,15 +259,7 @@ impl Snapshot {
             by_id: HashMap::with_capacity_and_hasher(data.cards.len(), Default::default()),
         };
         for record in &data.cards {
-            let member = resolve(&ids.members, &record.member, "member")?;
-            let member_groups = match members.get_mut(&member) {
-                Some(found) => {
-                    found.take_card(record.status, resolve(&ids.cards, &record.code, "card")?);
-                    found.groups.clone()
-                }
-                None => Box::new([]),
-            };
-            cards.push(card_of(record, ids, member_groups)?)?;
+            cards.push(card_of(record, ids, &mut members)?)?;
         }
         let mut rule_list = data
             .rules
@@ -780,14 +772,26 @@ fn terminal_of(record: &TerminalRecord, ids: &RowIds) -> Result<Terminal, Snapsh
     })
 }
 
+/// The card of `record`, with its member's groups when its member is in `members` (which
+/// then takes the card as its own, if it is the member's active one). Each code is looked up
+/// once: at a million cards, every lookup is a cache miss.
 fn card_of(
     record: &CardRecord,
     ids: &RowIds,
-    member_groups: Box<[GroupId]>,
+    members: &mut HashMap<MemberId, Member>,
 ) -> Result<Card, SnapshotError> {
+    let id = resolve(&ids.cards, &record.code, "card")?;
+    let member = resolve(&ids.members, &record.member, "member")?;
+    let member_groups = match members.get_mut(&member) {
+        Some(found) => {
+            found.take_card(record.status, id);
+            found.groups.clone()
+        }
+        None => Box::new([]),
+    };
     Ok(Card {
-        id: resolve(&ids.cards, &record.code, "card")?,
-        member: resolve(&ids.members, &record.member, "member")?,
+        id,
+        member,
         token: record.token,
         bin: record.bin,
         last4: record.last4,
@@ -868,7 +872,7 @@ fn resolve_rule(record: &RuleRecord, reference: &LoadedReference) -> Result<Rule
 }
 
 fn resolve<Id: Copy>(
-    ids: &std::collections::HashMap<Code, Id>,
+    ids: &crate::fast_hash::HashMap<Code, Id>,
     code: &Code,
     kind: &'static str,
 ) -> Result<Id, SnapshotError> {
@@ -882,7 +886,7 @@ fn resolve<Id: Copy>(
 
 /// Group ids of `codes`, sorted ascending: pricing intersects sorted lists.
 fn resolve_groups(
-    ids: &std::collections::HashMap<Code, GroupId>,
+    ids: &crate::fast_hash::HashMap<Code, GroupId>,
     codes: &[Code],
 ) -> Result<Box<[GroupId]>, SnapshotError> {
     let mut groups = codes

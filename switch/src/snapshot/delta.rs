@@ -151,16 +151,7 @@ impl Snapshot {
         }
         let mut cards = Vec::with_capacity(data.cards.len());
         for record in &data.cards {
-            let member = resolve(&ids.members, &record.member, "member")?;
-            let id = resolve(&ids.cards, &record.code, "card")?;
-            let groups: Box<[GroupId]> = match members.get_mut(&member) {
-                Some(found) => {
-                    found.take_card(record.status, id);
-                    found.groups.clone()
-                }
-                None => Box::new([]),
-            };
-            cards.push(card_of(record, ids, groups)?);
+            cards.push(card_of(record, ids, &mut members)?);
         }
         if !members.is_empty() {
             let mut overlay = (*self.member_overlay).clone();

@@ -79,6 +79,9 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
         from: "FROM club_balances WHERE 1 = 1",
         key: "card_id",
     };
+    state
+        .club
+        .reserve(packed::rows_at_most(&mut conn, &club).await?);
     packed::read(&mut conn, &club, true, sqlx::query, |chunk| {
         for row in packed::rows::<(i64, i64, i64)>(club.table, chunk) {
             let (card, ledger, held) = row?;
@@ -97,6 +100,9 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
         from: "FROM store_credit_accounts WHERE 1 = 1",
         key: "card_id",
     };
+    state
+        .store
+        .reserve(packed::rows_at_most(&mut conn, &stores).await?);
     packed::read(&mut conn, &stores, true, sqlx::query, |chunk| {
         for row in packed::rows::<(i64, i64, i64, i64)>(stores.table, chunk) {
             let (card, merchant, ledger, held) = row?;

@@ -6,13 +6,15 @@
 //! database itself needs a fraction of a second. Packed, the database writes a chunk of rows
 //! as one text value: one JSON array per row, a newline after each (a JSON stream), in key
 //! order. The caller parses a chunk in one pass, borrowing its text where it can. A table is
-//! read in ranges of its integer key ([`CHUNK_KEYS`] keys each), so no more than one chunk's
-//! text is held at once, and all of it inside the caller's read transaction.
+//! read in ranges of its integer key ([`CHUNK_KEYS`] keys each), one statement for all of
+//! them: the database packs the next chunk on its connection's thread while the caller parses
+//! this one, and only a few chunks' text is held at once.
 //!
 //! Both backends pack: SQLite with `json_array` and `group_concat(… ORDER BY …)`, PostgreSQL
 //! with `json_build_array` and `string_agg(… ORDER BY …)`. Blobs are packed as hexadecimal
 //! ([`hex`] writes the expression, [`unhex`] reads it back).
 
+use futures_util::TryStreamExt;
 use serde::Deserialize;
 use sqlx::Row;
 
@@ -53,28 +55,46 @@ pub enum PackedError {
 }
 
 impl Packing<'_> {
-    /// The statement that packs the rows of `from` (with `range`'s keys, when given).
-    fn sql(&self, backend: Backend, range: Option<(i64, i64)>) -> String {
-        let columns = self.columns.join(", ");
-        let (array, aggregate, newline) = match backend {
-            Backend::Sqlite => ("json_array", "group_concat", "char(10)"),
-            Backend::Postgres => ("json_build_array", "string_agg", "E'\\n'"),
+    /// The aggregate that packs this packing's rows, in key order, as one text value.
+    fn aggregate(&self, backend: Backend) -> String {
+        let (columns, key) = (self.columns.join(", "), self.key);
+        match backend {
+            Backend::Sqlite => {
+                format!("group_concat(json_array({columns}), char(10) ORDER BY {key})")
+            }
+            Backend::Postgres => {
+                format!("string_agg(json_build_array({columns})::text, E'\\n' ORDER BY {key})")
+            }
+        }
+    }
+
+    /// The statement that packs every row of `from` in one value.
+    fn sql_one(&self, backend: Backend) -> String {
+        format!("SELECT {} {}", self.aggregate(backend), self.from)
+    }
+
+    /// The statement that packs the rows of `from` whose keys are in `low..=high`, one value
+    /// per range of [`CHUNK_KEYS`] keys, ranges in ascending order. It is one statement so
+    /// the database packs the next chunk while the caller parses the one before.
+    fn sql_ranges(&self, backend: Backend, low: i64, high: i64) -> String {
+        let (key, from, step) = (self.key, self.from, CHUNK_KEYS);
+        let first = match backend {
+            Backend::Sqlite => format!("{low}"),
+            Backend::Postgres => format!("{low}::bigint"),
         };
-        let range = range.map_or(String::new(), |(low, high)| {
-            format!(" AND {key} >= {low} AND {key} < {high}", key = self.key)
-        });
-        let cast = if backend == Backend::Postgres { "::text" } else { "" };
         format!(
-            "SELECT {aggregate}({array}({columns}){cast}, {newline} ORDER BY {key}) {from}{range}",
-            key = self.key,
-            from = self.from,
+            "WITH RECURSIVE ranges(low) AS (SELECT {first} UNION ALL \
+             SELECT low + {step} FROM ranges WHERE low <= {high} - {step}) \
+             SELECT (SELECT {aggregate} {from} AND {key} >= ranges.low \
+             AND {key} < ranges.low + {step}) FROM ranges",
+            aggregate = self.aggregate(backend),
         )
     }
 }
 
 /// Reads the rows `packing` names, one chunk at a time, and gives each chunk's text to `each`
 /// (parse it with [`rows`]). With `whole`, the table is read in key ranges of
-/// [`CHUNK_KEYS`]; otherwise (a condition that already takes few rows) in one statement.
+/// [`CHUNK_KEYS`]; otherwise (a condition that already takes few rows) as one value.
 /// `query` binds the condition's parameters, if any, to a statement's text.
 ///
 /// # Errors
@@ -92,29 +112,16 @@ where
     F: FnMut(&str) -> Result<(), E>,
 {
     let backend = Backend::of_conn(conn);
-    let ranges: Vec<Option<(i64, i64)>> = if whole {
-        let bounds = format!(
-            "SELECT MIN({key}), MAX({key}) {from}",
-            key = packing.key,
-            from = packing.from
-        );
-        let (low, high): (Option<i64>, Option<i64>) = sqlx::query_as(&bounds)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(PackedError::from)?;
-        match (low, high) {
-            (Some(low), Some(high)) => key_ranges(low, high),
-            _ => Vec::new(),
+    let sql = if whole {
+        match bounds(conn, packing).await? {
+            Some((low, high)) => packing.sql_ranges(backend, low, high),
+            None => return Ok(()),
         }
     } else {
-        vec![None]
+        packing.sql_one(backend)
     };
-    for range in ranges {
-        let sql = packing.sql(backend, range);
-        let row = query(&sql)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(PackedError::from)?;
+    let mut chunks = query(&sql).fetch(&mut *conn);
+    while let Some(row) = chunks.try_next().await.map_err(PackedError::from)? {
         let text: Option<String> = row.try_get(0).map_err(PackedError::from)?;
         if let Some(text) = text {
             each(&text)?;
@@ -123,20 +130,34 @@ where
     Ok(())
 }
 
-/// Half-open key ranges of [`CHUNK_KEYS`] covering `low..=high`.
-fn key_ranges(low: i64, high: i64) -> Vec<Option<(i64, i64)>> {
-    let mut out = Vec::new();
-    let mut start = low;
-    while start <= high {
-        let end = start.saturating_add(CHUNK_KEYS);
-        out.push(Some((start, end)));
-        if end == i64::MAX {
-            break;
-        }
-        start = end;
-    }
-    out
+/// The smallest and largest key of `packing`'s rows, if it has any.
+async fn bounds(conn: &mut Conn, packing: &Packing<'_>) -> Result<Option<(i64, i64)>, PackedError> {
+    let sql = format!(
+        "SELECT MIN({key}), MAX({key}) {from}",
+        key = packing.key,
+        from = packing.from
+    );
+    let (low, high): (Option<i64>, Option<i64>) =
+        sqlx::query_as(&sql).fetch_one(&mut *conn).await?;
+    Ok(low.zip(high))
 }
+
+/// How many rows a whole read of `packing` takes at most (the span of its keys, capped at
+/// [`RESERVE_MAX`]): what to reserve in the maps the rows go to, so they are not rehashed as
+/// they grow.
+///
+/// # Errors
+/// The database's error.
+pub async fn rows_at_most(conn: &mut Conn, packing: &Packing<'_>) -> Result<usize, PackedError> {
+    let span = match bounds(conn, packing).await? {
+        Some((low, high)) => high.saturating_sub(low).saturating_add(1),
+        None => 0,
+    };
+    Ok(usize::try_from(span).unwrap_or(0).min(RESERVE_MAX))
+}
+
+/// Most rows [`rows_at_most`] answers: a sparse key range must not reserve gigabytes.
+pub const RESERVE_MAX: usize = 4_000_000;
 
 /// The rows of one chunk, each parsed as a `T` (a tuple or a struct, read from the row's
 /// JSON array in column order), borrowing text from `chunk` where it has no escapes.
@@ -207,17 +228,6 @@ mod tests {
     use super::*;
     use std::borrow::Cow;
 
-    #[test]
-    fn ranges_cover_the_keys_once() {
-        assert_eq!(key_ranges(1, 1), vec![Some((1, 1 + CHUNK_KEYS))]);
-        let ranges = key_ranges(5, 3 * CHUNK_KEYS);
-        assert_eq!(ranges.len(), 3);
-        assert_eq!(ranges[0], Some((5, 5 + CHUNK_KEYS)));
-        assert_eq!(ranges[2], Some((5 + 2 * CHUNK_KEYS, 5 + 3 * CHUNK_KEYS)));
-        assert!(key_ranges(i64::MAX - 3, i64::MAX).len() == 1);
-        assert!(key_ranges(3, 2).is_empty());
-    }
-
     #[derive(Debug, PartialEq, Deserialize)]
     struct Row<'a>(i64, #[serde(borrow)] Cow<'a, str>, Option<i64>);
 
@@ -251,14 +261,17 @@ mod tests {
             key: "c.id",
         };
         assert_eq!(
-            packing.sql(Backend::Sqlite, Some((1, 5))),
+            packing.sql_one(Backend::Sqlite),
             "SELECT group_concat(json_array(c.id, c.code), char(10) ORDER BY c.id) \
-             FROM cards c WHERE 1 = 1 AND c.id >= 1 AND c.id < 5"
+             FROM cards c WHERE 1 = 1"
         );
         assert_eq!(
-            packing.sql(Backend::Postgres, None),
-            "SELECT string_agg(json_build_array(c.id, c.code)::text, E'\\n' ORDER BY c.id) \
-             FROM cards c WHERE 1 = 1"
+            packing.sql_ranges(Backend::Postgres, 3, 50_000),
+            "WITH RECURSIVE ranges(low) AS (SELECT 3::bigint UNION ALL \
+             SELECT low + 20000 FROM ranges WHERE low <= 50000 - 20000) \
+             SELECT (SELECT string_agg(json_build_array(c.id, c.code)::text, E'\\n' \
+             ORDER BY c.id) FROM cards c WHERE 1 = 1 AND c.id >= ranges.low \
+             AND c.id < ranges.low + 20000) FROM ranges"
         );
     }
 }

@@ -622,7 +622,7 @@ fn change<'a, K, R, Id>(
     key: &K,
     record: &R,
     stored: &HashMap<&'a K, &'a R>,
-    ids: &HashMap<K, Id>,
+    ids: &crate::fast_hash::HashMap<K, Id>,
 ) -> Change<Id>
 where
     K: std::hash::Hash + Eq,
@@ -735,7 +735,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn group_ids(&self, kind: &str) -> &HashMap<Code, GroupId> {
+    fn group_ids(&self, kind: &str) -> &crate::fast_hash::HashMap<Code, GroupId> {
         match kind {
             "merchant" => &self.ids.merchant_groups,
             "member" => &self.ids.member_groups,
@@ -743,7 +743,7 @@ impl Writer<'_> {
         }
     }
 
-    fn group_ids_mut(&mut self, kind: &str) -> &mut HashMap<Code, GroupId> {
+    fn group_ids_mut(&mut self, kind: &str) -> &mut crate::fast_hash::HashMap<Code, GroupId> {
         match kind {
             "merchant" => &mut self.ids.merchant_groups,
             "member" => &mut self.ids.member_groups,
@@ -1272,7 +1272,7 @@ fn seal(kek: &Kek, record: &TerminalRecord) -> Result<Vec<u8>, StoreError> {
         .map_err(|source| StoreError::Sealed { id: 0, source })
 }
 
-fn resolve<K, Id>(ids: &HashMap<K, Id>, key: &K) -> Result<Id, StoreError>
+fn resolve<K, Id>(ids: &crate::fast_hash::HashMap<K, Id>, key: &K) -> Result<Id, StoreError>
 where
     K: std::hash::Hash + Eq + fmt::Debug,
     Id: Copy,
@@ -1286,7 +1286,7 @@ where
 }
 
 fn resolve_all<Id: Copy>(
-    ids: &HashMap<Code, Id>,
+    ids: &crate::fast_hash::HashMap<Code, Id>,
     codes: &[Code],
     raw: impl Fn(Id) -> i64,
 ) -> Result<Vec<i64>, StoreError> {
@@ -1717,42 +1717,53 @@ async fn read_members(
         from: &from,
         key: select.key("id", "code"),
     };
-    packed::read(conn, &packing, select.whole(), |sql| select.query(sql), |chunk| {
-        for row in packed::rows::<MemberRow<'_>>("members", chunk) {
-            let MemberRow(id, code, phone, locale, birth_date, joined_on, referred_by) = row?;
-            let corrupt = |name: &str, invalid: Invalid| {
-                corrupt("members", id, format_args!("{name} {invalid}"))
-            };
-            let code = Code::parse(&code).map_err(|e| corrupt("code", e))?;
-            let phone = phone
-                .map(|text| Phone::parse(&text))
-                .transpose()
-                .map_err(|e| corrupt("phone", e))?;
-            let locale = Locale::parse(&locale).map_err(|e| corrupt("locale", e))?;
-            let date = |name: &str, text: Option<Cow<'_, str>>| {
-                text.map(|text| CivilDate::parse(&text))
+    if select.whole() {
+        let rows = packed::rows_at_most(conn, &packing).await?;
+        out.ids.members.reserve(rows);
+        out.data.members.reserve(rows);
+    }
+    packed::read(
+        conn,
+        &packing,
+        select.whole(),
+        |sql| select.query(sql),
+        |chunk| {
+            for row in packed::rows::<MemberRow<'_>>("members", chunk) {
+                let MemberRow(id, code, phone, locale, birth_date, joined_on, referred_by) = row?;
+                let corrupt = |name: &str, invalid: Invalid| {
+                    corrupt("members", id, format_args!("{name} {invalid}"))
+                };
+                let code = Code::parse(&code).map_err(|e| corrupt("code", e))?;
+                let phone = phone
+                    .map(|text| Phone::parse(&text))
                     .transpose()
-                    .map_err(|e| corrupt(name, e))
-            };
-            let birth_date = date("birth_date", birth_date)?;
-            let joined_on = date("joined_on", joined_on)?;
-            let referred_by = referred_by
-                .map(|text| Code::parse(&text))
-                .transpose()
-                .map_err(|e| corrupt("referred_by", e))?;
-            out.ids.members.insert(code.clone(), MemberId::new(id));
-            out.data.members.push(MemberRecord {
-                code,
-                groups: memberships.remove(&id).unwrap_or_default(),
-                phone,
-                locale,
-                birth_date,
-                joined_on,
-                referred_by,
-            });
-        }
-        Ok::<(), StoreError>(())
-    })
+                    .map_err(|e| corrupt("phone", e))?;
+                let locale = Locale::parse(&locale).map_err(|e| corrupt("locale", e))?;
+                let date = |name: &str, text: Option<Cow<'_, str>>| {
+                    text.map(|text| CivilDate::parse(&text))
+                        .transpose()
+                        .map_err(|e| corrupt(name, e))
+                };
+                let birth_date = date("birth_date", birth_date)?;
+                let joined_on = date("joined_on", joined_on)?;
+                let referred_by = referred_by
+                    .map(|text| Code::parse(&text))
+                    .transpose()
+                    .map_err(|e| corrupt("referred_by", e))?;
+                out.ids.members.insert(code.clone(), MemberId::new(id));
+                out.data.members.push(MemberRecord {
+                    code,
+                    groups: memberships.remove(&id).unwrap_or_default(),
+                    phone,
+                    locale,
+                    birth_date,
+                    joined_on,
+                    referred_by,
+                });
+            }
+            Ok::<(), StoreError>(())
+        },
+    )
     .await
 }
 
@@ -1809,18 +1820,31 @@ async fn read_cards(
         from: &from,
         key: select.key("c.id", "c.code"),
     };
-    packed::read(conn, &packing, select.whole(), |sql| select.query(sql), |chunk| {
-        for row in packed::rows::<CardRow<'_>>("cards", chunk) {
-            let row = row?;
-            let record = card_record(&row, tiers)?;
-            out.ids.cards.insert(record.code.clone(), CardId::new(row.id));
-            out.ids
-                .members
-                .insert(record.member.clone(), MemberId::new(row.member_id));
-            out.data.cards.push(record);
-        }
-        Ok::<(), StoreError>(())
-    })
+    if select.whole() {
+        let rows = packed::rows_at_most(conn, &packing).await?;
+        out.ids.cards.reserve(rows);
+        out.data.cards.reserve(rows);
+    }
+    packed::read(
+        conn,
+        &packing,
+        select.whole(),
+        |sql| select.query(sql),
+        |chunk| {
+            for row in packed::rows::<CardRow<'_>>("cards", chunk) {
+                let row = row?;
+                let record = card_record(&row, tiers)?;
+                out.ids
+                    .cards
+                    .insert(record.code.clone(), CardId::new(row.id));
+                out.ids
+                    .members
+                    .insert(record.member.clone(), MemberId::new(row.member_id));
+                out.data.cards.push(record);
+            }
+            Ok::<(), StoreError>(())
+        },
+    )
     .await
 }
 
