@@ -80,6 +80,7 @@ async fn check(pool: &Pool) {
         columns: &["id", "label", "maybe", &data],
         from: "FROM packed_test WHERE 1 = 1",
         key: "id",
+        ordered: true,
     };
     let mut seen = Vec::new();
     let mut chunks = 0;
@@ -100,6 +101,23 @@ async fn check(pool: &Pool) {
     assert_eq!(chunks, 4, "empty key ranges give no chunk");
     let at_most = packed::rows_at_most(&mut conn, &packing).await.unwrap();
     assert!(at_most >= seen.len());
+
+    // Unordered, for a map: the same rows, each once.
+    let unordered = Packing {
+        ordered: false,
+        ..packing
+    };
+    let mut any_order = Vec::new();
+    packed::read(&mut conn, &unordered, true, sqlx::query, |chunk| {
+        for row in packed::rows::<Row<'_>>("packed_test", chunk) {
+            any_order.push(row?.0);
+        }
+        Ok::<(), packed::PackedError>(())
+    })
+    .await
+    .unwrap();
+    any_order.sort_unstable();
+    assert_eq!(any_order, keys());
 
     // A narrower condition, in one statement.
     let packing = Packing {

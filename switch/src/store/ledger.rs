@@ -78,6 +78,7 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
         columns: &["card_id", "ledger_rials", "held_rials"],
         from: "FROM club_balances WHERE 1 = 1",
         key: "card_id",
+        ordered: false,
     };
     state
         .club
@@ -99,6 +100,7 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
         columns: &["card_id", "merchant_id", "ledger_rials", "held_rials"],
         from: "FROM store_credit_accounts WHERE 1 = 1",
         key: "card_id",
+        ordered: false,
     };
     state
         .store
@@ -129,6 +131,7 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
         ],
         from: "FROM store_credit_lots WHERE 1 = 1",
         key: "id",
+        ordered: false,
     };
     let mut lot_max = 0_i64;
     packed::read(&mut conn, &lots, true, sqlx::query, |chunk| {

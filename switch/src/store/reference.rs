@@ -1716,6 +1716,7 @@ async fn read_members(
         ],
         from: &from,
         key: select.key("id", "code"),
+        ordered: true,
     };
     if select.whole() {
         let rows = packed::rows_at_most(conn, &packing).await?;
@@ -1819,6 +1820,7 @@ async fn read_cards(
         ],
         from: &from,
         key: select.key("c.id", "c.code"),
+        ordered: true,
     };
     if select.whole() {
         let rows = packed::rows_at_most(conn, &packing).await?;
@@ -1837,9 +1839,12 @@ async fn read_cards(
                 out.ids
                     .cards
                     .insert(record.code.clone(), CardId::new(row.id));
-                out.ids
-                    .members
-                    .insert(record.member.clone(), MemberId::new(row.member_id));
+                // After a whole read of the members, each is there already: no clone.
+                if !out.ids.members.contains_key(&record.member) {
+                    out.ids
+                        .members
+                        .insert(record.member.clone(), MemberId::new(row.member_id));
+                }
                 out.data.cards.push(record);
             }
             Ok::<(), StoreError>(())
