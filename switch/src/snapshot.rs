@@ -215,6 +215,9 @@ pub enum SnapshotError {
         /// What kind of record.
         kind: &'static str,
     },
+    /// A thread the build split its work onto stopped without an answer (a defect).
+    #[error("a snapshot build thread failed")]
+    Thread,
 }
 
 impl Snapshot {
@@ -258,8 +261,9 @@ impl Snapshot {
             by_token: TokenIndex::with_capacity(data.cards.len()),
             by_id: HashMap::with_capacity_and_hasher(data.cards.len(), Default::default()),
         };
-        for record in &data.cards {
-            cards.push(card_of(record, ids, &mut members)?)?;
+        let rows = card_ids(&data.cards, ids)?;
+        for (record, row) in data.cards.iter().zip(rows) {
+            cards.push(card_of(record, row, ids, &mut members)?)?;
         }
         let mut rule_list = data
             .rules
@@ -775,16 +779,53 @@ fn terminal_of(record: &TerminalRecord, ids: &RowIds) -> Result<Terminal, Snapsh
     })
 }
 
-/// The card of `record`, with its member's groups when its member is in `members` (which
-/// then takes the card as its own, if it is the member's active one). Each code is looked up
-/// once: at a million cards, every lookup is a cache miss.
+/// The row ids of each card of `records` and of its member, in order. Each code is looked up
+/// once, and at a million cards every lookup is a cache miss, so a large list is resolved on
+/// two threads (the maps are only read).
+fn card_ids(
+    records: &[CardRecord],
+    ids: &RowIds,
+) -> Result<Vec<(CardId, MemberId)>, SnapshotError> {
+    let resolve_all = |part: &[CardRecord]| {
+        part.iter()
+            .map(|record| {
+                Ok((
+                    resolve(&ids.cards, &record.code, "card")?,
+                    resolve(&ids.members, &record.member, "member")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, SnapshotError>>()
+    };
+    if records.len() < PARALLEL_CARDS_MIN {
+        return resolve_all(records);
+    }
+    let (first, second) = records.split_at(records.len() / 2);
+    let (first, second) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| resolve_all(second));
+        let mine = resolve_all(first);
+        (mine, other.join())
+    });
+    let mut out = first?;
+    match second {
+        Ok(second) => out.extend(second?),
+        // A lookup cannot panic; if the thread did, the build fails rather than the switch.
+        Err(_) => return Err(SnapshotError::Thread),
+    }
+    Ok(out)
+}
+
+/// Fewest cards [`card_ids`] resolves on two threads.
+const PARALLEL_CARDS_MIN: usize = 100_000;
+
+/// The card of `record`, whose row id and member's are `id` and `member`, with its member's
+/// groups when its member is in `members` (which then takes the card as its own, if it is
+/// the member's active one).
 fn card_of(
     record: &CardRecord,
+    (id, member): (CardId, MemberId),
     ids: &RowIds,
     members: &mut HashMap<MemberId, Member>,
 ) -> Result<Card, SnapshotError> {
-    let id = resolve(&ids.cards, &record.code, "card")?;
-    let member = resolve(&ids.members, &record.member, "member")?;
     let member_groups = match members.get_mut(&member) {
         Some(found) => {
             found.take_card(record.status, id);
@@ -917,5 +958,50 @@ fn unique(fresh: bool, kind: &'static str, key: impl ToString) -> Result<(), Sna
             kind,
             key: key.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use crate::domain::{CardExpiry, CardStatus, PanToken};
+
+    fn record(n: usize) -> CardRecord {
+        CardRecord {
+            code: Code::parse(&format!("C-{n:07}")).unwrap(),
+            member: Code::parse(&format!("MB-{:07}", n / 2)).unwrap(),
+            token: PanToken::from_bytes([0; 32]),
+            bin: *b"603799",
+            last4: *b"0000",
+            status: CardStatus::Active,
+            expiry: CardExpiry::new(2030, 1).unwrap(),
+            tier: None,
+        }
+    }
+
+    #[test]
+    fn card_ids_resolve_in_order_on_two_threads() {
+        let count = PARALLEL_CARDS_MIN + 7;
+        let records: Vec<CardRecord> = (0..count).map(record).collect();
+        let mut ids = RowIds::default();
+        for (n, card) in records.iter().enumerate() {
+            let n = i64::try_from(n).unwrap();
+            ids.cards.insert(card.code.clone(), CardId::new(n + 1));
+            ids.members.insert(card.member.clone(), MemberId::new(n / 2 + 10));
+        }
+        let rows = card_ids(&records, &ids).unwrap();
+        assert_eq!(rows.len(), count);
+        for (n, (card, member)) in rows.iter().enumerate() {
+            let n = i64::try_from(n).unwrap();
+            assert_eq!(*card, CardId::new(n + 1));
+            assert_eq!(*member, MemberId::new(n / 2 + 10));
+        }
+        // A code without a row id in the second half (the other thread's) fails the build.
+        let mut broken = records;
+        broken[count - 1].code = Code::parse("C-missing").unwrap();
+        let error = card_ids(&broken, &ids).unwrap_err();
+        assert!(matches!(error, SnapshotError::Unresolved { kind: "card", .. }));
     }
 }

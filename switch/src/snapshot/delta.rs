@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{
-    card_of, member_of, merchant_of, resolve, resolve_rule, terminal_of, tier_of, CardOverlay,
-    Snapshot, SnapshotError,
+    card_ids, card_of, member_of, merchant_of, resolve, resolve_rule, terminal_of, tier_of,
+    CardOverlay, Snapshot, SnapshotError,
 };
 use crate::domain::{
     Card, GroupId, LoadedReference, Member, MemberId, MerchantId, Rule, RuleId, TerminalRowId,
@@ -150,8 +150,9 @@ impl Snapshot {
             member.card = None;
         }
         let mut cards = Vec::with_capacity(data.cards.len());
-        for record in &data.cards {
-            cards.push(card_of(record, ids, &mut members)?);
+        let rows = card_ids(&data.cards, ids)?;
+        for (record, row) in data.cards.iter().zip(rows) {
+            cards.push(card_of(record, row, ids, &mut members)?);
         }
         if !members.is_empty() {
             let mut overlay = (*self.member_overlay).clone();
