@@ -989,7 +989,8 @@ mod tests {
         for (n, card) in records.iter().enumerate() {
             let n = i64::try_from(n).unwrap();
             ids.cards.insert(card.code.clone(), CardId::new(n + 1));
-            ids.members.insert(card.member.clone(), MemberId::new(n / 2 + 10));
+            ids.members
+                .insert(card.member.clone(), MemberId::new(n / 2 + 10));
         }
         let rows = card_ids(&records, &ids).unwrap();
         assert_eq!(rows.len(), count);
@@ -1002,6 +1003,9 @@ mod tests {
         let mut broken = records;
         broken[count - 1].code = Code::parse("C-missing").unwrap();
         let error = card_ids(&broken, &ids).unwrap_err();
-        assert!(matches!(error, SnapshotError::Unresolved { kind: "card", .. }));
+        assert!(matches!(
+            error,
+            SnapshotError::Unresolved { kind: "card", .. }
+        ));
     }
 }

@@ -1680,14 +1680,18 @@ async fn read_terminals(
 
 /// A `members` row as packed: id, code, phone, locale, birth date, joined on, referrer.
 #[derive(Deserialize)]
+///
+/// The optional columns are borrowed as plain `&str` (serde cannot borrow an `Option<Cow>`, and
+/// allocating one per column cost a few million allocations at start): a phone, a date or a
+/// code never holds a character JSON escapes, so one that does is refused as a bad row.
 struct MemberRow<'a>(
     i64,
     #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
+    Option<&'a str>,
     #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
 );
 
 async fn read_members(
@@ -1736,19 +1740,19 @@ async fn read_members(
                 };
                 let code = Code::parse(&code).map_err(|e| corrupt("code", e))?;
                 let phone = phone
-                    .map(|text| Phone::parse(&text))
+                    .map(|text| Phone::parse(text))
                     .transpose()
                     .map_err(|e| corrupt("phone", e))?;
                 let locale = Locale::parse(&locale).map_err(|e| corrupt("locale", e))?;
-                let date = |name: &str, text: Option<Cow<'_, str>>| {
-                    text.map(|text| CivilDate::parse(&text))
+                let date = |name: &str, text: Option<&str>| {
+                    text.map(CivilDate::parse)
                         .transpose()
                         .map_err(|e| corrupt(name, e))
                 };
                 let birth_date = date("birth_date", birth_date)?;
                 let joined_on = date("joined_on", joined_on)?;
                 let referred_by = referred_by
-                    .map(|text| Code::parse(&text))
+                    .map(|text| Code::parse(text))
                     .transpose()
                     .map_err(|e| corrupt("referred_by", e))?;
                 out.ids.members.insert(code.clone(), MemberId::new(id));
