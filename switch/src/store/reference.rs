@@ -1740,7 +1740,7 @@ async fn read_members(
                 };
                 let code = Code::parse(&code).map_err(|e| corrupt("code", e))?;
                 let phone = phone
-                    .map(|text| Phone::parse(text))
+                    .map(Phone::parse)
                     .transpose()
                     .map_err(|e| corrupt("phone", e))?;
                 let locale = Locale::parse(&locale).map_err(|e| corrupt("locale", e))?;
@@ -1752,7 +1752,7 @@ async fn read_members(
                 let birth_date = date("birth_date", birth_date)?;
                 let joined_on = date("joined_on", joined_on)?;
                 let referred_by = referred_by
-                    .map(|text| Code::parse(text))
+                    .map(Code::parse)
                     .transpose()
                     .map_err(|e| corrupt("referred_by", e))?;
                 out.ids.members.insert(code.clone(), MemberId::new(id));
