@@ -31,6 +31,7 @@ pub mod calendar;
 pub mod clock;
 pub mod committer;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod engagement;
 pub mod engine;
