@@ -51,10 +51,12 @@ pub fn router(state: Arc<AdminState>, api_state: Arc<ApiState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state.clone())
-        .merge(crate::console::router(Arc::new(crate::console::ConsoleState {
-            api: api_state.clone(),
-            metrics: state.metrics.clone(),
-        })))
+        .merge(crate::console::router(Arc::new(
+            crate::console::ConsoleState {
+                api: api_state.clone(),
+                metrics: state.metrics.clone(),
+            },
+        )))
         .merge(api::router(api_state))
         .layer(axum::middleware::from_fn(body_deadline))
 }

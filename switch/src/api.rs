@@ -339,10 +339,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/v1/transactions", get(views::search))
         .route("/api/v1/transactions/{id}", get(views::show))
-        .route(
-            "/api/v1/transactions/{id}/explanation",
-            get(explain::show),
-        )
+        .route("/api/v1/transactions/{id}/explanation", get(explain::show))
         .route("/api/v1/cards/{code}/view", get(views::card))
         .route("/api/v1/members/{code}/view", get(views::member))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))

@@ -97,7 +97,9 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
         .route("/console/loyalty", get(screens::loyalty))
         .route("/console/reports", get(screens::reports))
         .route("/console/audit", get(screens::audit))
-        .layer(axum::extract::DefaultBodyLimit::max(crate::api::BODY_BYTES_MAX))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::api::BODY_BYTES_MAX,
+        ))
         .with_state(state)
 }
 

@@ -35,7 +35,13 @@ fn wire(response: &protocol::response::Response, gross: u64) -> Value {
     })
 }
 
-async fn add(h: &Harness, name: &str, role: &str, merchant: Option<&str>, locale: Locale) -> String {
+async fn add(
+    h: &Harness,
+    name: &str,
+    role: &str,
+    merchant: Option<&str>,
+    locale: Locale,
+) -> String {
     switch::console::session::add_operator(
         &h.running().pool,
         name,
@@ -51,7 +57,8 @@ async fn add(h: &Harness, name: &str, role: &str, merchant: Option<&str>, locale
 
 async fn explanation(h: &Harness, token: &str, id: i64) -> Value {
     let path = format!("/api/v1/transactions/{id}/explanation");
-    let (status, _, body) = admin_request(h.running().admin_addr, "GET", &path, token, None, None).await;
+    let (status, _, body) =
+        admin_request(h.running().admin_addr, "GET", &path, token, None, None).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -88,43 +95,98 @@ async fn explanations_add_up_after_the_rule_is_edited() {
     // and the tier's rate change too.
     let rule = json!({"code": "R-10", "name": "25% at shops", "percent": "25",
         "discount_rials_max": 50000, "merchant_groups": ["shops"]});
-    let (status, _, body) = admin_request(h.running().admin_addr, "PUT", "/api/v1/rules/R-10",
-        &token, None, Some(&rule.to_string())).await;
+    let (status, _, body) = admin_request(
+        h.running().admin_addr,
+        "PUT",
+        "/api/v1/rules/R-10",
+        &token,
+        None,
+        Some(&rule.to_string()),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let (_, _, mut merchant) = admin_request(h.running().admin_addr, "GET", "/api/v1/merchants/M-A",
-        &token, None, None).await;
+    let (_, _, mut merchant) = admin_request(
+        h.running().admin_addr,
+        "GET",
+        "/api/v1/merchants/M-A",
+        &token,
+        None,
+        None,
+    )
+    .await;
     merchant["fee_rate"] = json!("3");
-    let (status, _, body) = admin_request(h.running().admin_addr, "PUT", "/api/v1/merchants/M-A",
-        &token, None, Some(&merchant.to_string())).await;
+    let (status, _, body) = admin_request(
+        h.running().admin_addr,
+        "PUT",
+        "/api/v1/merchants/M-A",
+        &token,
+        None,
+        Some(&merchant.to_string()),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let tier = json!({"code": "silver", "name": "Silver", "cashback_rate": "7"});
-    let (status, _, body) = admin_request(h.running().admin_addr, "PUT", "/api/v1/tiers/silver",
-        &token, None, Some(&tier.to_string())).await;
+    let (status, _, body) = admin_request(
+        h.running().admin_addr,
+        "PUT",
+        "/api/v1/tiers/silver",
+        &token,
+        None,
+        Some(&tier.to_string()),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     for (rrn, wire) in &priced {
         let id = txn_id(&h, rrn).await;
         let x = explanation(&h, &token, id).await;
         assert_eq!(x["adds_up"], json!(true), "{x}");
-        for key in ["gross_rials", "discount_rials", "fee_rials", "store_credit_rials",
-            "club_rials", "bank_rest_rials", "cashback_rials"] {
+        for key in [
+            "gross_rials",
+            "discount_rials",
+            "fee_rials",
+            "store_credit_rials",
+            "club_rials",
+            "bank_rest_rials",
+            "cashback_rials",
+        ] {
             assert_eq!(x[key], wire[key], "{key} of {rrn}: {x}");
         }
         let rule_part = x["rule"]["gives_rials"].as_i64().unwrap_or(0);
         let coupon_part = x["coupon"]["gives_rials"].as_i64().unwrap_or(0);
-        assert_eq!(json!(rule_part + coupon_part), wire["discount_rials"], "{x}");
+        assert_eq!(
+            json!(rule_part + coupon_part),
+            wire["discount_rials"],
+            "{x}"
+        );
         assert_eq!(x["fee"]["gives_rials"], wire["fee_rials"], "{x}");
         assert_eq!(x["cashback_gives_rials"], wire["cashback_rials"], "{x}");
-        assert_eq!(x["rule"]["percent"], json!("10"), "the terms that priced it: {x}");
+        assert_eq!(
+            x["rule"]["percent"],
+            json!("10"),
+            "the terms that priced it: {x}"
+        );
         assert_eq!(x["fee"]["rate"], json!("1.5"), "{x}");
         assert_eq!(x["tier"]["cashback_rate"], json!("2"), "{x}");
     }
     // A purchase after the edit is explained by the new terms.
-    let (_, response) = purchase(&mut client, &mut counter, ProcessingCode::BankPurchase, 100_000, RICH, at).await;
+    let (_, response) = purchase(
+        &mut client,
+        &mut counter,
+        ProcessingCode::BankPurchase,
+        100_000,
+        RICH,
+        at,
+    )
+    .await;
     let rrn = response.rrn.unwrap();
     let x = explanation(&h, &token, txn_id(&h, rrn.as_str()).await).await;
     assert_eq!(x["adds_up"], json!(true), "{x}");
     assert_eq!(x["rule"]["percent"], json!("25"), "{x}");
-    assert_eq!(x["discount_rials"], wire(&response, 100_000)["discount_rials"], "{x}");
+    assert_eq!(
+        x["discount_rials"],
+        wire(&response, 100_000)["discount_rials"],
+        "{x}"
+    );
 }
 
 fn browser_ready() -> bool {
@@ -142,7 +204,11 @@ fn browser_ready() -> bool {
     );
     use std::io::Write as _;
     let mut stderr = std::io::stderr().lock();
-    writeln!(stderr, "skipped: /usr/bin/chromium or python3's playwright is missing").unwrap();
+    writeln!(
+        stderr,
+        "skipped: /usr/bin/chromium or python3's playwright is missing"
+    )
+    .unwrap();
     false
 }
 
@@ -161,9 +227,9 @@ async fn phase(name: &str, args: &Value) {
             .arg(&shots)
             .output()
     })
-        .await
-        .unwrap()
-        .unwrap();
+    .await
+    .unwrap()
+    .unwrap();
     assert!(
         output.status.success(),
         "phase {name}:\n{}\n{}",
@@ -185,7 +251,15 @@ async fn console_in_a_browser() {
     let mut client = h.client().await;
     let mut counter = counter();
     let at = h.now_seconds();
-    let (out, response) = purchase(&mut client, &mut counter, ProcessingCode::BankPurchase, 1_234_567, RICH, at).await;
+    let (out, response) = purchase(
+        &mut client,
+        &mut counter,
+        ProcessingCode::BankPurchase,
+        1_234_567,
+        RICH,
+        at,
+    )
+    .await;
     assert_eq!(response.code, ResponseCode::Approved);
     let rrn = response.rrn.unwrap();
     let confirm = counter.confirm(&out, rrn, at).unwrap();
@@ -207,9 +281,21 @@ async fn console_in_a_browser() {
     assert_eq!(args["jalali"], json!("۱۴۰۵/۰۹/۰۱"));
     phase("operate", &args).await;
     // The card the browser blocked: its next purchase over TCP is declined 62.
-    let (_, declined) = purchase(&mut client, &mut counter, ProcessingCode::BankPurchase, 10_000, RICH, at).await;
+    let (_, declined) = purchase(
+        &mut client,
+        &mut counter,
+        ProcessingCode::BankPurchase,
+        10_000,
+        RICH,
+        at,
+    )
+    .await;
     assert_eq!(declined.code, ResponseCode::CardBlocked, "{declined:?}");
-    let audited = h.scalar("SELECT COUNT(*) FROM audit_log WHERE operator = 'ops' AND resource_code = 'C-RICH'").await;
+    let audited = h
+        .scalar(
+            "SELECT COUNT(*) FROM audit_log WHERE operator = 'ops' AND resource_code = 'C-RICH'",
+        )
+        .await;
     assert_eq!(audited, 1);
     phase("roles", &args).await;
 }

@@ -31,7 +31,8 @@ pub async fn show(
     let offset = i64::from(TEHRAN_UTC_OFFSET_MINUTES) * MINUTE_MS;
     let day_start = today.days_since_epoch() * DAY_MS - offset;
     let totals = store::totals(pool, merchant, day_start, day_start + DAY_MS).await?;
-    let hour_start = ctx.now_ms - 60 * MINUTE_MS;
+    // Sixty whole minutes ending with the current one (the current minute is the last bar).
+    let hour_start = ctx.now_ms - 60 * MINUTE_MS + 1;
     let minutes = store::per_minute(pool, merchant, hour_start, ctx.now_ms + 1).await?;
     let (holds, held) = store::open_holds(pool, merchant).await?;
     let cycles = store::cycles(pool, merchant, 5).await?;
@@ -89,15 +90,15 @@ pub async fn show(
 /// Answers since start by response code, from `lsw_messages_total`.
 fn response_codes(text: &str) -> Vec<(String, i64)> {
     let mut codes: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("lsw_messages_total{")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("lsw_messages_total{"))
+    {
         let code = line
             .split("response_code=\"")
             .nth(1)
             .and_then(|rest| rest.split('"').next());
-        let value = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<f64>().ok());
+        let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
         if let (Some(code), Some(value)) = (code, value) {
             let count = format!("{value:.0}").parse::<i64>().unwrap_or(0);
             *codes.entry(code.to_owned()).or_default() += count;

@@ -160,7 +160,11 @@ pub fn group(value: i64) -> String {
 
 /// The catalogue: key, English, Persian.
 const TEXTS: &[(&str, &str, &str)] = &[
-    ("title", "Loyalty switch console", "کنسول سوییچ باشگاه مشتریان"),
+    (
+        "title",
+        "Loyalty switch console",
+        "کنسول سوییچ باشگاه مشتریان",
+    ),
     ("dashboard", "Dashboard", "پیشخوان"),
     ("transactions", "Transactions", "تراکنش‌ها"),
     ("cards", "Cards", "کارت‌ها"),
@@ -193,7 +197,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("code", "Code", "کد"),
     ("count", "Count", "تعداد"),
     ("last_hour", "Last hour", "ساعت گذشته"),
-    ("throughput", "Approved purchases per minute", "خرید تأییدشده در دقیقه"),
+    (
+        "throughput",
+        "Approved purchases per minute",
+        "خرید تأییدشده در دقیقه",
+    ),
     ("p99", "p99 answer time", "صدک ۹۹ زمان پاسخ"),
     ("open_holds", "Open holds", "مبالغ در انتظار"),
     ("cycles", "Settlement cycles", "چرخه‌های تسویه"),
@@ -209,8 +217,16 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("coupon", "Coupon", "کوپن"),
     ("tier", "Tier", "سطح"),
     ("snapshot", "Reference version", "نسخه داده‌های مرجع"),
-    ("adds_up", "The explanation adds up to the amounts answered", "توضیح با مبالغ پاسخ داده‌شده برابر است"),
-    ("does_not_add_up", "The explanation does not add up", "توضیح با مبالغ برابر نیست"),
+    (
+        "adds_up",
+        "The explanation adds up to the amounts answered",
+        "توضیح با مبالغ پاسخ داده‌شده برابر است",
+    ),
+    (
+        "does_not_add_up",
+        "The explanation does not add up",
+        "توضیح با مبالغ برابر نیست",
+    ),
     ("block", "Block", "مسدود کردن"),
     ("unblock", "Unblock", "رفع مسدودی"),
     ("renew", "Renew", "تمدید"),
@@ -222,7 +238,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("balance", "Balance", "موجودی"),
     ("history", "History", "تاریخچه"),
     ("language", "Language", "زبان"),
-    ("show_toman", "Show toman beside rials", "نمایش تومان کنار ریال"),
+    (
+        "show_toman",
+        "Show toman beside rials",
+        "نمایش تومان کنار ریال",
+    ),
     ("save", "Save", "ذخیره"),
     ("download_csv", "Download CSV", "دریافت CSV"),
     ("next_page", "Next page", "صفحه بعد"),
@@ -235,7 +255,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("daily_volume", "Daily volume", "حجم روزانه"),
     ("tier_distribution", "Tier distribution", "توزیع سطوح"),
     ("rfm", "RFM", "RFM"),
-    ("coupon_redemption", "Coupon redemption", "استفاده از کوپن‌ها"),
+    (
+        "coupon_redemption",
+        "Coupon redemption",
+        "استفاده از کوپن‌ها",
+    ),
     ("campaigns", "Campaigns", "کمپین‌ها"),
     ("segments", "Segments", "بخش‌ها"),
     ("surveys", "Surveys", "نظرسنجی‌ها"),
@@ -262,7 +286,10 @@ mod tests {
         assert_eq!(group(1_234_567), "1,234,567");
         assert_eq!(group(-1000), "-1,000");
         assert_eq!(group(999), "999");
-        assert_eq!(Locale::En.rials(125_000, true), "125,000 rials (12,500 toman)");
+        assert_eq!(
+            Locale::En.rials(125_000, true),
+            "125,000 rials (12,500 toman)"
+        );
         assert_eq!(Locale::Fa.number(1500), "۱٬۵۰۰");
     }
 }

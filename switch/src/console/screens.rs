@@ -42,7 +42,13 @@ fn without_format(pairs: Pairs) -> Pairs {
     pairs.into_iter().filter(|(k, _)| k != "format").collect()
 }
 
-fn list_page(ctx: &Ctx, current: &'static str, id: &str, rows: &[Value], extra: Markup) -> Response {
+fn list_page(
+    ctx: &Ctx,
+    current: &'static str,
+    id: &str,
+    rows: &[Value],
+    extra: Markup,
+) -> Response {
     let l = ctx.locale;
     let body = html! {
         h1 { (l.t(current)) }
@@ -109,7 +115,11 @@ pub async fn terminals(
     }
     let ids: Vec<String> = rows
         .iter()
-        .filter_map(|r| r.get("terminal_id").and_then(Value::as_str).map(str::to_owned))
+        .filter_map(|r| {
+            r.get("terminal_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .collect();
     let extra = html! {
         @if ctx.write {
@@ -196,7 +206,8 @@ pub async fn loyalty(
     let l = ctx.locale;
     let reader = || Reader(session.operator());
     let api = || State(state.api.clone());
-    let tiers = items(&json_of(records::tiers::list(reader(), api(), Query(Vec::new())).await).await?);
+    let tiers =
+        items(&json_of(records::tiers::list(reader(), api(), Query(Vec::new())).await).await?);
     let campaigns = items(&json_of(engagement::list_campaigns(reader(), api()).await).await?);
     let segments = items(&json_of(engagement::list_segments(reader(), api()).await).await?);
     let body = html! {
@@ -295,7 +306,12 @@ pub async fn audit(
         .collect();
     query.push(("limit".to_owned(), "100".to_owned()));
     let value = json_of(
-        audit::list(Reader(session.operator()), State(state.api.clone()), Query(query)).await,
+        audit::list(
+            Reader(session.operator()),
+            State(state.api.clone()),
+            Query(query),
+        )
+        .await,
     )
     .await?;
     let rows = items(&value);

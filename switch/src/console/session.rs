@@ -440,9 +440,9 @@ pub async fn add_operator(
     };
     let token = crate::api::auth::add_token(pool, name, stored, now).await?;
     let phc = match password {
-        Some(password) if password.len() >= 8 => Some(
-            hash_password(password).map_err(|error| anyhow::anyhow!("hashing: {error}"))?,
-        ),
+        Some(password) if password.len() >= 8 => {
+            Some(hash_password(password).map_err(|error| anyhow::anyhow!("hashing: {error}"))?)
+        }
         Some(_) => anyhow::bail!("a password has at least 8 characters"),
         None => None,
     };

@@ -57,7 +57,9 @@ pub async fn search(
             value.get("next").and_then(Value::as_i64),
             None,
         ),
-        Err(crate::api::error::ApiError::Invalid { problems }) => (Vec::new(), None, Some(problems)),
+        Err(crate::api::error::ApiError::Invalid { problems }) => {
+            (Vec::new(), None, Some(problems))
+        }
         Err(other) => return Err(other.into()),
     };
     if csv {
@@ -241,10 +243,12 @@ pub fn explanation_table(ctx: &Ctx, e: &Explanation) -> Markup {
             f.version
         )
     });
-    let tier_terms = e
-        .tier
-        .as_ref()
-        .map(|t| format!("{} ({}, {}): {}%", t.code, t.name, t.source, t.cashback_rate));
+    let tier_terms = e.tier.as_ref().map(|t| {
+        format!(
+            "{} ({}, {}): {}%",
+            t.code, t.name, t.source, t.cashback_rate
+        )
+    });
     let rows: Vec<(&str, Option<String>, i64, &str)> = vec![
         ("gross", None, e.gross_rials, "x-gross"),
         (

@@ -202,9 +202,8 @@ pub async fn explain(pool: &Pool, id: i64) -> Result<Option<Explanation>, sqlx::
     .await?;
     let allowed = fee.as_ref().is_some_and(|f| f.cashback_allowed);
     let cashback_gives = match (&tier, allowed) {
-        (Some(tier), true) => Percent::parse(&tier.cashback_rate).map_or(0, |rate| {
-            pricing::cashback(rate, rials(club + bank)).get()
-        }),
+        (Some(tier), true) => Percent::parse(&tier.cashback_rate)
+            .map_or(0, |rate| pricing::cashback(rate, rials(club + bank)).get()),
         _ => 0,
     };
     let cashback: i64 = t.try_get("cashback_rials")?;
