@@ -68,9 +68,10 @@ async fn txn_id(h: &Harness, rrn: &str) -> i64 {
         .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explanations_add_up_after_the_rule_is_edited() {
-    let h = Harness::start().await;
+on_both!(explanations_add_up_after_the_rule_is_edited);
+
+async fn explanations_add_up_after_the_rule_is_edited(db: Db) {
+    let h = Harness::start_on(db).await;
     let token = add(&h, "ops", "write", None, Locale::En).await;
     let mut client = h.client().await;
     let mut counter = counter();
