@@ -55,6 +55,7 @@ pub fn router(state: Arc<AdminState>, api_state: Arc<ApiState>) -> Router {
             crate::console::ConsoleState {
                 api: api_state.clone(),
                 metrics: state.metrics.clone(),
+                limit: crate::console::limit::SignInLimit::new(),
             },
         )))
         .merge(api::router(api_state))

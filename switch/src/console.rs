@@ -9,6 +9,7 @@
 //!
 //! Layout:
 //! - [`session`]: sign-in (password or API token), the session cookie, CSRF, roles.
+//! - [`limit`]: the sign-in rate limit.
 //! - [`i18n`]: English and Persian (right to left, Persian digits, Solar Hijri dates).
 //! - [`layout`]: the page shell, tables, CSV and SVG charts.
 //! - [`dashboard`], [`transactions`], [`cards`], [`screens`]: the screens.
@@ -17,6 +18,7 @@ pub mod cards;
 pub mod dashboard;
 pub mod i18n;
 pub mod layout;
+pub mod limit;
 pub mod screens;
 pub mod session;
 pub mod transactions;
@@ -38,6 +40,8 @@ pub struct ConsoleState {
     pub api: Arc<ApiState>,
     /// The metrics, for the dashboard's response codes and answer times.
     pub metrics: Option<PrometheusHandle>,
+    /// Failed sign-ins per operator name and per address.
+    pub limit: limit::SignInLimit,
 }
 
 /// The style sheet, embedded.

@@ -300,3 +300,115 @@ async fn console_in_a_browser() {
     assert_eq!(audited, 1);
     phase("roles", &args).await;
 }
+
+/// The log lines written while the tests of this file run (the switch runs in process).
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Five failed sign-ins for a name refuse the sixth (429, even with the right password, which
+/// is not checked) until fifteen minutes have passed; five failures from one address refuse
+/// every name and token from it; the refusals are logged, the passwords never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_is_refused_after_five_failures() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .try_init()
+        .unwrap();
+    let h = Harness::start().await;
+    add(&h, "ops", "write", None, Locale::En).await;
+    let viewer_token = add(&h, "viewer", "read", None, Locale::En).await;
+    let mut web = web::Web::new(h.running().admin_addr);
+    const RIGHT: &str = "correct horse battery";
+    const WRONG: &str = "wrong-password-guess";
+    // Five wrong passwords for ops, each from another address (a proxy on this host says so).
+    for i in 1..=5 {
+        web.forwarded_for = Some(format!("10.0.0.{i}"));
+        let answer = web
+            .sign_in_with(&[("name", "ops"), ("password", WRONG)])
+            .await;
+        assert_eq!(answer.status, 401, "failure {i}: {answer:?}");
+        assert!(answer.body.contains("Wrong name, password or token."));
+    }
+    // The sixth, with the right password and from a fresh address: refused unchecked.
+    web.forwarded_for = Some("10.0.0.99".to_owned());
+    let refused = web
+        .sign_in_with(&[("name", "ops"), ("password", RIGHT)])
+        .await;
+    assert_eq!(refused.status, 429, "{refused:?}");
+    assert!(
+        refused.body.contains("Too many failed sign-ins"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.body.contains("Try again in 15 minutes"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.header("retry-after"), Some("900"));
+    assert!(!web.cookies.iter().any(|(k, _)| k == "lsw_console"));
+    // Another operator from the same address is not refused.
+    web.sign_in("viewer", RIGHT).await;
+    web.cookies.clear();
+
+    // Five failures from one address, for names that do not exist and a wrong token.
+    web.forwarded_for = Some("10.0.0.50".to_owned());
+    for name in ["a", "b", "c", "d"] {
+        let answer = web
+            .sign_in_with(&[("name", name), ("password", WRONG)])
+            .await;
+        assert_eq!(answer.status, 401, "{answer:?}");
+    }
+    let answer = web.sign_in_with(&[("token", "not-a-token")]).await;
+    assert_eq!(answer.status, 401, "{answer:?}");
+    let refused = web
+        .sign_in_with(&[("name", "viewer"), ("password", RIGHT)])
+        .await;
+    assert_eq!(refused.status, 429, "{refused:?}");
+    let refused = web.sign_in_with(&[("token", &viewer_token)]).await;
+    assert_eq!(
+        refused.status, 429,
+        "a right token from that address: {refused:?}"
+    );
+    // Elsewhere the token works.
+    web.forwarded_for = Some("10.0.0.51".to_owned());
+    let answer = web.sign_in_with(&[("token", &viewer_token)]).await;
+    assert_eq!(answer.status, 303, "{answer:?}");
+    web.cookies.clear();
+
+    // Fifteen minutes after the first failures, ops signs in again.
+    h.clock.advance(15 * 60_000);
+    web.forwarded_for = Some("10.0.0.99".to_owned());
+    web.sign_in("ops", RIGHT).await;
+    assert_eq!(web.get("/console").await.status, 200);
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let refusals: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("console sign-in refused: too many failed sign-ins"))
+        .collect();
+    assert_eq!(refusals.len(), 3, "{logs}");
+    assert!(
+        refusals[0].contains("operator=\"ops\"") && refusals[0].contains("10.0.0.99"),
+        "{}",
+        refusals[0]
+    );
+    assert!(refusals[0].contains("by=\"name\""), "{}", refusals[0]);
+    assert!(refusals[1].contains("by=\"address\""), "{}", refusals[1]);
+    assert!(refusals[1].contains("10.0.0.50"));
+    for secret in [RIGHT, WRONG, viewer_token.as_str(), "not-a-token"] {
+        assert!(!logs.contains(secret), "{secret} was logged");
+    }
+}

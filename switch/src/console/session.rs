@@ -27,6 +27,7 @@ use crate::api::auth::{Operator, Role};
 use crate::api::error::ApiError;
 use crate::console::i18n::Locale;
 use crate::console::layout::{self, Ctx};
+use crate::console::limit::{self, ClientAddress};
 use crate::console::ConsoleState;
 use crate::store::console as store;
 
@@ -287,9 +288,13 @@ fn sign_in_form(headers: &HeaderMap, failed: Option<&str>) -> Response {
     (status, [(header::SET_COOKIE, set)], body).into_response()
 }
 
-/// `POST /console/sign-in`: name and password, or an API token.
+/// `POST /console/sign-in`: name and password, or an API token. Refused with 429, before
+/// the password or token is checked, while the name or the address is over the sign-in limit
+/// ([`limit`]); every failure counts against the address, and a password's also against the
+/// name.
 pub async fn sign_in(
     State(state): State<Arc<ConsoleState>>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
@@ -301,6 +306,14 @@ pub async fn sign_in(
     let pool = &state.api.pool;
     let token = form.get("token").map(|t| t.trim()).unwrap_or_default();
     let name = form.get("name").map(|n| n.trim()).unwrap_or_default();
+    // A token names no operator until it is looked up: it counts against the address only.
+    let limited_name = if token.is_empty() { name } else { "" };
+    let now = state.api.clock.now().get();
+    if let Some(refused) = state.limit.refused(limited_name, address, now) {
+        let by = if refused.by_name { "name" } else { "address" };
+        tracing::warn!(operator = limited_name, %address, by, "console sign-in refused: too many failed sign-ins");
+        return too_many(refused.retry_after_ms);
+    }
     let found = if !token.is_empty() {
         store::operator_by_token(pool, &digest(token)).await
     } else {
@@ -318,11 +331,20 @@ pub async fn sign_in(
     };
     let operator = match found {
         Ok(Some(operator)) => operator,
-        Ok(None) => return sign_in_form(&headers, Some("Wrong name, password or token.")),
+        Ok(None) => {
+            state.limit.failed(limited_name, address, now);
+            let with = if token.is_empty() {
+                "password"
+            } else {
+                "token"
+            };
+            tracing::info!(operator = limited_name, %address, with, "console sign-in failed");
+            return sign_in_form(&headers, Some("Wrong name, password or token."));
+        }
         Err(error) => return Refusal::from(error).into_response(),
     };
+    state.limit.succeeded(&operator.name);
     let id = random_hex();
-    let now = state.api.clock.now().get();
     if let Err(error) = store::open_session(
         pool,
         &digest(&id),
@@ -346,6 +368,31 @@ pub async fn sign_in(
             (header::SET_COOKIE, set),
             (header::LOCATION, "/console".to_owned()),
         ],
+    )
+        .into_response()
+}
+
+/// The 429 page of a refused sign-in, with `Retry-After`.
+fn too_many(retry_after_ms: i64) -> Response {
+    let minutes = (retry_after_ms + 59_999) / 60_000;
+    let locale = Locale::En;
+    let body = layout::bare(
+        locale,
+        "Too many failed sign-ins",
+        html! {
+            h1 class="refusal" { "429 Too many failed sign-ins" }
+            p id="too-many" role="alert" {
+                "Sign-in is refused: " (limit::FAILURES_MAX) " sign-ins failed for this operator or from this address within "
+                (limit::WINDOW_MS / 60_000) " minutes. Try again in " (minutes) " minutes, or ask an administrator."
+            }
+            p { a href="/console/sign-in" { (locale.t("sign_in")) } }
+        },
+    );
+    let seconds = (retry_after_ms + 999) / 1000;
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, seconds.to_string())],
+        body,
     )
         .into_response()
 }
