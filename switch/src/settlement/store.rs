@@ -1,15 +1,15 @@
 //! The settlement tables (migrations/sqlite/0003_settlement.sql): reading cycles back, and the
-//! queries closing and reconciliation share. The SQL is plain SQL-92 plus `ON CONFLICT`, so it
+//! queries closing (the settlement crate) and reconciliation share. The SQL is plain SQL-92 plus `ON CONFLICT`, so it
 //! ports to PostgreSQL as it is, except for SQLite's `BEGIN IMMEDIATE` in the close.
 
 use std::collections::BTreeMap;
 
+use crate::domain::{CivilDate, UnixMillis};
+use crate::store::{Conn, DbRow, Pool};
 use sqlx::Row;
-use switch::domain::{CivilDate, UnixMillis};
-use switch::store::{Conn, DbRow, Pool};
 
-use crate::cycle::Amounts;
-use crate::error::SettleError;
+use crate::settlement::cycle::Amounts;
+use crate::settlement::error::SettleError;
 
 /// How a cycle is named on the command line: its business date or its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ pub struct ExceptionRow {
 /// Per-merchant sums of transactions, the columns the switch records. `club` and
 /// `store_credit` are what was captured (an advice confirm may capture less than priced);
 /// `cashback` is what was issued (a merchant may not allow it).
-pub(crate) const TXN_SUMS: &str = "SELECT t.merchant_id, count(*) AS txn_count, \
+pub const TXN_SUMS: &str = "SELECT t.merchant_id, count(*) AS txn_count, \
      CAST(sum(t.gross_rials) AS BIGINT) AS gross, CAST(sum(t.discount_rials) AS BIGINT) AS discount, CAST(sum(t.fee_rials) AS BIGINT) AS fee, \
      CAST(sum(c.store_credit_rials) AS BIGINT) AS store_credit, CAST(sum(c.club_rials) AS BIGINT) AS club, \
      CAST(sum(t.bank_rest_rials) AS BIGINT) AS bank_rest, \
@@ -126,7 +126,7 @@ pub(crate) const TXN_SUMS: &str = "SELECT t.merchant_id, count(*) AS txn_count, 
      FROM transactions t JOIN captures c ON c.txn_id = t.id";
 
 /// Reads [`TXN_SUMS`] rows into amounts per merchant.
-pub(crate) fn txn_sums(rows: &[DbRow]) -> Result<BTreeMap<i64, Amounts>, SettleError> {
+pub fn txn_sums(rows: &[DbRow]) -> Result<BTreeMap<i64, Amounts>, SettleError> {
     let mut out = BTreeMap::new();
     for row in rows {
         let amounts = Amounts {
@@ -147,7 +147,7 @@ pub(crate) fn txn_sums(rows: &[DbRow]) -> Result<BTreeMap<i64, Amounts>, SettleE
 
 /// The open receivable of every merchant that has one before cycle `before` (all cycles when
 /// `None`): its latest line's carried-out amount.
-pub(crate) async fn receivables(
+pub async fn receivables(
     conn: &mut Conn,
     before: Option<i64>,
 ) -> Result<BTreeMap<i64, i64>, SettleError> {
@@ -168,7 +168,7 @@ pub(crate) async fn receivables(
 }
 
 /// Adjustment sums per merchant of cycle `cycle`.
-pub(crate) async fn adjustment_sums(
+pub async fn adjustment_sums(
     conn: &mut Conn,
     cycle: i64,
 ) -> Result<BTreeMap<i64, i64>, SettleError> {
@@ -353,15 +353,22 @@ async fn load_exceptions(conn: &mut Conn, cycle: i64) -> Result<Vec<ExceptionRow
 }
 
 /// Reads the twelve amount columns of a cycle or line row.
-pub(crate) fn amounts(row: &DbRow) -> Result<Amounts, SettleError> {
+pub fn amounts(row: &DbRow) -> Result<Amounts, SettleError> {
     let mut values = [0_i64; 12];
-    for (slot, name) in values.iter_mut().zip(crate::cycle::AMOUNT_COLUMNS) {
+    for (slot, name) in values
+        .iter_mut()
+        .zip(crate::settlement::cycle::AMOUNT_COLUMNS)
+    {
         *slot = row.try_get(name)?;
     }
     Ok(Amounts::from_columns(values))
 }
 
-pub(crate) fn stored_date(text: &str) -> Result<CivilDate, SettleError> {
+/// A stored `YYYY-MM-DD` date.
+///
+/// # Errors
+/// [`SettleError::Inconsistent`] when it does not parse.
+pub fn stored_date(text: &str) -> Result<CivilDate, SettleError> {
     CivilDate::parse(text).map_err(|invalid| SettleError::Inconsistent {
         what: format!("stored date {text:?}: {invalid}"),
     })
