@@ -12,7 +12,7 @@
 //! - [`limit`]: the sign-in rate limit.
 //! - [`i18n`]: English and Persian (right to left, Persian digits, Solar Hijri dates).
 //! - [`layout`]: the page shell, tables, CSV and SVG charts.
-//! - [`dashboard`], [`transactions`], [`cards`], [`screens`]: the screens.
+//! - [`dashboard`], [`transactions`], [`cards`], [`settlement`], [`screens`]: the screens.
 
 pub mod cards;
 pub mod dashboard;
@@ -21,6 +21,7 @@ pub mod layout;
 pub mod limit;
 pub mod screens;
 pub mod session;
+pub mod settlement;
 pub mod transactions;
 
 use std::sync::Arc;
@@ -66,6 +67,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/console/terminals"),
     ("POST", "/console/terminals/{terminal_id}/rotate-key"),
     ("GET", "/console/settlement"),
+    ("GET", "/console/settlement/{cycle}"),
+    ("GET", "/console/settlement/{cycle}/reconciliation"),
+    ("GET", "/console/settlement/{cycle}/files/{file}"),
     ("GET", "/console/loyalty"),
     ("GET", "/console/reports"),
     ("GET", "/console/audit"),
@@ -97,7 +101,16 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
             "/console/terminals/{terminal_id}/rotate-key",
             post(screens::rotate_key),
         )
-        .route("/console/settlement", get(screens::settlement))
+        .route("/console/settlement", get(settlement::list))
+        .route("/console/settlement/{cycle}", get(settlement::show))
+        .route(
+            "/console/settlement/{cycle}/reconciliation",
+            get(settlement::reconciliation),
+        )
+        .route(
+            "/console/settlement/{cycle}/files/{file}",
+            get(settlement::file),
+        )
         .route("/console/loyalty", get(screens::loyalty))
         .route("/console/reports", get(screens::reports))
         .route("/console/audit", get(screens::audit))

@@ -19,6 +19,7 @@ use common::*;
 use protocol::field54::AmountKind;
 use protocol::{ProcessingCode, ResponseCode};
 use serde_json::{json, Value};
+use switch::clock::Clock as _;
 use switch::console::i18n::Locale;
 
 /// The six amounts of field 54 as the explanation names them.
@@ -411,4 +412,180 @@ async fn sign_in_is_refused_after_five_failures() {
     for secret in [RIGHT, WRONG, viewer_token.as_str(), "not-a-token"] {
         assert!(!logs.contains(secret), "{secret} was logged");
     }
+}
+
+/// The `data-rials` of `column` in the payouts row of `merchant`.
+fn payout_cell(body: &str, merchant: &str, column: &str) -> i64 {
+    let row = body
+        .split(&format!("<tr data-merchant=\"{merchant}\">"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no row of {merchant}"))
+        .split("</tr>")
+        .next()
+        .unwrap();
+    let cell = row
+        .split("<td")
+        .find(|cell| cell.contains(&format!("data-column=\"{column}\"")))
+        .unwrap_or_else(|| panic!("no {column} in the row of {merchant}"));
+    cell.split("data-rials=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A cycle closed by the settlement crate over club purchases at M-A and a manual adjustment
+/// of M-OFF: the console lists it, shows every merchant's payout as stored, its exceptions
+/// and a balanced reconciliation, and serves the very files `lsw-settle` wrote; a merchant
+/// operator sees only their own line and files cut to it, and no reconciliation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlement_screens() {
+    let h = Harness::start().await;
+    add(&h, "ops", "write", None, Locale::En).await;
+    add(&h, "shop-a", "merchant", Some("M-A"), Locale::En).await;
+    add(&h, "shop-off", "merchant", Some("M-OFF"), Locale::En).await;
+    let pool = h.running().pool.clone();
+    let mut client = h.client().await;
+    let mut counter = counter();
+    let at = h.now_seconds();
+    for gross in [200_000_u64, 90_000] {
+        let (out, response) = purchase(
+            &mut client,
+            &mut counter,
+            ProcessingCode::ClubPurchase,
+            gross,
+            RICH,
+            at,
+        )
+        .await;
+        assert_eq!(response.code, ResponseCode::Approved, "{response:?}");
+        let confirm = counter.confirm(&out, response.rrn.unwrap(), at).unwrap();
+        exchange(&mut client, &counter, &confirm).await;
+    }
+    h.running().wait_projected().await;
+    settlement::adjustment::add_manual(&pool, "M-OFF", -5_000, "chargeback", h.clock.now())
+        .await
+        .unwrap();
+    // The cycle of 2026-11-22 closes at 23:30 Tehran, 20:00 UTC; the clock is at 18:30 UTC.
+    h.clock.advance(2 * 3_600_000);
+    let out_dir = h.dir.path().join("settlement");
+    let settings = settlement::close::Settings {
+        cutoff: settlement::cycle::Cutoff::DEFAULT,
+        calendar: settlement::calendar::Calendar::fridays_only(),
+        out_dir: out_dir.clone(),
+        projection_wait: settlement::close::PROJECTION_WAIT_DEFAULT,
+    };
+    let date = switch::domain::CivilDate::parse("2026-11-22").unwrap();
+    let closed = settlement::close::close(&pool, &settings, date, h.clock.now())
+        .await
+        .unwrap();
+    let record = closed.cycle;
+    let id = record.id;
+    let line = |code: &str| {
+        record
+            .lines
+            .iter()
+            .find(|l| l.merchant_code == code)
+            .unwrap()
+            .clone()
+    };
+    let (a, off) = (line("M-A"), line("M-OFF"));
+    assert!(
+        a.amounts.payout > 0 && off.amounts.carried_out == -5_000,
+        "{record:?}"
+    );
+
+    let mut web = web::Web::new(h.running().admin_addr);
+    web.sign_in("ops", "correct horse battery").await;
+    let list = web.get("/console/settlement").await;
+    assert_eq!(list.status, 200);
+    assert!(
+        list.body.contains(&format!("data-cycle=\"{id}\"")),
+        "{}",
+        list.body
+    );
+    let page = web.get(&format!("/console/settlement/{id}")).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    for line in [&a, &off] {
+        for (column, stored) in [
+            ("payout", line.amounts.payout),
+            ("club", line.amounts.club),
+            ("fee", line.amounts.fee),
+            ("adjustments", line.amounts.adjustments),
+            ("carried_out", line.amounts.carried_out),
+        ] {
+            let shown = payout_cell(&page.body, &line.merchant_code, column);
+            assert_eq!(shown, stored, "{} {column}", line.merchant_code);
+        }
+    }
+    assert!(
+        page.body.contains("data-kind=\"receivable\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("chargeback"));
+    // By its date too.
+    assert_eq!(web.get("/console/settlement/2026-11-22").await.status, 200);
+    assert_eq!(web.get("/console/settlement/2026-11-21").await.status, 404);
+    let reconciliation = web
+        .get(&format!("/console/settlement/{id}/reconciliation"))
+        .await;
+    assert_eq!(reconciliation.status, 200);
+    assert!(
+        reconciliation.body.contains("id=\"balanced\""),
+        "{}",
+        reconciliation.body
+    );
+    assert!(!reconciliation.body.contains("DIFF"));
+    // The files are the bytes lsw-settle wrote.
+    let written = settlement::files::names(date);
+    for (name, file) in ["payout.csv", "summary.json", "exceptions.csv"]
+        .iter()
+        .zip(&written)
+    {
+        let answer = web
+            .get(&format!("/console/settlement/{id}/files/{name}"))
+            .await;
+        assert_eq!(answer.status, 200, "{name}");
+        let on_disk = std::fs::read_to_string(out_dir.join(file)).unwrap();
+        assert_eq!(answer.body, on_disk, "{name}");
+        let disposition = answer.header("content-disposition").unwrap();
+        assert!(disposition.contains(file.as_str()), "{disposition}");
+    }
+    assert_eq!(
+        web.get(&format!("/console/settlement/{id}/files/other"))
+            .await
+            .status,
+        404
+    );
+
+    // A merchant operator: their line only, files cut to it, no reconciliation.
+    let mut shop = web::Web::new(h.running().admin_addr);
+    shop.sign_in("shop-a", "correct horse battery").await;
+    let list = shop.get("/console/settlement").await;
+    assert!(list.body.contains(&format!("data-cycle=\"{id}\"")));
+    let own = shop.get(&format!("/console/settlement/{id}")).await;
+    assert_eq!(own.status, 200);
+    assert_eq!(payout_cell(&own.body, "M-A", "payout"), a.amounts.payout);
+    assert!(!own.body.contains("M-OFF"), "{}", own.body);
+    assert!(!own.body.contains("chargeback"));
+    let file = shop
+        .get(&format!("/console/settlement/{id}/files/payout.csv"))
+        .await;
+    let cut = record.clone().of_merchant(a.merchant_id).unwrap();
+    assert_eq!(file.body, settlement::files::payout_csv(&cut));
+    assert!(!file.body.contains("M-OFF") && file.body.contains("TOTAL,1,"));
+    let refused = shop
+        .get(&format!("/console/settlement/{id}/reconciliation"))
+        .await;
+    assert_eq!(refused.status, 403);
+    let mut other = web::Web::new(h.running().admin_addr);
+    other.sign_in("shop-off", "correct horse battery").await;
+    let theirs = other.get(&format!("/console/settlement/{id}")).await;
+    assert_eq!(payout_cell(&theirs.body, "M-OFF", "carried_out"), -5_000);
+    assert!(theirs.body.contains("data-kind=\"receivable\""));
+    assert!(!theirs.body.contains("data-merchant=\"M-A\""));
 }

@@ -79,7 +79,7 @@ pub async fn show(
         table id="cycles" {
             thead { tr { th { "#" } th { (l.t("time")) } th { (l.t("count")) } th { (l.t("gross")) } th { (l.t("payouts")) } } }
             tbody { @for c in &cycles { tr {
-                td { (l.number(c.id)) } td { (c.business_date) } td class="num" { (l.number(c.txn_count)) }
+                td { a href=(format!("/console/settlement/{}", c.id)) { (l.number(c.id)) } } td { (c.business_date) } td class="num" { (l.number(c.txn_count)) }
                 td class="num" { (ctx.rials(c.gross_rials)) } td class="num" { (ctx.rials(c.payout_rials)) }
             } } }
         }

@@ -15,6 +15,12 @@ use std::sync::{Mutex, PoisonError};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use maud::html;
+
+use crate::console::i18n::Locale;
+use crate::console::layout;
 
 /// Failed sign-ins within [`WINDOW_MS`] after which a name or an address is refused.
 pub const FAILURES_MAX: usize = 5;
@@ -143,6 +149,31 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
             .and_then(|item| item.trim().parse::<IpAddr>().ok());
         Ok(ClientAddress(forwarded.unwrap_or(peer)))
     }
+}
+
+/// The 429 page of a refused sign-in, with `Retry-After`.
+pub fn refusal_page(retry_after_ms: i64) -> Response {
+    let minutes = (retry_after_ms + 59_999) / 60_000;
+    let locale = Locale::En;
+    let body = layout::bare(
+        locale,
+        "Too many failed sign-ins",
+        html! {
+            h1 class="refusal" { "429 Too many failed sign-ins" }
+            p id="too-many" role="alert" {
+                "Sign-in is refused: " (FAILURES_MAX) " sign-ins failed for this operator or from this address within "
+                (WINDOW_MS / 60_000) " minutes. Try again in " (minutes) " minutes, or ask an administrator."
+            }
+            p { a href="/console/sign-in" { (locale.t("sign_in")) } }
+        },
+    );
+    let seconds = (retry_after_ms + 999) / 1000;
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, seconds.to_string())],
+        body,
+    )
+        .into_response()
 }
 
 #[cfg(test)]

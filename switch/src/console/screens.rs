@@ -1,6 +1,6 @@
-//! The list screens: merchants, terminals (with key rotation), settlement cycles, loyalty and
-//! engagement, reports with charts, and the audit log. Each renders what the operator API's
-//! handler answers; `?format=csv` downloads the screen's table.
+//! The list screens: merchants, terminals (with key rotation), loyalty and engagement, reports
+//! with charts, and the audit log. Each renders what the operator API's handler answers;
+//! `?format=csv` downloads the screen's table.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +17,6 @@ use crate::api::{audit, engagement, records, reports, terminals, views};
 use crate::console::layout::{self, Ctx};
 use crate::console::session::{Refusal, Session};
 use crate::console::{json_of, ConsoleState};
-use crate::store::console as store;
 
 type Pairs = Vec<(String, String)>;
 
@@ -165,32 +164,6 @@ pub async fn rotate_key(
         (layout::table(&ctx, "rotated", &rows))
     };
     Ok(layout::page(&ctx, "terminals", body).into_response())
-}
-
-/// `GET /console/settlement`: the newest cycles (a merchant operator's own lines).
-///
-/// # Errors
-/// [`Refusal`] when the store fails.
-pub async fn settlement(
-    session: Session,
-    State(state): State<Arc<ConsoleState>>,
-    Query(pairs): Query<Pairs>,
-) -> Result<Response, Refusal> {
-    let ctx = Ctx::new(&session, &state);
-    let cycles = store::cycles(&state.api.pool, ctx.merchant.as_deref(), 100).await?;
-    let rows: Vec<Value> = cycles
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "id": c.id, "business_date": c.business_date, "closed_at_ms": c.closed_at_ms,
-                "txn_count": c.txn_count, "gross_rials": c.gross_rials, "payout_rials": c.payout_rials,
-            })
-        })
-        .collect();
-    if csv_asked(&pairs) {
-        return Ok(layout::csv("settlement", &rows));
-    }
-    Ok(list_page(&ctx, "settlement", "cycles", &rows, html! {}))
 }
 
 /// `GET /console/loyalty`: tiers, campaigns and segments.

@@ -312,7 +312,7 @@ pub async fn sign_in(
     if let Some(refused) = state.limit.refused(limited_name, address, now) {
         let by = if refused.by_name { "name" } else { "address" };
         tracing::warn!(operator = limited_name, %address, by, "console sign-in refused: too many failed sign-ins");
-        return too_many(refused.retry_after_ms);
+        return limit::refusal_page(refused.retry_after_ms);
     }
     let found = if !token.is_empty() {
         store::operator_by_token(pool, &digest(token)).await
@@ -368,31 +368,6 @@ pub async fn sign_in(
             (header::SET_COOKIE, set),
             (header::LOCATION, "/console".to_owned()),
         ],
-    )
-        .into_response()
-}
-
-/// The 429 page of a refused sign-in, with `Retry-After`.
-fn too_many(retry_after_ms: i64) -> Response {
-    let minutes = (retry_after_ms + 59_999) / 60_000;
-    let locale = Locale::En;
-    let body = layout::bare(
-        locale,
-        "Too many failed sign-ins",
-        html! {
-            h1 class="refusal" { "429 Too many failed sign-ins" }
-            p id="too-many" role="alert" {
-                "Sign-in is refused: " (limit::FAILURES_MAX) " sign-ins failed for this operator or from this address within "
-                (limit::WINDOW_MS / 60_000) " minutes. Try again in " (minutes) " minutes, or ask an administrator."
-            }
-            p { a href="/console/sign-in" { (locale.t("sign_in")) } }
-        },
-    );
-    let seconds = (retry_after_ms + 999) / 1000;
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [(header::RETRY_AFTER, seconds.to_string())],
-        body,
     )
         .into_response()
 }

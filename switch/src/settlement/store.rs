@@ -61,6 +61,23 @@ pub struct CycleRecord {
     pub exceptions: Vec<ExceptionRow>,
 }
 
+impl CycleRecord {
+    /// The cycle as one merchant sees it: its own line (its amounts as the totals), and the
+    /// adjustments and exceptions of that line; `None` when the merchant has no line in it.
+    pub fn of_merchant(mut self, merchant_id: i64) -> Option<CycleRecord> {
+        let line = self
+            .lines
+            .into_iter()
+            .find(|line| line.merchant_id == merchant_id)?;
+        let code = line.merchant_code.clone();
+        self.totals = line.amounts;
+        self.lines = vec![line];
+        self.adjustments.retain(|a| a.merchant_code == code);
+        self.exceptions.retain(|e| e.merchant_code == code);
+        Some(self)
+    }
+}
+
 /// One merchant's line of a cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {

@@ -358,3 +358,14 @@ pub async fn txn_merchant(pool: &Pool, id: i64) -> Result<Option<String>, sqlx::
     .fetch_optional(pool)
     .await
 }
+
+/// A merchant's row id by its code.
+///
+/// # Errors
+/// When the database fails.
+pub async fn merchant_id(pool: &Pool, code: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM merchants WHERE code = $1")
+        .bind(code)
+        .fetch_optional(pool)
+        .await
+}
