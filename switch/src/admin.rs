@@ -56,6 +56,7 @@ pub fn router(state: Arc<AdminState>, api_state: Arc<ApiState>) -> Router {
                 api: api_state.clone(),
                 metrics: state.metrics.clone(),
                 limit: crate::console::limit::SignInLimit::new(),
+                tiers: crate::console::engagement::TierCache::default(),
             },
         )))
         .merge(api::router(api_state))

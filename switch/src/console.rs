@@ -12,13 +12,16 @@
 //! - [`limit`]: the sign-in rate limit.
 //! - [`i18n`]: English and Persian (right to left, Persian digits, Solar Hijri dates).
 //! - [`layout`]: the page shell, tables, CSV and SVG charts.
-//! - [`dashboard`], [`transactions`], [`cards`], [`settlement`], [`screens`]: the screens.
+//! - [`dashboard`], [`transactions`], [`cards`], [`members`], [`settlement`], [`engagement`],
+//!   [`screens`]: the screens.
 
 pub mod cards;
 pub mod dashboard;
+pub mod engagement;
 pub mod i18n;
 pub mod layout;
 pub mod limit;
+pub mod members;
 pub mod screens;
 pub mod session;
 pub mod settlement;
@@ -43,6 +46,8 @@ pub struct ConsoleState {
     pub metrics: Option<PrometheusHandle>,
     /// Failed sign-ins per operator name and per address.
     pub limit: limit::SignInLimit,
+    /// The newest tier distribution.
+    pub tiers: engagement::TierCache,
 }
 
 /// The style sheet, embedded.
@@ -63,6 +68,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/console/cards/{code}"),
     ("POST", "/console/cards/{code}/{action}"),
     ("GET", "/console/members/{code}"),
+    ("POST", "/console/members/{code}/cards/{card}/{action}"),
+    ("POST", "/console/members/{code}/coupons"),
     ("GET", "/console/merchants"),
     ("GET", "/console/terminals"),
     ("POST", "/console/terminals/{terminal_id}/rotate-key"),
@@ -71,6 +78,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/console/settlement/{cycle}/reconciliation"),
     ("GET", "/console/settlement/{cycle}/files/{file}"),
     ("GET", "/console/loyalty"),
+    ("GET", "/console/campaigns/{code}"),
+    ("GET", "/console/surveys"),
     ("GET", "/console/reports"),
     ("GET", "/console/audit"),
 ];
@@ -94,7 +103,15 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
         .route("/console/cards", get(cards::find))
         .route("/console/cards/{code}", get(cards::show))
         .route("/console/cards/{code}/{action}", post(cards::act))
-        .route("/console/members/{code}", get(cards::member))
+        .route("/console/members/{code}", get(members::show))
+        .route(
+            "/console/members/{code}/cards/{card}/{action}",
+            post(members::act),
+        )
+        .route(
+            "/console/members/{code}/coupons",
+            post(members::issue_coupon),
+        )
         .route("/console/merchants", get(screens::merchants))
         .route("/console/terminals", get(screens::terminals))
         .route(
@@ -111,7 +128,9 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
             "/console/settlement/{cycle}/files/{file}",
             get(settlement::file),
         )
-        .route("/console/loyalty", get(screens::loyalty))
+        .route("/console/loyalty", get(engagement::loyalty))
+        .route("/console/campaigns/{code}", get(engagement::campaign))
+        .route("/console/surveys", get(engagement::surveys))
         .route("/console/reports", get(screens::reports))
         .route("/console/audit", get(screens::audit))
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -441,9 +441,10 @@ fn payout_cell(body: &str, merchant: &str, column: &str) -> i64 {
 /// of M-OFF: the console lists it, shows every merchant's payout as stored, its exceptions
 /// and a balanced reconciliation, and serves the very files `lsw-settle` wrote; a merchant
 /// operator sees only their own line and files cut to it, and no reconciliation.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settlement_screens() {
-    let h = Harness::start().await;
+on_both!(settlement_screens);
+
+async fn settlement_screens(db: Db) {
+    let h = Harness::start_on(db).await;
     add(&h, "ops", "write", None, Locale::En).await;
     add(&h, "shop-a", "merchant", Some("M-A"), Locale::En).await;
     add(&h, "shop-off", "merchant", Some("M-OFF"), Locale::En).await;
@@ -588,4 +589,305 @@ async fn settlement_screens() {
     assert_eq!(payout_cell(&theirs.body, "M-OFF", "carried_out"), -5_000);
     assert!(theirs.body.contains("data-kind=\"receivable\""));
     assert!(!theirs.body.contains("data-merchant=\"M-A\""));
+}
+
+/// The `data-value` of the bar labelled `label` in the SVG chart `id` (of `series` when given).
+fn bar(body: &str, id: &str, label: &str, series: Option<&str>) -> i64 {
+    let chart = body
+        .split(&format!("id=\"{id}\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no chart {id}"))
+        .split("</svg>")
+        .next()
+        .unwrap();
+    let wanted = match series {
+        Some(series) => format!("data-label=\"{label}\" data-series=\"{series}\""),
+        None => format!("data-label=\"{label}\""),
+    };
+    chart
+        .split("<rect")
+        .find(|rect| rect.contains(&wanted))
+        .unwrap_or_else(|| panic!("no bar {label} in {id}: {chart}"))
+        .split("data-value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The text of the `data-field` row `field` of a fields table.
+fn field(body: &str, name: &str) -> String {
+    body.split(&format!("<tr data-field=\"{name}\">"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        .split("<td>")
+        .nth(1)
+        .unwrap()
+        .split("</td>")
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// From a member's page a write operator tops up, grants store credit, renews and replaces
+/// their cards and issues a coupon, each through the API's handler (audited, idempotent), with
+/// the CSRF token; a reader and a forged form are refused. The loyalty page charts the tier
+/// distribution (as segments count it) and each campaign's coupons issued and redeemed (as
+/// its report counts them); a campaign's page shows its preview and report; the survey report
+/// page shows a merchant's scores, a merchant operator's own only.
+on_both!(member_actions_charts_and_reports);
+
+async fn member_actions_charts_and_reports(db: Db) {
+    let h = Harness::start_on(db).await;
+    let token = add(&h, "ops", "write", None, Locale::En).await;
+    add(&h, "viewer", "read", None, Locale::En).await;
+    add(&h, "shop-a", "merchant", Some("M-A"), Locale::En).await;
+    const PASSWORD: &str = "correct horse battery";
+    let addr = h.running().admin_addr;
+    let mut web = web::Web::new(addr);
+    web.sign_in("ops", PASSWORD).await;
+    let page = web.get("/console/members/MB-2").await;
+    assert_eq!(page.status, 200);
+    assert!(page
+        .body
+        .contains("class=\"card-actions\" data-card=\"C-POOR\""));
+    let csrf = page.csrf();
+    let club = |code: &'static str| {
+        let h = &h;
+        async move {
+            h.running().wait_projected().await;
+            h.scalar(&format!(
+                "SELECT b.ledger_rials FROM club_balances b JOIN cards c ON c.id = b.card_id \
+                 WHERE c.code = '{code}'"
+            ))
+            .await
+        }
+    };
+    let before = club("C-POOR").await;
+    let act = "/console/members/MB-2/cards/C-POOR";
+    let top_up = [
+        ("csrf", csrf.as_str()),
+        ("key", "k1"),
+        ("amount_rials", "50000"),
+    ];
+    for _ in 0..2 {
+        let answer = web.post(&format!("{act}/top-up"), &top_up).await;
+        assert_eq!(answer.status, 303, "{answer:?}");
+        assert_eq!(answer.header("location"), Some("/console/members/MB-2"));
+    }
+    assert_eq!(club("C-POOR").await, before + 50_000, "once, for one key");
+    let grant = [
+        ("csrf", csrf.as_str()),
+        ("key", "k2"),
+        ("merchant", "M-A"),
+        ("amount_rials", "20000"),
+    ];
+    assert_eq!(
+        web.post(&format!("{act}/store-credit"), &grant)
+            .await
+            .status,
+        303
+    );
+    let renew = [("csrf", csrf.as_str()), ("expiry", "2031-06")];
+    let answer = web
+        .post("/console/members/MB-2/cards/C-EXPIRED/renew", &renew)
+        .await;
+    assert_eq!(answer.status, 303, "{answer:?}");
+    let replace = [
+        ("csrf", csrf.as_str()),
+        ("new_code", "C-NEW"),
+        ("pan", "6037996666666667"),
+    ];
+    let answer = web
+        .post("/console/members/MB-2/cards/C-EXPIRED/replace", &replace)
+        .await;
+    assert_eq!(answer.status, 303, "{answer:?}");
+    let coupon = [
+        ("csrf", csrf.as_str()),
+        ("key", "k3"),
+        ("percent", "10"),
+        ("discount_rials_max", "50000"),
+        ("valid_days", "30"),
+    ];
+    let answer = web.post("/console/members/MB-2/coupons", &coupon).await;
+    assert_eq!(answer.status, 303, "{answer:?}");
+    h.running().wait_projected().await;
+    let view = |code: &str| {
+        let path = format!("/api/v1/cards/{code}/view");
+        let token = token.clone();
+        async move {
+            admin_request(addr, "GET", &path, &token, None, None)
+                .await
+                .2
+        }
+    };
+    let replaced = view("C-NEW").await;
+    assert_eq!(
+        replaced["card"]["expiry"],
+        json!("2031-06"),
+        "renewed, then replaced: {replaced}"
+    );
+    let poor = view("C-POOR").await;
+    assert_eq!(
+        poor["store_credit"][0]["ledger_rials"],
+        json!(20_000),
+        "{poor}"
+    );
+    assert_eq!(poor["store_credit"][0]["merchant"], json!("M-A"), "{poor}");
+    let page = web.get("/console/members/MB-2").await;
+    assert!(
+        page.body.contains("data-card=\"C-NEW\""),
+        "the new card is listed"
+    );
+    assert!(page.body.contains("id=\"coupons\""));
+    let audited = h
+        .scalar("SELECT COUNT(*) FROM audit_log WHERE operator = 'ops'")
+        .await;
+    assert!(audited >= 5, "{audited} audit rows");
+    let coupons = h
+        .scalar("SELECT COUNT(*) FROM coupons k JOIN members m ON m.id = k.member_id WHERE m.code = 'MB-2'")
+        .await;
+    assert_eq!(coupons, 1);
+    // Another member's card, a form without the token, a reader, a merchant operator.
+    let other = web
+        .post(
+            "/console/members/MB-2/cards/C-RICH/block",
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(other.status, 404);
+    assert_eq!(web.post(&format!("{act}/block"), &[]).await.status, 403);
+    let mut viewer = web::Web::new(addr);
+    viewer.sign_in("viewer", PASSWORD).await;
+    let read = viewer.get("/console/members/MB-2").await;
+    assert_eq!(read.status, 200);
+    assert!(!read.body.contains("card-actions") && !read.body.contains("issue-coupon"));
+    let forged = [("csrf", read.csrf()), ("amount_rials", "1".to_owned())];
+    let forged: Vec<(&str, &str)> = forged.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        viewer.post(&format!("{act}/top-up"), &forged).await.status,
+        403
+    );
+    let mut shop = web::Web::new(addr);
+    shop.sign_in("shop-a", PASSWORD).await;
+    assert_eq!(shop.get("/console/members/MB-2").await.status, 403);
+    assert_eq!(shop.get("/console/loyalty").await.status, 403);
+
+    // A campaign with a coupon, run for everyone; MB-1 redeems theirs in a purchase.
+    let put = |path: &'static str, body: Value| {
+        let token = token.clone();
+        async move {
+            let (status, _, value) =
+                admin_request(addr, "PUT", path, &token, None, Some(&body.to_string())).await;
+            assert!(status == 200 || status == 201, "{path}: {value}");
+        }
+    };
+    put(
+        "/api/v1/occasions/OPENING",
+        json!({"name": "Opening week", "starts_on": "2026-11-22", "ends_on": "2026-11-30"}),
+    )
+    .await;
+    put(
+        "/api/v1/segments/ALL",
+        json!({"name": "Everyone", "expression": {"all": []}}),
+    )
+    .await;
+    put(
+        "/api/v1/campaigns/OPEN",
+        json!({"name": "Opening", "segment": "ALL",
+        "occasion": {"kind": "event", "code": "OPENING"},
+        "coupon": {"fixed_rials": 50000, "valid_days": 30}}),
+    )
+    .await;
+    let (status, _, run) = admin_request(
+        addr,
+        "POST",
+        "/api/v1/campaigns/OPEN/run",
+        &token,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{run}");
+    let mut client = h.client().await;
+    let mut counter = counter();
+    let at = h.now_seconds();
+    let (out, response) = purchase(
+        &mut client,
+        &mut counter,
+        ProcessingCode::BankPurchase,
+        1_000_000,
+        RICH,
+        at,
+    )
+    .await;
+    assert_eq!(response.code, ResponseCode::Approved);
+    let confirm = counter.confirm(&out, response.rrn.unwrap(), at).unwrap();
+    exchange(&mut client, &counter, &confirm).await;
+    h.running().wait_projected().await;
+    let (_, _, report) = admin_request(
+        addr,
+        "GET",
+        "/api/v1/campaigns/OPEN/report",
+        &token,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(report["coupons_redeemed"], json!(1), "{report}");
+
+    let loyalty = web.get("/console/loyalty").await;
+    assert_eq!(loyalty.status, 200, "{loyalty:?}");
+    let issued = report["coupons_issued"].as_i64().unwrap();
+    assert!(issued >= 1);
+    assert_eq!(
+        bar(&loyalty.body, "coupon-redemption", "OPEN", Some("first")),
+        issued
+    );
+    assert_eq!(
+        bar(&loyalty.body, "coupon-redemption", "OPEN", Some("second")),
+        1
+    );
+    // The tier distribution is what segments see.
+    let members = switch::engagement::audience::members(&h.running().pool, h.clock.now())
+        .await
+        .unwrap();
+    let silver = members
+        .iter()
+        .filter(|m| m.facts.tier.as_deref() == Some("silver"))
+        .count();
+    let none = members.iter().filter(|m| m.facts.tier.is_none()).count();
+    assert_eq!(silver, 1);
+    assert_eq!(bar(&loyalty.body, "tier-distribution", "silver", None), 1);
+    assert_eq!(
+        bar(&loyalty.body, "tier-distribution", "No tier", None),
+        i64::try_from(none).unwrap()
+    );
+    assert!(loyalty.body.contains("href=\"/console/campaigns/OPEN\""));
+    let campaign = web.get("/console/campaigns/OPEN").await;
+    assert_eq!(campaign.status, 200);
+    assert_eq!(field(&campaign.body, "coupons_redeemed"), "1");
+    assert_eq!(field(&campaign.body, "coupons_issued"), issued.to_string());
+    assert!(campaign.body.contains("id=\"preview\""));
+    assert_eq!(web.get("/console/campaigns/NOPE").await.status, 404);
+
+    // The survey report of M-A; a merchant operator gets their own whatever they ask.
+    put(
+        "/api/v1/merchants/M-A/survey",
+        json!({"question_fa": "از خرید خود راضی بودید؟",
+        "question_en": "How was your visit?", "scale_min": 1, "scale_max": 5,
+        "delay_minutes": 30, "surveys_max": 2, "period_days": 30}),
+    )
+    .await;
+    let survey = web.get("/console/surveys?merchant=M-A").await;
+    assert_eq!(survey.status, 200, "{survey:?}");
+    assert_eq!(field(&survey.body, "merchant"), "M-A");
+    assert_eq!(bar(&survey.body, "survey-scores", "5", None), 0);
+    assert_eq!(web.get("/console/surveys?merchant=M-OFF").await.status, 404);
+    let own = shop.get("/console/surveys?merchant=M-OFF").await;
+    assert_eq!(own.status, 200);
+    assert_eq!(field(&own.body, "merchant"), "M-A");
 }

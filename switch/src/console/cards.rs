@@ -1,5 +1,5 @@
-//! Cards and members: a card's view (BIN and last four, status, balances, history) with its
-//! actions (block, unblock, renew, replace, top-up, store-credit grant), and a member's view.
+//! Cards: a card's view (BIN and last four, status, balances, history) with its actions
+//! (block, unblock, renew, replace, top-up, store-credit grant), shared with the member's view.
 //! Every action is the operator API's own handler, so it is validated and audited as the API's
 //! is; the forms carry the session's CSRF token and only a write operator sees or may use them.
 
@@ -11,14 +11,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use maud::html;
+use maud::{html, Markup};
 use serde_json::{json, Value};
 
 use crate::api::auth::{Reader, Writer};
 use crate::api::{cards as api_cards, credits, views};
 use crate::console::layout::{self, Ctx};
 use crate::console::session::{Refusal, Session};
-use crate::console::transactions::txn_table;
+use crate::console::transactions::{escape, txn_table};
 use crate::console::{json_of, ConsoleState};
 
 /// `GET /console/cards?code=`: the card finder, or straight to the card.
@@ -90,8 +90,6 @@ pub async fn show(
         .unwrap_or_default();
     let member = text(&card, "member");
     let status = text(&card, "status");
-    let key = hex::encode(rand::random::<[u8; 16]>());
-    let action = |name: &str| format!("/console/cards/{code}/{name}");
     let body = html! {
         h1 { (l.t("card")) " " (code) }
         table id="card" { tbody {
@@ -105,42 +103,54 @@ pub async fn show(
             }
         } }
         @if !store_credit.is_empty() { h2 { (l.t("store_credit")) } (layout::table(&ctx, "store-credit", &store_credit)) }
-        @if ctx.write {
-            div class="actions" id="actions" {
-                @if status == "blocked" {
-                    form method="post" action=(action("unblock")) class="inline" { (ctx.csrf_field()) button type="submit" id="unblock" { (l.t("unblock")) } }
-                } @else {
-                    form method="post" action=(action("block")) class="inline" { (ctx.csrf_field()) button type="submit" class="danger" id="block" { (l.t("block")) } }
-                }
-                form method="post" action=(action("renew")) { (ctx.csrf_field()) label { (l.t("expiry")) " " input name="expiry" placeholder="YYYY-MM"; } button type="submit" { (l.t("renew")) } }
-                form method="post" action=(action("top-up")) { (ctx.csrf_field()) input type="hidden" name="key" value=(key);
-                    label { (l.t("amount")) " " input name="amount_rials" inputmode="numeric"; } button type="submit" { (l.t("top_up")) } }
-                form method="post" action=(action("store-credit")) { (ctx.csrf_field()) input type="hidden" name="key" value=(key);
-                    label { (l.t("merchant")) " " input name="merchant"; } label { (l.t("amount")) " " input name="amount_rials" inputmode="numeric"; }
-                    button type="submit" { (l.t("grant")) } }
-                form method="post" action=(action("replace")) { (ctx.csrf_field())
-                    label { "new code " input name="new_code"; } label { "PAN " input name="pan" type="password" autocomplete="off"; }
-                    button type="submit" { "Replace" } }
-            }
-        }
+        @if ctx.write { (action_forms(&ctx, &format!("/console/cards/{code}"), "actions", &status)) }
         h2 { (l.t("history")) }
         (txn_table(&ctx, &history))
     };
     Ok(layout::page(&ctx, "cards", body).into_response())
 }
 
-/// `POST /console/cards/{code}/{action}`: block, unblock, renew, top-up, store-credit,
-/// replace. The CSRF token and the write role are checked before anything else.
+/// The action forms of a card for a write operator, posting to `{base}/{action}`: block or
+/// unblock, renew, top up, grant store credit, replace. Each carries the CSRF token; the money
+/// forms carry a fresh idempotency key, so a form sent twice moves the money once.
+pub fn action_forms(ctx: &Ctx, base: &str, id: &str, status: &str) -> Markup {
+    let l = ctx.locale;
+    let key = hex::encode(rand::random::<[u8; 16]>());
+    let action = |name: &str| format!("{base}/{name}");
+    // The card's own page names its block buttons; a member's page has one form set per card.
+    let card_page = id == "actions";
+    html! {
+        div class="actions" id=(id) {
+            @if status == "blocked" {
+                form method="post" action=(action("unblock")) class="inline" { (ctx.csrf_field()) button type="submit" class="unblock" id=[card_page.then_some("unblock")] { (l.t("unblock")) } }
+            } @else {
+                form method="post" action=(action("block")) class="inline" { (ctx.csrf_field()) button type="submit" class="danger block" id=[card_page.then_some("block")] { (l.t("block")) } }
+            }
+            form method="post" action=(action("renew")) class="renew" { (ctx.csrf_field()) label { (l.t("expiry")) " " input name="expiry" placeholder="YYYY-MM"; } button type="submit" { (l.t("renew")) } }
+            form method="post" action=(action("top-up")) class="top-up" { (ctx.csrf_field()) input type="hidden" name="key" value=(key);
+                label { (l.t("amount")) " " input name="amount_rials" inputmode="numeric"; } button type="submit" { (l.t("top_up")) } }
+            form method="post" action=(action("store-credit")) class="store-credit" { (ctx.csrf_field()) input type="hidden" name="key" value=(key);
+                label { (l.t("merchant")) " " input name="merchant"; } label { (l.t("amount")) " " input name="amount_rials" inputmode="numeric"; }
+                button type="submit" { (l.t("grant")) } }
+            form method="post" action=(action("replace")) class="replace" { (ctx.csrf_field())
+                label { (l.t("new_code")) " " input name="new_code"; } label { "PAN " input name="pan" type="password" autocomplete="off"; }
+                button type="submit" { (l.t("replace")) } }
+        }
+    }
+}
+
+/// Runs a card action through the operator API's own handler as the signed-in operator:
+/// block, unblock, renew, replace, top-up, store-credit. The caller has checked the form.
 ///
 /// # Errors
-/// [`Refusal::Forbidden`] without the token or the role; the API's refusal otherwise.
-pub async fn act(
-    session: Session,
-    State(state): State<Arc<ConsoleState>>,
-    Path((code, action)): Path<(String, String)>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Result<Response, Refusal> {
-    session.check_form(&form)?;
+/// [`Refusal::NotFound`] for an unknown action; the API's refusal otherwise.
+pub async fn perform(
+    session: &Session,
+    state: &ConsoleState,
+    code: &str,
+    action: &str,
+    form: &HashMap<String, String>,
+) -> Result<(), Refusal> {
     let writer = || Writer(session.operator());
     let api = || State(state.api.clone());
     let field = |name: &str| form.get(name).cloned().unwrap_or_default();
@@ -153,8 +163,8 @@ pub async fn act(
         headers
     };
     let body = |value: Value| Bytes::from(value.to_string());
-    let path = || Path(code.clone());
-    match action.as_str() {
+    let path = || Path(code.to_owned());
+    match action {
         "block" => json_of(api_cards::block(writer(), api(), path()).await).await,
         "unblock" => json_of(api_cards::unblock(writer(), api(), path()).await).await,
         "renew" => {
@@ -175,51 +185,21 @@ pub async fn act(
         }
         _ => return Err(Refusal::NotFound),
     }?;
-    Ok(Redirect::to(&format!("/console/cards/{code}")).into_response())
+    Ok(())
 }
 
-/// `GET /console/members/{code}`.
+/// `POST /console/cards/{code}/{action}`: block, unblock, renew, top-up, store-credit,
+/// replace. The CSRF token and the write role are checked before anything else.
 ///
 /// # Errors
-/// [`Refusal::NotFound`] for an unknown member; [`Refusal::Forbidden`] for a merchant operator.
-pub async fn member(
+/// [`Refusal::Forbidden`] without the token or the role; the API's refusal otherwise.
+pub async fn act(
     session: Session,
     State(state): State<Arc<ConsoleState>>,
-    Path(code): Path<String>,
+    Path((code, action)): Path<(String, String)>,
+    Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, Refusal> {
-    session.network()?;
-    let ctx = Ctx::new(&session, &state);
-    let l = ctx.locale;
-    let view = json_of(
-        views::member(
-            Reader(session.operator()),
-            State(state.api.clone()),
-            Path(code.clone()),
-            Query(Vec::new()),
-        )
-        .await,
-    )
-    .await?;
-    let list = |key: &str| {
-        view.get(key)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let history = view
-        .get("history")
-        .and_then(|h| h.get("items"))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let body = html! {
-        h1 { (l.t("member")) " " (code) }
-        h2 { (l.t("cards")) }
-        (layout::table(&ctx, "member-cards", &list("cards")))
-        h2 { (l.t("coupon")) }
-        (layout::table(&ctx, "coupons", &list("coupons")))
-        h2 { (l.t("history")) }
-        (txn_table(&ctx, &history))
-    };
-    Ok(layout::page(&ctx, "cards", body).into_response())
+    session.check_form(&form)?;
+    perform(&session, &state, &code, &action, &form).await?;
+    Ok(Redirect::to(&format!("/console/cards/{}", escape(&code))).into_response())
 }

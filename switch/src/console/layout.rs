@@ -88,6 +88,7 @@ pub fn page(ctx: &Ctx, current: &'static str, body: Markup) -> Markup {
         ("settlement", "/console/settlement", true),
         ("loyalty", "/console/loyalty", network),
         ("reports", "/console/reports", true),
+        ("surveys", "/console/surveys", true),
         ("audit", "/console/audit", network),
         ("settings", "/console/settings", true),
     ];
@@ -230,8 +231,71 @@ pub fn bar_chart(ctx: &Ctx, id: &str, title: &str, bars: &[(String, i64)]) -> Ma
         let label = maud::html! { (label) }.into_string();
         let shown = ctx.locale.number(*value);
         svg.push_str(&format!(
-            "<rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" fill=\"#2b6cb0\"><title>{label}: {shown}</title></rect>\
+            "<rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" fill=\"#2b6cb0\" data-label=\"{label}\" data-value=\"{value}\"><title>{label}: {shown}</title></rect>\
              <text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{label}</text>",
+            x + w / 2,
+            height - 15
+        ));
+    }
+    svg.push_str(&format!(
+        "<line x1=\"28\" y1=\"{0}\" x2=\"{width}\" y2=\"{0}\" stroke=\"#444\"/></svg>",
+        height - 30
+    ));
+    html! { figure { figcaption { (title) } (PreEscaped(svg)) } }
+}
+
+/// A bar chart of two series as inline SVG: per label, a bar of the first value and a
+/// narrower, darker one of the second in front of it (e.g. coupons issued and redeemed),
+/// scaled to the largest first value, with a legend.
+pub fn paired_bar_chart(
+    ctx: &Ctx,
+    id: &str,
+    title: &str,
+    legend: (&str, &str),
+    bars: &[(String, i64, i64)],
+) -> Markup {
+    let width: i64 = 640;
+    let height: i64 = 240;
+    let count = i64::try_from(bars.len()).unwrap_or(1).max(1);
+    let slot = (width - 40) / count;
+    let max = bars
+        .iter()
+        .map(|(_, a, b)| (*a).max(*b))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let escape = |text: &str| maud::html! { (text) }.into_string();
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"{id}\" role=\"img\" viewBox=\"0 0 {width} {height}\" \
+         width=\"{width}\" height=\"{height}\" direction=\"ltr\"><title>{}</title>\
+         <rect x=\"30\" y=\"4\" width=\"10\" height=\"10\" fill=\"#90cdf4\"/>\
+         <text x=\"44\" y=\"13\" font-size=\"11\">{}</text>\
+         <rect x=\"200\" y=\"4\" width=\"10\" height=\"10\" fill=\"#2c5282\"/>\
+         <text x=\"214\" y=\"13\" font-size=\"11\">{}</text>",
+        escape(title),
+        escape(legend.0),
+        escape(legend.1)
+    );
+    for (i, (label, first, second)) in (0_i64..).zip(bars) {
+        let x = 30 + i * slot;
+        let w = (slot - 4).max(1);
+        let label = escape(label);
+        for (value, inset, fill, series) in [
+            (*first, 0, "#90cdf4", "first"),
+            (*second, w / 4, "#2c5282", "second"),
+        ] {
+            let h = value.saturating_mul(height - 60) / max;
+            svg.push_str(&format!(
+                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{h}\" fill=\"{fill}\" data-label=\"{label}\" \
+                 data-series=\"{series}\" data-value=\"{value}\"><title>{label}: {}</title></rect>",
+                x + inset,
+                height - 30 - h,
+                (w - 2 * inset).max(1),
+                ctx.locale.number(value)
+            ));
+        }
+        svg.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{label}</text>",
             x + w / 2,
             height - 15
         ));

@@ -1,5 +1,5 @@
-//! The list screens: merchants, terminals (with key rotation), loyalty and engagement, reports
-//! with charts, and the audit log. Each renders what the operator API's handler answers;
+//! The list screens: merchants, terminals (with key rotation), reports with charts, and the
+//! audit log. Each renders what the operator API's handler answers;
 //! `?format=csv` downloads the screen's table.
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use maud::{html, Markup};
 use serde_json::Value;
 
 use crate::api::auth::{Reader, Writer};
-use crate::api::{audit, engagement, records, reports, terminals, views};
+use crate::api::{audit, records, reports, terminals, views};
 use crate::console::layout::{self, Ctx};
 use crate::console::session::{Refusal, Session};
 use crate::console::{json_of, ConsoleState};
@@ -164,32 +164,6 @@ pub async fn rotate_key(
         (layout::table(&ctx, "rotated", &rows))
     };
     Ok(layout::page(&ctx, "terminals", body).into_response())
-}
-
-/// `GET /console/loyalty`: tiers, campaigns and segments.
-///
-/// # Errors
-/// [`Refusal::Forbidden`] for a merchant operator.
-pub async fn loyalty(
-    session: Session,
-    State(state): State<Arc<ConsoleState>>,
-) -> Result<Response, Refusal> {
-    session.network()?;
-    let ctx = Ctx::new(&session, &state);
-    let l = ctx.locale;
-    let reader = || Reader(session.operator());
-    let api = || State(state.api.clone());
-    let tiers =
-        items(&json_of(records::tiers::list(reader(), api(), Query(Vec::new())).await).await?);
-    let campaigns = items(&json_of(engagement::list_campaigns(reader(), api()).await).await?);
-    let segments = items(&json_of(engagement::list_segments(reader(), api()).await).await?);
-    let body = html! {
-        h1 { (l.t("loyalty")) }
-        h2 { (l.t("tier")) } (layout::table(&ctx, "tiers", &tiers))
-        h2 { (l.t("campaigns")) } (layout::table(&ctx, "campaigns", &campaigns))
-        h2 { (l.t("segments")) } (layout::table(&ctx, "segments", &segments))
-    };
-    Ok(layout::page(&ctx, "loyalty", body).into_response())
 }
 
 fn report_params(format: Option<&str>) -> reports::Params {

@@ -369,3 +369,16 @@ pub async fn merchant_id(pool: &Pool, code: &str) -> Result<Option<i64>, sqlx::E
         .fetch_optional(pool)
         .await
 }
+
+/// The code of the member a card belongs to.
+///
+/// # Errors
+/// When the database fails.
+pub async fn card_member(pool: &Pool, card_code: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT m.code FROM cards c JOIN members m ON m.id = c.member_id WHERE c.code = $1",
+    )
+    .bind(card_code)
+    .fetch_optional(pool)
+    .await
+}
