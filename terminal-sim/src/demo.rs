@@ -23,6 +23,7 @@ use crate::load::{self, LoadConfig, LoadReport};
 use crate::network::{self, Size};
 
 pub mod campaigns;
+pub mod console;
 pub mod engagement;
 pub mod loyalty;
 

@@ -437,12 +437,12 @@ fn payout_cell(body: &str, merchant: &str, column: &str) -> i64 {
         .unwrap()
 }
 
+on_both!(settlement_screens);
+
 /// A cycle closed by the settlement crate over club purchases at M-A and a manual adjustment
 /// of M-OFF: the console lists it, shows every merchant's payout as stored, its exceptions
 /// and a balanced reconciliation, and serves the very files `lsw-settle` wrote; a merchant
 /// operator sees only their own line and files cut to it, and no reconciliation.
-on_both!(settlement_screens);
-
 async fn settlement_screens(db: Db) {
     let h = Harness::start_on(db).await;
     add(&h, "ops", "write", None, Locale::En).await;
@@ -632,14 +632,14 @@ fn field(body: &str, name: &str) -> String {
         .to_owned()
 }
 
+on_both!(member_actions_charts_and_reports);
+
 /// From a member's page a write operator tops up, grants store credit, renews and replaces
 /// their cards and issues a coupon, each through the API's handler (audited, idempotent), with
 /// the CSRF token; a reader and a forged form are refused. The loyalty page charts the tier
 /// distribution (as segments count it) and each campaign's coupons issued and redeemed (as
 /// its report counts them); a campaign's page shows its preview and report; the survey report
 /// page shows a merchant's scores, a merchant operator's own only.
-on_both!(member_actions_charts_and_reports);
-
 async fn member_actions_charts_and_reports(db: Db) {
     let h = Harness::start_on(db).await;
     let token = add(&h, "ops", "write", None, Locale::En).await;
@@ -890,4 +890,99 @@ async fn member_actions_charts_and_reports(db: Db) {
     let own = shop.get("/console/surveys?merchant=M-OFF").await;
     assert_eq!(own.status, 200);
     assert_eq!(field(&own.body, "merchant"), "M-A");
+}
+
+/// `lsw-sim demo --console` (the binary): after its summary it prints the console's address
+/// and a password; the address answers the sign-in page, the password signs in, and Ctrl-C
+/// (SIGINT) stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_console_serves_the_sign_in_page() {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lsw-sim"))
+        .args(["demo", "--seconds", "1", "--connections", "2", "--console"])
+        .args([
+            "--console-listen",
+            "127.0.0.1:0",
+            "--console-seconds",
+            "600",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The URL and the password, within three minutes (a debug build's demo).
+    let (url, password, printed) = tokio::task::spawn_blocking(move || {
+        let mut printed = Vec::new();
+        let (mut url, mut password) = (None, None);
+        while url.is_none() || password.is_none() {
+            let Ok(line) = seen.recv_timeout(std::time::Duration::from_secs(180)) else {
+                break;
+            };
+            if let Some(rest) = line.trim().strip_prefix("console: http://") {
+                url = Some(rest.trim_end_matches("/console").to_owned());
+            }
+            if let Some(rest) = line
+                .trim()
+                .strip_prefix("sign in as console with the password ")
+            {
+                password = Some(rest.trim().to_owned());
+            }
+            printed.push(line);
+        }
+        (url, password, (printed, seen))
+    })
+    .await
+    .unwrap();
+    let (printed, seen) = printed;
+    let (Some(url), Some(password)) = (url, password) else {
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        panic!(
+            "no console address printed:\n{}\n{}",
+            printed.join("\n"),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    assert!(
+        printed.iter().any(|l| l.contains("== check ==")),
+        "after the summary"
+    );
+    let addr: std::net::SocketAddr = url.parse().unwrap();
+    let mut web = web::Web::new(addr);
+    let page = web.get("/console/sign-in").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("name=\"password\""), "{}", page.body);
+    web.sign_in("console", &password).await;
+    let dashboard = web.get("/console").await;
+    assert_eq!(dashboard.status, 200);
+    assert!(dashboard.body.contains("id=\"today-totals\""));
+    let settlement = web.get("/console/settlement").await;
+    assert!(
+        settlement.body.contains("data-cycle="),
+        "the demo's cycle is listed"
+    );
+    // Ctrl-C.
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    reader.join().unwrap();
+    let rest: Vec<String> = seen.iter().collect();
+    assert!(status.success(), "{status:?}: {rest:?}");
+    assert!(rest.iter().any(|l| l == "console stopped"), "{rest:?}");
 }
