@@ -52,12 +52,7 @@ pub fn router(state: Arc<AdminState>, api_state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state.clone())
         .merge(crate::console::router(Arc::new(
-            crate::console::ConsoleState {
-                api: api_state.clone(),
-                metrics: state.metrics.clone(),
-                limit: crate::console::limit::SignInLimit::new(),
-                tiers: crate::console::engagement::TierCache::default(),
-            },
+            crate::console::ConsoleState::new(api_state.clone(), state.metrics.clone()),
         )))
         .merge(api::router(api_state))
         .layer(axum::middleware::from_fn(body_deadline))

@@ -9,13 +9,14 @@
 //!
 //! Layout:
 //! - [`session`]: sign-in (password or API token), the session cookie, CSRF, roles.
-//! - [`limit`]: the sign-in rate limit.
+//! - [`limit`]: the sign-in rate limit; [`computed`]: figures computed off the request.
 //! - [`i18n`]: English and Persian (right to left, Persian digits, Solar Hijri dates).
 //! - [`layout`]: the page shell, tables, CSV and SVG charts.
 //! - [`dashboard`], [`transactions`], [`cards`], [`members`], [`settlement`], [`engagement`],
 //!   [`screens`]: the screens.
 
 pub mod cards;
+pub mod computed;
 pub mod dashboard;
 pub mod engagement;
 pub mod i18n;
@@ -46,8 +47,32 @@ pub struct ConsoleState {
     pub metrics: Option<PrometheusHandle>,
     /// Failed sign-ins per operator name and per address.
     pub limit: limit::SignInLimit,
-    /// The newest tier distribution.
-    pub tiers: engagement::TierCache,
+    /// The network's figures of the day (dashboard).
+    pub today: Arc<computed::Computed<(), dashboard::Figures>>,
+    /// The reports page's figures.
+    pub reports: Arc<computed::Computed<(), screens::ReportFigures>>,
+    /// The loyalty page's figures.
+    pub loyalty: Arc<computed::Computed<(), engagement::LoyaltyFigures>>,
+    /// Campaigns' reports and previews, by code.
+    pub campaigns: Arc<computed::Computed<String, engagement::CampaignFigures>>,
+    /// Cycles' reconciliations, by cycle id.
+    pub reconciliations: Arc<computed::Computed<i64, crate::settlement::reconcile::Reconciliation>>,
+}
+
+impl ConsoleState {
+    /// The console's state over the operator API's.
+    pub fn new(api: Arc<ApiState>, metrics: Option<PrometheusHandle>) -> ConsoleState {
+        ConsoleState {
+            api,
+            metrics,
+            limit: limit::SignInLimit::new(),
+            today: Arc::new(computed::Computed::new(dashboard::NETWORK_FIGURES_MS)),
+            reports: Arc::new(computed::Computed::new(screens::REPORTS_MS)),
+            loyalty: Arc::new(computed::Computed::new(engagement::FIGURES_MS)),
+            campaigns: Arc::new(computed::Computed::new(engagement::FIGURES_MS)),
+            reconciliations: Arc::new(computed::Computed::new(settlement::RECONCILIATION_MS)),
+        }
+    }
 }
 
 /// The style sheet, embedded.

@@ -532,7 +532,7 @@ async fn settlement_screens(db: Db) {
     assert_eq!(web.get("/console/settlement/2026-11-22").await.status, 200);
     assert_eq!(web.get("/console/settlement/2026-11-21").await.status, 404);
     let reconciliation = web
-        .get(&format!("/console/settlement/{id}/reconciliation"))
+        .get_computed(&format!("/console/settlement/{id}/reconciliation"))
         .await;
     assert_eq!(reconciliation.status, 200);
     assert!(
@@ -839,7 +839,7 @@ async fn member_actions_charts_and_reports(db: Db) {
     .await;
     assert_eq!(report["coupons_redeemed"], json!(1), "{report}");
 
-    let loyalty = web.get("/console/loyalty").await;
+    let loyalty = web.get_computed("/console/loyalty").await;
     assert_eq!(loyalty.status, 200, "{loyalty:?}");
     let issued = report["coupons_issued"].as_i64().unwrap();
     assert!(issued >= 1);
@@ -867,7 +867,7 @@ async fn member_actions_charts_and_reports(db: Db) {
         i64::try_from(none).unwrap()
     );
     assert!(loyalty.body.contains("href=\"/console/campaigns/OPEN\""));
-    let campaign = web.get("/console/campaigns/OPEN").await;
+    let campaign = web.get_computed("/console/campaigns/OPEN").await;
     assert_eq!(campaign.status, 200);
     assert_eq!(field(&campaign.body, "coupons_redeemed"), "1");
     assert_eq!(field(&campaign.body, "coupons_issued"), issued.to_string());
@@ -985,4 +985,34 @@ async fn demo_console_serves_the_sign_in_page() {
     let rest: Vec<String> = seen.iter().collect();
     assert!(status.success(), "{status:?}: {rest:?}");
     assert!(rest.iter().any(|l| l == "console stopped"), "{rest:?}");
+}
+
+/// Every route in `switch::console::ROUTES` is served: without a session a page and a form
+/// lead to the sign-in page (none answers 404 or 405), the sign-in form without its cookie is
+/// 403, and the style sheet and sign-in page are open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_console_route_is_served_and_wants_a_session() {
+    let h = Harness::start().await;
+    let mut web = web::Web::new(h.running().admin_addr);
+    for (method, path) in switch::console::ROUTES {
+        let concrete = path
+            .replace("{code}", "X")
+            .replace("{id}", "1")
+            .replace("{action}", "block")
+            .replace("{terminal_id}", "TRM00001")
+            .replace("{cycle}", "1")
+            .replace("{file}", "payout.csv")
+            .replace("{card}", "C-RICH");
+        let answer = web.request(method, &concrete, Some(String::new())).await;
+        match (*method, *path) {
+            ("GET", "/console/sign-in" | "/console/static/console.css") => {
+                assert_eq!(answer.status, 200, "{method} {path}");
+            }
+            ("POST", "/console/sign-in") => assert_eq!(answer.status, 403, "{method} {path}"),
+            _ => {
+                assert_eq!(answer.status, 303, "{method} {path}: {answer:?}");
+                assert_eq!(answer.header("location"), Some("/console/sign-in"));
+            }
+        }
+    }
 }

@@ -15,7 +15,47 @@ use crate::console::ConsoleState;
 use crate::domain::time::{DAY_MS, MINUTE_MS, TEHRAN_UTC_OFFSET_MINUTES};
 use crate::store::console as store;
 
-/// `GET /console`.
+/// How long the network's figures of the day are shown before they are read again: 10 s.
+pub const NETWORK_FIGURES_MS: i64 = 10_000;
+
+/// The dashboard's figures read from the database at `now_ms`.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    /// Today's totals.
+    pub totals: store::Totals,
+    /// Purchases per minute of the last hour: (minute index, count).
+    pub minutes: Vec<(i64, i64)>,
+    /// Open holds: count and amount held.
+    pub holds: (i64, i64),
+}
+
+/// Reads the dashboard's figures of one merchant, or of the network (`None`).
+///
+/// # Errors
+/// When the database fails.
+pub async fn figures(
+    pool: &crate::store::Pool,
+    merchant: Option<&str>,
+    now_ms: i64,
+) -> Result<Figures, sqlx::Error> {
+    let (today, _) = i18n::tehran(now_ms);
+    let offset = i64::from(TEHRAN_UTC_OFFSET_MINUTES) * MINUTE_MS;
+    let day_start = today.days_since_epoch() * DAY_MS - offset;
+    let totals = store::totals(pool, merchant, day_start, day_start + DAY_MS).await?;
+    // Sixty whole minutes ending with the current one (the current minute is the last bar).
+    let hour_start = now_ms - 60 * MINUTE_MS + 1;
+    let minutes = store::per_minute(pool, merchant, hour_start, now_ms + 1).await?;
+    let holds = store::open_holds(pool, merchant).await?;
+    Ok(Figures {
+        totals,
+        minutes,
+        holds,
+    })
+}
+
+/// `GET /console`. A merchant's figures are read for the page (their index ranges are their
+/// own); the network's read the whole day's transactions, so they are computed at most every
+/// [`NETWORK_FIGURES_MS`] and shown with their time ([`crate::console::computed`]).
 ///
 /// # Errors
 /// [`Refusal`] when not signed in or the store fails.
@@ -27,14 +67,25 @@ pub async fn show(
     let l = ctx.locale;
     let pool = &state.api.pool;
     let merchant = ctx.merchant.as_deref();
+    let (figures, at_ms) = match merchant {
+        Some(_) => (figures(pool, merchant, ctx.now_ms).await?, ctx.now_ms),
+        None => {
+            let (pool, now) = (pool.clone(), ctx.now_ms);
+            let compute = async move { figures(&pool, None, now).await.map_err(|e| e.to_string()) };
+            let (shown, at) = state
+                .today
+                .get_or_wait((), &state.api.clock, compute)
+                .await
+                .map_err(|e| Refusal::Api(crate::api::error::ApiError::store(e)))?;
+            (Figures::clone(&shown), at)
+        }
+    };
+    let Figures {
+        totals,
+        minutes,
+        holds: (holds, held),
+    } = figures;
     let (today, _) = i18n::tehran(ctx.now_ms);
-    let offset = i64::from(TEHRAN_UTC_OFFSET_MINUTES) * MINUTE_MS;
-    let day_start = today.days_since_epoch() * DAY_MS - offset;
-    let totals = store::totals(pool, merchant, day_start, day_start + DAY_MS).await?;
-    // Sixty whole minutes ending with the current one (the current minute is the last bar).
-    let hour_start = ctx.now_ms - 60 * MINUTE_MS + 1;
-    let minutes = store::per_minute(pool, merchant, hour_start, ctx.now_ms + 1).await?;
-    let (holds, held) = store::open_holds(pool, merchant).await?;
     let cycles = store::cycles(pool, merchant, 5).await?;
     let metrics = if merchant.is_none() {
         state.metrics.as_ref().map(|handle| handle.render())
@@ -57,6 +108,7 @@ pub async fn show(
     let body = html! {
         h1 { (l.t("dashboard")) }
         h2 { (l.t("today")) " " span id="today-date" { (l.date(today)) } }
+        @if at_ms != ctx.now_ms { (layout::as_of(&ctx, at_ms)) }
         div class="cards" id="today-totals" {
             div class="card" { div { (l.t("purchases")) } div class="value" id="today-count" { (l.number(totals.count)) } }
             div class="card" { div { (l.t("gross")) } div class="value" id="today-gross" { (ctx.rials(totals.gross_rials)) } }

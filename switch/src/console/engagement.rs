@@ -2,12 +2,12 @@
 //! their coupons issued and redeemed (a chart), segments; a campaign's page with its preview
 //! and its report; and the survey report of a merchant. The campaign and survey figures are
 //! the operator API's own reports; the tier distribution is
-//! [`crate::engagement::audience::tier_distribution`], the rule segments use, cached
-//! ([`TierCache`]) because it reads every card with a tier.
+//! [`crate::engagement::audience::tier_distribution`], the rule segments use. Each reads every
+//! member, card or campaign member, so they are computed off the request
+//! ([`crate::console::computed`]) and shown with their time.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -15,8 +15,10 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use serde_json::Value;
 
-use crate::api::auth::Reader;
+use crate::api::auth::{Operator, Reader};
+use crate::api::error::ApiError;
 use crate::api::{engagement, records, surveys};
+use crate::console::computed::Shown;
 use crate::console::layout::{self, Ctx};
 use crate::console::session::{Refusal, Session};
 use crate::console::transactions::escape;
@@ -24,75 +26,80 @@ use crate::console::{json_of, ConsoleState};
 use crate::domain::time::MINUTE_MS;
 use crate::engagement::audience;
 
-/// How long a tier distribution is shown before it is computed again (in the background).
-pub const TIER_CACHE_MS: i64 = 5 * MINUTE_MS;
+/// How long the loyalty page's figures and a campaign's report and preview are shown before
+/// they are computed again: 5 minutes.
+pub const FIGURES_MS: i64 = 5 * MINUTE_MS;
 /// Campaigns whose report the loyalty page charts: the first ones listed.
 pub const CHARTED_CAMPAIGNS_MAX: usize = 20;
 
-/// A tier distribution: members per tier code, all members, and when it was computed.
+/// The loyalty page's figures: members per tier, and per charted campaign coupons issued and
+/// redeemed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Distribution {
+pub struct LoyaltyFigures {
     /// Members holding each tier, by code.
     pub tiers: Vec<(String, i64)>,
     /// All members (those holding none are the rest).
     pub members: i64,
-    /// When it was read, Unix ms (the switch's clock).
-    pub at_ms: i64,
+    /// Per campaign: code, coupons issued, coupons redeemed.
+    pub redemption: Vec<(String, i64, i64)>,
 }
 
-/// The newest tier distribution. Older than [`TIER_CACHE_MS`], it is still shown while one
-/// task reads it again; the first page computes it.
-#[derive(Debug, Default)]
-pub struct TierCache {
-    slot: Mutex<Option<Arc<Distribution>>>,
-    refreshing: Arc<AtomicBool>,
+/// A campaign's report and preview, as the API answers them.
+#[derive(Debug, Clone)]
+pub struct CampaignFigures {
+    /// `GET /api/v1/campaigns/{code}/report`.
+    pub report: Value,
+    /// `GET /api/v1/campaigns/{code}/preview`.
+    pub preview: Value,
 }
 
-impl TierCache {
-    async fn read(state: &ConsoleState) -> Result<Arc<Distribution>, sqlx::Error> {
-        let (tiers, members) = audience::tier_distribution(&state.api.pool).await?;
-        let fresh = Arc::new(Distribution {
-            tiers,
-            members,
-            at_ms: state.api.clock.now().get(),
-        });
-        *state
-            .tiers
-            .slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(fresh.clone());
-        Ok(fresh)
-    }
+fn failed(error: ApiError) -> String {
+    format!("{error:?}")
+}
 
-    /// The distribution to show now.
-    ///
-    /// # Errors
-    /// The database's error, when there is none to show yet.
-    pub async fn get(state: &Arc<ConsoleState>) -> Result<Arc<Distribution>, sqlx::Error> {
-        let now = state.api.clock.now().get();
-        let held = state
-            .tiers
-            .slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        match held {
-            Some(shown) if now - shown.at_ms < TIER_CACHE_MS => Ok(shown),
-            Some(stale) => {
-                if !state.tiers.refreshing.swap(true, Ordering::SeqCst) {
-                    let state = state.clone();
-                    tokio::spawn(async move {
-                        if let Err(cause) = TierCache::read(&state).await {
-                            tracing::warn!(%cause, "console: tier distribution not read");
-                        }
-                        state.tiers.refreshing.store(false, Ordering::SeqCst);
-                    });
-                }
-                Ok(stale)
-            }
-            None => TierCache::read(state).await,
-        }
+async fn loyalty_figures(
+    state: Arc<ConsoleState>,
+    operator: Operator,
+    campaigns: Vec<String>,
+) -> Result<LoyaltyFigures, String> {
+    let (tiers, members) = audience::tier_distribution(&state.api.pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut redemption = Vec::new();
+    for code in campaigns.into_iter().take(CHARTED_CAMPAIGNS_MAX) {
+        let answer = engagement::report_campaign(
+            Reader(operator.clone()),
+            State(state.api.clone()),
+            Path(code.clone()),
+        )
+        .await;
+        let report = json_of(answer).await.map_err(failed)?;
+        let issued = number(&report, "coupons_issued");
+        let redeemed = number(&report, "coupons_redeemed");
+        redemption.push((code, issued, redeemed));
     }
+    Ok(LoyaltyFigures {
+        tiers,
+        members,
+        redemption,
+    })
+}
+
+async fn campaign_figures(
+    state: Arc<ConsoleState>,
+    operator: Operator,
+    code: String,
+) -> Result<CampaignFigures, String> {
+    let reader = || Reader(operator.clone());
+    let api = || State(state.api.clone());
+    let path = || Path(code.clone());
+    let report = json_of(engagement::report_campaign(reader(), api(), path()).await)
+        .await
+        .map_err(failed)?;
+    let preview = json_of(engagement::preview_campaign(reader(), api(), path()).await)
+        .await
+        .map_err(failed)?;
+    Ok(CampaignFigures { report, preview })
 }
 
 fn items(value: &Value, key: &str) -> Vec<Value> {
@@ -138,31 +145,35 @@ pub async fn loyalty(
         &json_of(engagement::list_segments(reader(), api()).await).await?,
         "segments",
     );
-    let distribution = TierCache::get(&state).await?;
-    let held: i64 = distribution.tiers.iter().map(|(_, n)| n).sum();
-    let mut tier_bars = distribution.tiers.clone();
-    tier_bars.push((l.t("no_tier").to_owned(), distribution.members - held));
-    let mut redemption = Vec::new();
-    for campaign in campaigns.iter().take(CHARTED_CAMPAIGNS_MAX) {
-        let code = campaign
-            .get("code")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let path = Path(code.to_owned());
-        let report = json_of(engagement::report_campaign(reader(), api(), path).await).await?;
-        let issued = number(&report, "coupons_issued");
-        let redeemed = number(&report, "coupons_redeemed");
-        redemption.push((code.to_owned(), issued, redeemed));
-    }
+    let codes: Vec<String> = campaigns
+        .iter()
+        .filter_map(|c| c.get("code").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    let compute = loyalty_figures(state.clone(), session.operator(), codes);
+    let (figures, at_ms) = match state.loyalty.get((), &state.api.clock, compute) {
+        Shown::Ready { value, at_ms } => (value, at_ms),
+        Shown::Pending { since_ms } => {
+            return Ok(layout::pending(
+                &ctx,
+                "loyalty",
+                html! { (l.t("loyalty")) },
+                since_ms,
+            ));
+        }
+        Shown::Failed(cause) => return Err(Refusal::Api(ApiError::store(cause))),
+    };
+    let held: i64 = figures.tiers.iter().map(|(_, n)| n).sum();
+    let mut tier_bars = figures.tiers.clone();
+    tier_bars.push((l.t("no_tier").to_owned(), figures.members - held));
     let body = html! {
         h1 { (l.t("loyalty")) }
         h2 { (l.t("tier")) } (layout::table(&ctx, "tiers", &tiers))
         (layout::bar_chart(&ctx, "tier-distribution", l.t("tier_distribution"), &tier_bars))
-        p class="note" { (l.t("as_of")) " " (ctx.instant(distribution.at_ms)) }
+        (layout::as_of(&ctx, at_ms))
         h2 { (l.t("campaigns")) }
         (campaign_links(&ctx, &campaigns))
         (layout::paired_bar_chart(&ctx, "coupon-redemption", l.t("coupon_redemption"),
-            (l.t("coupons_issued"), l.t("coupons_redeemed")), &redemption))
+            (l.t("coupons_issued"), l.t("coupons_redeemed")), &figures.redemption))
         h2 { (l.t("segments")) } (layout::table(&ctx, "segments", &segments))
     };
     Ok(layout::page(&ctx, "loyalty", body).into_response())
@@ -220,8 +231,16 @@ pub async fn campaign(
     let api = || State(state.api.clone());
     let path = || Path(code.clone());
     let shown = json_of(engagement::show_campaign(reader(), api(), path()).await).await?;
-    let preview = json_of(engagement::preview_campaign(reader(), api(), path()).await).await?;
-    let report = json_of(engagement::report_campaign(reader(), api(), path()).await).await?;
+    let compute = campaign_figures(state.clone(), session.operator(), code.clone());
+    let (figures, at_ms) = match state.campaigns.get(code.clone(), &state.api.clock, compute) {
+        Shown::Ready { value, at_ms } => (value, at_ms),
+        Shown::Pending { since_ms } => {
+            let title = html! { (l.t("campaign")) " " (code) };
+            return Ok(layout::pending(&ctx, "loyalty", title, since_ms));
+        }
+        Shown::Failed(cause) => return Err(Refusal::Api(ApiError::store(cause))),
+    };
+    let (preview, report) = (&figures.preview, &figures.report);
     let sample: Vec<String> = preview
         .get("sample")
         .and_then(Value::as_array)
@@ -236,12 +255,13 @@ pub async fn campaign(
         ("coupons_redeemed", l.t("coupons_redeemed")),
         ("messages_delivered", l.t("messages_delivered")),
     ]
-    .map(|(key, label)| (label.to_owned(), number(&report, key)));
+    .map(|(key, label)| (label.to_owned(), number(report, key)));
     let body = html! {
         h1 { (l.t("campaign")) " " (code) }
         (fields(&ctx, "campaign", &shown))
+        (layout::as_of(&ctx, at_ms))
         h2 { (l.t("preview")) }
-        (fields(&ctx, "preview", &preview))
+        (fields(&ctx, "preview", preview))
         @if !sample.is_empty() {
             p id="sample" { (l.t("sample")) ": "
                 @for (i, member) in sample.iter().enumerate() {
@@ -251,7 +271,7 @@ pub async fn campaign(
             }
         }
         h2 { (l.t("report")) }
-        (fields(&ctx, "report", &report))
+        (fields(&ctx, "report", report))
         (layout::bar_chart(&ctx, "campaign-funnel", l.t("report"), &funnel))
     };
     Ok(layout::page(&ctx, "loyalty", body).into_response())

@@ -289,6 +289,13 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("report", "Report", "گزارش"),
     ("scores", "Scores", "امتیازها"),
     ("comments", "Comments", "نظرها"),
+    ("computing", "Being computed since", "در حال محاسبه از"),
+    ("showing", "Showing", "نمایش"),
+    (
+        "first_of_file",
+        "The first ones only: the exceptions file has them all",
+        "فقط نخستین موارد: فایل استثناها همه را دارد",
+    ),
     ("cycle", "Cycle", "چرخه"),
     ("business_date", "Business date", "روز کاری"),
     ("cutoff", "Cutoff", "زمان بستن"),

@@ -306,3 +306,26 @@ pub fn paired_bar_chart(
     ));
     html! { figure { figcaption { (title) } (PreEscaped(svg)) } }
 }
+
+/// Seconds after which a page showing a figure still being computed reloads itself.
+pub const PENDING_RELOAD_SECONDS: u32 = 2;
+
+/// A page whose figure is being computed: it says since when, and reloads itself
+/// (`Refresh` header) every [`PENDING_RELOAD_SECONDS`].
+pub fn pending(ctx: &Ctx, current: &'static str, title: Markup, since_ms: i64) -> Response {
+    let l = ctx.locale;
+    let body = html! {
+        h1 { (title) }
+        p class="note" id="computing" { (l.t("computing")) " " (ctx.instant(since_ms)) "…" }
+    };
+    (
+        [(header::REFRESH, PENDING_RELOAD_SECONDS.to_string())],
+        page(ctx, current, body),
+    )
+        .into_response()
+}
+
+/// "As of" and when, for a figure computed earlier.
+pub fn as_of(ctx: &Ctx, at_ms: i64) -> Markup {
+    html! { p class="note as-of" { (ctx.locale.t("as_of")) " " (ctx.instant(at_ms)) } }
+}

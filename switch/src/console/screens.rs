@@ -12,13 +12,18 @@ use axum::Form;
 use maud::{html, Markup};
 use serde_json::Value;
 
-use crate::api::auth::{Reader, Writer};
+use crate::api::auth::{Operator, Reader, Writer};
+use crate::api::error::ApiError;
 use crate::api::{audit, records, reports, terminals, views};
+use crate::console::computed::Shown;
 use crate::console::layout::{self, Ctx};
 use crate::console::session::{Refusal, Session};
 use crate::console::{json_of, ConsoleState};
 
 type Pairs = Vec<(String, String)>;
+
+/// How long the reports are shown before they are computed again: 5 minutes.
+pub const REPORTS_MS: i64 = 5 * 60_000;
 
 /// The first list in an answer: the answer itself when it is one, else its first array field.
 fn items(value: &Value) -> Vec<Value> {
@@ -177,8 +182,33 @@ fn report_params(format: Option<&str>) -> reports::Params {
     }
 }
 
+/// The network's daily activity by merchant and its RFM scores, as the API reports them.
+#[derive(Debug)]
+pub struct ReportFigures {
+    /// Per day and merchant: count and sums of confirmed transactions (newest 100 rows).
+    pub activity: Vec<Value>,
+    /// RFM scores (first 100 members).
+    pub rfm: Vec<Value>,
+}
+
+async fn report_figures(
+    state: Arc<ConsoleState>,
+    operator: Operator,
+) -> Result<ReportFigures, String> {
+    let reader = || Reader(operator.clone());
+    let api = || State(state.api.clone());
+    let failed = |e: ApiError| format!("{e:?}");
+    let answer = reports::activity(reader(), api(), Query(report_params(None))).await;
+    let activity = items(&json_of(answer).await.map_err(failed)?);
+    let answer = reports::rfm(reader(), api(), Query(report_params(None))).await;
+    let rfm = items(&json_of(answer).await.map_err(failed)?);
+    Ok(ReportFigures { activity, rfm })
+}
+
 /// `GET /console/reports`: daily volume and amounts per merchant (a chart and a table; a
-/// merchant operator's own rows only) and, for the network, the RFM scores.
+/// merchant operator's own rows only) and, for the network, the RFM scores. The API's reports
+/// read every confirmed transaction, so they are computed off the request, at most every
+/// [`REPORTS_MS`], and shown with their time.
 ///
 /// # Errors
 /// [`Refusal`] when the store fails.
@@ -189,10 +219,20 @@ pub async fn reports(
 ) -> Result<Response, Refusal> {
     let ctx = Ctx::new(&session, &state);
     let l = ctx.locale;
-    let reader = || Reader(session.operator());
-    let api = || State(state.api.clone());
-    let answer = reports::activity(reader(), api(), Query(report_params(None))).await;
-    let mut activity = items(&json_of(answer).await?);
+    let compute = report_figures(state.clone(), session.operator());
+    let (figures, at_ms) = match state.reports.get((), &state.api.clock, compute) {
+        Shown::Ready { value, at_ms } => (value, at_ms),
+        Shown::Pending { since_ms } => {
+            return Ok(layout::pending(
+                &ctx,
+                "reports",
+                html! { (l.t("reports")) },
+                since_ms,
+            ));
+        }
+        Shown::Failed(cause) => return Err(Refusal::Api(ApiError::store(cause))),
+    };
+    let mut activity = figures.activity.clone();
     if let Some(own) = &ctx.merchant {
         activity.retain(|row| row.get("merchant").and_then(Value::as_str) == Some(own.as_str()));
     }
@@ -206,16 +246,16 @@ pub async fn reports(
         *per_day.entry(day.to_owned()).or_default() += gross;
     }
     let bars: Vec<(String, i64)> = per_day.into_iter().collect();
-    let rfm = if ctx.merchant.is_none() {
-        items(&json_of(reports::rfm(reader(), api(), Query(report_params(None))).await).await?)
+    let rfm: &[Value] = if ctx.merchant.is_none() {
+        &figures.rfm
     } else {
-        Vec::new()
+        &[]
     };
     let mut scores = vec![(String::new(), 0_i64); 5];
     for (i, bar) in scores.iter_mut().enumerate() {
         bar.0 = l.digits(&format!("R{}", i + 1));
     }
-    for row in &rfm {
+    for row in rfm {
         let r = row.get("r").and_then(Value::as_i64).unwrap_or(0);
         if let Some(bar) = usize::try_from(r - 1).ok().and_then(|i| scores.get_mut(i)) {
             bar.1 += 1;
@@ -223,13 +263,14 @@ pub async fn reports(
     }
     let body = html! {
         h1 { (l.t("reports")) }
+        (layout::as_of(&ctx, at_ms))
         (layout::bar_chart(&ctx, "daily-volume", l.t("daily_volume"), &bars))
         (layout::table(&ctx, "activity", &activity))
         p { a href="?format=csv" id="csv" { (l.t("download_csv")) } }
         @if !rfm.is_empty() {
             h2 { (l.t("rfm")) }
             (layout::bar_chart(&ctx, "rfm-chart", l.t("rfm"), &scores))
-            (layout::table(&ctx, "rfm", &rfm))
+            (layout::table(&ctx, "rfm", rfm))
         }
     };
     Ok(layout::page(&ctx, "reports", body).into_response())

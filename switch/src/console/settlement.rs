@@ -15,17 +15,22 @@ use maud::{html, Markup};
 use serde_json::{json, Value};
 
 use crate::api::error::ApiError;
+use crate::console::computed::Shown;
 use crate::console::layout::{self, Ctx};
 use crate::console::session::{Refusal, Session};
 use crate::console::ConsoleState;
 use crate::settlement::cycle::Amounts;
 use crate::settlement::error::SettleError;
-use crate::settlement::store::{self as cycles, CycleRecord, CycleRef};
+use crate::settlement::store::{self as cycles, CycleRecord, CycleRef, Part};
 use crate::settlement::{files, reconcile};
 use crate::store::console as store;
 
-/// Merchant lines shown on one page of a cycle.
-pub const LINES_PAGE: usize = 200;
+/// How long a cycle's reconciliation is shown before it is computed again: 5 minutes.
+pub const RECONCILIATION_MS: i64 = 5 * 60_000;
+
+/// Merchant lines (and at most adjustments and exceptions of each kind) shown on one page of
+/// a cycle.
+pub const LINES_PAGE: i64 = 200;
 
 impl From<SettleError> for Refusal {
     fn from(error: SettleError) -> Refusal {
@@ -84,18 +89,31 @@ fn date_text(ctx: &Ctx, text: &str) -> String {
     crate::domain::CivilDate::parse(text).map_or_else(|_| text.to_owned(), |d| ctx.locale.date(d))
 }
 
-/// The cycle `text` names (a date or an id), as this operator may see it.
-async fn load(state: &ConsoleState, session: &Session, text: &str) -> Result<CycleRecord, Refusal> {
-    let reference = CycleRef::parse(text).map_err(|_| Refusal::NotFound)?;
-    let record = cycles::load_cycle(&state.api.pool, &reference).await?;
+/// A merchant operator's merchant's row id (`None` for the network).
+async fn own_merchant(state: &ConsoleState, session: &Session) -> Result<Option<i64>, Refusal> {
     match session.merchant() {
-        None => Ok(record),
-        Some(code) => {
-            let id = store::merchant_id(&state.api.pool, code)
+        None => Ok(None),
+        Some(code) => Ok(Some(
+            store::merchant_id(&state.api.pool, code)
                 .await?
-                .ok_or(Refusal::NotFound)?;
-            record.of_merchant(id).ok_or(Refusal::NotFound)
-        }
+                .ok_or(Refusal::NotFound)?,
+        )),
+    }
+}
+
+/// The part `part` of the cycle `text` names (a date or an id), as this operator may see it.
+async fn load(
+    state: &ConsoleState,
+    session: &Session,
+    text: &str,
+    mut part: Part,
+) -> Result<CycleRecord, Refusal> {
+    let reference = CycleRef::parse(text).map_err(|_| Refusal::NotFound)?;
+    part.merchant_id = own_merchant(state, session).await?;
+    let record = cycles::load_cycle_part(&state.api.pool, &reference, part).await?;
+    match part.merchant_id {
+        None => Ok(record),
+        Some(id) => record.of_merchant(id).ok_or(Refusal::NotFound),
     }
 }
 
@@ -150,11 +168,32 @@ pub async fn show(
 ) -> Result<Response, Refusal> {
     let ctx = Ctx::new(&session, &state);
     let l = ctx.locale;
-    let cycle = load(&state, &session, &text).await?;
-    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
-    let first = page.saturating_mul(LINES_PAGE);
-    let lines = cycle.lines.iter().skip(first).take(LINES_PAGE);
-    let more = cycle.lines.len() > first.saturating_add(LINES_PAGE);
+    let page: i64 = query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+        .max(0);
+    let part = Part {
+        merchant_id: None,
+        offset: page.saturating_mul(LINES_PAGE),
+        limit: LINES_PAGE,
+    };
+    let cycle = load(&state, &session, &text, part).await?;
+    let merchant_id = cycle
+        .lines
+        .first()
+        .map(|l| l.merchant_id)
+        .filter(|_| ctx.merchant.is_some());
+    let (line_count, adjustment_count) =
+        cycles::cycle_counts(&state.api.pool, cycle.id, merchant_id).await?;
+    let lines = cycle.lines.iter();
+    let more = line_count > part.offset.saturating_add(LINES_PAGE);
+    let shown = |count: usize, all: i64| {
+        html! {
+            @let count = i64::try_from(count).unwrap_or(i64::MAX);
+            @if count < all { p class="note" { (l.t("showing")) " " (l.number(count)) " / " (l.number(all)) } }
+        }
+    };
     let base = format!("/console/settlement/{}", cycle.id);
     let [payout_name, summary_name, exceptions_name] = files::names(cycle.business_date);
     let body = html! {
@@ -165,7 +204,7 @@ pub async fn show(
             tr { th { (l.t("closed_at")) } td { (ctx.instant(cycle.closed_at.get())) } }
             tr { th { (l.t("due_date")) } td { (l.date(cycle.due_date)) } }
         } }
-        h2 { (l.t("payouts")) }
+        h2 { (l.t("payouts")) " (" (l.number(line_count)) ")" }
         table id="payouts" {
             thead { tr { th { (l.t("merchant")) } th { (l.t("name")) } th { "IBAN" } (amount_heads(&ctx)) } }
             tbody { @for line in lines { tr data-merchant=(line.merchant_code) {
@@ -181,6 +220,7 @@ pub async fn show(
             }
         }
         h2 { (l.t("adjustments")) }
+        (shown(cycle.adjustments.len(), adjustment_count))
         table id="adjustments" {
             thead { tr { th { "#" } th { (l.t("merchant")) } th { (l.t("amount")) } th { (l.t("source")) } th { (l.t("reason")) } th { (l.t("time")) } } }
             tbody { @for a in &cycle.adjustments { tr {
@@ -190,6 +230,9 @@ pub async fn show(
             } } }
         }
         h2 { (l.t("exceptions")) }
+        @if i64::try_from(cycle.exceptions.len()).unwrap_or(i64::MAX) >= LINES_PAGE {
+            p class="note" { (l.t("first_of_file")) }
+        }
         table id="exceptions" {
             thead { tr { th { (l.t("kind")) } th { (l.t("merchant")) } th { (l.t("transactions")) } th { (l.t("rrn")) } th { (l.t("account")) } th { (l.t("amount")) } th { (l.t("time")) } } }
             tbody { @for e in &cycle.exceptions { tr data-kind=(e.kind) {
@@ -223,7 +266,7 @@ pub async fn file(
     State(state): State<Arc<ConsoleState>>,
     Path((text, name)): Path<(String, String)>,
 ) -> Result<Response, Refusal> {
-    let cycle = load(&state, &session, &text).await?;
+    let cycle = load(&state, &session, &text, Part::ALL).await?;
     let [payout_name, summary_name, exceptions_name] = files::names(cycle.business_date);
     let (content, file_name, content_type) = match name.as_str() {
         "payout.csv" => (files::payout_csv(&cycle), payout_name, "text/csv"),
@@ -252,7 +295,9 @@ pub async fn file(
 }
 
 /// `GET /console/settlement/{cycle}/reconciliation`: every equality `lsw-settle reconcile`
-/// checks, with both sides. The network's: refused to a merchant operator.
+/// checks, with both sides. The network's: refused to a merchant operator. Its ledger checks
+/// read every card's balance and movements, so it is computed off the request (the page
+/// reloads itself until it is done) and kept for [`RECONCILIATION_MS`].
 ///
 /// # Errors
 /// [`Refusal::Forbidden`] for a merchant operator; [`Refusal::NotFound`] for an unknown cycle.
@@ -265,10 +310,30 @@ pub async fn reconciliation(
     let ctx = Ctx::new(&session, &state);
     let l = ctx.locale;
     let reference = CycleRef::parse(&text).map_err(|_| Refusal::NotFound)?;
-    let result = reconcile::reconcile(&state.api.pool, &reference).await?;
+    let id = {
+        let mut conn = state.api.pool.acquire().await?;
+        cycles::find_cycle(&mut conn, &reference)
+            .await?
+            .ok_or(Refusal::NotFound)?
+    };
+    let pool = state.api.pool.clone();
+    let compute = async move {
+        reconcile::reconcile(&pool, &CycleRef::Id(id))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let (result, at_ms) = match state.reconciliations.get(id, &state.api.clock, compute) {
+        Shown::Ready { value, at_ms } => (value, at_ms),
+        Shown::Pending { since_ms } => {
+            let title = html! { (l.t("reconciliation")) " · " (l.t("cycle")) " " (l.number(id)) };
+            return Ok(layout::pending(&ctx, "settlement", title, since_ms));
+        }
+        Shown::Failed(cause) => return Err(Refusal::Api(ApiError::store(cause))),
+    };
     let failed = result.differences().count();
     let body = html! {
         h1 { (l.t("reconciliation")) " · " (l.t("cycle")) " " a href=(format!("/console/settlement/{}", result.cycle_id)) { (l.number(result.cycle_id)) } }
+        (layout::as_of(&ctx, at_ms))
         @if result.is_balanced() {
             p class="ok" id="balanced" { (l.t("balanced")) ": " (l.number(i64::try_from(result.checks.len()).unwrap_or(i64::MAX))) " " (l.t("checks_hold")) }
         } @else {

@@ -243,6 +243,68 @@ pub async fn last_closed(conn: &mut Conn) -> Result<Option<CivilDate>, SettleErr
 /// [`SettleError::UnknownCycle`] when it does not exist; [`SettleError`] on a database
 /// failure or rows that do not make sense.
 pub async fn load_cycle(pool: &Pool, cycle: &CycleRef) -> Result<CycleRecord, SettleError> {
+    load_cycle_part(pool, cycle, Part::ALL).await
+}
+
+/// Which part of a cycle to read: one merchant's (by row id) or every merchant's, `limit`
+/// lines from the `offset`-th by merchant code, and at most `limit` adjustments, exceptions
+/// of transactions and receivables. The totals are always the cycle's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// One merchant's line, adjustments and exceptions only.
+    pub merchant_id: Option<i64>,
+    /// Lines skipped.
+    pub offset: i64,
+    /// Most lines, adjustments and exceptions of each kind read.
+    pub limit: i64,
+}
+
+impl Part {
+    /// The whole cycle.
+    pub const ALL: Part = Part {
+        merchant_id: None,
+        offset: 0,
+        limit: i64::MAX,
+    };
+}
+
+/// How many lines and adjustments a cycle has, of one merchant or of all.
+///
+/// # Errors
+/// [`SettleError::Database`].
+pub async fn cycle_counts(
+    pool: &Pool,
+    cycle_id: i64,
+    merchant_id: Option<i64>,
+) -> Result<(i64, i64), SettleError> {
+    let lines: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM settlement_lines WHERE cycle_id = $1 \
+         AND ($2 IS NULL OR merchant_id = $2)",
+    )
+    .bind(cycle_id)
+    .bind(merchant_id)
+    .fetch_one(pool)
+    .await?;
+    let adjustments: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM settlement_adjustments WHERE cycle_id = $1 \
+         AND ($2 IS NULL OR merchant_id = $2)",
+    )
+    .bind(cycle_id)
+    .bind(merchant_id)
+    .fetch_one(pool)
+    .await?;
+    Ok((lines, adjustments))
+}
+
+/// Loads a part of a closed cycle ([`Part`]): what a page of it shows, each read bounded.
+///
+/// # Errors
+/// As [`load_cycle`].
+pub async fn load_cycle_part(
+    pool: &Pool,
+    cycle: &CycleRef,
+    part: Part,
+) -> Result<CycleRecord, SettleError> {
     let mut conn = pool.acquire().await?;
     let unknown = || SettleError::UnknownCycle {
         cycle: match cycle {
@@ -258,38 +320,52 @@ pub async fn load_cycle(pool: &Pool, cycle: &CycleRef) -> Result<CycleRecord, Se
     let business_date = stored_date(&row.try_get::<String, _>("business_date")?)?;
     let due_date = stored_date(&row.try_get::<String, _>("due_date")?)?;
     let totals = amounts(&row)?;
-    let lines =
-        sqlx::query("SELECT * FROM settlement_lines WHERE cycle_id = $1 ORDER BY merchant_code")
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(Line {
-                    merchant_id: row.try_get("merchant_id")?,
-                    merchant_code: row.try_get("merchant_code")?,
-                    merchant_name: row.try_get("merchant_name")?,
-                    iban: row.try_get("iban")?,
-                    amounts: amounts(row)?,
-                })
-            })
-            .collect::<Result<Vec<Line>, SettleError>>()?;
-    let adjustments = load_adjustments(&mut conn, id).await?;
-    let mut exceptions = load_exceptions(&mut conn, id).await?;
-    exceptions.extend(
-        lines
-            .iter()
-            .filter(|line| line.amounts.carried_out < 0)
-            .map(|line| ExceptionRow {
-                kind: "receivable",
-                merchant_code: line.merchant_code.clone(),
-                txn_id: None,
-                rrn: None,
-                account: "club".to_owned(),
-                amount_rials: -line.amounts.carried_out,
-                at: None,
-            }),
-    );
+    let lines = sqlx::query(
+        "SELECT * FROM settlement_lines WHERE cycle_id = $1 AND ($2 IS NULL OR merchant_id = $2) \
+         ORDER BY merchant_code LIMIT $3 OFFSET $4",
+    )
+    .bind(id)
+    .bind(part.merchant_id)
+    .bind(part.limit)
+    .bind(part.offset)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(Line {
+            merchant_id: row.try_get("merchant_id")?,
+            merchant_code: row.try_get("merchant_code")?,
+            merchant_name: row.try_get("merchant_name")?,
+            iban: row.try_get("iban")?,
+            amounts: amounts(row)?,
+        })
+    })
+    .collect::<Result<Vec<Line>, SettleError>>()?;
+    let adjustments = load_adjustments(&mut conn, id, part).await?;
+    let mut exceptions = load_exceptions(&mut conn, id, part).await?;
+    // Receivables carried forward, by merchant code: the lines with a carried-out amount.
+    let receivables = sqlx::query(
+        "SELECT merchant_code, carried_out_rials FROM settlement_lines WHERE cycle_id = $1 \
+         AND carried_out_rials < 0 AND ($2 IS NULL OR merchant_id = $2) \
+         ORDER BY merchant_code LIMIT $3",
+    )
+    .bind(id)
+    .bind(part.merchant_id)
+    .bind(part.limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &receivables {
+        let carried_out: i64 = row.try_get("carried_out_rials")?;
+        exceptions.push(ExceptionRow {
+            kind: "receivable",
+            merchant_code: row.try_get("merchant_code")?,
+            txn_id: None,
+            rrn: None,
+            account: "club".to_owned(),
+            amount_rials: -carried_out,
+            at: None,
+        });
+    }
     Ok(CycleRecord {
         id,
         business_date,
@@ -303,14 +379,20 @@ pub async fn load_cycle(pool: &Pool, cycle: &CycleRef) -> Result<CycleRecord, Se
     })
 }
 
-async fn load_adjustments(conn: &mut Conn, cycle: i64) -> Result<Vec<Adjustment>, SettleError> {
+async fn load_adjustments(
+    conn: &mut Conn,
+    cycle: i64,
+    part: Part,
+) -> Result<Vec<Adjustment>, SettleError> {
     let rows = sqlx::query(
         "SELECT a.id, l.merchant_code, a.amount_rials, a.reason, a.source, a.txn_id, \
          a.created_at_ms FROM settlement_adjustments a \
          JOIN settlement_lines l ON l.cycle_id = a.cycle_id AND l.merchant_id = a.merchant_id \
-         WHERE a.cycle_id = $1 ORDER BY a.id",
+         WHERE a.cycle_id = $1 AND ($2 IS NULL OR a.merchant_id = $2) ORDER BY a.id LIMIT $3",
     )
     .bind(cycle)
+    .bind(part.merchant_id)
+    .bind(part.limit)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()
@@ -330,23 +412,29 @@ async fn load_adjustments(conn: &mut Conn, cycle: i64) -> Result<Vec<Adjustment>
 
 /// Advice confirms with a shortfall among the cycle's transactions, then the late reversals
 /// it adjusted, each in id order.
-async fn load_exceptions(conn: &mut Conn, cycle: i64) -> Result<Vec<ExceptionRow>, SettleError> {
+async fn load_exceptions(
+    conn: &mut Conn,
+    cycle: i64,
+    part: Part,
+) -> Result<Vec<ExceptionRow>, SettleError> {
     let rows = sqlx::query(
         "SELECT 0 AS part, e.id AS exception_id, e.kind, l.merchant_code, e.txn_id, t.rrn, e.account, \
          e.amount_rials, e.at_ms FROM exceptions e \
          JOIN transactions t ON t.id = e.txn_id \
          JOIN settlement_lines l ON l.cycle_id = t.cycle_id AND l.merchant_id = t.merchant_id \
-         WHERE t.cycle_id = $1 AND e.kind = 'advice_shortfall' \
+         WHERE t.cycle_id = $1 AND e.kind = 'advice_shortfall' AND ($2 IS NULL OR l.merchant_id = $2) \
          UNION ALL \
          SELECT 1 AS part, e.id AS exception_id, e.kind, l.merchant_code, e.txn_id, t.rrn, e.account, \
          e.amount_rials, e.at_ms FROM settlement_adjustments a \
          JOIN exceptions e ON e.txn_id = a.txn_id AND e.kind = 'late_reversal' \
          JOIN transactions t ON t.id = a.txn_id \
          JOIN settlement_lines l ON l.cycle_id = a.cycle_id AND l.merchant_id = a.merchant_id \
-         WHERE a.cycle_id = $1 AND a.source = 'late_reversal' \
-         ORDER BY part, exception_id",
+         WHERE a.cycle_id = $1 AND a.source = 'late_reversal' AND ($2 IS NULL OR l.merchant_id = $2) \
+         ORDER BY part, exception_id LIMIT $3",
     )
     .bind(cycle)
+    .bind(part.merchant_id)
+    .bind(part.limit)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()

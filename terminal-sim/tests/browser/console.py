@@ -45,6 +45,18 @@ def sign_in(browser, name, password=None, token=None):
     return context, page
 
 
+def computed(page, url):
+    """Opens url and waits while the page says its figures are being computed (it reloads
+    itself every 2 s until they are)."""
+    page.goto(url)
+    for _ in range(60):
+        if page.locator("#computing").count() == 0:
+            return
+        page.wait_for_timeout(250)
+        page.goto(url)
+    raise AssertionError(f"{url} still computing")
+
+
 def rials_of(page, cell):
     return int(page.get_attribute(f"#{cell}", "data-rials"))
 
@@ -92,10 +104,13 @@ def operate(browser):
     shot(page, "card-blocked")
 
     for screen in ["merchants", "terminals", "settlement", "loyalty", "reports", "audit"]:
-        page.goto(f"{BASE}/console/{screen}")
+        computed(page, f"{BASE}/console/{screen}")
         check(page.locator("main h1").count() == 1, f"{screen} renders")
         shot(page, screen)
     check(page.locator("#audit").inner_text().count("C-RICH") >= 1, "the block is audited")
+    page.goto(f"{BASE}/console/members/MB-1")
+    check(page.locator("details.card-actions").count() >= 1, "card actions on the member's page")
+    shot(page, "member")
     csv = page.request.get(f"{BASE}/console/transactions?rrn={ARGS['rrn']}&format=csv")
     check(csv.ok and ARGS["rrn"] in csv.text(), "transactions as CSV")
     check(page.locator("svg").count() >= 1 or True, "charts")

@@ -150,6 +150,20 @@ impl Web {
         assert_eq!(answer.status, 303, "{answer:?}");
     }
 
+    /// A page whose figures are computed off the request: asked again while it says they are
+    /// being computed (as the page's own `Refresh` would), up to 10 s.
+    pub async fn get_computed(&mut self, path: &str) -> Answer {
+        for _ in 0..200 {
+            let answer = self.get(path).await;
+            if !answer.body.contains("id=\"computing\"") {
+                return answer;
+            }
+            assert_eq!(answer.header("refresh"), Some("2"), "{answer:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{path} is still being computed");
+    }
+
     /// A page's CSRF token (from a signed-in page).
     pub async fn csrf(&mut self) -> String {
         self.get("/console/settings").await.csrf()
