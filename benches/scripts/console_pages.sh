@@ -14,8 +14,10 @@
 # latest due settlement cycle closed by `lsw-settle run`, which takes them, so the cycle has
 # one line per merchant (today's purchases are after its cutoff); a survey for one merchant and
 # a campaign over every member.
-# `time` serves DIR/console.db and times each page N times (default 50) with console_pages.py,
-# one JSON line per page; PAGES, a regular expression, picks pages by name.
+# `time` serves DIR/console.db, waits WARMUP seconds (default 30) for the switch's start-up
+# passes, times each page N times (default 50) with console_pages.py, one JSON line per page
+# (PAGES, a regular expression, picks pages by name), and prints from the switch's log how long
+# each figure computed off the request took.
 set -eu
 DIR=$1; MODE=$2
 BIN=${BIN:-$PWD/target/release}
@@ -68,8 +70,12 @@ EOF
 time)
   N=${3:-50}; PAGES=${4:-.}
   serve time
+  # The switch's start-up passes over a million members run after /readyz: let them finish.
+  sleep "${WARMUP:-30}"
   python3 "$HERE/console_pages.py" "$ADMIN" console-bench "$(cat console-password)" network.json \
     "$TOKEN" "$N" "$PAGES"
+  # How long the figures computed off the request took (the switch's log).
+  grep -a 'console: computed' serve-console-time.log | sed 's/^.*figures=/figures=/' >&2 || true
   ;;
 *) echo "mode: setup or time" >&2; exit 2 ;;
 esac

@@ -61,6 +61,7 @@ impl<V> Default for Entry<V> {
 /// Values by key, each recomputed once older than the time to live.
 #[derive(Debug)]
 pub struct Computed<K, V> {
+    name: &'static str,
     ttl_ms: i64,
     entries: Mutex<HashMap<K, Entry<V>>>,
 }
@@ -70,9 +71,11 @@ where
     K: Eq + Hash + Clone + Send + 'static,
     V: Send + Sync + 'static,
 {
-    /// A cache whose values are recomputed once older than `ttl_ms`.
-    pub fn new(ttl_ms: i64) -> Computed<K, V> {
+    /// A cache of `name` (in its log lines) whose values are recomputed once older than
+    /// `ttl_ms`.
+    pub fn new(name: &'static str, ttl_ms: i64) -> Computed<K, V> {
         Computed {
+            name,
             ttl_ms,
             entries: Mutex::new(HashMap::new()),
         }
@@ -137,9 +140,14 @@ where
         if start {
             let (cache, clock, key) = (self.clone(), clock.clone(), key.clone());
             tokio::spawn(async move {
+                let started = std::time::Instant::now();
                 let result = compute.await;
-                if let Err(cause) = &result {
-                    tracing::warn!(%cause, "console: a figure could not be computed");
+                let elapsed_ms = started.elapsed().as_millis();
+                match &result {
+                    Ok(_) => tracing::info!(figures = cache.name, elapsed_ms, "console: computed"),
+                    Err(cause) => {
+                        tracing::warn!(figures = cache.name, %cause, "console: not computed");
+                    }
                 }
                 let _ = cache.store(key, clock.now().get(), result);
             });
@@ -177,7 +185,11 @@ where
                 Shown::Pending { .. } | Shown::Failed(_) => Err("not computed".to_owned()),
             },
             None => {
-                let value = self.store(key, now, compute.await)?;
+                let started = std::time::Instant::now();
+                let result = compute.await;
+                let elapsed_ms = started.elapsed().as_millis();
+                tracing::info!(figures = self.name, elapsed_ms, "console: computed, awaited");
+                let value = self.store(key, now, result)?;
                 Ok((value, now))
             }
         }
@@ -194,7 +206,7 @@ mod tests {
     async fn pending_then_ready_then_refreshed_in_the_background() {
         let manual = Arc::new(ManualClock::new(UnixMillis::new(1_000)));
         let clock: Arc<dyn Clock> = manual.clone();
-        let cache: Arc<Computed<&str, i64>> = Arc::new(Computed::new(100));
+        let cache: Arc<Computed<&str, i64>> = Arc::new(Computed::new("test", 100));
         assert!(matches!(
             cache.get("k", &clock, async { Ok(1) }),
             Shown::Pending { since_ms: 1_000 }
@@ -229,7 +241,7 @@ mod tests {
     #[tokio::test]
     async fn waited_for_the_first_time_and_failures_shown() {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(UnixMillis::new(0)));
-        let cache: Arc<Computed<u8, i64>> = Arc::new(Computed::new(100));
+        let cache: Arc<Computed<u8, i64>> = Arc::new(Computed::new("test", 100));
         let (value, at) = cache
             .get_or_wait(1, &clock, async { Ok(7) })
             .await
