@@ -66,11 +66,17 @@ impl ConsoleState {
             api,
             metrics,
             limit: limit::SignInLimit::new(),
-            today: Arc::new(computed::Computed::new("today", dashboard::NETWORK_FIGURES_MS)),
+            today: Arc::new(computed::Computed::new(
+                "today",
+                dashboard::NETWORK_FIGURES_MS,
+            )),
             reports: Arc::new(computed::Computed::new("reports", screens::REPORTS_MS)),
             loyalty: Arc::new(computed::Computed::new("loyalty", engagement::FIGURES_MS)),
             campaigns: Arc::new(computed::Computed::new("campaigns", engagement::FIGURES_MS)),
-            reconciliations: Arc::new(computed::Computed::new("reconciliations", settlement::RECONCILIATION_MS)),
+            reconciliations: Arc::new(computed::Computed::new(
+                "reconciliations",
+                settlement::RECONCILIATION_MS,
+            )),
         }
     }
 }

@@ -188,7 +188,11 @@ where
                 let started = std::time::Instant::now();
                 let result = compute.await;
                 let elapsed_ms = started.elapsed().as_millis();
-                tracing::info!(figures = self.name, elapsed_ms, "console: computed, awaited");
+                tracing::info!(
+                    figures = self.name,
+                    elapsed_ms,
+                    "console: computed, awaited"
+                );
                 let value = self.store(key, now, result)?;
                 Ok((value, now))
             }

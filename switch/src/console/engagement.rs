@@ -163,7 +163,24 @@ pub async fn loyalty(
         Shown::Failed(cause) => return Err(Refusal::Api(ApiError::store(cause))),
     };
     let held: i64 = figures.tiers.iter().map(|(_, n)| n).sum();
-    let mut tier_bars = figures.tiers.clone();
+    // Every tier, those no member holds included, then the members holding none.
+    let mut tier_bars: Vec<(String, i64)> = tiers
+        .iter()
+        .filter_map(|t| t.get("code").and_then(Value::as_str))
+        .map(|code| {
+            let held = figures
+                .tiers
+                .iter()
+                .find(|(c, _)| c == code)
+                .map_or(0, |(_, n)| *n);
+            (code.to_owned(), held)
+        })
+        .collect();
+    for (code, n) in &figures.tiers {
+        if !tier_bars.iter().any(|(c, _)| c == code) {
+            tier_bars.push((code.clone(), *n));
+        }
+    }
     tier_bars.push((l.t("no_tier").to_owned(), figures.members - held));
     let body = html! {
         h1 { (l.t("loyalty")) }
@@ -172,8 +189,10 @@ pub async fn loyalty(
         (layout::as_of(&ctx, at_ms))
         h2 { (l.t("campaigns")) }
         (campaign_links(&ctx, &campaigns))
-        (layout::paired_bar_chart(&ctx, "coupon-redemption", l.t("coupon_redemption"),
-            (l.t("coupons_issued"), l.t("coupons_redeemed")), &figures.redemption))
+        @if !figures.redemption.is_empty() {
+            (layout::paired_bar_chart(&ctx, "coupon-redemption", l.t("coupon_redemption"),
+                (l.t("coupons_issued"), l.t("coupons_redeemed")), &figures.redemption))
+        }
         h2 { (l.t("segments")) } (layout::table(&ctx, "segments", &segments))
     };
     Ok(layout::page(&ctx, "loyalty", body).into_response())
