@@ -9,16 +9,18 @@
 //! - [`adjustment`]: the finance team's manual adjustments.
 //! - [`store`]: reading cycles back; [`files`]: the payout, summary and exceptions files.
 //! - [`reconcile`]: the proof that a cycle adds up; [`error`]: what can go wrong.
+//!
+//! The cycle arithmetic, reading, reconciliation, file rendering and errors live in the switch
+//! crate ([`switch::settlement`]), so the switch's operator console shows cycles,
+//! reconciliations and files exactly as this tool does; they are re-exported here under
+//! their old names.
 #![warn(missing_docs)]
 
 pub mod adjustment;
 pub use switch::calendar;
 pub mod close;
-pub mod cycle;
-pub mod error;
 pub mod files;
-pub mod reconcile;
-pub mod store;
+pub use switch::settlement::{cycle, error, reconcile, store};
 
 pub use calendar::{Calendar, CalendarError, DayKind};
 pub use close::{close, run, Closed, Settings};

@@ -44,13 +44,16 @@ pub struct AdminState {
     pub journal: Option<Arc<crate::committer::journaled::JournalState>>,
 }
 
-/// The whole admin router: health, metrics and the operator API.
+/// The whole admin router: health, metrics, the operator API and the console.
 pub fn router(state: Arc<AdminState>, api_state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::console::router(Arc::new(
+            crate::console::ConsoleState::new(api_state.clone(), state.metrics.clone()),
+        )))
         .merge(api::router(api_state))
         .layer(axum::middleware::from_fn(body_deadline))
 }

@@ -24,6 +24,7 @@ pub mod coupons;
 pub mod credits;
 pub mod engagement;
 pub mod error;
+pub mod explain;
 pub mod merchants;
 pub mod records;
 pub mod reports;
@@ -187,6 +188,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/merchants/{code}/reminder"),
     ("GET", "/api/v1/transactions"),
     ("GET", "/api/v1/transactions/{id}"),
+    ("GET", "/api/v1/transactions/{id}/explanation"),
     ("GET", "/api/v1/cards/{code}/view"),
     ("GET", "/api/v1/members/{code}/view"),
     ("GET", "/api/v1/terminals"),
@@ -337,6 +339,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/v1/transactions", get(views::search))
         .route("/api/v1/transactions/{id}", get(views::show))
+        .route("/api/v1/transactions/{id}/explanation", get(explain::show))
         .route("/api/v1/cards/{code}/view", get(views::card))
         .route("/api/v1/members/{code}/view", get(views::member))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))

@@ -18,6 +18,8 @@
 //! - [`notify`]: the SMS outbox's templates and its dispatcher.
 //! - [`loyalty`]: the job that issues occasion coupons and writes expiry notices.
 //! - [`survey`]: SMS surveys after a purchase: their scheduler and the members' replies.
+//! - [`settlement`]: settlement's cycles read back, reconciled and rendered as files, for
+//!   `lsw-settle` and the console.
 //! - [`app`]: wiring for `serve` and in-process use; [`config`], [`clock`], [`metrics`],
 //!   [`logs`].
 #![warn(missing_docs)]
@@ -31,6 +33,7 @@ pub mod calendar;
 pub mod clock;
 pub mod committer;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod engagement;
 pub mod engine;
@@ -46,6 +49,7 @@ pub mod notify;
 pub mod pricing;
 pub mod private;
 pub mod server;
+pub mod settlement;
 pub mod snapshot;
 pub mod store;
 pub mod survey;

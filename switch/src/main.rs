@@ -45,6 +45,30 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Manage console operators (docs/console.md).
+    Operator {
+        #[command(subcommand)]
+        action: OperatorAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorAction {
+    /// Add an operator: prints their API token once; the password (at least 8 characters)
+    /// is read from `LSW_OPERATOR_PASSWORD` or the first line of standard input.
+    Add {
+        /// The operator's name, written in the audit log (unique).
+        name: String,
+        /// `read`, `write`, or `merchant` (one merchant's data, console only).
+        #[arg(long, default_value = "read")]
+        role: String,
+        /// A merchant operator's merchant code.
+        #[arg(long)]
+        merchant: Option<String>,
+        /// `en` (Gregorian) or `fa` (Persian, Solar Hijri).
+        #[arg(long, default_value = "en")]
+        locale: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +139,7 @@ fn run(cli: Cli, huge_pages: Option<switch::huge_pages::NotRestarted>) -> anyhow
             }
             Command::Import { file } => import(&config, &file).await,
             Command::Token { action } => token(&config, action).await,
+            Command::Operator { action } => operator(&config, action).await,
         }
     });
     // Tasks still blocked (a connection cut at the end of the drain) must not hold the exit.
@@ -226,6 +251,44 @@ async fn import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
             anyhow::bail!("{} was not imported; nothing changed", file.display())
         }
     }
+}
+
+async fn operator(config: &Config, action: OperatorAction) -> anyhow::Result<()> {
+    let OperatorAction::Add {
+        name,
+        role,
+        merchant,
+        locale,
+    } = action;
+    let password = match std::env::var("LSW_OPERATOR_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let pool = switch::store::open(&config.database_url)
+        .await
+        .context("opening the database")?;
+    let now = switch::clock::Clock::now(&SystemClock);
+    let locale = switch::console::i18n::Locale::parse(&locale);
+    let outcome = switch::console::session::add_operator(
+        &pool,
+        &name,
+        &role,
+        merchant.as_deref(),
+        locale,
+        Some(&password),
+        now,
+    )
+    .await
+    .with_context(|| format!("adding operator {name:?}"));
+    pool.close().await;
+    println!("{}", outcome?);
+    Ok(())
 }
 
 async fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {

@@ -10,6 +10,8 @@
 //! - [`views`]: the operator API's indexed reads (transaction search, card and member views).
 
 pub mod batch;
+pub mod console;
+pub mod explain;
 pub mod ledger;
 pub mod migrations;
 pub mod packed;

@@ -23,6 +23,7 @@ use crate::load::{self, LoadConfig, LoadReport};
 use crate::network::{self, Size};
 
 pub mod campaigns;
+pub mod console;
 pub mod engagement;
 pub mod loyalty;
 
@@ -403,6 +404,6 @@ pub fn print(outcome: &DemoOutcome, kept: bool) {
         println!("database: {}", outcome.database.display());
         println!("log:      {}", outcome.log.display());
     } else {
-        println!("(database and log removed; run with --keep to inspect them)");
+        println!("(database and log removed when lsw-sim exits; run with --keep to inspect them)");
     }
 }

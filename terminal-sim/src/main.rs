@@ -44,6 +44,16 @@ enum Command {
         /// Seed of the network and the traffic.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// After the summary, keep the switch running on the demo's database for the operator
+        /// console, with a `console` operator whose password is printed; until Ctrl-C.
+        #[arg(long)]
+        console: bool,
+        /// The console's (admin) address with --console.
+        #[arg(long, default_value = "127.0.0.1:5880")]
+        console_listen: SocketAddr,
+        /// With --console, stop after this many seconds even without Ctrl-C (for tests).
+        #[arg(long, hide = true)]
+        console_seconds: Option<u64>,
     },
     /// Drive a running switch with many pipelined terminals; prints a table, or JSON.
     Load {
@@ -168,6 +178,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep,
             dir,
             seed,
+            console,
+            console_listen,
+            console_seconds,
         } => {
             let temp = tempfile::Builder::new()
                 .prefix("lsw-demo-")
@@ -186,6 +199,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
             .await?;
             demo::print(&outcome, kept);
+            if console {
+                let until = async move {
+                    match console_seconds {
+                        Some(seconds) => tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+                        },
+                        None => {
+                            let _ = tokio::signal::ctrl_c().await;
+                        }
+                    }
+                };
+                demo::console::serve(&outcome.database, console_listen, until).await?;
+            }
             if kept {
                 let _ = temp.keep();
             }

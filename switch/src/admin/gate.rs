@@ -22,6 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::Router;
 use bytes::Bytes;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -156,6 +157,8 @@ pub async fn connection(
     } else {
         builder.header_read_timeout(HEADER_TIMEOUT);
     }
+    // The handlers may read the peer's address (the console's sign-in limit).
+    let router = tower_layer::Layer::layer(&axum::Extension(ConnectInfo(peer)), router);
     let service = TowerToHyperService::new(router);
     let served = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(served);

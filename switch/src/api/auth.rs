@@ -145,7 +145,8 @@ async fn authenticate(parts: &Parts, pool: &Pool) -> Result<Operator, ApiError> 
         .filter(|token| !token.is_empty())
         .ok_or(ApiError::Unauthenticated)?;
     let row = sqlx::query(
-        "SELECT name, role FROM operator_tokens WHERE token_sha256 = $1 AND revoked_at_ms IS NULL",
+        "SELECT name, role, merchant_code FROM operator_tokens \
+         WHERE token_sha256 = $1 AND revoked_at_ms IS NULL",
     )
     .bind(digest(token).to_vec())
     .fetch_optional(pool)
@@ -155,5 +156,10 @@ async fn authenticate(parts: &Parts, pool: &Pool) -> Result<Operator, ApiError> 
     let name: String = row.try_get("name").map_err(ApiError::store)?;
     let role: String = row.try_get("role").map_err(ApiError::store)?;
     let role = Role::parse(&role).ok_or(ApiError::Unauthenticated)?;
+    // A merchant operator reads one merchant's data, through the console only (docs/console.md).
+    let merchant: Option<String> = row.try_get("merchant_code").map_err(ApiError::store)?;
+    if merchant.is_some() {
+        return Err(ApiError::Forbidden);
+    }
     Ok(Operator { name, role })
 }

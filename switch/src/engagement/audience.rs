@@ -31,6 +31,39 @@ pub struct Member {
     pub facts: Facts,
 }
 
+/// The tiers members hold: the one each member's activity earned, and each active card's
+/// given tier (a floor). A member holds the highest-ranked of theirs, the smallest code on a
+/// tie.
+const TIER_HOLDINGS: &str = "SELECT mt.member_id, t.code, t.rank FROM member_tiers mt \
+     JOIN tiers t ON t.id = mt.tier_id \
+     UNION ALL SELECT c.member_id, t.code, t.rank FROM cards c JOIN tiers t ON t.id = c.tier_id \
+     WHERE c.status = 'active'";
+
+/// How many members hold each tier (by code), as [`members`] gives each their `tier` fact, and
+/// how many members there are in all. One statement over every card with a tier: the
+/// console caches it.
+///
+/// # Errors
+/// The database's error.
+pub async fn tier_distribution(pool: &Pool) -> Result<(Vec<(String, i64)>, i64), sqlx::Error> {
+    let sql = format!(
+        "WITH held AS ({TIER_HOLDINGS}), \
+         best AS (SELECT member_id, MAX(rank) AS rank FROM held GROUP BY member_id), \
+         chosen AS (SELECT h.member_id, MIN(h.code) AS code FROM held h \
+           JOIN best b ON b.member_id = h.member_id AND b.rank = h.rank GROUP BY h.member_id) \
+         SELECT code, COUNT(*) AS members FROM chosen GROUP BY code ORDER BY code"
+    );
+    let rows = sqlx::query(&sql).fetch_all(pool).await?;
+    let tiers = rows
+        .iter()
+        .map(|row| Ok((row.try_get("code")?, row.try_get("members")?)))
+        .collect::<Result<Vec<(String, i64)>, sqlx::Error>>()?;
+    let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members")
+        .fetch_one(pool)
+        .await?;
+    Ok((tiers, all))
+}
+
 /// Every member with their facts at `now`, by id.
 ///
 /// # Errors
@@ -74,14 +107,7 @@ pub async fn members(pool: &Pool, now: UnixMillis) -> Result<Vec<Member>, sqlx::
     }
     // The tier held: the higher-ranked of the one activity earned and the cards' floors.
     let mut best: HashMap<i64, (i64, String)> = HashMap::new();
-    for row in sqlx::query(
-        "SELECT mt.member_id, t.code, t.rank FROM member_tiers mt JOIN tiers t ON t.id = mt.tier_id \
-         UNION ALL SELECT c.member_id, t.code, t.rank FROM cards c JOIN tiers t ON t.id = c.tier_id \
-         WHERE c.status = 'active'",
-    )
-    .fetch_all(pool)
-    .await?
-    {
+    for row in sqlx::query(TIER_HOLDINGS).fetch_all(pool).await? {
         let member: i64 = row.try_get("member_id")?;
         let rank: i64 = row.try_get("rank")?;
         let code: String = row.try_get("code")?;

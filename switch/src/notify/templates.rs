@@ -206,7 +206,7 @@ impl Message<'_> {
             (Message::StoreCreditExpiring { amount, expires_at }, Locale::Fa) => {
                 push_rials(&mut out, *amount, Locale::Fa);
                 out.push_str(" ریال از اعتبار فروشگاهی شما پس از ");
-                push_digits(&mut out, &last_day(*expires_at), Locale::Fa);
+                push_digits(&mut out, &last_day_jalali(*expires_at), Locale::Fa);
                 out.push_str(" منقضی می‌شود.");
             }
             (Message::CouponExpiring { expires_at }, Locale::En) => {
@@ -216,7 +216,7 @@ impl Message<'_> {
             }
             (Message::CouponExpiring { expires_at }, Locale::Fa) => {
                 out.push_str("کوپن تخفیف شما پس از ");
-                push_digits(&mut out, &last_day(*expires_at), Locale::Fa);
+                push_digits(&mut out, &last_day_jalali(*expires_at), Locale::Fa);
                 out.push_str(" منقضی می‌شود.");
             }
             (Message::Tier { name, promoted }, Locale::En) => match (name, promoted) {
@@ -301,6 +301,16 @@ fn last_day(expires_at: UnixMillis) -> String {
     format!("{:04}-{:02}-{:02}", last.year(), last.month(), last.day())
 }
 
+/// The same last day in the Solar Hijri calendar, as YYYY/MM/DD (the Persian messages).
+fn last_day_jalali(expires_at: UnixMillis) -> String {
+    let last = LocalDateTime::at(
+        UnixMillis::new(expires_at.get() - 1),
+        TEHRAN_UTC_OFFSET_MINUTES,
+    )
+    .date;
+    crate::console::i18n::jalali_date(last)
+}
+
 /// "A coupon for 10% off your next purchase (up to 50,000 rials), valid until 2026-12-31."
 fn push_coupon(
     out: &mut String,
@@ -309,7 +319,10 @@ fn push_coupon(
     expires_at: UnixMillis,
     locale: Locale,
 ) {
-    let date = last_day(expires_at);
+    let date = match locale {
+        Locale::En => last_day(expires_at),
+        Locale::Fa => last_day_jalali(expires_at),
+    };
     match locale {
         Locale::En => {
             out.push_str("A coupon for ");
@@ -580,7 +593,7 @@ mod tests {
         check(
             percent,
             Locale::Fa,
-            "یک کوپن ۱۰ درصد تخفیف برای خرید بعدی شما (تا ۵۰٬۰۰۰ ریال) صادر شد؛ معتبر تا ۲۰۲۶-۱۲-۳۱.",
+            "یک کوپن ۱۰ درصد تخفیف برای خرید بعدی شما (تا ۵۰٬۰۰۰ ریال) صادر شد؛ معتبر تا ۱۴۰۵/۱۰/۱۰.",
         );
         let fixed = Message::Coupon {
             kind: RuleKind::Fixed(rials(100_000)),
@@ -605,7 +618,7 @@ mod tests {
         check(
             lot,
             Locale::Fa,
-            "۱۲٬۵۰۰ ریال از اعتبار فروشگاهی شما پس از ۲۰۲۶-۱۲-۳۱ منقضی می‌شود.",
+            "۱۲٬۵۰۰ ریال از اعتبار فروشگاهی شما پس از ۱۴۰۵/۱۰/۱۰ منقضی می‌شود.",
         );
         check(
             Message::CouponExpiring { expires_at },

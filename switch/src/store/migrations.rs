@@ -116,6 +116,11 @@ pub const SQLITE: &[Source] = &[
         "key_checks",
         include_str!("../../../migrations/sqlite/0020_key_checks.sql"),
     ),
+    (
+        30,
+        "console",
+        include_str!("../../../migrations/sqlite/0030_console.sql"),
+    ),
 ];
 
 /// The PostgreSQL dialect, the same versions as [`SQLITE`].
@@ -219,6 +224,11 @@ pub const POSTGRES: &[Source] = &[
         20,
         "key_checks",
         include_str!("../../../migrations/postgres/0020_key_checks.sql"),
+    ),
+    (
+        30,
+        "console",
+        include_str!("../../../migrations/postgres/0030_console.sql"),
     ),
 ];
 

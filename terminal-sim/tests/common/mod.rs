@@ -3,6 +3,8 @@
 //! clock, and terminals built from the same file.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod web;
+
 use std::sync::Arc;
 
 use bytes::BytesMut;

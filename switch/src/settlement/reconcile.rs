@@ -5,11 +5,11 @@
 
 use std::fmt;
 
-use switch::store::Pool;
+use crate::store::Pool;
 
-use crate::cycle::{Amounts, AMOUNT_COLUMNS};
-use crate::error::SettleError;
-use crate::store::{self, CycleRef};
+use crate::settlement::cycle::{Amounts, AMOUNT_COLUMNS};
+use crate::settlement::error::SettleError;
+use crate::settlement::store::{self, CycleRef};
 
 /// The transaction columns, the first eight of [`AMOUNT_COLUMNS`].
 const TXN_COLUMNS: usize = 8;

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use switch::domain::CivilDate;
+use crate::domain::CivilDate;
 
 use crate::calendar::{CalendarError, DayKind};
-use crate::cycle::AmountError;
+use crate::settlement::cycle::AmountError;
 
 /// Why a settlement operation failed. Every failure leaves the database as it was.
 #[derive(Debug, thiserror::Error)]
@@ -16,10 +16,10 @@ pub enum SettleError {
     Database(#[from] sqlx::Error),
     /// The database could not be opened or migrated.
     #[error(transparent)]
-    Store(#[from] switch::store::StoreError),
+    Store(#[from] crate::store::StoreError),
     /// The journal's progress could not be read.
     #[error("journal progress: {0}")]
-    Ledger(#[from] switch::store::ledger::LedgerError),
+    Ledger(#[from] crate::store::ledger::LedgerError),
     /// The calendar refused a date, or its file is wrong.
     #[error(transparent)]
     Calendar(#[from] CalendarError),

@@ -1,15 +1,15 @@
 //! The settlement tables (migrations/sqlite/0003_settlement.sql): reading cycles back, and the
-//! queries closing and reconciliation share. The SQL is plain SQL-92 plus `ON CONFLICT`, so it
+//! queries closing (the settlement crate) and reconciliation share. The SQL is plain SQL-92 plus `ON CONFLICT`, so it
 //! ports to PostgreSQL as it is, except for SQLite's `BEGIN IMMEDIATE` in the close.
 
 use std::collections::BTreeMap;
 
+use crate::domain::{CivilDate, UnixMillis};
+use crate::store::{Conn, DbRow, Pool};
 use sqlx::Row;
-use switch::domain::{CivilDate, UnixMillis};
-use switch::store::{Conn, DbRow, Pool};
 
-use crate::cycle::Amounts;
-use crate::error::SettleError;
+use crate::settlement::cycle::Amounts;
+use crate::settlement::error::SettleError;
 
 /// How a cycle is named on the command line: its business date or its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,23 @@ pub struct CycleRecord {
     pub adjustments: Vec<Adjustment>,
     /// What the finance team must look at, in file order.
     pub exceptions: Vec<ExceptionRow>,
+}
+
+impl CycleRecord {
+    /// The cycle as one merchant sees it: its own line (its amounts as the totals), and the
+    /// adjustments and exceptions of that line; `None` when the merchant has no line in it.
+    pub fn of_merchant(mut self, merchant_id: i64) -> Option<CycleRecord> {
+        let line = self
+            .lines
+            .into_iter()
+            .find(|line| line.merchant_id == merchant_id)?;
+        let code = line.merchant_code.clone();
+        self.totals = line.amounts;
+        self.lines = vec![line];
+        self.adjustments.retain(|a| a.merchant_code == code);
+        self.exceptions.retain(|e| e.merchant_code == code);
+        Some(self)
+    }
 }
 
 /// One merchant's line of a cycle.
@@ -118,7 +135,7 @@ pub struct ExceptionRow {
 /// Per-merchant sums of transactions, the columns the switch records. `club` and
 /// `store_credit` are what was captured (an advice confirm may capture less than priced);
 /// `cashback` is what was issued (a merchant may not allow it).
-pub(crate) const TXN_SUMS: &str = "SELECT t.merchant_id, count(*) AS txn_count, \
+pub const TXN_SUMS: &str = "SELECT t.merchant_id, count(*) AS txn_count, \
      CAST(sum(t.gross_rials) AS BIGINT) AS gross, CAST(sum(t.discount_rials) AS BIGINT) AS discount, CAST(sum(t.fee_rials) AS BIGINT) AS fee, \
      CAST(sum(c.store_credit_rials) AS BIGINT) AS store_credit, CAST(sum(c.club_rials) AS BIGINT) AS club, \
      CAST(sum(t.bank_rest_rials) AS BIGINT) AS bank_rest, \
@@ -126,7 +143,7 @@ pub(crate) const TXN_SUMS: &str = "SELECT t.merchant_id, count(*) AS txn_count, 
      FROM transactions t JOIN captures c ON c.txn_id = t.id";
 
 /// Reads [`TXN_SUMS`] rows into amounts per merchant.
-pub(crate) fn txn_sums(rows: &[DbRow]) -> Result<BTreeMap<i64, Amounts>, SettleError> {
+pub fn txn_sums(rows: &[DbRow]) -> Result<BTreeMap<i64, Amounts>, SettleError> {
     let mut out = BTreeMap::new();
     for row in rows {
         let amounts = Amounts {
@@ -147,7 +164,7 @@ pub(crate) fn txn_sums(rows: &[DbRow]) -> Result<BTreeMap<i64, Amounts>, SettleE
 
 /// The open receivable of every merchant that has one before cycle `before` (all cycles when
 /// `None`): its latest line's carried-out amount.
-pub(crate) async fn receivables(
+pub async fn receivables(
     conn: &mut Conn,
     before: Option<i64>,
 ) -> Result<BTreeMap<i64, i64>, SettleError> {
@@ -168,7 +185,7 @@ pub(crate) async fn receivables(
 }
 
 /// Adjustment sums per merchant of cycle `cycle`.
-pub(crate) async fn adjustment_sums(
+pub async fn adjustment_sums(
     conn: &mut Conn,
     cycle: i64,
 ) -> Result<BTreeMap<i64, i64>, SettleError> {
@@ -226,6 +243,68 @@ pub async fn last_closed(conn: &mut Conn) -> Result<Option<CivilDate>, SettleErr
 /// [`SettleError::UnknownCycle`] when it does not exist; [`SettleError`] on a database
 /// failure or rows that do not make sense.
 pub async fn load_cycle(pool: &Pool, cycle: &CycleRef) -> Result<CycleRecord, SettleError> {
+    load_cycle_part(pool, cycle, Part::ALL).await
+}
+
+/// Which part of a cycle to read: one merchant's (by row id) or every merchant's, `limit`
+/// lines from the `offset`-th by merchant code, and at most `limit` adjustments, exceptions
+/// of transactions and receivables. The totals are always the cycle's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// One merchant's line, adjustments and exceptions only.
+    pub merchant_id: Option<i64>,
+    /// Lines skipped.
+    pub offset: i64,
+    /// Most lines, adjustments and exceptions of each kind read.
+    pub limit: i64,
+}
+
+impl Part {
+    /// The whole cycle.
+    pub const ALL: Part = Part {
+        merchant_id: None,
+        offset: 0,
+        limit: i64::MAX,
+    };
+}
+
+/// How many lines and adjustments a cycle has, of one merchant or of all.
+///
+/// # Errors
+/// [`SettleError::Database`].
+pub async fn cycle_counts(
+    pool: &Pool,
+    cycle_id: i64,
+    merchant_id: Option<i64>,
+) -> Result<(i64, i64), SettleError> {
+    let lines: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM settlement_lines WHERE cycle_id = $1 \
+         AND ($2 IS NULL OR merchant_id = $2)",
+    )
+    .bind(cycle_id)
+    .bind(merchant_id)
+    .fetch_one(pool)
+    .await?;
+    let adjustments: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM settlement_adjustments WHERE cycle_id = $1 \
+         AND ($2 IS NULL OR merchant_id = $2)",
+    )
+    .bind(cycle_id)
+    .bind(merchant_id)
+    .fetch_one(pool)
+    .await?;
+    Ok((lines, adjustments))
+}
+
+/// Loads a part of a closed cycle ([`Part`]): what a page of it shows, each read bounded.
+///
+/// # Errors
+/// As [`load_cycle`].
+pub async fn load_cycle_part(
+    pool: &Pool,
+    cycle: &CycleRef,
+    part: Part,
+) -> Result<CycleRecord, SettleError> {
     let mut conn = pool.acquire().await?;
     let unknown = || SettleError::UnknownCycle {
         cycle: match cycle {
@@ -241,38 +320,52 @@ pub async fn load_cycle(pool: &Pool, cycle: &CycleRef) -> Result<CycleRecord, Se
     let business_date = stored_date(&row.try_get::<String, _>("business_date")?)?;
     let due_date = stored_date(&row.try_get::<String, _>("due_date")?)?;
     let totals = amounts(&row)?;
-    let lines =
-        sqlx::query("SELECT * FROM settlement_lines WHERE cycle_id = $1 ORDER BY merchant_code")
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(Line {
-                    merchant_id: row.try_get("merchant_id")?,
-                    merchant_code: row.try_get("merchant_code")?,
-                    merchant_name: row.try_get("merchant_name")?,
-                    iban: row.try_get("iban")?,
-                    amounts: amounts(row)?,
-                })
-            })
-            .collect::<Result<Vec<Line>, SettleError>>()?;
-    let adjustments = load_adjustments(&mut conn, id).await?;
-    let mut exceptions = load_exceptions(&mut conn, id).await?;
-    exceptions.extend(
-        lines
-            .iter()
-            .filter(|line| line.amounts.carried_out < 0)
-            .map(|line| ExceptionRow {
-                kind: "receivable",
-                merchant_code: line.merchant_code.clone(),
-                txn_id: None,
-                rrn: None,
-                account: "club".to_owned(),
-                amount_rials: -line.amounts.carried_out,
-                at: None,
-            }),
-    );
+    let lines = sqlx::query(
+        "SELECT * FROM settlement_lines WHERE cycle_id = $1 AND ($2 IS NULL OR merchant_id = $2) \
+         ORDER BY merchant_code LIMIT $3 OFFSET $4",
+    )
+    .bind(id)
+    .bind(part.merchant_id)
+    .bind(part.limit)
+    .bind(part.offset)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(Line {
+            merchant_id: row.try_get("merchant_id")?,
+            merchant_code: row.try_get("merchant_code")?,
+            merchant_name: row.try_get("merchant_name")?,
+            iban: row.try_get("iban")?,
+            amounts: amounts(row)?,
+        })
+    })
+    .collect::<Result<Vec<Line>, SettleError>>()?;
+    let adjustments = load_adjustments(&mut conn, id, part).await?;
+    let mut exceptions = load_exceptions(&mut conn, id, part).await?;
+    // Receivables carried forward, by merchant code: the lines with a carried-out amount.
+    let receivables = sqlx::query(
+        "SELECT merchant_code, carried_out_rials FROM settlement_lines WHERE cycle_id = $1 \
+         AND carried_out_rials < 0 AND ($2 IS NULL OR merchant_id = $2) \
+         ORDER BY merchant_code LIMIT $3",
+    )
+    .bind(id)
+    .bind(part.merchant_id)
+    .bind(part.limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &receivables {
+        let carried_out: i64 = row.try_get("carried_out_rials")?;
+        exceptions.push(ExceptionRow {
+            kind: "receivable",
+            merchant_code: row.try_get("merchant_code")?,
+            txn_id: None,
+            rrn: None,
+            account: "club".to_owned(),
+            amount_rials: -carried_out,
+            at: None,
+        });
+    }
     Ok(CycleRecord {
         id,
         business_date,
@@ -286,14 +379,20 @@ pub async fn load_cycle(pool: &Pool, cycle: &CycleRef) -> Result<CycleRecord, Se
     })
 }
 
-async fn load_adjustments(conn: &mut Conn, cycle: i64) -> Result<Vec<Adjustment>, SettleError> {
+async fn load_adjustments(
+    conn: &mut Conn,
+    cycle: i64,
+    part: Part,
+) -> Result<Vec<Adjustment>, SettleError> {
     let rows = sqlx::query(
         "SELECT a.id, l.merchant_code, a.amount_rials, a.reason, a.source, a.txn_id, \
          a.created_at_ms FROM settlement_adjustments a \
          JOIN settlement_lines l ON l.cycle_id = a.cycle_id AND l.merchant_id = a.merchant_id \
-         WHERE a.cycle_id = $1 ORDER BY a.id",
+         WHERE a.cycle_id = $1 AND ($2 IS NULL OR a.merchant_id = $2) ORDER BY a.id LIMIT $3",
     )
     .bind(cycle)
+    .bind(part.merchant_id)
+    .bind(part.limit)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()
@@ -313,23 +412,29 @@ async fn load_adjustments(conn: &mut Conn, cycle: i64) -> Result<Vec<Adjustment>
 
 /// Advice confirms with a shortfall among the cycle's transactions, then the late reversals
 /// it adjusted, each in id order.
-async fn load_exceptions(conn: &mut Conn, cycle: i64) -> Result<Vec<ExceptionRow>, SettleError> {
+async fn load_exceptions(
+    conn: &mut Conn,
+    cycle: i64,
+    part: Part,
+) -> Result<Vec<ExceptionRow>, SettleError> {
     let rows = sqlx::query(
         "SELECT 0 AS part, e.id AS exception_id, e.kind, l.merchant_code, e.txn_id, t.rrn, e.account, \
          e.amount_rials, e.at_ms FROM exceptions e \
          JOIN transactions t ON t.id = e.txn_id \
          JOIN settlement_lines l ON l.cycle_id = t.cycle_id AND l.merchant_id = t.merchant_id \
-         WHERE t.cycle_id = $1 AND e.kind = 'advice_shortfall' \
+         WHERE t.cycle_id = $1 AND e.kind = 'advice_shortfall' AND ($2 IS NULL OR l.merchant_id = $2) \
          UNION ALL \
          SELECT 1 AS part, e.id AS exception_id, e.kind, l.merchant_code, e.txn_id, t.rrn, e.account, \
          e.amount_rials, e.at_ms FROM settlement_adjustments a \
          JOIN exceptions e ON e.txn_id = a.txn_id AND e.kind = 'late_reversal' \
          JOIN transactions t ON t.id = a.txn_id \
          JOIN settlement_lines l ON l.cycle_id = a.cycle_id AND l.merchant_id = a.merchant_id \
-         WHERE a.cycle_id = $1 AND a.source = 'late_reversal' \
-         ORDER BY part, exception_id",
+         WHERE a.cycle_id = $1 AND a.source = 'late_reversal' AND ($2 IS NULL OR l.merchant_id = $2) \
+         ORDER BY part, exception_id LIMIT $3",
     )
     .bind(cycle)
+    .bind(part.merchant_id)
+    .bind(part.limit)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()
@@ -353,15 +458,22 @@ async fn load_exceptions(conn: &mut Conn, cycle: i64) -> Result<Vec<ExceptionRow
 }
 
 /// Reads the twelve amount columns of a cycle or line row.
-pub(crate) fn amounts(row: &DbRow) -> Result<Amounts, SettleError> {
+pub fn amounts(row: &DbRow) -> Result<Amounts, SettleError> {
     let mut values = [0_i64; 12];
-    for (slot, name) in values.iter_mut().zip(crate::cycle::AMOUNT_COLUMNS) {
+    for (slot, name) in values
+        .iter_mut()
+        .zip(crate::settlement::cycle::AMOUNT_COLUMNS)
+    {
         *slot = row.try_get(name)?;
     }
     Ok(Amounts::from_columns(values))
 }
 
-pub(crate) fn stored_date(text: &str) -> Result<CivilDate, SettleError> {
+/// A stored `YYYY-MM-DD` date.
+///
+/// # Errors
+/// [`SettleError::Inconsistent`] when it does not parse.
+pub fn stored_date(text: &str) -> Result<CivilDate, SettleError> {
     CivilDate::parse(text).map_err(|invalid| SettleError::Inconsistent {
         what: format!("stored date {text:?}: {invalid}"),
     })

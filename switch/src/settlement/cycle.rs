@@ -4,12 +4,12 @@
 
 use std::fmt;
 
-use switch::domain::time::{DAY_MINUTES, MINUTE_MS};
-use switch::domain::{CivilDate, UnixMillis};
+use crate::domain::time::{DAY_MINUTES, MINUTE_MS};
+use crate::domain::{CivilDate, UnixMillis};
 
 /// The network's time zone, Asia/Tehran: +03:30 all year (Iran stopped daylight saving time
 /// in 2022), so a fixed offset is exact for every date settlement handles.
-pub const TEHRAN_UTC_OFFSET_MINUTES: i32 = switch::domain::time::TEHRAN_UTC_OFFSET_MINUTES;
+pub const TEHRAN_UTC_OFFSET_MINUTES: i32 = crate::domain::time::TEHRAN_UTC_OFFSET_MINUTES;
 
 /// The daily cutoff, a local time of day (minutes after midnight, Asia/Tehran).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,15 +97,15 @@ impl fmt::Display for Cutoff {
 /// The Asia/Tehran calendar date of an instant.
 pub fn local_date(at: UnixMillis) -> CivilDate {
     let local = at.get() + i64::from(TEHRAN_UTC_OFFSET_MINUTES) * MINUTE_MS;
-    CivilDate::from_days_since_epoch(local.div_euclid(switch::domain::time::DAY_MS))
+    CivilDate::from_days_since_epoch(local.div_euclid(crate::domain::time::DAY_MS))
 }
 
 /// An instant as Asia/Tehran local time, `YYYY-MM-DDTHH:MM:SS.mmm+03:30`, for files and
 /// reports.
 pub fn local_text(at: UnixMillis) -> String {
     let local = at.get() + i64::from(TEHRAN_UTC_OFFSET_MINUTES) * MINUTE_MS;
-    let date = CivilDate::from_days_since_epoch(local.div_euclid(switch::domain::time::DAY_MS));
-    let millis = local.rem_euclid(switch::domain::time::DAY_MS);
+    let date = CivilDate::from_days_since_epoch(local.div_euclid(crate::domain::time::DAY_MS));
+    let millis = local.rem_euclid(crate::domain::time::DAY_MS);
     format!(
         "{date}T{:02}:{:02}:{:02}.{:03}+03:30",
         millis / 3_600_000,
