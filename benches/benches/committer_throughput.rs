@@ -1,4 +1,4 @@
-//! Goal: the DESIGN.md section 9 durability target: at least 20 000 durable request + confirm
+//! Goal: the docs/design.md section 9 durability target: at least 20 000 durable request + confirm
 //! pairs per second on SQLite (WAL, `synchronous=FULL`), one process. This bench measures the
 //! group commit alone, `ledger::apply` of one batch's effects in one database transaction, at
 //! batch sizes 1, 32, 128 and 512 (the committer's default `batch_max`), so the fsync that

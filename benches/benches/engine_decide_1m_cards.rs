@@ -1,4 +1,4 @@
-//! Goal: the DESIGN.md section 9 target for the engine: one decision with 1M cards, 10k
+//! Goal: the docs/design.md section 9 target for the engine: one decision with 1M cards, 10k
 //! merchants and 1k rules takes at most 2 µs (median); and the memory target's share that
 //! the reference data and balances take (1 GiB resident with 1M cards and 10k connections).
 //!

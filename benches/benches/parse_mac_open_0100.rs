@@ -1,4 +1,4 @@
-//! Goal: the DESIGN.md section 9 target for the request path of the protocol layer: parsing a
+//! Goal: the docs/design.md section 9 target for the request path of the protocol layer: parsing a
 //! 0100, checking its MAC and opening its identity envelope takes at most 2 µs (median).
 //!
 //! Method: criterion over the frozen `purchase_bank_000000` vector, with keys derived once (the
@@ -45,7 +45,7 @@ fn parse_mac_open(fixture: &Fixture) -> usize {
     identity.pan.len()
 }
 
-/// An approved 0110 with the six amount sets of PROTOCOL.md section 5 and its MAC.
+/// An approved 0110 with the six amount sets of docs/protocol.md section 5 and its MAC.
 fn build_0110(fixture: &Fixture, request: &RawMessage, amounts: &mut BytesMut, out: &mut BytesMut) {
     amounts.clear();
     out.clear();

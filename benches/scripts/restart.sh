@@ -14,7 +14,7 @@
 # message, the held amount on the card's balance) until the timeout. It loads at 2 000
 # purchases/s until HOLDS transactions are pending, then stops the switch with SIGTERM (which
 # projects the journal). Runs must follow `base` within 24 hours: the answered messages of the
-# holds are what the switch loads as its retransmission window (PROTOCOL.md section 7), and
+# holds are what the switch loads as its retransmission window (docs/protocol.md section 7), and
 # only the last 24 hours of them are loaded.
 #
 # `run` copies base.db to run.db before each start (so the start-up jobs of one run do not

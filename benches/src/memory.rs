@@ -1,4 +1,4 @@
-//! The process's resident memory, for the DESIGN.md section 9 memory target.
+//! The process's resident memory, for the docs/design.md section 9 memory target.
 
 /// `VmRSS` and `VmHWM` (peak resident) of this process, in bytes, from `/proc/self/status`;
 /// `None` where that file does not exist (not Linux).

@@ -6,7 +6,7 @@
 //! ids the store would assign ([`LoadedReference`]), so `Snapshot::build` sees what it sees in
 //! production. The committer bench saves a small one through the store instead.
 //!
-//! Shape of the data (DESIGN.md section 3): one merchant in one or two of the merchant groups;
+//! Shape of the data (docs/design.md section 3): one merchant in one or two of the merchant groups;
 //! one terminal per merchant, in one terminal group; one member per card, a tenth of them in a
 //! member group; half the cards with a tier. Rules: 2 % open to every merchant (each limited
 //! by BIN, tier or time), 70 % naming one to three merchants, 28 % naming one or two merchant

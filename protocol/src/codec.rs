@@ -1,4 +1,4 @@
-//! The `tokio_util::codec` adapter over [`crate::frame`] (DESIGN.md section 2): a thin shell,
+//! The `tokio_util::codec` adapter over [`crate::frame`] (docs/design.md section 2): a thin shell,
 //! all logic stays in the plain functions.
 
 use bytes::{Bytes, BytesMut};

@@ -1,7 +1,7 @@
 //! The closed sets of wire codes: MTIs, processing codes, network codes and response codes.
 //! Each is an enum; their ASCII forms appear only here.
 
-/// The message types LSTI-1 uses (PROTOCOL.md section 4).
+/// The message types LSTI-1 uses (docs/protocol.md section 4).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -91,7 +91,7 @@ impl Mti {
     }
 }
 
-/// Processing codes (field 3) and the funding each means (PROTOCOL.md section 4).
+/// Processing codes (field 3) and the funding each means (docs/protocol.md section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ProcessingCode {
     /// `000000`, 0100: discount, rest by bank card.
@@ -198,7 +198,7 @@ impl NetworkCode {
     }
 }
 
-/// Response codes (field 39, PROTOCOL.md section 6).
+/// Response codes (field 39, docs/protocol.md section 6).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]

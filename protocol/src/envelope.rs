@@ -1,6 +1,6 @@
 //! The field-62 identity envelope: `0x01 | nonce (12) | ciphertext | tag (16)`, AES-256-GCM
 //! under `K_enc`, sealing the terminal id and the PAN, bound to the message by its associated
-//! data `MTI | field 7 | field 11 | field 53` (PROTOCOL.md section 3).
+//! data `MTI | field 7 | field 11 | field 53` (docs/protocol.md section 3).
 
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Nonce, Tag};

@@ -17,7 +17,7 @@ const _: () = assert!(MESSAGE_BYTES_MAX < 1 << 16);
 /// A message whose MTI and field 11 could be read, with the position of every field found.
 ///
 /// When a field after field 11 is malformed or cut short, parsing stops there and the message
-/// carries that [`FieldError`] as its [`RawMessage::defect`]: PROTOCOL.md section 7 answers
+/// carries that [`FieldError`] as its [`RawMessage::defect`]: docs/protocol.md section 7 answers
 /// such a message `30`, echoing what could be read.
 #[derive(Clone)]
 pub struct RawMessage {
@@ -224,7 +224,7 @@ impl RawMessage {
 
 impl std::fmt::Debug for RawMessage {
     /// Shows the MTI and which fields are present, never their bytes: a message can carry an
-    /// envelope and a MAC, which are never logged (STYLE.md section 8).
+    /// envelope and a MAC, which are never logged (docs/style.md section 8).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let fields: Vec<u8> = self.bitmap.fields().collect();
         f.debug_struct("RawMessage")

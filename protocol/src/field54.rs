@@ -1,5 +1,5 @@
 //! Field 54, additional amounts: sets of 20 characters, account type (2) + amount type (2) +
-//! currency (3) + sign `C`/`D` (1) + amount (12) (PROTOCOL.md section 5).
+//! currency (3) + sign `C`/`D` (1) + amount (12) (docs/protocol.md section 5).
 
 use bytes::{BufMut, BytesMut};
 
@@ -149,7 +149,7 @@ impl AmountSet {
     }
 }
 
-/// The amounts of an approved purchase (0110/0210), written in the order PROTOCOL.md section 5
+/// The amounts of an approved purchase (0110/0210), written in the order docs/protocol.md section 5
 /// fixes, zero amounts included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PurchaseAmounts {

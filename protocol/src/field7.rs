@@ -1,6 +1,6 @@
 //! Field 7, transmission date and time: `MMDDhhmmss` in UTC, without a year.
 //!
-//! PROTOCOL.md section 7 fixes the year: the one that puts the value nearest the switch clock,
+//! docs/protocol.md section 7 fixes the year: the one that puts the value nearest the switch clock,
 //! so a message sent at 23:59:59 on 31 December is read right after New Year.
 
 use crate::builder::write_digits;

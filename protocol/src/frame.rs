@@ -1,4 +1,4 @@
-//! Framing (PROTOCOL.md section 1): every message is preceded by a 2-byte big-endian length.
+//! Framing (docs/protocol.md section 1): every message is preceded by a 2-byte big-endian length.
 //!
 //! This module knows only the length prefix and the cap; it knows nothing of ISO 8583.
 

@@ -1,4 +1,4 @@
-//! Terminal keys: the TMK and the two working keys derived from it (PROTOCOL.md section 3).
+//! Terminal keys: the TMK and the two working keys derived from it (docs/protocol.md section 3).
 
 use std::fmt;
 

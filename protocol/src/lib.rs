@@ -1,4 +1,4 @@
-//! LSTI-1, the terminal wire contract (PROTOCOL.md), with no I/O.
+//! LSTI-1, the terminal wire contract (docs/protocol.md), with no I/O.
 //!
 //! Layout:
 //! - [`frame`]: the 2-byte length prefix and the 2048-byte cap; [`codec`] adapts it to
@@ -9,7 +9,7 @@
 //! - [`keys`], [`envelope`], [`mac`]: HKDF key derivation, the field-62 identity envelope and the
 //!   truncated HMAC-SHA256 MAC.
 //! - [`pan`], [`ids`], [`codes`]: validated newtypes for wire values.
-//! - [`message`], [`response`]: typed requests validated against PROTOCOL.md section 4 and the
+//! - [`message`], [`response`]: typed requests validated against docs/protocol.md section 4 and the
 //!   response builder.
 //! - [`terminal`]: the terminal side: building requests as a terminal does.
 #![deny(missing_docs)]

@@ -1,5 +1,5 @@
 //! The message MAC: the first 8 bytes of HMAC-SHA256 under `K_mac` over every byte from the MTI
-//! up to the MAC (PROTOCOL.md section 3), compared in constant time.
+//! up to the MAC (docs/protocol.md section 3), compared in constant time.
 
 use hmac::Mac;
 use subtle::ConstantTimeEq;

@@ -1,4 +1,4 @@
-//! Typed requests, validated against PROTOCOL.md sections 4 and 7, and the one mapping of every
+//! Typed requests, validated against docs/protocol.md sections 4 and 7, and the one mapping of every
 //! protocol-level failure to its response code ([`Reject::response_code`]).
 //!
 //! Validation is split the way section 7 orders the checks: [`Request::from_raw`] is step 2
@@ -19,14 +19,14 @@ use crate::keys::WorkingKeys;
 use crate::mac::{self, MacError};
 use crate::spec;
 
-/// Fields PROTOCOL.md section 2 lists that a request may carry: a listed field a message does
+/// Fields docs/protocol.md section 2 lists that a request may carry: a listed field a message does
 /// not use is ignored; anything else is `30`. Fields 2 and 41 are listed only to be refused.
 const LISTED: [u8; 17] = [
     1, 3, 4, 7, 11, 12, 13, 37, 38, 39, 49, 53, 54, 62, 64, 70, 90,
 ];
 const LISTED_MAC_SECONDARY: u8 = spec::MAC_SECONDARY;
 
-/// Why a request is malformed (step 2 of PROTOCOL.md section 7; always `30`).
+/// Why a request is malformed (step 2 of docs/protocol.md section 7; always `30`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
     /// A mandatory field is absent.
@@ -38,7 +38,7 @@ pub enum FormatError {
     /// Field 2 or 41 in clear.
     #[error("field {0} must not travel in clear")]
     InClear(u8),
-    /// A field outside PROTOCOL.md's list.
+    /// A field outside docs/protocol.md's list.
     #[error("field {0} is not part of lsti-1")]
     Unexpected(u8),
     /// The message is cut short or has bytes after its last field.
@@ -87,7 +87,7 @@ pub enum Reject {
 }
 
 impl Reject {
-    /// The response code of this failure (PROTOCOL.md sections 6 and 7).
+    /// The response code of this failure (docs/protocol.md sections 6 and 7).
     pub fn response_code(&self) -> ResponseCode {
         match self {
             Reject::Format(_) => ResponseCode::FormatError,

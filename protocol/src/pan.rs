@@ -4,9 +4,9 @@ use std::fmt;
 
 use zeroize::Zeroize;
 
-/// Shortest PAN LSTI-1 accepts (PROTOCOL.md section 3).
+/// Shortest PAN LSTI-1 accepts (docs/protocol.md section 3).
 pub const PAN_DIGITS_MIN: usize = 12;
-/// Longest PAN LSTI-1 accepts (PROTOCOL.md section 3).
+/// Longest PAN LSTI-1 accepts (docs/protocol.md section 3).
 pub const PAN_DIGITS_MAX: usize = 19;
 
 /// Card number: 12..=19 ASCII digits. Never printed, serialized or stored in clear.

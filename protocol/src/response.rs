@@ -1,7 +1,7 @@
 //! Responses: the switch builds them ([`build`]), the terminal reads them ([`Response::parse`]).
 //!
 //! A response echoes the request's fields 3, 4, 7, 11, 49 and 53, and 37, 70 and 90 where the
-//! request has them (PROTOCOL.md section 4). A decline carries field 39 only, besides the echo
+//! request has them (docs/protocol.md section 4). A decline carries field 39 only, besides the echo
 //! (section 7).
 
 use bytes::BytesMut;
@@ -66,7 +66,7 @@ pub fn build(
 /// echoed but field 11 (`stan`, so that the record parses as any message) and no MAC. This
 /// is the record the switch keeps of an answer so that it can build the
 /// same response again for a retransmission, whose echoed fields are the original's (they are
-/// in the retransmission key or its "same content" fields, PROTOCOL.md section 7).
+/// in the retransmission key or its "same content" fields, docs/protocol.md section 7).
 /// [`RawMessage::parse`] reads it back; fields 37, 38, 39 and 54 are where a full response
 /// has them, so the full response the switch sent reads back the same way.
 ///

@@ -1,7 +1,7 @@
 //! The field layout table: the one place that says how each ISO 8583 field is encoded.
 //!
 //! It is `iso8583.specs.default` of the `pyiso8583` package (ISO 8583:1987, ASCII), with the
-//! overrides PROTOCOL.md section 2 makes: field 62 is binary LLLVAR of at most 128 bytes, and
+//! overrides docs/protocol.md section 2 makes: field 62 is binary LLLVAR of at most 128 bytes, and
 //! field 54 is at most 120 characters. The parser and the builder both read it.
 
 /// How a field's length is given.

@@ -1,6 +1,6 @@
 //! The terminal side of LSTI-1: one terminal's identity, keys and STAN counter, and the
 //! requests it builds (sealed envelope, MAC). The simulator and the tests drive the switch
-//! with it, exactly as a terminal vendor would build messages from PROTOCOL.md.
+//! with it, exactly as a terminal vendor would build messages from docs/protocol.md.
 
 use bytes::{Bytes, BytesMut};
 

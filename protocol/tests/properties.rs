@@ -150,7 +150,7 @@ fn shape() -> impl Strategy<Value = Shape> {
     )
         .prop_map(|(confirm, code, amount, rrn, original)| {
             let rrn = rrn.map(|r| <[u8; 12]>::try_from(r).unwrap());
-            // A confirm must carry field 37 (PROTOCOL.md section 7).
+            // A confirm must carry field 37 (docs/protocol.md section 7).
             let rrn = if confirm {
                 Some(rrn.unwrap_or(*b"000000000001"))
             } else {
@@ -255,7 +255,7 @@ fn build(case: &Case, keys: &WorkingKeys) -> Bytes {
     builder.field(7, &transmitted).unwrap();
     builder.digits(11, u64::from(case.stan)).unwrap();
     if case.local_time {
-        // Optional in requests and ignored (PROTOCOL.md section 7).
+        // Optional in requests and ignored (docs/protocol.md section 7).
         builder.field(12, &transmitted[4..]).unwrap();
         builder.field(13, &transmitted[..4]).unwrap();
     }
@@ -676,7 +676,7 @@ fn vectors() -> &'static Vectors {
     })
 }
 
-/// Fields a request or response may carry (PROTOCOL.md section 2), secondary bitmap and MACs
+/// Fields a request or response may carry (docs/protocol.md section 2), secondary bitmap and MACs
 /// included.
 const LISTED: [u8; 18] = [
     1, 3, 4, 7, 11, 12, 13, 37, 38, 39, 49, 53, 54, 62, 64, 70, 90, 128,

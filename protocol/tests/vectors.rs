@@ -4,7 +4,7 @@
 //! Method: every positive vector is rebuilt from its fields (derived keys, envelope with the
 //! given nonce, MAC, whole message, framed bytes) and compared with the peer's bytes, then
 //! parsed back and compared field by field. Every negative vector is run through the checks
-//! in the order PROTOCOL.md section 7 fixes, with the vectors' switch clock, and must end in
+//! in the order docs/protocol.md section 7 fixes, with the vectors' switch clock, and must end in
 //! the outcome the vector names.
 #![allow(
     clippy::unwrap_used,
@@ -311,7 +311,7 @@ enum Outcome {
     Pending,
 }
 
-/// The checks of PROTOCOL.md section 7, steps 1 to 6, with one known terminal; the
+/// The checks of docs/protocol.md section 7, steps 1 to 6, with one known terminal; the
 /// retransmission lookup (step 4) has nothing stored here.
 fn run(framed: &[u8], known: (&Ksi, &TerminalId, &WorkingKeys), now: i64) -> Vec<Outcome> {
     let mut buf = BytesMut::from(framed);

@@ -1,4 +1,4 @@
-//! Measures closing one cycle of many transactions on SQLite (DESIGN.md section 9: 10M
+//! Measures closing one cycle of many transactions on SQLite (docs/design.md section 9: 10M
 //! transactions in at most 60 s).
 //!
 //! `cargo run --release -p settlement --example bench_close -- [TRANSACTIONS] [MERCHANTS] [DIR]`

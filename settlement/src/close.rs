@@ -1,4 +1,4 @@
-//! Closing cycles (DESIGN.md section 7): one database transaction assigns every confirmed,
+//! Closing cycles (docs/design.md section 7): one database transaction assigns every confirmed,
 //! unassigned transaction captured before the cutoff, turns late reversals and manual entries
 //! into adjustments, carries receivables forward and stores the per-merchant lines; then the
 //! files are written from what is stored. Closing a closed cycle only rewrites its files.
@@ -21,7 +21,7 @@ use crate::store::{self, CycleRecord, CycleRef};
 pub const RUN_CYCLES_MAX: usize = 400;
 
 /// Page cache of the connection that closes a cycle, in KiB: 512 MiB holds the pages a
-/// 10M-transaction cycle touches on a machine with a few GiB to spare (DESIGN.md section 9).
+/// 10M-transaction cycle touches on a machine with a few GiB to spare (docs/design.md section 9).
 pub const CLOSE_CACHE_KIB: u32 = 524_288;
 
 /// What settlement needs to know besides the database and the clock.

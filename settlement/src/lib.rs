@@ -1,4 +1,4 @@
-//! Settlement (DESIGN.md section 7): daily cycles that pay merchants their club-balance takings
+//! Settlement (docs/design.md section 7): daily cycles that pay merchants their club-balance takings
 //! exactly once, with every rial explained. Run by the `lsw-settle` binary; documented in
 //! docs/settlement.md.
 //!

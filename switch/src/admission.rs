@@ -1,4 +1,4 @@
-//! Admission: steps 2 and 3 of PROTOCOL.md section 7 for one frame, as a pure function. The
+//! Admission: steps 2 and 3 of docs/protocol.md section 7 for one frame, as a pure function. The
 //! server runs it on every frame; tests and the deterministic simulation run the same code, so
 //! what they drive the engine with is exactly what a connection would.
 

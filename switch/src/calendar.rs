@@ -1,4 +1,4 @@
-//! The working-day calendar (DESIGN.md section 7): Saturday to Thursday are working days,
+//! The working-day calendar (docs/design.md section 7): Saturday to Thursday are working days,
 //! Friday is the weekend, and holidays come from a text file (format in docs/settlement.md).
 //!
 //! Pure: parsing and day arithmetic only; reading the file is the caller's business.

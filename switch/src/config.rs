@@ -1,4 +1,4 @@
-//! Configuration: a TOML file plus `LSW_*` environment overrides (DESIGN.md section 8). Every
+//! Configuration: a TOML file plus `LSW_*` environment overrides (docs/design.md section 8). Every
 //! option and its default is in `docs/config.md`. Secrets (key-encryption key, PAN token key)
 //! come only from the environment or from files the environment names, never from the TOML.
 

@@ -1,4 +1,4 @@
-//! Domain types of the switch: money, time, ids and the reference-data records (DESIGN.md
+//! Domain types of the switch: money, time, ids and the reference-data records (docs/design.md
 //! section 3).
 //!
 //! Everything here is pure: no I/O, no clock reads, no randomness of its own. Domain types do

@@ -1,5 +1,5 @@
 //! The engine: pure decisions over the reference snapshot, the balances and the clock
-//! (DESIGN.md section 5). It returns a response's fields and a list of effects; it does no
+//! (docs/design.md section 5). It returns a response's fields and a list of effects; it does no
 //! I/O.
 //!
 //! - [`answer`]: the fields of an answer, and the response bytes built from them off the

@@ -2,7 +2,7 @@
 //! (the one rustc uses for its own tables), in place of std's SipHash.
 //!
 //! Why: a decision makes about a dozen lookups and inserts in maps keyed by row ids, keyed PAN
-//! tokens and message keys (DESIGN.md section 9 gives it 2 µs). SipHash costs 15 to 40 ns per
+//! tokens and message keys (docs/design.md section 9 gives it 2 µs). SipHash costs 15 to 40 ns per
 //! key; this costs a few.
 //!
 //! Why it is safe here: SipHash's keying protects a map from keys an attacker chooses to

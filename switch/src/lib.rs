@@ -1,8 +1,8 @@
-//! The loyalty switch (DESIGN.md sections 3 to 6 and 8).
+//! The loyalty switch (docs/design.md sections 3 to 6 and 8).
 //!
 //! Layout:
 //! - [`domain`]: money, ids, reference-data records (pure).
-//! - [`pricing`]: discount, funding split, fee and cashback (pure, DESIGN.md section 4).
+//! - [`pricing`]: discount, funding split, fee and cashback (pure, docs/design.md section 4).
 //! - [`snapshot`]: the immutable in-memory reference data, swapped whole.
 //! - [`import`]: the versioned JSON import file, validated into reference data.
 //! - [`store`]: SQLite persistence of reference data, balances, transactions and effects.

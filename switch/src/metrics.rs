@@ -1,4 +1,4 @@
-//! Every metric name, in one place (STYLE.md section 9). Labels come from closed sets only.
+//! Every metric name, in one place (docs/style.md section 9). Labels come from closed sets only.
 
 /// Messages answered, by `mti` and `response_code`.
 pub const MESSAGES_TOTAL: &str = "lsw_messages_total";

@@ -1,4 +1,4 @@
-//! Pricing: discount, funding split, fee and cashback (DESIGN.md section 4).
+//! Pricing: discount, funding split, fee and cashback (docs/design.md section 4).
 //!
 //! Pure functions of their inputs: no I/O, no clock (the time comes in [`Purchase::now`]), no
 //! state. Budgets and per-member limits of rules belong to the engine, which answers through

@@ -1,5 +1,5 @@
 //! The TCP server: one task per connection, pipelined requests, limits on everything
-//! (DESIGN.md section 8, PROTOCOL.md sections 1 and 7 steps 1 to 3).
+//! (docs/design.md section 8, docs/protocol.md sections 1 and 7 steps 1 to 3).
 //!
 //! A connection's reader takes frames off the socket, answers format (`30`) and security
 //! (`63`) failures itself, and hands verified requests to the committer; its writer sends
@@ -30,7 +30,7 @@ use crate::domain::PanTokenKey;
 use crate::metrics as m;
 use crate::snapshot::Snapshot;
 
-/// Unparseable frames a connection may send, in total, before it is closed (PROTOCOL.md
+/// Unparseable frames a connection may send, in total, before it is closed (docs/protocol.md
 /// section 7, step 1).
 pub const UNPARSEABLE_FRAMES_MAX: u32 = 3;
 
@@ -422,7 +422,7 @@ enum Handled {
     Closed,
 }
 
-/// Steps 2 and 3 of PROTOCOL.md section 7 ([`admit`]); admitted requests go on to the
+/// Steps 2 and 3 of docs/protocol.md section 7 ([`admit`]); admitted requests go on to the
 /// committer with the snapshot they were checked against.
 async fn handle(
     message: Bytes,

@@ -1,5 +1,5 @@
 //! [`Snapshot`]: the reference data in memory, immutable, meant to be shared in an `Arc` and
-//! swapped whole when an import changes it (DESIGN.md section 3).
+//! swapped whole when an import changes it (docs/design.md section 3).
 //!
 //! Built once per reference version, it answers every lookup the engine makes in O(1): terminal
 //! by KSI, merchant by id, card by PAN token, member and tier by id, and the candidate rules of

@@ -1,4 +1,4 @@
-//! Persistence (DESIGN.md section 6): the database, its schema, and the reference data and
+//! Persistence (docs/design.md section 6): the database, its schema, and the reference data and
 //! balances kept in it. One implementation runs on both backends through sqlx's `Any` driver:
 //! SQLite (the embedded default, one switch process) and PostgreSQL (several processes on one
 //! database), chosen by the database URL. Every statement is written once, in the SQL both

@@ -1,4 +1,4 @@
-//! Goal: a crash loses nothing that was answered `00` (DESIGN.md section 6). Every approved
+//! Goal: a crash loses nothing that was answered `00` (docs/design.md section 6). Every approved
 //! hold survives `kill -9`, its confirm succeeds after the restart, a retransmitted approved
 //! request gets the identical response, and the balances are exactly what the approved work
 //! implies.

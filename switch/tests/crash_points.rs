@@ -1,5 +1,5 @@
 //! Goal: `kill -9` at any moment loses nothing answered `00` and captures nothing twice
-//! (DESIGN.md section 6), over many crash points rather than one.
+//! (docs/design.md section 6), over many crash points rather than one.
 //!
 //! Method: the real `lsw-switch` binary on a temporary SQLite file, killed with SIGKILL once a
 //! random number of answers has arrived while a pipeline of purchases and confirms of earlier approvals is in

@@ -1,4 +1,4 @@
-//! The two dialects of the migrations are one schema (DESIGN.md section 2).
+//! The two dialects of the migrations are one schema (docs/design.md section 2).
 //!
 //! Goal: `migrations/sqlite` and `migrations/postgres`, each applied to an empty database, give
 //! the same tables; per table the same columns in the same order, with compatible types, the
@@ -36,7 +36,7 @@ const TYPES: &[(Dialect, &str, Kind)] = &[
     (Dialect::Postgres, "bytea", Kind::Bytes),
 ];
 
-/// The transitions of DESIGN.md section 5, one per line: state before, state after, whether
+/// The transitions of docs/design.md section 5, one per line: state before, state after, whether
 /// the transaction was settled (cycle_id set), and what the trigger must do.
 const TRANSITIONS: &[(&str, &str, Cycle, Outcome)] = &[
     ("pending", "confirmed", Cycle::Open, Outcome::Allowed),

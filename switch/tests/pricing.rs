@@ -1,4 +1,4 @@
-//! Pricing (DESIGN.md section 4) through its public functions.
+//! Pricing (docs/design.md section 4) through its public functions.
 //!
 //! Goal: every rounding and every rule aspect has a one-line case, and the money invariants
 //! hold for any input. Method: one `check_*` helper per function with table rows, the two

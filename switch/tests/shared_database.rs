@@ -1,4 +1,4 @@
-//! Goal: several `lsw-switch serve` processes on one PostgreSQL database stay safe (DESIGN.md
+//! Goal: several `lsw-switch serve` processes on one PostgreSQL database stay safe (docs/design.md
 //! section 6): two terminals of different merchants, each on its own process, spend the same
 //! club card concurrently, with confirms, duplicate confirms and reversals sent to the other
 //! process, and abandoned holds both processes' sweepers race to release. The balance never

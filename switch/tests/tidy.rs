@@ -1,4 +1,4 @@
-//! Goal: the pure core stays pure and the workspace keeps its house rules (STYLE.md sections
+//! Goal: the pure core stays pure and the workspace keeps its house rules (docs/style.md sections
 //! 1 and 14): no runtime, database, clock reads or randomness in `protocol`, `domain`,
 //! `pricing` and `engine`; no unbounded channels anywhere; no global mutable state.
 //!

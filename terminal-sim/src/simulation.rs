@@ -1,5 +1,5 @@
 //! Deterministic simulation: the real engine and the real store code, driven by one seeded RNG
-//! on a simulated clock, with the committer's rules played out step by step (STYLE.md
+//! on a simulated clock, with the committer's rules played out step by step (docs/style.md
 //! section 10).
 //!
 //! A [`World`] is built once: the network imported into a template database (then kept in
@@ -54,7 +54,7 @@ use switch::store::{ledger, projection};
 
 /// The simulated clock's start: 2026-11-22T18:30:00Z.
 pub const START_MS: i64 = 1_795_372_200_000;
-/// The hold timeout the engine runs with (PROTOCOL.md section 4 default).
+/// The hold timeout the engine runs with (docs/protocol.md section 4 default).
 pub const HOLD_TIMEOUT_MS: i64 = 120_000;
 /// Steps per seed unless told otherwise.
 pub const STEPS_DEFAULT: usize = 200;

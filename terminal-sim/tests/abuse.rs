@@ -2,7 +2,7 @@
 //! endless garbage, a flood of bad MACs) cost the switch bounded memory, are refused or closed
 //! and counted in `/metrics` by kind, and never stall a well-behaved terminal: while each
 //! abuse runs, that terminal's p99 stays within 5× its quiet p99 and none of its requests
-//! fails (DESIGN.md section 8, limits).
+//! fails (docs/design.md section 8, limits).
 //!
 //! Method: one in-process switch with the Prometheus recorder (installed once for this test
 //! binary) and short timeouts. The well-behaved terminal makes sequential bank purchases, each

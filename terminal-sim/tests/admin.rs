@@ -1,5 +1,5 @@
 //! Goal: the admin port serves `/healthz`, `/readyz` and Prometheus `/metrics`, and the
-//! metrics count what the switch answered (DESIGN.md section 8), with low-cardinality labels.
+//! metrics count what the switch answered (docs/design.md section 8), with low-cardinality labels.
 //!
 //! Method: an in-process switch with the Prometheus recorder installed (once for this test
 //! binary), a purchase and a bad frame over TCP, then plain HTTP GETs on the admin port.

@@ -1,7 +1,7 @@
 //! Goal: bad input never changes state (issue acceptance: malformed frame, bad MAC, wrong-key
 //! envelope, PAN or terminal id in clear, stale field 7), each gets its code, and the
 //! connection's other requests are still answered; framing faults close only their own
-//! connection (PROTOCOL.md sections 1 and 7).
+//! connection (docs/protocol.md sections 1 and 7).
 //!
 //! Method: one connection sends each bad message followed by a good inquiry; the database is
 //! compared, table by table, before and after.

@@ -1,5 +1,5 @@
 //! Goal: no card number of a run appears in clear in any log line, database table or file the
-//! switch wrote, and no key or operator token is logged (DESIGN.md section 8, STYLE.md section
+//! switch wrote, and no key or operator token is logged (docs/design.md section 8, docs/style.md section
 //! 8). And the demo's summary tells the truth: its loyalty section (tier promotions, cashback,
 //! coupons, messages) is not zero and agrees with the database it was read from, and so does
 //! its member-engagement section (a survey SMS answered once, its duplicate ignored).

@@ -1,4 +1,4 @@
-//! Goal: every row of PROTOCOL.md's response-code table is produced by the switch over real
+//! Goal: every row of docs/protocol.md's response-code table is produced by the switch over real
 //! TCP, with the response's MAC verified (or absent, for an unknown KSI), and approved
 //! purchases carry field 54 with G = discount + store credit + club + bank rest.
 //!

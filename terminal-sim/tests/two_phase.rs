@@ -1,4 +1,4 @@
-//! Goal: the two-phase rules of PROTOCOL.md sections 4 and 7 hold over real TCP: holds,
+//! Goal: the two-phase rules of docs/protocol.md sections 4 and 7 hold over real TCP: holds,
 //! captures, releases and timeouts move ledger and available balances exactly; confirms and
 //! reversals answer as the rules say in every state; retransmissions are idempotent.
 //!
@@ -84,7 +84,7 @@ async fn balances_move_through_hold_capture_release_and_timeout(db: Db) {
         [1_650_000, 1_650_000, 7_000, 7_000]
     );
 
-    // Its confirm still arrives: an advice is recorded and captures again (PROTOCOL.md 4),
+    // Its confirm still arrives: an advice is recorded and captures again (docs/protocol.md 4),
     // and earns its cashback (2% of 180 000).
     let confirm = t.confirm(&late, r.rrn.unwrap(), later).unwrap();
     assert_eq!(
@@ -315,7 +315,7 @@ async fn a_settled_transaction_is_not_reversed(db: Db) {
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    // Reversing it now is 12 (PROTOCOL.md section 7) and leaves a late-reversal record; a
+    // Reversing it now is 12 (docs/protocol.md section 7) and leaves a late-reversal record; a
     // purchase pipelined right behind it is unaffected.
     let reversal = t.reversal(&club, Some(rrn), now).unwrap();
     let other = t

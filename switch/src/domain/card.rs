@@ -16,7 +16,7 @@ use crate::domain::{CardId, CivilDate, Code, GroupId, Invalid, MemberId, TierId}
 pub const PAN_TOKEN_BYTES: usize = 32;
 
 /// HMAC-SHA256 of the PAN's digits under the switch's [`PanTokenKey`]: how a card is found and
-/// stored without its number (DESIGN.md section 3).
+/// stored without its number (docs/design.md section 3).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PanToken([u8; PAN_TOKEN_BYTES]);
 

@@ -108,7 +108,7 @@ pub enum MerchantStatus {
 }
 
 /// The merchant's fee: `rate` percent of G, rounded half up, clamped to `[min, max]`
-/// (DESIGN.md section 4, step 5).
+/// (docs/design.md section 4, step 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FeeSchedule {
     rate: Percent,

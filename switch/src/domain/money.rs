@@ -49,13 +49,13 @@ impl Rials {
     }
 
     /// `floor(self × rate / 100)`: the share of this amount at a percent rate, rounded down to
-    /// the rial (DESIGN.md section 4, percent discounts and cashback). The result is never
+    /// the rial (docs/design.md section 4, percent discounts and cashback). The result is never
     /// more than `self` because a rate is at most 100.
     pub fn percent_floor(self, rate: Percent) -> Rials {
         self.percent_rounded(rate, Rounding::Down)
     }
 
-    /// `self × rate / 100` rounded half up (0.5 rial goes up), the fee rule of DESIGN.md
+    /// `self × rate / 100` rounded half up (0.5 rial goes up), the fee rule of docs/design.md
     /// section 4. The result is never more than `self`.
     pub fn percent_half_up(self, rate: Percent) -> Rials {
         self.percent_rounded(rate, Rounding::HalfUp)

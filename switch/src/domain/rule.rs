@@ -1,4 +1,4 @@
-//! Discount rules (campaigns): what they give, when they apply and to whom (DESIGN.md
+//! Discount rules (campaigns): what they give, when they apply and to whom (docs/design.md
 //! section 3).
 
 use crate::domain::time::DAY_MINUTES;

@@ -1,4 +1,4 @@
-//! The key-encryption key (KEK) that seals terminal master keys at rest (DESIGN.md section 3).
+//! The key-encryption key (KEK) that seals terminal master keys at rest (docs/design.md section 3).
 //!
 //! A sealed TMK is `0x01 (version) | nonce (12 bytes) | ciphertext (32 bytes) | tag (16 bytes)`,
 //! AES-256-GCM under the KEK with the terminal id as associated data, so a sealed key copied to

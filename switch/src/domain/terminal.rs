@@ -11,7 +11,7 @@ pub const TERMINAL_CODE_BYTES: usize = 8;
 /// Length of a key set identifier (field 53, 16 hex characters).
 pub const KEY_SET_ID_BYTES: usize = 16;
 
-/// A terminal id: exactly 8 printable ASCII characters (PROTOCOL.md section 3). It travels only
+/// A terminal id: exactly 8 printable ASCII characters (docs/protocol.md section 3). It travels only
 /// inside the identity envelope.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TerminalCode([u8; TERMINAL_CODE_BYTES]);

@@ -1,4 +1,4 @@
-//! What the engine answers: the fields the switch adds to a response (DESIGN.md section 1: the
+//! What the engine answers: the fields the switch adds to a response (docs/design.md section 1: the
 //! engine returns response fields). The response bytes are built from them and the request,
 //! and MACed, off the engine's task ([`AnswerFields::response`]): by the committer's writer for
 //! answers that wait for their batch, and for the simulator by its own loop.
@@ -6,7 +6,7 @@
 //! The answered window keeps these fields, not bytes. A retransmission is answered by building
 //! the response again from the retransmission itself, which gives the same bytes: every echoed
 //! field is in the retransmission key (KSI, MTI, fields 7 and 11) or in its "same content"
-//! fields (3, 4, 49, 90 and 37, PROTOCOL.md section 7), and the MAC is a function of the bytes
+//! fields (3, 4, 49, 90 and 37, docs/protocol.md section 7), and the MAC is a function of the bytes
 //! and the KSI's keys. Field 70 is the one echoed field in neither; only network messages carry
 //! it, and the window keeps of those only format declines, whose retransmission then echoes its
 //! own field 70. The durable record ([`AnswerFields::record`]) is the same fields as an

@@ -1,4 +1,4 @@
-//! The two-phase engine (DESIGN.md section 5, PROTOCOL.md sections 4 and 7): a pure state
+//! The two-phase engine (docs/design.md section 5, docs/protocol.md sections 4 and 7): a pure state
 //! machine. Given the reference snapshot, the clock and a verified request, it returns the
 //! response's fields and pushes the effects that must be durable before the response is sent.
 
@@ -29,7 +29,7 @@ use crate::snapshot::{Keyed, Snapshot};
 #[derive(Debug, Clone, Copy)]
 pub struct EngineConfig {
     /// How long a pending request holds its balances before the sweeper releases them
-    /// (PROTOCOL.md section 4: default 120 s).
+    /// (docs/protocol.md section 4: default 120 s).
     pub hold_timeout_ms: i64,
     /// How long answered messages are kept for retransmissions (at least 24 h).
     pub answered_window_ms: i64,
@@ -96,7 +96,7 @@ impl Engine {
         self
     }
 
-    /// Decides one verified request (steps 4 to 6 of PROTOCOL.md section 7).
+    /// Decides one verified request (steps 4 to 6 of docs/protocol.md section 7).
     ///
     /// `keyed` is what [`Snapshot::keys_by_ksi`] gave for the request's KSI in `snapshot`: the
     /// caller has looked it up already (to find the terminal), and a second lookup here would
@@ -738,7 +738,7 @@ fn decline(decline: Decline) -> Decision {
     }
 }
 
-/// The business checks of step 6 in PROTOCOL.md's order: `13` (currency), `58`, `03`, `14`,
+/// The business checks of step 6 in docs/protocol.md's order: `13` (currency), `58`, `03`, `14`,
 /// `62`, `54`. (`61` and `51` need the amount and come after.) Also returns the merchant's
 /// local time, which pricing needs too.
 fn checks<'s>(context: &Context<'s>) -> Result<(&'s Merchant, &'s Card, LocalDateTime), Decline> {
@@ -795,7 +795,7 @@ fn original_key(request: &Request, follow_up: &FollowUp) -> MessageKey {
     }
 }
 
-/// "The same content" (PROTOCOL.md section 7): fields 3, 4, 49, 90 and 37 where present, and
+/// "The same content" (docs/protocol.md section 7): fields 3, 4, 49, 90 and 37 where present, and
 /// the terminal id and PAN inside the envelope, the PAN by its keyed token so the hash cannot
 /// be turned back into a card number.
 pub fn fingerprint(request: &Request, card: Option<&CardRef>) -> Fingerprint {
@@ -892,7 +892,7 @@ impl pricing::RuleUsage for Usage<'_> {
     }
 }
 
-/// The funding a processing code asks for (PROTOCOL.md section 4).
+/// The funding a processing code asks for (docs/protocol.md section 4).
 fn funding(code: ProcessingCode) -> pricing::Funding {
     match code {
         ProcessingCode::BankPurchase

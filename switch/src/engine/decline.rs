@@ -1,4 +1,4 @@
-//! The one place a decline becomes field 39 (PROTOCOL.md section 6, STYLE.md section 6).
+//! The one place a decline becomes field 39 (docs/protocol.md section 6, docs/style.md section 6).
 
 use protocol::message::Reject;
 use protocol::ResponseCode;

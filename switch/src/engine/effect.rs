@@ -1,6 +1,6 @@
 //! Effects: what a decision changes, for the committer to make durable in one database
 //! transaction per batch. Every effect is applied with conditions that make a second
-//! application fail rather than count twice (DESIGN.md sections 5 and 6).
+//! application fail rather than count twice (docs/design.md sections 5 and 6).
 
 use crate::domain::{CardId, MerchantId, Rials, UnixMillis};
 use crate::engine::state::{LotId, MessageKey, Txn, TxnId};

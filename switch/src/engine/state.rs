@@ -1,5 +1,5 @@
 //! The engine's mutable state: balances with their holds, transactions, the idempotency window
-//! and reversal tombstones. Rebuilt from the store on start (DESIGN.md section 6).
+//! and reversal tombstones. Rebuilt from the store on start (docs/design.md section 6).
 
 use protocol::{Mti, ProcessingCode, Rrn, Stan};
 
@@ -38,7 +38,7 @@ pub struct MessageKey {
     pub transmitted: [u8; 10],
 }
 
-/// Where a transaction is in its life (DESIGN.md section 5).
+/// Where a transaction is in its life (docs/design.md section 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TxnState {
     /// Holds placed, waiting for a confirm.
@@ -65,7 +65,7 @@ impl TxnState {
     }
 }
 
-/// The amounts pricing gave a purchase (DESIGN.md section 4).
+/// The amounts pricing gave a purchase (docs/design.md section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Amounts {
     /// G.
@@ -220,13 +220,13 @@ impl ClubAccount {
 }
 
 /// The hash of a message's content that tells a retransmission from a different message under
-/// the same key (PROTOCOL.md section 7; [`crate::engine::fingerprint`]).
+/// the same key (docs/protocol.md section 7; [`crate::engine::fingerprint`]).
 pub type Fingerprint = [u8; 32];
 
 /// An answered message, kept for retransmissions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answered {
-    /// Hash of the fields that make "the same content" (PROTOCOL.md section 7).
+    /// Hash of the fields that make "the same content" (docs/protocol.md section 7).
     pub fingerprint: Fingerprint,
     /// What was answered; a retransmission's response is built from it again
     /// ([`crate::engine::answer`], [`State::kept_answer`]).

@@ -1,4 +1,4 @@
-//! The discount: the largest eligible rule wins, ties go to the lowest rule id (DESIGN.md
+//! The discount: the largest eligible rule wins, ties go to the lowest rule id (docs/design.md
 //! section 4, step 1).
 
 use crate::domain::{CouponTerms, RuleTerms, UnixMillis};

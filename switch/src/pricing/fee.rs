@@ -1,4 +1,4 @@
-//! The merchant's fee and the cashback to earn (DESIGN.md section 4, steps 5 and 6).
+//! The merchant's fee and the cashback to earn (docs/design.md section 4, steps 5 and 6).
 
 use crate::domain::{FeeSchedule, Percent, Rials};
 

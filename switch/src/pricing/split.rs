@@ -1,8 +1,8 @@
-//! The funding split: how G minus the discount is paid (DESIGN.md section 4, steps 2 to 4).
+//! The funding split: how G minus the discount is paid (docs/design.md section 4, steps 2 to 4).
 
 use crate::domain::Rials;
 
-/// How the customer pays, as chosen by the processing code (PROTOCOL.md section 4).
+/// How the customer pays, as chosen by the processing code (docs/protocol.md section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Funding {
     /// `000000`: bank card only; store credit and club are not touched.
@@ -148,7 +148,7 @@ pub fn split(
         club,
         bank_rest,
     };
-    // Postcondition of DESIGN.md section 4; tests/pricing.rs hunts for a breach.
+    // Postcondition of docs/design.md section 4; tests/pricing.rs hunts for a breach.
     assert_eq!(split.total(), Some(gross));
     assert!(store_credit <= store_credit_available);
     assert!(club <= club_available);

@@ -1,6 +1,6 @@
 //! Cycle arithmetic (pure): the cutoff instant of a business date, per-merchant amounts and
 //! their sums, and the payout rule `payout = club captured − fee + adjustments`, with a
-//! negative result carried forward as a receivable (DESIGN.md section 7).
+//! negative result carried forward as a receivable (docs/design.md section 7).
 
 use std::fmt;
 
@@ -37,7 +37,7 @@ pub struct CutoffError {
 }
 
 impl Cutoff {
-    /// The default cutoff, 23:30 Asia/Tehran (DESIGN.md section 7).
+    /// The default cutoff, 23:30 Asia/Tehran (docs/design.md section 7).
     pub const DEFAULT: Cutoff = Cutoff {
         minute_of_day: 23 * 60 + 30,
     };

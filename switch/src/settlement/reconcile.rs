@@ -1,4 +1,4 @@
-//! Reconciliation (DESIGN.md section 7): proves that a cycle's stored totals equal the sum of
+//! Reconciliation (docs/design.md section 7): proves that a cycle's stored totals equal the sum of
 //! its lines, that each line equals the sum of its merchant's transactions, adjustments and
 //! carried receivable, and that the club and store-credit ledgers moved by exactly what the
 //! cycle claims. Every equality is printed with both sides.

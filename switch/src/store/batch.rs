@@ -7,7 +7,7 @@
 //! plan that disagrees with it fails whole instead of counting anything twice:
 //! - balances and lots have `CHECK`s: no ledger, hold or lot below zero, no hold above its
 //!   ledger;
-//! - a trigger allows only the state transitions of DESIGN.md section 5;
+//! - a trigger allows only the state transitions of docs/design.md section 5;
 //! - captures, capture lots and answered messages have primary keys, so a second capture or
 //!   answer is refused;
 //! - every `UPDATE` must touch exactly the rows it names.

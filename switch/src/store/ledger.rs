@@ -1,5 +1,5 @@
 //! Transactions, holds, captures, the idempotency window and tombstones: loading the engine's
-//! state on start and applying a batch of effects in one database transaction (DESIGN.md
+//! state on start and applying a batch of effects in one database transaction (docs/design.md
 //! section 6).
 //!
 //! Every balance update is a conditional delta (`… WHERE ledger_rials - held_rials >= ?`), and
@@ -60,7 +60,7 @@ pub enum LedgerError {
     },
 }
 
-/// How far back answered messages are loaded (PROTOCOL.md section 7: at least 24 hours).
+/// How far back answered messages are loaded (docs/protocol.md section 7: at least 24 hours).
 pub const ANSWERED_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 /// Loads balances, transactions, the answered window and tombstones into an engine state.

@@ -1,4 +1,4 @@
-//! Several switch processes on one PostgreSQL database (DESIGN.md section 6; `docs/config.md`,
+//! Several switch processes on one PostgreSQL database (docs/design.md section 6; `docs/config.md`,
 //! "Several processes").
 //!
 //! Each process keeps the engine's state in memory, as with SQLite. What keeps them in step:
