@@ -535,6 +535,10 @@ fn scan_segment(
 #[derive(Debug)]
 struct Helper {
     commands: mpsc::Sender<Command>,
+    /// The thread, joined when the journal is dropped: a journal reopened in the same process
+    /// (a restart in the tests and the simulation) must never share its directory with the
+    /// helper of the one before, still zeroing a spare.
+    thread: Option<thread::JoinHandle<()>>,
     ready: mpsc::Receiver<Result<PathBuf, JournalError>>,
     /// A spare taken and not used (its rename failed).
     kept: Option<PathBuf>,
@@ -545,20 +549,31 @@ struct Helper {
 enum Command {
     Prepare,
     Remove(PathBuf),
+    /// Finish what was asked before, then end.
+    Stop,
 }
+
+/// Numbers each helper of this process, so two helpers never name a spare alike.
+static HELPERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Helper {
     fn start(dir: PathBuf, segment_bytes: u64) -> Helper {
         let (commands, command_rx) = mpsc::channel();
         let (ready_tx, ready) = mpsc::channel();
+        let instance = HELPERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let spawned = thread::Builder::new()
             .name("lsw-journal-helper".to_owned())
-            .spawn(move || helper_loop(&dir, segment_bytes, &command_rx, &ready_tx));
-        if let Err(cause) = spawned {
-            warn!(%cause, "journal helper thread not started; segments are prepared inline");
-        }
+            .spawn(move || helper_loop(&dir, instance, segment_bytes, &command_rx, &ready_tx));
+        let thread = match spawned {
+            Ok(thread) => Some(thread),
+            Err(cause) => {
+                warn!(%cause, "journal helper thread not started; no segment can be added");
+                None
+            }
+        };
         let mut helper = Helper {
             commands,
+            thread,
             ready,
             kept: None,
             asked: false,
@@ -600,8 +615,20 @@ impl Helper {
     }
 }
 
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                warn!("journal: the helper thread panicked");
+            }
+        }
+    }
+}
+
 fn helper_loop(
     dir: &Path,
+    instance: u64,
     segment_bytes: u64,
     commands: &mpsc::Receiver<Command>,
     ready: &mpsc::Sender<Result<PathBuf, JournalError>>,
@@ -609,10 +636,12 @@ fn helper_loop(
     let mut made = 0_u64;
     while let Ok(command) = commands.recv() {
         match command {
+            Command::Stop => return,
             Command::Prepare => {
                 made += 1;
-                let path = dir.join(format!("{made}.spare"));
+                let path = dir.join(format!("{instance}-{made}.spare"));
                 if ready.send(prepare(&path, segment_bytes)).is_err() {
+                    // The journal is gone and will not rename it; the next open removes it.
                     return;
                 }
             }

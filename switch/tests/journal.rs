@@ -275,3 +275,42 @@ fn segments_and_their_folder_are_private_to_the_switch() {
         assert_eq!(mode(&segment), 0o600, "{}", segment.display());
     }
 }
+
+/// The sizes of the spares in `dir`.
+fn spare_sizes(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out: Vec<(PathBuf, u64)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "spare"))
+        .map(|path| {
+            let size = fs::metadata(&path).unwrap().len();
+            (path, size)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Dropping a journal stops its helper before the drop returns, even while the helper is
+/// still zeroing a large spare: nothing writes in the directory afterwards. A journal opened
+/// again in the same process (the simulation's crashes, the tests' restarts) once shared its
+/// directory with the helper of the one before, which, still zeroing its first spare under
+/// the name the new helper had just used, wiped the header and records of the segment the
+/// new journal had made of it.
+#[test]
+fn dropping_a_journal_stops_its_helper() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..3 {
+        // 64 MiB: the spare's zeros take a while, so the helper is busy at the drop.
+        let journal = Journal::open(dir.path(), 64 << 20, 0).unwrap().journal;
+        drop(journal);
+        let at_drop = spare_sizes(dir.path());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(spare_sizes(dir.path()), at_drop, "written after the drop");
+    }
+    let mut journal = Journal::open(dir.path(), SEGMENT, 0).unwrap().journal;
+    assert_eq!(journal.append(&payload(1)).unwrap(), 1);
+    drop(journal);
+    let opened = Journal::open(dir.path(), SEGMENT, 0).unwrap();
+    assert_eq!(opened.records.len(), 1);
+}
