@@ -21,6 +21,9 @@ pub type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<FastHasher>>;
 /// A `HashSet` with [`FastHasher`].
 pub type HashSet<K> = StdHashSet<K, BuildHasherDefault<FastHasher>>;
 
+/// A `HashMap` keyed by codes, with [`CodeHasher`].
+pub type CodeMap<K, V> = StdHashMap<K, V, BuildHasherDefault<CodeHasher>>;
+
 /// The multiplier: an odd 64-bit constant with well-spread bits (from rustc's `FxHasher`).
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
@@ -34,36 +37,11 @@ impl FastHasher {
     fn add(&mut self, word: u64) {
         self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
     }
-
-    /// [`add`](Self::add) for the words of a byte string, folding the product's high half
-    /// into its low half. A table takes its bucket from the low bits, and a product's low bits
-    /// depend only on the low bits of what was multiplied: for codes like `C-0000001`, whose
-    /// words differ in their high bytes, plain `add` left a million codes in about a thousand
-    /// buckets. Integers keep `add`: sequential row ids already fill every bucket.
-    fn add_folded(&mut self, word: u64) {
-        let product = u128::from(self.hash.rotate_left(5) ^ word).wrapping_mul(u128::from(SEED));
-        let [low, high] = [product, product >> 64]
-            .map(|half| u64::try_from(half & u128::from(u64::MAX)).unwrap_or_default());
-        self.hash = low ^ high;
-    }
 }
 
 impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0_u8; 8];
-            word.copy_from_slice(chunk);
-            self.add_folded(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0_u8; 8];
-            for (slot, byte) in word.iter_mut().zip(rest) {
-                *slot = *byte;
-            }
-            self.add_folded(u64::from_le_bytes(word));
-        }
+        words(bytes, |word| self.add(word));
     }
 
     fn write_u8(&mut self, value: u8) {
@@ -95,6 +73,66 @@ impl Hasher for FastHasher {
     }
 }
 
+/// [`FastHasher`] for text keys such as codes: each word's product is folded, its high half
+/// into its low half. A table takes its bucket from the low bits, and a product's low bits
+/// depend only on the low bits of what was multiplied: for codes like `C-0000001`, whose words
+/// differ in their high bytes, [`FastHasher`] left a million codes in about a thousand
+/// buckets. The fold costs a 128-bit multiply per word, so the hot path's keys (row ids,
+/// tokens, message keys) keep [`FastHasher`]; the reference's row ids by code use this.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CodeHasher {
+    hash: u64,
+}
+
+impl Hasher for CodeHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        words(bytes, |word| self.fold(word));
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.fold(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.fold(value);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.fold(u64::try_from(value).unwrap_or(u64::MAX));
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+impl CodeHasher {
+    fn fold(&mut self, word: u64) {
+        let product = u128::from(self.hash.rotate_left(5) ^ word).wrapping_mul(u128::from(SEED));
+        let [low, high] = [product, product >> 64]
+            .map(|half| u64::try_from(half & u128::from(u64::MAX)).unwrap_or_default());
+        self.hash = low ^ high;
+    }
+}
+
+/// Each 8-byte little-endian word of `bytes`, the last one padded with zeros.
+fn words(bytes: &[u8], mut each: impl FnMut(u64)) {
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0_u8; 8];
+        word.copy_from_slice(chunk);
+        each(u64::from_le_bytes(word));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0_u8; 8];
+        for (slot, byte) in word.iter_mut().zip(rest) {
+            *slot = *byte;
+        }
+        each(u64::from_le_bytes(word));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -123,21 +161,26 @@ mod tests {
             "only {} of 128 control tags used",
             tags.len()
         );
-        // Codes that differ only in a few bytes of a word spread as well as random keys would
-        // (about 63 % of the buckets), at the size of the card table too.
-        for (count, least) in [(1_usize << 10, 600), (1 << 20, 600_000)] {
-            let mask = u64::try_from(count - 1).unwrap();
-            let codes: std::collections::HashSet<u64> = (0..count)
-                .map(|n| hash_of(format!("C-{n:07}")) & mask)
-                .collect();
-            assert!(codes.len() > least, "{} of {count} buckets", codes.len());
-        }
         // A byte anywhere in a key, including the tail past the last whole word, changes it.
         let key = [7_u8; 13];
         for index in 0..key.len() {
             let mut other = key;
             other[index] = 8;
             assert_ne!(hash_of(key), hash_of(other), "byte {index} ignored");
+        }
+    }
+
+    #[test]
+    fn codes_spread_like_random_keys() {
+        // Codes that differ only in a few bytes of a word spread as well as random keys would
+        // (about 63 % of the buckets), at the size of the card table too.
+        let hasher = BuildHasherDefault::<super::CodeHasher>::default();
+        for (count, least) in [(1_usize << 10, 600), (1 << 20, 600_000)] {
+            let mask = u64::try_from(count - 1).unwrap();
+            let codes: std::collections::HashSet<u64> = (0..count)
+                .map(|n| hasher.hash_one(format!("C-{n:07}")) & mask)
+                .collect();
+            assert!(codes.len() > least, "{} of {count} buckets", codes.len());
         }
     }
 }

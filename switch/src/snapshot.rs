@@ -916,7 +916,7 @@ fn resolve_rule(record: &RuleRecord, reference: &LoadedReference) -> Result<Rule
 }
 
 fn resolve<Id: Copy>(
-    ids: &crate::fast_hash::HashMap<Code, Id>,
+    ids: &crate::fast_hash::CodeMap<Code, Id>,
     code: &Code,
     kind: &'static str,
 ) -> Result<Id, SnapshotError> {
@@ -930,7 +930,7 @@ fn resolve<Id: Copy>(
 
 /// Group ids of `codes`, sorted ascending: pricing intersects sorted lists.
 fn resolve_groups(
-    ids: &crate::fast_hash::HashMap<Code, GroupId>,
+    ids: &crate::fast_hash::CodeMap<Code, GroupId>,
     codes: &[Code],
 ) -> Result<Box<[GroupId]>, SnapshotError> {
     let mut groups = codes

@@ -232,7 +232,7 @@ pub(crate) fn amount(body: &Map<String, Value>) -> Result<Rials, ApiError> {
 }
 
 fn find_id<Id: Copy>(
-    ids: &crate::fast_hash::HashMap<crate::domain::Code, Id>,
+    ids: &crate::fast_hash::CodeMap<crate::domain::Code, Id>,
     code: &str,
     what: &'static str,
 ) -> Result<Id, ApiError> {

@@ -4,7 +4,7 @@
 //! the [`RowIds`] the store assigned. Records refer to each other by code; only the store turns
 //! codes into row ids, so re-importing a file keeps every id stable.
 
-use crate::fast_hash::HashMap;
+use crate::fast_hash::CodeMap as HashMap;
 
 use protocol::Tmk;
 

@@ -622,7 +622,7 @@ fn change<'a, K, R, Id>(
     key: &K,
     record: &R,
     stored: &HashMap<&'a K, &'a R>,
-    ids: &crate::fast_hash::HashMap<K, Id>,
+    ids: &crate::fast_hash::CodeMap<K, Id>,
 ) -> Change<Id>
 where
     K: std::hash::Hash + Eq,
@@ -735,7 +735,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn group_ids(&self, kind: &str) -> &crate::fast_hash::HashMap<Code, GroupId> {
+    fn group_ids(&self, kind: &str) -> &crate::fast_hash::CodeMap<Code, GroupId> {
         match kind {
             "merchant" => &self.ids.merchant_groups,
             "member" => &self.ids.member_groups,
@@ -743,7 +743,7 @@ impl Writer<'_> {
         }
     }
 
-    fn group_ids_mut(&mut self, kind: &str) -> &mut crate::fast_hash::HashMap<Code, GroupId> {
+    fn group_ids_mut(&mut self, kind: &str) -> &mut crate::fast_hash::CodeMap<Code, GroupId> {
         match kind {
             "merchant" => &mut self.ids.merchant_groups,
             "member" => &mut self.ids.member_groups,
@@ -1272,7 +1272,7 @@ fn seal(kek: &Kek, record: &TerminalRecord) -> Result<Vec<u8>, StoreError> {
         .map_err(|source| StoreError::Sealed { id: 0, source })
 }
 
-fn resolve<K, Id>(ids: &crate::fast_hash::HashMap<K, Id>, key: &K) -> Result<Id, StoreError>
+fn resolve<K, Id>(ids: &crate::fast_hash::CodeMap<K, Id>, key: &K) -> Result<Id, StoreError>
 where
     K: std::hash::Hash + Eq + fmt::Debug,
     Id: Copy,
@@ -1286,7 +1286,7 @@ where
 }
 
 fn resolve_all<Id: Copy>(
-    ids: &crate::fast_hash::HashMap<Code, Id>,
+    ids: &crate::fast_hash::CodeMap<Code, Id>,
     codes: &[Code],
     raw: impl Fn(Id) -> i64,
 ) -> Result<Vec<i64>, StoreError> {
