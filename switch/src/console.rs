@@ -47,8 +47,8 @@ pub struct ConsoleState {
     pub metrics: Option<PrometheusHandle>,
     /// Failed sign-ins per operator name and per address.
     pub limit: limit::SignInLimit,
-    /// The network's figures of the day (dashboard).
-    pub today: Arc<computed::Computed<(), dashboard::Figures>>,
+    /// The network's figures of the day (dashboard), by the day's start.
+    pub today: Arc<computed::Computed<i64, dashboard::Figures>>,
     /// The reports page's figures.
     pub reports: Arc<computed::Computed<(), screens::ReportFigures>>,
     /// The loyalty page's figures.
@@ -117,6 +117,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The `/console` routes.
 pub fn router(state: Arc<ConsoleState>) -> Router {
+    dashboard::start(&state);
     Router::new()
         .route("/console", get(dashboard::show))
         .route("/console/static/console.css", get(style))

@@ -7,17 +7,22 @@
 //! cache's time to live, starts one task that computes it again while the older one is shown),
 //! or [`Shown::Pending`] while the first computation runs: the page then says so and reloads
 //! itself. [`Computed::get_or_wait`] waits for the first computation instead (for figures that
-//! are quick enough the first time). Each cache holds at most [`ENTRIES_MAX`] keys.
+//! are quick enough the first time; a computation already running, e.g. one started when the
+//! switch started, is waited for rather than run twice). Each cache holds at most
+//! [`ENTRIES_MAX`] keys.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::clock::Clock;
 
 /// Keys one cache holds at most; past it the oldest value is dropped.
 pub const ENTRIES_MAX: usize = 1_000;
+/// How long [`Computed::get_or_wait`] waits for a value: 60 s.
+pub const WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// What a page shows of a computed figure.
 #[derive(Debug)]
@@ -64,6 +69,8 @@ pub struct Computed<K, V> {
     name: &'static str,
     ttl_ms: i64,
     entries: Mutex<HashMap<K, Entry<V>>>,
+    /// Woken whenever a computation ends (any key's).
+    stored: tokio::sync::Notify,
 }
 
 impl<K, V> Computed<K, V>
@@ -78,10 +85,16 @@ where
             name,
             ttl_ms,
             entries: Mutex::new(HashMap::new()),
+            stored: tokio::sync::Notify::new(),
         }
     }
 
-    fn store(&self, key: K, at_ms: i64, result: Result<V, String>) -> Result<Arc<V>, String> {
+    fn store(&self, key: K, at_ms: i64, result: Result<V, String>) {
+        self.store_locked(key, at_ms, result);
+        self.stored.notify_waiters();
+    }
+
+    fn store_locked(&self, key: K, at_ms: i64, result: Result<V, String>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= ENTRIES_MAX && !entries.contains_key(&key) {
             let oldest = entries
@@ -96,15 +109,10 @@ where
         entry.running_since = None;
         match result {
             Ok(value) => {
-                let value = Arc::new(value);
-                entry.value = Some((at_ms, value.clone()));
+                entry.value = Some((at_ms, Arc::new(value)));
                 entry.error = None;
-                Ok(value)
             }
-            Err(error) => {
-                entry.error = Some(error.clone());
-                Err(error)
-            }
+            Err(error) => entry.error = Some(error),
         }
     }
 
@@ -149,7 +157,7 @@ where
                         tracing::warn!(figures = cache.name, %cause, "console: not computed");
                     }
                 }
-                let _ = cache.store(key, clock.now().get(), result);
+                cache.store(key, clock.now().get(), result);
             });
         }
         match (kept, error) {
@@ -161,10 +169,11 @@ where
         }
     }
 
-    /// As [`get`](Self::get), but the first computation is awaited here.
+    /// As [`get`](Self::get), but when there is no value yet this waits for the computation
+    /// (the one running already, or the one this call starts), at most [`WAIT_MAX`].
     ///
     /// # Errors
-    /// The first computation's error.
+    /// The first computation's error, or that it did not end within [`WAIT_MAX`].
     pub async fn get_or_wait<F>(
         self: &Arc<Self>,
         key: K,
@@ -174,27 +183,41 @@ where
     where
         F: Future<Output = Result<V, String>> + Send + 'static,
     {
-        let now = clock.now().get();
-        let kept = {
+        // Listening before looking: a value stored between the look and the wait wakes it.
+        let stored = self.stored.notified();
+        tokio::pin!(stored);
+        stored.as_mut().enable();
+        match self.get(key.clone(), clock, compute) {
+            Shown::Ready { value, at_ms } => return Ok((value, at_ms)),
+            Shown::Failed(error) => return Err(error),
+            Shown::Pending { .. } => {}
+        }
+        let deadline = tokio::time::Instant::now() + WAIT_MAX;
+        loop {
+            if tokio::time::timeout_at(deadline, stored.as_mut())
+                .await
+                .is_err()
+            {
+                return Err(format!(
+                    "the {} figures were not computed within {} s",
+                    self.name,
+                    WAIT_MAX.as_secs()
+                ));
+            }
+            stored.set(self.stored.notified());
+            stored.as_mut().enable();
             let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            entries.get(&key).and_then(|e| e.value.clone())
-        };
-        match kept {
-            Some(_) => match self.get(key, clock, compute) {
-                Shown::Ready { value, at_ms } => Ok((value, at_ms)),
-                Shown::Pending { .. } | Shown::Failed(_) => Err("not computed".to_owned()),
-            },
-            None => {
-                let started = std::time::Instant::now();
-                let result = compute.await;
-                let elapsed_ms = started.elapsed().as_millis();
-                tracing::info!(
-                    figures = self.name,
-                    elapsed_ms,
-                    "console: computed, awaited"
-                );
-                let value = self.store(key, now, result)?;
-                Ok((value, now))
+            let Some(entry) = entries.get(&key) else {
+                return Err(format!("the {} figures were dropped", self.name));
+            };
+            if let Some((at_ms, value)) = &entry.value {
+                return Ok((value.clone(), *at_ms));
+            }
+            if entry.running_since.is_none() {
+                return Err(entry
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("the {} figures were not computed", self.name)));
             }
         }
     }
@@ -259,5 +282,43 @@ mod tests {
             cache.get(2, &clock, async { Ok(1) }),
             Shown::Pending { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_running_computation_is_waited_for_not_run_again() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(UnixMillis::new(5)));
+        let cache: Arc<Computed<(), i64>> = Arc::new(Computed::new("test", 1_000));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        // Started as the switch starts: still running when the first page asks.
+        assert!(matches!(
+            cache.get((), &clock, async move {
+                released.await.map_err(|e| e.to_string())?;
+                Ok(1)
+            }),
+            Shown::Pending { .. }
+        ));
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let (cache, clock, runs) = (cache.clone(), clock.clone(), runs.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get_or_wait((), &clock, async move {
+                            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            Ok(2)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(waiters.iter().all(|w| !w.is_finished()), "they wait");
+        release.send(()).unwrap_or_else(|()| unreachable!());
+        for waiter in waiters {
+            let shown = waiter.await.unwrap_or_else(|e| unreachable!("{e}"));
+            let (value, at) = shown.unwrap_or_else(|e| unreachable!("{e}"));
+            assert_eq!((*value, at), (1, 5), "the running computation's value");
+        }
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }

@@ -38,9 +38,7 @@ pub async fn figures(
     merchant: Option<&str>,
     now_ms: i64,
 ) -> Result<Figures, sqlx::Error> {
-    let (today, _) = i18n::tehran(now_ms);
-    let offset = i64::from(TEHRAN_UTC_OFFSET_MINUTES) * MINUTE_MS;
-    let day_start = today.days_since_epoch() * DAY_MS - offset;
+    let day_start = day_start(now_ms);
     let totals = store::totals(pool, merchant, day_start, day_start + DAY_MS).await?;
     // Sixty whole minutes ending with the current one (the current minute is the last bar).
     let hour_start = now_ms - 60 * MINUTE_MS + 1;
@@ -53,9 +51,54 @@ pub async fn figures(
     })
 }
 
+/// When the Tehran day of `now_ms` started (the key of the network's kept figures: a new day's
+/// figures are never yesterday's).
+fn day_start(now_ms: i64) -> i64 {
+    let (today, _) = i18n::tehran(now_ms);
+    let offset = i64::from(TEHRAN_UTC_OFFSET_MINUTES) * MINUTE_MS;
+    today.days_since_epoch() * DAY_MS - offset
+}
+
+/// The network's figures at `now_ms`, as the kept figures compute them.
+fn network_figures(
+    state: &ConsoleState,
+    now_ms: i64,
+) -> impl std::future::Future<Output = Result<Figures, String>> + Send + 'static {
+    let pool = state.api.pool.clone();
+    async move {
+        figures(&pool, None, now_ms)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// How long after the switch starts [`start`] begins the day's figures: past the first
+/// moments, when readiness and the start-up jobs want the database's connections.
+pub const START_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts computing the network's figures [`START_DELAY`] after the switch starts, so the first
+/// dashboard shows them at once rather than waiting for a read of the whole day (about 0.2 s at
+/// 200,000 transactions a day). Outside a runtime (nothing serves then) it does nothing.
+pub fn start(state: &Arc<ConsoleState>) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(START_DELAY).await;
+        let now = state.api.clock.now().get();
+        let _ = state.today.get(
+            day_start(now),
+            &state.api.clock,
+            network_figures(&state, now),
+        );
+    });
+}
+
 /// `GET /console`. A merchant's figures are read for the page (their index ranges are their
 /// own); the network's read the whole day's transactions, so they are computed at most every
-/// [`NETWORK_FIGURES_MS`] and shown with their time ([`crate::console::computed`]).
+/// [`NETWORK_FIGURES_MS`] and shown with their time ([`crate::console::computed`]); the first
+/// computation starts with the switch ([`start`]).
 ///
 /// # Errors
 /// [`Refusal`] when not signed in or the store fails.
@@ -70,11 +113,13 @@ pub async fn show(
     let (figures, at_ms) = match merchant {
         Some(_) => (figures(pool, merchant, ctx.now_ms).await?, ctx.now_ms),
         None => {
-            let (pool, now) = (pool.clone(), ctx.now_ms);
-            let compute = async move { figures(&pool, None, now).await.map_err(|e| e.to_string()) };
             let (shown, at) = state
                 .today
-                .get_or_wait((), &state.api.clock, compute)
+                .get_or_wait(
+                    day_start(ctx.now_ms),
+                    &state.api.clock,
+                    network_figures(&state, ctx.now_ms),
+                )
                 .await
                 .map_err(|e| Refusal::Api(crate::api::error::ApiError::store(e)))?;
             (Figures::clone(&shown), at)

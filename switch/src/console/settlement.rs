@@ -177,6 +177,7 @@ pub async fn show(
         merchant_id: None,
         offset: page.saturating_mul(LINES_PAGE),
         limit: LINES_PAGE,
+        with_adjustments: true,
     };
     let cycle = load(&state, &session, &text, part).await?;
     let merchant_id = cycle
@@ -266,7 +267,12 @@ pub async fn file(
     State(state): State<Arc<ConsoleState>>,
     Path((text, name)): Path<(String, String)>,
 ) -> Result<Response, Refusal> {
-    let cycle = load(&state, &session, &text, Part::ALL).await?;
+    let part = if name == "payout.csv" {
+        Part::LINES
+    } else {
+        Part::ALL
+    };
+    let cycle = load(&state, &session, &text, part).await?;
     let [payout_name, summary_name, exceptions_name] = files::names(cycle.business_date);
     let (content, file_name, content_type) = match name.as_str() {
         "payout.csv" => (files::payout_csv(&cycle), payout_name, "text/csv"),
