@@ -292,14 +292,15 @@ async fn load_snapshot(pool: Pool, kek: crate::domain::Kek) -> Result<Arc<Snapsh
         .map_err(|e| StartError::Store(e.to_string()))?;
     info!(
         ms = millis(began),
-        cards = data.data.cards.len(),
+        cards = data.reference().data.cards.len(),
         "reference data read"
     );
     let began = Instant::now();
-    let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(&data))
-        .await
-        .map_err(|e| StartError::Store(format!("snapshot build: {e}")))?
-        .map_err(|e| StartError::Store(e.to_string()))?;
+    let snapshot =
+        tokio::task::spawn_blocking(move || Snapshot::build_read(data.reference(), data.rows()))
+            .await
+            .map_err(|e| StartError::Store(format!("snapshot build: {e}")))?
+            .map_err(|e| StartError::Store(e.to_string()))?;
     info!(ms = millis(began), "snapshot built");
     Ok(Arc::new(snapshot))
 }

@@ -37,7 +37,7 @@ pub use ids::{
 };
 pub use merchant::{CurrencyCode, FeeSchedule, Iban, Merchant, MerchantProfile, MerchantStatus};
 pub use money::{Percent, Rials};
-pub use reference::{LoadedReference, ReferenceData, RowIds};
+pub use reference::{LoadedReference, ReadRows, ReferenceData, RowIds};
 pub use rule::{BinRange, Eligibility, MinuteWindow, Rule, RuleKind, RuleTerms, Window};
 pub use sealing::{Kek, SealError};
 pub use terminal::{KeySetId, Terminal, TerminalCode, TerminalStatus};

@@ -22,8 +22,8 @@ use crate::domain::reference::{
 };
 use crate::domain::{
     Activity, Card, CardId, CardStatus, Code, GroupId, LoadedReference, Member, MemberId, Merchant,
-    MerchantId, PanToken, Percent, Rials, RowIds, Rule, RuleId, Terminal, TerminalRowId, Tier,
-    TierId, UnixMillis,
+    MerchantId, PanToken, Percent, ReadRows, Rials, RowIds, Rule, RuleId, Terminal, TerminalRowId,
+    Tier, TierId, UnixMillis,
 };
 use crate::fast_hash::HashMap;
 use crate::pricing::{Candidate, Purchase};
@@ -227,6 +227,48 @@ impl Snapshot {
     /// # Errors
     /// [`SnapshotError`] when a code has no row id or a unique key repeats.
     pub fn build(reference: &LoadedReference) -> Result<Snapshot, SnapshotError> {
+        Snapshot::build_with(reference, None)
+    }
+
+    /// [`Snapshot::build`] of a whole read that came with its members' and cards' row ids in
+    /// the order of its records (`crate::store::reference::Fresh`): no code of a member or
+    /// card is looked up. Row ids that do not match the records in number are not used (a
+    /// defect, logged); in a debug build each is checked against its code's.
+    ///
+    /// # Errors
+    /// As [`Snapshot::build`].
+    pub fn build_read(
+        reference: &LoadedReference,
+        rows: &ReadRows,
+    ) -> Result<Snapshot, SnapshotError> {
+        let data = &reference.data;
+        if rows.members.len() != data.members.len() || rows.cards.len() != data.cards.len() {
+            tracing::warn!(
+                members = data.members.len(),
+                member_rows = rows.members.len(),
+                cards = data.cards.len(),
+                card_rows = rows.cards.len(),
+                "snapshot: the row ids read do not match the records; looking codes up instead"
+            );
+            return Snapshot::build(reference);
+        }
+        if cfg!(debug_assertions) {
+            let ids = &reference.ids;
+            for (record, id) in data.members.iter().zip(&rows.members) {
+                debug_assert_eq!(ids.members.get(&record.code), Some(id), "member row id");
+            }
+            for (record, (id, member)) in data.cards.iter().zip(&rows.cards) {
+                debug_assert_eq!(ids.cards.get(&record.code), Some(id), "card row id");
+                debug_assert_eq!(ids.members.get(&record.member), Some(member), "its member");
+            }
+        }
+        Snapshot::build_with(reference, Some(rows))
+    }
+
+    fn build_with(
+        reference: &LoadedReference,
+        rows: Option<&ReadRows>,
+    ) -> Result<Snapshot, SnapshotError> {
         let data = &reference.data;
         let ids = &reference.ids;
         let mut tiers = Tiers {
@@ -241,9 +283,12 @@ impl Snapshot {
         tiers.rank();
         let merchants = build_merchants(reference)?;
         let mut members = HashMap::with_capacity_and_hasher(data.members.len(), Default::default());
-        for record in &data.members {
-            let member = member_of(record, ids)?;
-            let id = member.id;
+        for (n, record) in data.members.iter().enumerate() {
+            let id = match rows.and_then(|rows| rows.members.get(n)) {
+                Some(id) => *id,
+                None => resolve(&ids.members, &record.code, "member")?,
+            };
+            let member = member_of(record, id, ids)?;
             unique(members.insert(id, member).is_none(), "members", id.get())?;
         }
         let mut terminals = Terminals {
@@ -261,9 +306,12 @@ impl Snapshot {
             by_token: TokenIndex::with_capacity(data.cards.len()),
             by_id: HashMap::with_capacity_and_hasher(data.cards.len(), Default::default()),
         };
-        let rows = card_ids(&data.cards, ids)?;
-        for (record, row) in data.cards.iter().zip(rows) {
-            cards.push(card_of(record, row, ids, &mut members)?)?;
+        let card_rows = match rows {
+            Some(rows) => std::borrow::Cow::Borrowed(rows.cards.as_slice()),
+            None => std::borrow::Cow::Owned(card_ids(&data.cards, ids)?),
+        };
+        for (record, row) in data.cards.iter().zip(card_rows.iter()) {
+            cards.push(card_of(record, *row, ids, &mut members)?)?;
         }
         let mut rule_list = data
             .rules
@@ -745,10 +793,11 @@ fn tier_of(record: &TierRecord, ids: &RowIds) -> Result<Tier, SnapshotError> {
     })
 }
 
-/// The member of `record`, with no card yet: the build gives it its lowest-id active card.
-fn member_of(record: &MemberRecord, ids: &RowIds) -> Result<Member, SnapshotError> {
+/// The member of `record`, whose row id is `id`, with no card yet: the build gives it its
+/// lowest-id active card.
+fn member_of(record: &MemberRecord, id: MemberId, ids: &RowIds) -> Result<Member, SnapshotError> {
     Ok(Member {
-        id: resolve(&ids.members, &record.code, "member")?,
+        id,
         code: record.code.clone(),
         groups: resolve_groups(&ids.member_groups, &record.groups)?,
         referred_by: record

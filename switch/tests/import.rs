@@ -127,10 +127,36 @@ async fn example_imports_and_reads_back_equal() {
     let mut records = back.clone();
     records.data.club_openings.clear();
     records.data.store_credit_openings.clear();
+    let fresh = reference::load_records(&pool, &kek()).await.unwrap();
+    // Beside the records, each member's and card's row id in the records' order.
+    let ids = &fresh.reference().ids;
+    let members: Vec<_> = fresh
+        .reference()
+        .data
+        .members
+        .iter()
+        .map(|m| ids.members[&m.code])
+        .collect();
+    assert_eq!(fresh.rows().members, members);
+    let cards: Vec<_> = fresh
+        .reference()
+        .data
+        .cards
+        .iter()
+        .map(|c| (ids.cards[&c.code], ids.members[&c.member]))
+        .collect();
+    assert_eq!(fresh.rows().cards, cards);
+    assert_eq!(cards.len(), 4);
+    // Row ids that do not match the records in number are not used.
+    let mut short = fresh.rows().clone();
+    short.cards.pop();
     assert_eq!(
-        reference::load_records(&pool, &kek()).await.unwrap(),
-        records
+        Snapshot::build_read(fresh.reference(), &short)
+            .unwrap()
+            .card_count(),
+        4
     );
+    assert_eq!(fresh.into_reference(), records);
 
     let snapshot = Snapshot::build(&back).unwrap();
     assert_eq!(snapshot.version(), 1);

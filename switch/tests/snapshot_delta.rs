@@ -575,6 +575,14 @@ async fn run(ops: Vec<Op>) {
         };
         let rebuilt = Snapshot::build(&reference::load(&pool, &kek()).await.unwrap()).unwrap();
         assert_eq!(live.contents(), rebuilt.contents(), "after {op:?}");
+        // Start-up's build, from the row ids read beside the records, is the same snapshot.
+        let fresh = reference::load_records(&pool, &kek()).await.unwrap();
+        let read = Snapshot::build_read(fresh.reference(), fresh.rows()).unwrap();
+        assert_eq!(
+            read.contents(),
+            rebuilt.contents(),
+            "read rows after {op:?}"
+        );
     }
 }
 

@@ -415,13 +415,15 @@ pub async fn catch_up(state: &ApiState) -> Result<(), ApiError> {
                 to = stored,
                 "reference data changed elsewhere beyond the change log; rebuilding the snapshot"
             );
-            let loaded = reference::load(&state.pool, &state.kek)
+            let loaded = reference::load_records(&state.pool, &state.kek)
                 .await
                 .map_err(ApiError::store)?;
-            tokio::task::spawn_blocking(move || Snapshot::build(&loaded))
-                .await
-                .map_err(ApiError::store)?
-                .map_err(ApiError::store)?
+            tokio::task::spawn_blocking(move || {
+                Snapshot::build_read(loaded.reference(), loaded.rows())
+            })
+            .await
+            .map_err(ApiError::store)?
+            .map_err(ApiError::store)?
         }
     };
     swap_in(state, next);

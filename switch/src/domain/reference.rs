@@ -206,6 +206,19 @@ pub struct LoadedReference {
     pub previous_keys: Vec<PreviousKey>,
 }
 
+/// The row ids of a whole read's members and cards, in the order of its records
+/// (`data.members` and `data.cards`), as the store read them beside each record: the snapshot
+/// build takes them instead of looking a million codes up again. They describe one read only;
+/// `crate::store::reference::Fresh` keeps them with the read they belong to, which nothing
+/// edits.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReadRows {
+    /// Each member's row id.
+    pub members: Vec<MemberId>,
+    /// Each card's row id and its member's.
+    pub cards: Vec<(CardId, MemberId)>,
+}
+
 /// A terminal's previous key during a rotation's overlap window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreviousKey {

@@ -133,7 +133,7 @@ impl Snapshot {
         }
         let mut members: HashMap<MemberId, Member> = HashMap::default();
         for record in &data.members {
-            let member = member_of(record, ids)?;
+            let member = member_of(record, resolve(&ids.members, &record.code, "member")?, ids)?;
             members.insert(member.id, member);
         }
         // A member named only through a card keeps their record as it is, and their card is
