@@ -13,6 +13,7 @@
 
 pub mod audience;
 pub mod campaign;
+pub mod rfm;
 pub mod segment;
 
 use std::sync::Arc;

@@ -148,9 +148,9 @@ pub async fn rfm(
     let now = state.clock.now().get();
     let rows = sqlx::query(&format!(
         "{} WHERE r >= $2 AND f >= $3 AND m >= $4 ORDER BY member_id",
-        crate::api::reports::RFM_SCORED
+        crate::engagement::rfm::SCORED
     ))
-    .bind(now - crate::api::reports::RFM_WINDOW_DAYS * DAY_MS)
+    .bind(now - crate::engagement::rfm::WINDOW_DAYS * DAY_MS)
     .bind(mins[0])
     .bind(mins[1])
     .bind(mins[2])

@@ -18,6 +18,7 @@ use crate::api::error::ApiError;
 use crate::api::{column, ApiState};
 use crate::domain::time::{DAY_MS, TEHRAN_UTC_OFFSET_MINUTES};
 use crate::domain::{CivilDate, LocalDateTime, UnixMillis};
+use crate::engagement::rfm::{SCORED, WINDOW_DAYS};
 
 /// Most rows a report returns (open holds, top members, expiring credit).
 pub const ROWS_MAX: i64 = 1_000;
@@ -286,8 +287,6 @@ pub async fn expiring(
     )
 }
 
-/// How far back the RFM report looks: the rolling twelve months of the loyalty programme.
-pub const RFM_WINDOW_DAYS: i64 = 365;
 /// Longest inactivity the win-back report takes, in days.
 pub const INACTIVE_DAYS_MAX: i64 = 3_650;
 
@@ -309,9 +308,9 @@ pub async fn rfm(
     let limit = limit(&params)?;
     let now = state.clock.now().get();
     let rows = sqlx::query(&format!(
-        "{RFM_SCORED} ORDER BY r + f + m DESC, member LIMIT $2"
+        "{SCORED} ORDER BY r + f + m DESC, member LIMIT $2"
     ))
-    .bind(now - RFM_WINDOW_DAYS * DAY_MS)
+    .bind(now - WINDOW_DAYS * DAY_MS)
     .bind(limit)
     .fetch_all(&state.pool)
     .await
@@ -342,21 +341,6 @@ pub async fn rfm(
     ];
     render(&params, "rfm", &columns, out)
 }
-
-/// Every member with a confirmed purchase since `$1`, scored: `member_id`, `member`, `card_id`
-/// (their lowest card with such a purchase), `last_ms`, `frequency`, `monetary_rials`, and
-/// `r`, `f`, `m` as ⌈5 k / n⌉ (docs/operator-api.md). A caller adds `ORDER BY`/`WHERE`.
-pub(crate) const RFM_SCORED: &str = "WITH per AS (SELECT mb.id AS member_id, mb.code AS member, \
-     MIN(c.id) AS card_id, MAX(t.confirmed_at_ms) AS last_ms, \
-     COUNT(*) AS frequency, CAST(SUM(t.gross_rials) AS BIGINT) AS monetary_rials \
-     FROM transactions t JOIN cards c ON c.id = t.card_id \
-     JOIN members mb ON mb.id = c.member_id \
-     WHERE t.state = 'confirmed' AND t.confirmed_at_ms >= $1 GROUP BY mb.id, mb.code) \
-     SELECT * FROM (SELECT member_id, member, card_id, last_ms, frequency, monetary_rials, \
-     (5 * COUNT(*) OVER (ORDER BY last_ms) + COUNT(*) OVER () - 1) / COUNT(*) OVER () AS r, \
-     (5 * COUNT(*) OVER (ORDER BY frequency) + COUNT(*) OVER () - 1) / COUNT(*) OVER () AS f, \
-     (5 * COUNT(*) OVER (ORDER BY monetary_rials) + COUNT(*) OVER () - 1) / COUNT(*) OVER () \
-     AS m FROM per) scored";
 
 /// `GET /api/v1/reports/win-back?days&limit&format`: members who have bought before but not
 /// in the last `days` days (1..=3650, default 90), with their last purchase and lifetime

@@ -11,12 +11,11 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
@@ -25,13 +24,18 @@ use crate::api::credits::{
     amount, idempotency_key, invalid, keyed_response, only, run, TOP_UP_KEY_PREFIX,
 };
 use crate::api::error::ApiError;
-use crate::api::reports::period;
 use crate::api::surveys::{refusal, tehran_time, SIGNATURE_HEADER};
 use crate::api::{body_object, column, ApiState};
 use crate::committer::{CreditFailure, Operation};
 use crate::domain::{CardId, Rials, UnixMillis};
 use crate::engine::credit::{Credit, CreditOutcome, CreditRefusal, TopUpPayment};
 use crate::survey::InboundSecret;
+
+mod callback;
+mod report;
+
+pub use callback::{parse_callback, Callback};
+pub use report::{report, ReportParams};
 
 /// The only currency of the club account.
 pub const CURRENCY: &str = "IRR";
@@ -110,96 +114,6 @@ impl Outcome {
             Outcome::Malformed => "malformed",
         }
     }
-}
-
-/// A callback's fields, once its signature is verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Callback {
-    /// The gateway's payment reference: one payment, however often it is posted.
-    pub payment_reference: String,
-    /// The order it pays.
-    pub order_reference: String,
-    /// The amount paid.
-    pub amount: Rials,
-    /// The currency paid in.
-    pub currency: String,
-    /// `true` for `"status": "paid"`, `false` for `"failed"`.
-    pub paid: bool,
-}
-
-/// Parses a callback's body: every problem with its field. Unknown fields are ignored (a
-/// gateway adds its own).
-///
-/// # Errors
-/// The problems, field by field.
-pub fn parse_callback(body: &[u8]) -> Result<Callback, Vec<(String, String)>> {
-    let object = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => object,
-        _ => return Err(vec![("body".to_owned(), "not a JSON object".to_owned())]),
-    };
-    let mut problems = Vec::new();
-    let reference = |field: &str, problems: &mut Vec<(String, String)>| match object
-        .get(field)
-        .and_then(Value::as_str)
-    {
-        Some(text) if is_reference(text) => text.to_owned(),
-        _ => {
-            problems.push((
-                field.to_owned(),
-                "required: 1..=64 printable ASCII characters".to_owned(),
-            ));
-            String::new()
-        }
-    };
-    let payment_reference = reference("payment_reference", &mut problems);
-    let order_reference = reference("order_reference", &mut problems);
-    let amount = object
-        .get("amount_rials")
-        .and_then(Value::as_i64)
-        .filter(|amount| *amount > 0)
-        .and_then(Rials::new);
-    if amount.is_none() {
-        problems.push((
-            "amount_rials".to_owned(),
-            "required, an integer 1..=999999999999".to_owned(),
-        ));
-    }
-    let currency = match object.get("currency").and_then(Value::as_str) {
-        Some(code) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) => {
-            code.to_owned()
-        }
-        _ => {
-            problems.push((
-                "currency".to_owned(),
-                "required: three capital letters (ISO 4217)".to_owned(),
-            ));
-            String::new()
-        }
-    };
-    let paid = match object.get("status").and_then(Value::as_str) {
-        Some("paid") => Some(true),
-        Some("failed") => Some(false),
-        _ => {
-            problems.push(("status".to_owned(), "required: paid or failed".to_owned()));
-            None
-        }
-    };
-    match (amount, paid) {
-        (Some(amount), Some(paid)) if problems.is_empty() => Ok(Callback {
-            payment_reference,
-            order_reference,
-            amount,
-            currency,
-            paid,
-        }),
-        _ => Err(problems),
-    }
-}
-
-fn is_reference(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= REFERENCE_CHARS_MAX
-        && text.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
 /// An order as stored.
@@ -565,115 +479,4 @@ async fn record(
     .await
     .map_err(ApiError::store)?;
     Ok(())
-}
-
-/// The report's query.
-#[derive(Debug, Deserialize)]
-pub struct ReportParams {
-    /// First Tehran day, `YYYY-MM-DD`.
-    pub from: Option<String>,
-    /// Last Tehran day.
-    pub to: Option<String>,
-}
-
-/// `GET /api/v1/reports/top-up-callbacks?from=&to=`: callbacks received in the period by
-/// outcome, the rials credited, and the newest callbacks.
-///
-/// # Errors
-/// [`ApiError::Invalid`] for a bad period.
-pub async fn report(
-    _reader: Reader,
-    State(state): State<Arc<ApiState>>,
-    Query(params): Query<ReportParams>,
-) -> Result<Response, ApiError> {
-    let (start, end) = period(&params.from, &params.to)?;
-    let counts: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT outcome, COUNT(*), CAST(COALESCE(SUM(amount_rials), 0) AS BIGINT) \
-         FROM top_up_callbacks WHERE received_at_ms >= $1 AND received_at_ms < $2 \
-         GROUP BY outcome",
-    )
-    .bind(start)
-    .bind(end)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(ApiError::store)?;
-    let mut outcomes = Map::new();
-    for outcome in Outcome::ALL {
-        let count = counts
-            .iter()
-            .find(|(name, _, _)| name == outcome.as_str())
-            .map_or(0, |(_, count, _)| *count);
-        outcomes.insert(outcome.as_str().to_owned(), json!(count));
-    }
-    let credited = counts
-        .iter()
-        .find(|(name, _, _)| name == Outcome::Accepted.as_str())
-        .map_or(0, |(_, _, sum)| *sum);
-    let rows = sqlx::query(
-        "SELECT k.received_at_ms, k.outcome, k.payment_reference, o.reference AS order_reference, \
-         k.amount_rials, k.currency FROM top_up_callbacks k \
-         LEFT JOIN top_up_orders o ON o.id = k.order_id \
-         WHERE k.received_at_ms >= $1 AND k.received_at_ms < $2 \
-         ORDER BY k.id DESC LIMIT $3",
-    )
-    .bind(start)
-    .bind(end)
-    .bind(RECENT_MAX)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(ApiError::store)?;
-    let mut recent = Vec::with_capacity(rows.len());
-    for row in &rows {
-        recent.push(json!({
-            "received_at": tehran_time(column(row, "received_at_ms")?),
-            "outcome": column::<String>(row, "outcome")?,
-            "payment_reference": column::<Option<String>>(row, "payment_reference")?,
-            "order_reference": column::<Option<String>>(row, "order_reference")?,
-            "amount_rials": column::<Option<i64>>(row, "amount_rials")?,
-            "currency": column::<Option<String>>(row, "currency")?,
-        }));
-    }
-    Ok(Json(json!({
-        "from": params.from,
-        "to": params.to,
-        "outcomes": outcomes,
-        "credited_rials": credited,
-        "recent": recent,
-    }))
-    .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_callback_parses_and_each_bad_field_is_named() {
-        let body = br#"{"payment_reference":"PG-1","order_reference":"TU01","amount_rials":5000,"currency":"IRR","status":"paid","extra":1}"#;
-        let parsed = parse_callback(body);
-        assert_eq!(
-            parsed.map(|c| (c.payment_reference, c.amount.get(), c.paid)),
-            Ok(("PG-1".to_owned(), 5000, true))
-        );
-        let bad = br#"{"payment_reference":"","order_reference":"TU01","amount_rials":-5,"currency":"irr","status":"maybe"}"#;
-        let fields: Vec<String> = parse_callback(bad)
-            .err()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(field, _)| field)
-            .collect();
-        assert_eq!(
-            fields,
-            ["payment_reference", "amount_rials", "currency", "status"]
-        );
-        assert!(parse_callback(b"[1]").is_err());
-        assert!(parse_callback(b"").is_err());
-    }
-
-    #[test]
-    fn every_outcome_has_its_own_name() {
-        let names: std::collections::BTreeSet<&str> =
-            Outcome::ALL.iter().map(|o| o.as_str()).collect();
-        assert_eq!(names.len(), Outcome::ALL.len());
-    }
 }

@@ -123,8 +123,8 @@ pub async fn members(pool: &Pool, now: UnixMillis) -> Result<Vec<Member>, sqlx::
             }
         }
     }
-    for row in sqlx::query(crate::api::reports::RFM_SCORED)
-        .bind(now.get() - crate::api::reports::RFM_WINDOW_DAYS * DAY_MS)
+    for row in sqlx::query(crate::engagement::rfm::SCORED)
+        .bind(now.get() - crate::engagement::rfm::WINDOW_DAYS * DAY_MS)
         .fetch_all(pool)
         .await?
     {

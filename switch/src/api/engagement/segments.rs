@@ -171,7 +171,7 @@ pub async fn preview_segment(
          FROM transactions t JOIN cards c ON c.id = t.card_id WHERE t.state = 'confirmed' \
          AND t.confirmed_at_ms >= $1 GROUP BY c.member_id",
     )
-    .bind(now.get() - crate::api::reports::RFM_WINDOW_DAYS * crate::domain::time::DAY_MS)
+    .bind(now.get() - crate::engagement::rfm::WINDOW_DAYS * crate::domain::time::DAY_MS)
     .fetch_all(&state.pool)
     .await
     .map_err(ApiError::store)?;
