@@ -116,110 +116,67 @@ impl Message<'_> {
     /// The text in `locale`.
     pub fn render(&self, locale: Locale) -> String {
         let mut out = String::with_capacity(160);
-        match (self, locale) {
-            (
-                Message::Purchase {
-                    gross,
-                    discount,
-                    club,
-                    store_credit,
-                },
-                Locale::En,
-            ) => {
+        match locale {
+            Locale::En => self.english(&mut out),
+            Locale::Fa => self.persian(&mut out),
+        }
+        out
+    }
+
+    /// The English text.
+    fn english(&self, out: &mut String) {
+        match self {
+            Message::Purchase {
+                gross,
+                discount,
+                club,
+                store_credit,
+            } => {
                 out.push_str("Purchase of ");
-                push_rials(&mut out, *gross, locale);
+                push_rials(out, *gross, Locale::En);
                 out.push_str(" rials confirmed.");
-                push_part(&mut out, " Discount: ", *discount, " rials.", locale);
-                push_part(&mut out, " Club balance paid: ", *club, " rials.", locale);
+                push_part(out, " Discount: ", *discount, " rials.", Locale::En);
+                push_part(out, " Club balance paid: ", *club, " rials.", Locale::En);
                 push_part(
-                    &mut out,
+                    out,
                     " Store credit paid: ",
                     *store_credit,
                     " rials.",
-                    locale,
+                    Locale::En,
                 );
             }
-            (
-                Message::Purchase {
-                    gross,
-                    discount,
-                    club,
-                    store_credit,
-                },
-                Locale::Fa,
-            ) => {
-                out.push_str("خرید ");
-                push_rials(&mut out, *gross, locale);
-                out.push_str(" ریالی شما تأیید شد.");
-                push_part(&mut out, " تخفیف: ", *discount, " ریال.", locale);
-                push_part(&mut out, " از موجودی باشگاه: ", *club, " ریال.", locale);
-                push_part(
-                    &mut out,
-                    " از اعتبار فروشگاه: ",
-                    *store_credit,
-                    " ریال.",
-                    locale,
-                );
-            }
-            (Message::Cashback { amount }, Locale::En) => {
+            Message::Cashback { amount } => {
                 out.push_str("Cashback of ");
-                push_rials(&mut out, *amount, locale);
+                push_rials(out, *amount, Locale::En);
                 out.push_str(" rials was added to your store credit.");
             }
-            (Message::Cashback { amount }, Locale::Fa) => {
-                push_rials(&mut out, *amount, locale);
-                out.push_str(" ریال بازگشت خرید به اعتبار فروشگاهی شما افزوده شد.");
-            }
-            (Message::TopUp { amount }, Locale::En) => {
+            Message::TopUp { amount } => {
                 out.push_str("Your club balance was topped up by ");
-                push_rials(&mut out, *amount, locale);
+                push_rials(out, *amount, Locale::En);
                 out.push_str(" rials.");
             }
-            (Message::TopUp { amount }, Locale::Fa) => {
-                out.push_str("موجودی باشگاه شما ");
-                push_rials(&mut out, *amount, locale);
-                out.push_str(" ریال افزایش یافت.");
-            }
-            (Message::StoreCredit { amount }, Locale::En) => {
+            Message::StoreCredit { amount } => {
                 out.push_str("You received ");
-                push_rials(&mut out, *amount, locale);
+                push_rials(out, *amount, Locale::En);
                 out.push_str(" rials of store credit.");
             }
-            (Message::StoreCredit { amount }, Locale::Fa) => {
-                push_rials(&mut out, *amount, locale);
-                out.push_str(" ریال اعتبار فروشگاهی به شما هدیه داده شد.");
-            }
-            (
-                Message::Coupon {
-                    kind,
-                    cap,
-                    expires_at,
-                },
-                locale,
-            ) => push_coupon(&mut out, *kind, *cap, *expires_at, locale),
-            (Message::StoreCreditExpiring { amount, expires_at }, Locale::En) => {
-                push_rials(&mut out, *amount, Locale::En);
+            Message::Coupon {
+                kind,
+                cap,
+                expires_at,
+            } => push_coupon(out, *kind, *cap, *expires_at, Locale::En),
+            Message::StoreCreditExpiring { amount, expires_at } => {
+                push_rials(out, *amount, Locale::En);
                 out.push_str(" rials of your store credit expire after ");
                 out.push_str(&last_day(*expires_at));
                 out.push('.');
             }
-            (Message::StoreCreditExpiring { amount, expires_at }, Locale::Fa) => {
-                push_rials(&mut out, *amount, Locale::Fa);
-                out.push_str(" ریال از اعتبار فروشگاهی شما پس از ");
-                push_digits(&mut out, &last_day_jalali(*expires_at), Locale::Fa);
-                out.push_str(" منقضی می‌شود.");
-            }
-            (Message::CouponExpiring { expires_at }, Locale::En) => {
+            Message::CouponExpiring { expires_at } => {
                 out.push_str("Your coupon expires after ");
                 out.push_str(&last_day(*expires_at));
                 out.push_str(": use it on your next purchase.");
             }
-            (Message::CouponExpiring { expires_at }, Locale::Fa) => {
-                out.push_str("کوپن تخفیف شما پس از ");
-                push_digits(&mut out, &last_day_jalali(*expires_at), Locale::Fa);
-                out.push_str(" منقضی می‌شود.");
-            }
-            (Message::Tier { name, promoted }, Locale::En) => match (name, promoted) {
+            Message::Tier { name, promoted } => match (name, promoted) {
                 (Some(name), true) => {
                     out.push_str("Congratulations! You are now a ");
                     out.push_str(name);
@@ -232,7 +189,84 @@ impl Message<'_> {
                 }
                 (None, _) => out.push_str("Your membership tier has ended."),
             },
-            (Message::Tier { name, promoted }, Locale::Fa) => match (name, promoted) {
+            Message::Campaign { text } | Message::Reminder { text } => out.push_str(text),
+            Message::Survey {
+                question,
+                scale_min,
+                scale_max,
+                prompt,
+            } => {
+                out.push_str(question);
+                out.push(' ');
+                push_scale(out, *scale_min, *scale_max, Locale::En);
+                if let Some(prompt) = prompt {
+                    out.push(' ');
+                    out.push_str(prompt);
+                }
+            }
+            Message::SurveyClarify {
+                scale_min,
+                scale_max,
+            } => {
+                out.push_str("Sorry, we could not read your answer. ");
+                push_scale(out, *scale_min, *scale_max, Locale::En);
+                out.push_str(" You may add a comment after the number.");
+            }
+        }
+    }
+
+    /// The Persian text (Persian digits, Solar Hijri dates).
+    fn persian(&self, out: &mut String) {
+        match self {
+            Message::Purchase {
+                gross,
+                discount,
+                club,
+                store_credit,
+            } => {
+                out.push_str("خرید ");
+                push_rials(out, *gross, Locale::Fa);
+                out.push_str(" ریالی شما تأیید شد.");
+                push_part(out, " تخفیف: ", *discount, " ریال.", Locale::Fa);
+                push_part(out, " از موجودی باشگاه: ", *club, " ریال.", Locale::Fa);
+                push_part(
+                    out,
+                    " از اعتبار فروشگاه: ",
+                    *store_credit,
+                    " ریال.",
+                    Locale::Fa,
+                );
+            }
+            Message::Cashback { amount } => {
+                push_rials(out, *amount, Locale::Fa);
+                out.push_str(" ریال بازگشت خرید به اعتبار فروشگاهی شما افزوده شد.");
+            }
+            Message::TopUp { amount } => {
+                out.push_str("موجودی باشگاه شما ");
+                push_rials(out, *amount, Locale::Fa);
+                out.push_str(" ریال افزایش یافت.");
+            }
+            Message::StoreCredit { amount } => {
+                push_rials(out, *amount, Locale::Fa);
+                out.push_str(" ریال اعتبار فروشگاهی به شما هدیه داده شد.");
+            }
+            Message::Coupon {
+                kind,
+                cap,
+                expires_at,
+            } => push_coupon(out, *kind, *cap, *expires_at, Locale::Fa),
+            Message::StoreCreditExpiring { amount, expires_at } => {
+                push_rials(out, *amount, Locale::Fa);
+                out.push_str(" ریال از اعتبار فروشگاهی شما پس از ");
+                push_digits(out, &last_day_jalali(*expires_at), Locale::Fa);
+                out.push_str(" منقضی می‌شود.");
+            }
+            Message::CouponExpiring { expires_at } => {
+                out.push_str("کوپن تخفیف شما پس از ");
+                push_digits(out, &last_day_jalali(*expires_at), Locale::Fa);
+                out.push_str(" منقضی می‌شود.");
+            }
+            Message::Tier { name, promoted } => match (name, promoted) {
                 (Some(name), true) => {
                     out.push_str("تبریک! سطح عضویت شما به ");
                     out.push_str(name);
@@ -245,48 +279,30 @@ impl Message<'_> {
                 }
                 (None, _) => out.push_str("سطح عضویت شما به پایان رسید."),
             },
-            (Message::Campaign { text } | Message::Reminder { text }, _) => out.push_str(text),
-            (
-                Message::Survey {
-                    question,
-                    scale_min,
-                    scale_max,
-                    prompt,
-                },
-                _,
-            ) => {
+            Message::Campaign { text } | Message::Reminder { text } => out.push_str(text),
+            Message::Survey {
+                question,
+                scale_min,
+                scale_max,
+                prompt,
+            } => {
                 out.push_str(question);
                 out.push(' ');
-                push_scale(&mut out, *scale_min, *scale_max, locale);
+                push_scale(out, *scale_min, *scale_max, Locale::Fa);
                 if let Some(prompt) = prompt {
                     out.push(' ');
                     out.push_str(prompt);
                 }
             }
-            (
-                Message::SurveyClarify {
-                    scale_min,
-                    scale_max,
-                },
-                Locale::En,
-            ) => {
-                out.push_str("Sorry, we could not read your answer. ");
-                push_scale(&mut out, *scale_min, *scale_max, locale);
-                out.push_str(" You may add a comment after the number.");
-            }
-            (
-                Message::SurveyClarify {
-                    scale_min,
-                    scale_max,
-                },
-                Locale::Fa,
-            ) => {
+            Message::SurveyClarify {
+                scale_min,
+                scale_max,
+            } => {
                 out.push_str("متأسفیم، پاسخ شما را متوجه نشدیم. ");
-                push_scale(&mut out, *scale_min, *scale_max, locale);
+                push_scale(out, *scale_min, *scale_max, Locale::Fa);
                 out.push_str(" می‌توانید پس از عدد، نظرتان را هم بنویسید.");
             }
         }
-        out
     }
 }
 
