@@ -5,11 +5,13 @@
 
 use std::fmt;
 
-use crate::store::Pool;
+use sqlx::Row;
+
+use crate::store::{Conn, Pool};
 
 use crate::settlement::cycle::{Amounts, AMOUNT_COLUMNS};
 use crate::settlement::error::SettleError;
-use crate::settlement::store::{self, CycleRef};
+use crate::settlement::store::{self, CycleRecord, CycleRef};
 
 /// The transaction columns, the first eight of [`AMOUNT_COLUMNS`].
 const TXN_COLUMNS: usize = 8;
@@ -95,18 +97,44 @@ impl fmt::Display for Reconciliation {
 pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, SettleError> {
     let record = store::load_cycle(pool, cycle).await?;
     let mut conn = pool.acquire().await?;
-    let id = record.id;
-    let mut checks = Vec::new();
-    let mut check = |name: String, left_label, left, right_label, right| {
-        checks.push(Check {
+    let mut checks = Checks::default();
+    totals_against_lines(&record, &mut checks)?;
+    lines_against_sources(&mut conn, &record, &mut checks).await?;
+    payout_rule(&record.totals, &mut checks);
+    cycle_ledgers(&mut conn, &record, &mut checks).await?;
+    club_all_time(&mut conn, &mut checks).await?;
+    Ok(Reconciliation {
+        cycle_id: record.id,
+        business_date: record.business_date.to_string(),
+        checks: checks.0,
+    })
+}
+
+/// The equalities checked so far, in print order.
+#[derive(Default)]
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn add(
+        &mut self,
+        name: String,
+        left_label: &'static str,
+        left: i64,
+        right_label: &'static str,
+        right: i64,
+    ) {
+        self.0.push(Check {
             name,
             left_label,
             left,
             right_label,
             right,
         });
-    };
+    }
+}
 
+/// The cycle's totals against the sum of its lines, column by column.
+fn totals_against_lines(record: &CycleRecord, checks: &mut Checks) -> Result<(), SettleError> {
     // Totals against lines.
     let mut summed = Amounts::default();
     for line in &record.lines {
@@ -117,9 +145,19 @@ pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, 
         .zip(record.totals.columns())
         .zip(summed.columns())
     {
-        check(name.to_owned(), "cycle total", total, "sum of lines", sum);
+        checks.add(name.to_owned(), "cycle total", total, "sum of lines", sum);
     }
+    Ok(())
+}
 
+/// The lines against the transactions, adjustments and receivables they come from: the
+/// totals column by column, each line, and each merchant with sources but no line.
+async fn lines_against_sources(
+    conn: &mut Conn,
+    record: &CycleRecord,
+    checks: &mut Checks,
+) -> Result<(), SettleError> {
+    let id = record.id;
     // Lines against transactions, adjustments and receivables.
     let rows = sqlx::query(&format!(
         "{} WHERE t.cycle_id = $1 GROUP BY t.merchant_id",
@@ -129,10 +167,10 @@ pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, 
     .fetch_all(&mut *conn)
     .await?;
     let mut expected = store::txn_sums(&rows)?;
-    for (merchant, amount) in store::adjustment_sums(&mut conn, id).await? {
+    for (merchant, amount) in store::adjustment_sums(conn, id).await? {
         expected.entry(merchant).or_default().adjustments = amount;
     }
-    for (merchant, amount) in store::receivables(&mut conn, Some(id)).await? {
+    for (merchant, amount) in store::receivables(conn, Some(id)).await? {
         expected.entry(merchant).or_default().carried_in = amount;
     }
     let mut from_sources = Amounts::default();
@@ -147,7 +185,7 @@ pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, 
             9 => "sum of receivables brought in",
             _ => "sum of transactions",
         };
-        check(name.to_owned(), "cycle total", total, label, source);
+        checks.add(name.to_owned(), "cycle total", total, label, source);
     }
     let mut lines_matching = 0_i64;
     for line in &record.lines {
@@ -162,7 +200,7 @@ pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, 
                 let name = AMOUNT_COLUMNS.get(index).copied().unwrap_or("?");
                 let left = left.copied().unwrap_or(0);
                 let right = right.copied().unwrap_or(0);
-                check(
+                checks.add(
                     format!("{} {name}", line.merchant_code),
                     "line",
                     left,
@@ -176,7 +214,7 @@ pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, 
         if net != paid || net.is_none() {
             same = false;
             let name = format!("{} payout + carried_out", line.merchant_code);
-            check(
+            checks.add(
                 name,
                 "line",
                 paid.unwrap_or(0),
@@ -187,7 +225,7 @@ pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, 
         lines_matching += i64::from(same);
     }
     for merchant in expected.keys() {
-        check(
+        checks.add(
             format!("merchant row {merchant} has no line"),
             "lines",
             0,
@@ -196,24 +234,36 @@ pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, 
         );
     }
     let lines = i64::try_from(record.lines.len()).unwrap_or(i64::MAX);
-    check(
+    checks.add(
         "merchant lines matching their sources".to_owned(),
         "matching",
         lines_matching,
         "lines",
         lines,
     );
+    Ok(())
+}
 
+/// The payout rule over the cycle's totals.
+fn payout_rule(totals: &Amounts, checks: &mut Checks) {
     // The payout rule over the totals.
-    let totals = &record.totals;
-    check(
+    checks.add(
         "payout rule".to_owned(),
         "payout + carried_out",
         totals.payout.checked_add(totals.carried_out).unwrap_or(0),
         "club − fee + adjustments + carried_in",
         totals.net().unwrap_or(0),
     );
+}
 
+/// The cycle's club captures, store-credit redemptions and cashback against the movements of
+/// its transactions.
+async fn cycle_ledgers(
+    conn: &mut Conn,
+    record: &CycleRecord,
+    checks: &mut Checks,
+) -> Result<(), SettleError> {
+    let totals = &record.totals;
     // The ledgers.
     let ledger = sqlx::query(
         "SELECT \
@@ -226,31 +276,36 @@ pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, 
          FROM transactions t JOIN balance_movements m ON m.txn_id = t.id \
          WHERE t.cycle_id = $1",
     )
-    .bind(id)
+    .bind(record.id)
     .fetch_one(&mut *conn)
     .await?;
     use sqlx::Row;
-    check(
+    checks.add(
         "club captured".to_owned(),
         "cycle total",
         totals.club,
         "−Σ club capture movements",
         ledger.try_get("club")?,
     );
-    check(
+    checks.add(
         "store credit redeemed".to_owned(),
         "cycle total",
         totals.store_credit,
         "−Σ store-credit capture movements",
         ledger.try_get("store_credit")?,
     );
-    check(
+    checks.add(
         "cashback issued".to_owned(),
         "cycle total",
         totals.cashback,
         "Σ cashback movements",
         ledger.try_get("cashback")?,
     );
+    Ok(())
+}
+
+/// The club account over all time, with top-ups as money in.
+async fn club_all_time(conn: &mut Conn, checks: &mut Checks) -> Result<(), SettleError> {
     // The club account over all time, with top-ups as money in: every club balance is the sum
     // of its movements (opening balances, top-ups, captures, returns, replacements), and the
     // top-ups paid online are the orders paid, the callbacks accepted and the credits made, to
@@ -272,14 +327,14 @@ pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, 
     )
     .fetch_one(&mut *conn)
     .await?;
-    check(
+    checks.add(
         "club ledgers (all time)".to_owned(),
         "Σ club balances",
         club.try_get("ledgers")?,
         "Σ club movements",
         club.try_get("movements")?,
     );
-    check(
+    checks.add(
         "cards whose club balance is not its movements".to_owned(),
         "cards",
         club.try_get("cards_off")?,
@@ -287,23 +342,19 @@ pub async fn reconcile(pool: &Pool, cycle: &CycleRef) -> Result<Reconciliation, 
         0,
     );
     let orders_paid: i64 = club.try_get("orders_paid")?;
-    check(
+    checks.add(
         "online top-ups (money in): callbacks".to_owned(),
         "Σ paid orders",
         orders_paid,
         "Σ accepted callbacks",
         club.try_get("callbacks_accepted")?,
     );
-    check(
+    checks.add(
         "online top-ups (money in): credits".to_owned(),
         "Σ paid orders",
         orders_paid,
         "Σ top-up credits",
         club.try_get("credited")?,
     );
-    Ok(Reconciliation {
-        cycle_id: id,
-        business_date: record.business_date.to_string(),
-        checks,
-    })
+    Ok(())
 }
