@@ -1020,26 +1020,15 @@ fn groups_statement(head: &str, terminals: impl Iterator<Item = i64>) -> QueryBu
     query
 }
 
-/// Each statement these reads run, named, with SQLite's `EXPLAIN QUERY PLAN` of it: one line
-/// per step (`SEARCH t USING INDEX …`, `SCAN …`). A test holds every step that reads a table to
-/// an index. SQLite only: PostgreSQL's plans depend on its statistics.
-///
-/// # Errors
-/// [`sqlx::Error`] when the database fails or is not SQLite.
-pub async fn plans(pool: &Pool) -> Result<Vec<(String, Vec<String>)>, sqlx::Error> {
-    if Backend::of_pool(pool) != Backend::Sqlite {
-        return Err(sqlx::Error::Protocol(
-            "query plans are read on SQLite only".to_owned(),
-        ));
-    }
-    const EXPLAIN: &str = "EXPLAIN QUERY PLAN ";
-    let mut out = Vec::new();
+/// The transaction searches [`plans`] explains: each filter the console and the API offer,
+/// alone and combined as they are used, and each state.
+fn plan_searches() -> Vec<(&'static str, Search)> {
     let cursor = Some(Cursor {
         created_at_ms: 1,
         id: 1,
     });
     let text = |s: &str| Some(s.to_owned());
-    let mut searches: Vec<(&str, Search)> = vec![
+    let mut searches: Vec<(&'static str, Search)> = vec![
         ("search", Search::default()),
         (
             "search after",
@@ -1140,7 +1129,24 @@ pub async fn plans(pool: &Pool) -> Result<Vec<(String, Vec<String>)>, sqlx::Erro
             },
         ));
     }
-    for (name, mut search) in searches {
+    searches
+}
+
+/// Each statement these reads run, named, with SQLite's `EXPLAIN QUERY PLAN` of it: one line
+/// per step (`SEARCH t USING INDEX …`, `SCAN …`). A test holds every step that reads a table to
+/// an index. SQLite only: PostgreSQL's plans depend on its statistics.
+///
+/// # Errors
+/// [`sqlx::Error`] when the database fails or is not SQLite.
+pub async fn plans(pool: &Pool) -> Result<Vec<(String, Vec<String>)>, sqlx::Error> {
+    if Backend::of_pool(pool) != Backend::Sqlite {
+        return Err(sqlx::Error::Protocol(
+            "query plans are read on SQLite only".to_owned(),
+        ));
+    }
+    const EXPLAIN: &str = "EXPLAIN QUERY PLAN ";
+    let mut out = Vec::new();
+    for (name, mut search) in plan_searches() {
         search.limit = 50;
         let mut query = search_statement(EXPLAIN, &search);
         let rows = query.build(Backend::Sqlite).fetch_all(pool).await?;
