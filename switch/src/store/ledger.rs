@@ -385,7 +385,12 @@ pub(crate) fn txn_from_row(
         amounts,
         rule: row.try_get::<Option<i64>, _>("rule_id")?.map(RuleId::new),
         coupon: match row.try_get::<Option<i64>, _>("coupon_id")? {
-            Some(coupon) => Some((CouponId::new(coupon), rials(row, "coupon_rials", table)?)),
+            // The coupon's part of the discount is at most the discount (`Txn::rule_discount`
+            // relies on it).
+            Some(coupon) => match rials(row, "coupon_rials", table)? {
+                part if part <= amounts.discount => Some((CouponId::new(coupon), part)),
+                _ => return Err(corrupt("coupon_rials")),
+            },
             None => None,
         },
         snapshot_version: u64::try_from(version).map_err(|_| corrupt("snapshot_version"))?,
