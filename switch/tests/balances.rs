@@ -1,6 +1,7 @@
 //! Goal: money never clamps silently. An operation the balances cannot make as recorded (a
 //! release of more than is held, a ledger past the largest amount) is answered `96` with the
-//! fault for the log, and changes nothing.
+//! fault for the log, and changes nothing; a stored money value that is not an amount is an
+//! error naming its table, column and row, never zero.
 //!
 //! Method: the test network on a temporary SQLite file, requests built by its terminal and
 //! decided by the real admission and engine, each decision's effects written by the ledger as
@@ -15,8 +16,8 @@ use switch::engine::balance::Broken;
 use switch::engine::credit::{Credit, CreditOutcome};
 use switch::engine::{BalanceFault, Decision, Engine, EngineConfig, TxnId, TxnState};
 use switch::snapshot::Snapshot;
-use switch::store::ledger;
-use switch::store::Pool;
+use switch::store::ledger::{self, LedgerError};
+use switch::store::{Pool, StoreError};
 
 const NETWORK: &str = include_str!("data/network.json");
 /// C-RICH: 2 000 000 rials of club balance, 100 000 of store credit at M-A, silver (2 %
@@ -161,6 +162,10 @@ impl Net {
     fn txn(&self) -> TxnId {
         TxnId(self.engine.state.next_txn - 1)
     }
+
+    async fn execute(&self, sql: &str) {
+        sqlx::query(sql).execute(&self.pool).await.unwrap();
+    }
 }
 
 /// The decision answered `96` for `broken`.
@@ -253,4 +258,85 @@ async fn a_cashback_past_the_largest_amount_answers_96() {
     assert_eq!(fault.balance, Rials::MAX);
     assert_eq!(net.txn_state(), TxnState::Pending);
     assert_eq!(net.engine.state.store[&(card, merchant)], before);
+}
+
+/// A capture's club amount past the largest amount was read as zero; it is a corrupt row.
+#[tokio::test]
+async fn a_corrupt_captured_club_amount_is_a_named_error_not_zero() {
+    let mut net = Net::new().await;
+    let purchase = net.purchase(ProcessingCode::ClubPurchase, 10_000).await;
+    assert_eq!(net.confirm(&purchase).await.code(), ResponseCode::Approved);
+    assert!(ledger::load(&net.pool, NOW).await.is_ok());
+    net.execute("UPDATE captures SET club_rials = 1000000000000")
+        .await;
+    match ledger::load(&net.pool, NOW).await {
+        Err(LedgerError::Corrupt { table, field }) => {
+            assert_eq!((table, field), ("captures", "club_rials"));
+        }
+        other => panic!("a corrupt capture loaded: {:?}", other.map(|_| ())),
+    }
+}
+
+/// The explanation of a transaction read a fee bound past the largest amount as zero; it is
+/// an error naming the history row and its column.
+#[tokio::test]
+async fn an_explanation_over_a_corrupt_amount_names_its_row() {
+    let mut net = Net::new().await;
+    let purchase = net.purchase(ProcessingCode::BankPurchase, 100_000).await;
+    assert_eq!(net.confirm(&purchase).await.code(), ResponseCode::Approved);
+    let txn = net.txn().0;
+    let explanation = switch::store::explain::explain(&net.pool, txn).await;
+    assert!(explanation.unwrap().unwrap().adds_up);
+    net.execute("UPDATE merchant_terms_history SET fee_rials_max = 1000000000000")
+        .await;
+    let row: i64 = sqlx::query_scalar("SELECT MAX(id) FROM merchant_terms_history")
+        .fetch_one(&net.pool)
+        .await
+        .unwrap();
+    match switch::store::explain::explain(&net.pool, txn).await {
+        Err(StoreError::Corrupt { table, id, reason }) => {
+            assert_eq!(table, "merchant_terms_history");
+            assert!(id >= 1 && id <= row, "{id}");
+            assert!(reason.contains("fee_rials_max"), "{reason}");
+        }
+        other => panic!("explained over a corrupt row: {:?}", other.map(|_| ())),
+    }
+}
+
+/// An expiring lot whose remainder is past the largest amount was announced to the member as
+/// zero rials; the run fails naming the row, and writes no notice.
+#[tokio::test]
+async fn an_expiry_notice_of_a_corrupt_lot_names_its_row() {
+    let net = Net::new().await;
+    net.execute("UPDATE members SET phone = '+989121234567'")
+        .await;
+    let expiry = NOW.get() + 86_400_000;
+    net.execute(&format!(
+        "UPDATE store_credit_lots SET remaining_rials = 1000000000000, expires_at_ms = {expiry}"
+    ))
+    .await;
+    let lot: i64 = sqlx::query_scalar("SELECT id FROM store_credit_lots")
+        .fetch_one(&net.pool)
+        .await
+        .unwrap();
+    let (credits, _receiver) = tokio::sync::mpsc::channel(1);
+    let job = switch::loyalty::LoyaltyJob {
+        every: std::time::Duration::from_secs(60),
+        birthday: None,
+        anniversary: None,
+        expiry_notice_days: 7,
+    };
+    let failure = switch::loyalty::run_once(&net.pool, NOW, &credits, &job)
+        .await
+        .unwrap_err();
+    assert!(
+        failure.contains(&format!("store_credit_lots row {lot}")),
+        "{failure}"
+    );
+    assert!(failure.contains("remaining_rials"), "{failure}");
+    let notices: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notifications")
+        .fetch_one(&net.pool)
+        .await
+        .unwrap();
+    assert_eq!(notices, 0);
 }
