@@ -217,6 +217,30 @@ async fn a_release_of_more_than_is_held_answers_96_and_changes_nothing() {
     assert!(again.faults.is_empty(), "reported once, not at every sweep");
 }
 
+/// A purchase confirmed on the advice path (after its hold expired) counts against its
+/// rule's budget, as a reload counts it: its expiry had taken the discount out and the
+/// confirm did not put it back, so the reversal's take-out was clamped at zero.
+#[tokio::test]
+async fn an_advice_confirm_counts_its_discount_against_the_rule_again() {
+    let mut net = Net::new().await;
+    let purchase = net.purchase(ProcessingCode::BankPurchase, 10_000).await;
+    let rule = net.engine.state.txns.get(&net.txn()).unwrap().rule.unwrap();
+    let spent = |net: &Net| net.engine.state.rule_spent.get(&rule).copied();
+    assert_eq!(spent(&net), Some(1_000), "10 % of 10 000");
+    let mut effects = Vec::new();
+    let later = UnixMillis::new(NOW.get() + ENGINE.hold_timeout_ms + 1);
+    assert_eq!(net.engine.sweep(later, &mut effects, 16).released, 1);
+    ledger::apply(&net.pool, &effects).await.unwrap();
+    assert_eq!(spent(&net), Some(0));
+    assert_eq!(net.confirm(&purchase).await.code(), ResponseCode::Approved);
+    assert_eq!(net.txn_state(), TxnState::Confirmed);
+    assert_eq!(spent(&net), Some(1_000));
+    let reloaded = ledger::load(&net.pool, NOW).await.unwrap();
+    assert_eq!(reloaded.rule_spent.get(&rule).copied(), Some(1_000));
+    assert_eq!(net.reverse(&purchase).await.code(), ResponseCode::Approved);
+    assert_eq!(spent(&net), Some(0));
+}
+
 /// A reversal returning club balance to a ledger topped up to the largest amount since the
 /// confirm stopped the ledger at the maximum (and answered `00`, the rials gone); now it is
 /// `96` and the transaction stays confirmed with its capture.

@@ -605,6 +605,10 @@ impl Engine {
             self.state
                 .pending
                 .remove(&(txn.hold_expires_at.get(), txn.id));
+        } else {
+            // Its expiry took its discount out of its rule's spend; confirmed, it counts
+            // again, as a reload of the confirmed transaction counts it.
+            self.state.add_rule_spend(&txn);
         }
         let (club, lots, shortfalls) = (captured.club, captured.lots, captured.shortfalls);
         let capture = Capture {
