@@ -18,7 +18,7 @@ use crate::admission::Admitted;
 use crate::clock::Clock;
 use crate::engine::coupon::{CouponIssue, CouponRefusal};
 use crate::engine::credit::{Credit, CreditOutcome, CreditRefusal, Transfer, TransferRefusal};
-use crate::engine::{prefetch, AnswerFields, Decision, Decline, Effect, Engine};
+use crate::engine::{prefetch, AnswerFields, Decision, Decline, Effect, Engine, Swept};
 use crate::metrics as m;
 use crate::snapshot::Snapshot;
 use crate::store::ledger;
@@ -196,7 +196,7 @@ pub async fn run(
             Some(job) = credit_jobs.recv() => credit_batch.push(job),
             _ = sweep.tick() => {
                 let now = clock.now();
-                engine.sweep(now, &mut effects, SWEEP_MAX);
+                log_faults(&engine.sweep(now, &mut effects, SWEEP_MAX));
                 engine.prune(now);
                 learn_settlement(&mut engine, &pool).await;
                 let fence = hold_fence(&mut engine, &pool).await;
@@ -320,6 +320,14 @@ fn decide(
     deferred
 }
 
+/// Logs the holds a sweep could not release: the engine's balances disagree with a pending
+/// transaction, which an operator must look into (the transaction stays pending).
+pub(crate) fn log_faults(swept: &Swept) {
+    for (txn, fault) in &swept.faults {
+        error!(txn = txn.0, %fault, "expired holds not released");
+    }
+}
+
 /// Decides one job: a decline is sent at once, the rest join `deferred`.
 fn decide_one(
     engine: &mut Engine,
@@ -343,6 +351,16 @@ fn decide_one(
     );
     let _entered = span.enter();
     let decision = engine.decide(&job.snapshot, keyed, &job.admitted, now, effects);
+    if let Some(fault) = decision.fault {
+        // The span is a debug one: the request's key goes in the line itself.
+        error!(
+            %fault,
+            ksi = %job.admitted.request.ksi,
+            stan = %job.admitted.request.stan,
+            mti = job.admitted.request.mti.as_str(),
+            "balances refused the request; answered 96"
+        );
+    }
     debug!(response_code = decision.code().as_str(), rrn = ?decision.rrn(), durable = decision.durable, "decided");
     if decision.durable || decision.resent {
         deferred.push((job, decision));
@@ -462,6 +480,7 @@ fn answer_96(job: Job) {
         answer: AnswerFields::code(Decline::System.response_code()),
         durable: false,
         resent: false,
+        fault: None,
     };
     send(job, decision);
 }

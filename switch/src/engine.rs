@@ -4,6 +4,8 @@
 //!
 //! - [`answer`]: the fields of an answer, and the response bytes built from them off the
 //!   engine's task.
+//! - [`balance`]: the balance operations (holds, capture, return and claw-back, lots), each
+//!   checked whole before it changes anything; a failed check is a [`balance::BalanceFault`].
 //! - [`decide`]: the [`Engine`] and its per-MTI rules; [`credit`]: top-ups and store-credit
 //!   grants.
 //! - [`coupon`]: member coupons, held, used and given back with their purchase.
@@ -17,6 +19,7 @@
 //! - [`txn_table`]: transactions by id, consecutive ids side by side.
 
 pub mod answer;
+pub mod balance;
 pub mod coupon;
 pub mod credit;
 pub mod decide;
@@ -30,7 +33,8 @@ pub mod tier;
 pub mod txn_table;
 
 pub use answer::AnswerFields;
-pub use decide::{fingerprint, CardRef, Decision, Engine, EngineConfig};
+pub use balance::BalanceFault;
+pub use decide::{fingerprint, CardRef, Decision, Engine, EngineConfig, Swept};
 pub use decline::Decline;
 pub use effect::Effect;
 pub use state::{Fingerprint, MessageKey, State, Txn, TxnId, TxnState};

@@ -195,9 +195,17 @@ async fn expiry_notices(pool: &Pool, now: UnixMillis, days: u32) -> Result<u64, 
     for (prefix, rows) in [("lot-expiry", lots), ("coupon-expiry", coupons)] {
         for row in rows {
             let get = |name: &str| row.try_get::<i64, _>(name).map_err(|e| e.to_string());
+            let id = get("id")?;
             let expires_at = UnixMillis::new(get("expires_at_ms")?);
             let message = if prefix == "lot-expiry" {
-                let amount = Rials::new(get("remaining_rials")?).unwrap_or(Rials::ZERO);
+                let remaining = get("remaining_rials")?;
+                // A lot's remainder past the largest amount is a corrupt row: no notice tells
+                // a member a made-up figure.
+                let amount = Rials::new(remaining).ok_or_else(|| {
+                    format!(
+                        "store_credit_lots row {id}: remaining_rials {remaining} is not an amount"
+                    )
+                })?;
                 Message::StoreCreditExpiring { amount, expires_at }
             } else {
                 Message::CouponExpiring { expires_at }
@@ -205,7 +213,7 @@ async fn expiry_notices(pool: &Pool, now: UnixMillis, days: u32) -> Result<u64, 
             let locale: String = row.try_get("locale").map_err(|e| e.to_string())?;
             let locale = Locale::parse(&locale).unwrap_or(Locale::Fa);
             let phone: String = row.try_get("phone").map_err(|e| e.to_string())?;
-            let key = format!("{prefix}:{}", get("id")?);
+            let key = format!("{prefix}:{id}");
             let done = sqlx::query(
                 "INSERT INTO notifications (idempotency_key, member_id, kind, locale, phone, \
                  body, created_at_ms, attempts, next_attempt_at_ms) VALUES ($1, $2, $3, $4, $5, \

@@ -100,8 +100,10 @@ pub fn quote<'r>(
     let rule = discount(rules, purchase, usage);
     let ruled = rule.map_or(Rials::ZERO, |applied| applied.amount);
     let couponed = coupon.map_or(Rials::ZERO, |terms| coupon_discount(terms, gross, ruled));
-    // Both are at most G together: the coupon's is capped by what the rule's leaves.
-    let discounted = Rials::new(ruled.get() + couponed.get()).unwrap_or(gross);
+    let discounted = ruled.asserted_add(
+        couponed,
+        "the coupon's discount is capped by what the rule's leaves of G",
+    );
     assert!(discounted <= gross, "discount above G");
     let split = split(gross, discounted, funds.store_credit, funds.club, funding)
         .map_err(QuoteDecline::Insufficient)?;

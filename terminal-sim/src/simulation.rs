@@ -637,7 +637,7 @@ impl<'w> Simulation<'w> {
         }
         self.commit().await?;
         self.now += HOLD_TIMEOUT_MS + 1;
-        self.sweep();
+        self.sweep()?;
         self.commit().await?;
         self.project(true).await?;
         self.check_memory()?;
@@ -871,17 +871,24 @@ impl<'w> Simulation<'w> {
         };
         self.now += by;
         self.trace(|| format!("clock +{by} ms"));
-        self.sweep();
-        Ok(())
+        self.sweep()
     }
 
-    fn sweep(&mut self) {
+    /// Releases expired holds; a hold the balances refuse to release is a failed run.
+    fn sweep(&mut self) -> Step {
         let now = UnixMillis::new(self.now);
-        let released = self
+        let swept = self
             .engine
             .sweep(now, &mut self.effects, switch::committer::SWEEP_MAX);
-        self.summary.expired += u64::try_from(released).unwrap_or(0);
+        if let Some((txn, fault)) = swept.faults.first() {
+            return Err(format!(
+                "expired holds of txn {} not released: {fault}",
+                txn.0
+            ));
+        }
+        self.summary.expired += u64::try_from(swept.released).unwrap_or(0);
         self.engine.prune(now);
+        Ok(())
     }
 
     /// The network hands one message to the switch: admission, then the engine, then the
@@ -923,6 +930,10 @@ impl<'w> Simulation<'w> {
             &mut self.effects,
         );
         self.summary.decided += 1;
+        // The balances refuse an operation only when their bookkeeping broke: a failed run.
+        if let Some(fault) = decision.fault {
+            return Err(format!("message {message}: balance fault: {fault}"));
+        }
         self.trace(|| {
             format!(
                 "decide m{message} -> {} durable {} resent {}",

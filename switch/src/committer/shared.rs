@@ -142,7 +142,7 @@ async fn one_batch(
     let now = clock.now();
     let mut effects: Vec<Effect> = Vec::with_capacity(batch.len() * 2);
     if sweeping {
-        engine.sweep(now, &mut effects, SWEEP_MAX);
+        super::log_faults(&engine.sweep(now, &mut effects, SWEEP_MAX));
     }
     let deferred = decide(engine, clock, batch, &mut effects);
     let credits = decide_credits(engine, clock, credit_batch, &mut effects);

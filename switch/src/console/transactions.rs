@@ -9,6 +9,7 @@ use maud::{html, Markup};
 use serde_json::Value;
 
 use crate::api::auth::Reader;
+use crate::api::error::ApiError;
 use crate::api::views;
 use crate::console::layout::{self, Ctx};
 use crate::console::session::{Refusal, Session};
@@ -185,7 +186,8 @@ pub async fn detail(
     )
     .await?;
     let explanation = explain::explain(&state.api.pool, txn_id)
-        .await?
+        .await
+        .map_err(ApiError::store)?
         .ok_or(Refusal::NotFound)?;
     let movements = value
         .get("movements")

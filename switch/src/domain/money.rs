@@ -48,6 +48,44 @@ impl Rials {
         self.0.checked_sub(other.0).and_then(Rials::new)
     }
 
+    /// `self + other`, or [`Rials::MAX`] past it. Only for a sum that is compared with bounds
+    /// of at most [`Rials::MAX`] and never subtracted from, where stopping at the bound
+    /// changes no comparison (a member's activity against the tiers' thresholds); never to
+    /// hide an overflow.
+    pub fn saturating_add(self, other: Rials) -> Rials {
+        // Both are at most 10^12, so the `i64` sum cannot overflow.
+        Rials((self.0 + other.0).min(Rials::MAX.0))
+    }
+
+    /// `self - other`, or zero when `other` is larger: a business floor (what a balance
+    /// does not cover, credit that expired lots leave), never a guard against a broken
+    /// invariant.
+    pub fn saturating_sub(self, other: Rials) -> Rials {
+        Rials((self.0 - other.0).max(0))
+    }
+
+    /// `self + other` where the caller knows the sum is an amount (both are parts of one
+    /// amount); `invariant` names that knowledge.
+    ///
+    /// # Panics
+    /// When the sum passes [`Rials::MAX`]: `invariant` is broken, a bug.
+    pub fn asserted_add(self, other: Rials, invariant: &'static str) -> Rials {
+        // Both are at most 10^12, so the `i64` sum cannot overflow.
+        let sum = self.0 + other.0;
+        assert!(sum <= Rials::MAX.0, "{invariant}");
+        Rials(sum)
+    }
+
+    /// `self - other` where the caller knows `other <= self` (a part taken from its whole);
+    /// `invariant` names that knowledge.
+    ///
+    /// # Panics
+    /// When `other > self`: `invariant` is broken, a bug.
+    pub fn asserted_sub(self, other: Rials, invariant: &'static str) -> Rials {
+        assert!(other.0 <= self.0, "{invariant}");
+        Rials(self.0 - other.0)
+    }
+
     /// `floor(self × rate / 100)`: the share of this amount at a percent rate, rounded down to
     /// the rial (docs/design.md section 4, percent discounts and cashback). The result is never
     /// more than `self` because a rate is at most 100.
@@ -76,12 +114,18 @@ impl Rials {
             Rounding::Down => product / RATE_DENOMINATOR,
             Rounding::HalfUp => (product + RATE_DENOMINATOR / 2) / RATE_DENOMINATOR,
         };
-        let share = Rials::new(whole * millionths + rounded).unwrap_or(Rials::ZERO);
+        // The rate is within 0..=100 percent (`Percent::new`), so the share is within
+        // 0..=self: anything else is a bug in the arithmetic above, not an amount to clamp.
+        let share = whole * millionths + rounded;
         assert!(
-            share <= self,
+            share >= 0,
+            "a share of a rate of at least 0 percent is negative"
+        );
+        assert!(
+            share <= self.0,
             "a share of at most 100 percent exceeds its base"
         );
-        share
+        Rials(share)
     }
 }
 
@@ -264,6 +308,16 @@ mod tests {
         assert_eq!(Rials::new(1_000_000_000_000), None);
         assert_eq!(Rials::MAX.checked_add(Rials::new(1).unwrap()), None);
         assert_eq!(Rials::ZERO.checked_sub(Rials::new(1).unwrap()), None);
+        let one = Rials::new(1).unwrap();
+        assert_eq!(Rials::MAX.saturating_add(one), Rials::MAX);
+        assert_eq!(one.saturating_add(one), Rials::new(2).unwrap());
+        assert_eq!(Rials::ZERO.saturating_sub(one), Rials::ZERO);
+        assert_eq!(
+            Rials::MAX.saturating_sub(one),
+            Rials::new(999_999_999_998).unwrap()
+        );
+        assert_eq!(one.asserted_add(one, "test"), Rials::new(2).unwrap());
+        assert_eq!(one.asserted_sub(one, "test"), Rials::ZERO);
         assert!(Percent::parse("100.000001").is_err());
         assert!(Percent::parse("-1").is_err());
         assert!(Percent::parse("1.0000001").is_err());

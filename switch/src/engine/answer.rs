@@ -87,10 +87,21 @@ pub fn currency_of(answer: &AnswerFields) -> Option<Currency> {
         .map(|set| set.currency)
 }
 
-/// A field 54 amount: never negative (the split's parts are not).
+/// A field 54 amount. Every amount of rials is one: both are n12 (`Rials::MAX` is the width of
+/// field 4), and rials are never negative.
 pub(crate) fn to_amount(rials: Rials) -> Amount {
-    Amount::new(u64::try_from(rials.get()).unwrap_or(0)).unwrap_or(Amount::ZERO)
+    let amount = u64::try_from(rials.get())
+        .ok()
+        .and_then(|value| Amount::new(value).ok());
+    match amount {
+        Some(amount) => amount,
+        None => unreachable!("an amount of rials is an n12 amount"),
+    }
 }
+
+// Field 4's bound and the largest amount of rials are the same n12 bound.
+const _: () = assert!(protocol::ids::AMOUNT_MAX == 999_999_999_999);
+const _: () = assert!(Rials::MAX.get() == 999_999_999_999);
 
 /// The approval code of an approved purchase: the RRN's last six digits.
 pub(crate) fn approval_code(rrn: Rrn) -> ApprovalCode {

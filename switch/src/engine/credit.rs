@@ -8,7 +8,7 @@
 use crate::domain::{CardId, MerchantId, Rials, UnixMillis};
 use crate::engine::decide::Engine;
 use crate::engine::effect::{Effect, NewLot};
-use crate::engine::state::{ClubAccount, LotId};
+use crate::engine::state::{ClubAccount, LotId, StoreAccount};
 
 /// Longest idempotency key, in bytes.
 pub const CREDIT_KEY_BYTES_MAX: usize = 64;
@@ -135,14 +135,6 @@ impl Engine {
                 None
             }
             Some(merchant) => {
-                let ledger = self
-                    .state
-                    .store
-                    .get(&(credit.card, merchant))
-                    .map_or(Rials::ZERO, |account| account.ledger);
-                ledger
-                    .checked_add(credit.amount)
-                    .ok_or(CreditRefusal::TooLarge)?;
                 let lot = NewLot {
                     id: LotId(self.state.next_lot),
                     card: credit.card,
@@ -150,8 +142,11 @@ impl Engine {
                     amount: credit.amount,
                     expires_at: credit.expires_at,
                 };
+                // The only fault adding a lot has: the ledger would pass the largest amount.
+                self.state
+                    .add_lot(lot)
+                    .map_err(|_| CreditRefusal::TooLarge)?;
                 self.state.next_lot += 1;
-                self.state.add_lot(lot);
                 Some(lot)
             }
         };
@@ -250,9 +245,49 @@ impl Engine {
             .club
             .get(&transfer.to)
             .map_or(Rials::ZERO, |a| a.ledger);
-        if to_ledger.checked_add(club_amount).is_none() {
-            return Err(TransferRefusal::TooLarge);
+        let to_club = to_ledger
+            .checked_add(club_amount)
+            .ok_or(TransferRefusal::TooLarge)?;
+        // The new card's store-credit accounts are built on copies, so a ledger that would
+        // pass the largest amount refuses the transfer before anything has moved.
+        let mut next_lot = self.state.next_lot;
+        let mut lots = Vec::new();
+        let mut targets = Vec::with_capacity(accounts.len());
+        for merchant in &accounts {
+            let Some(account) = state.store.get(&(transfer.from, *merchant)) else {
+                continue;
+            };
+            let mut moving = account
+                .lots
+                .iter()
+                .filter(|lot| lot.remaining > Rials::ZERO)
+                .peekable();
+            if moving.peek().is_none() {
+                continue;
+            }
+            let mut target = state
+                .store
+                .get(&(transfer.to, *merchant))
+                .cloned()
+                .unwrap_or_else(StoreAccount::empty);
+            for lot in moving {
+                let moved = NewLot {
+                    id: LotId(next_lot),
+                    card: transfer.to,
+                    merchant: *merchant,
+                    amount: lot.remaining,
+                    expires_at: lot.expires_at,
+                };
+                next_lot += 1;
+                // The only fault adding a lot has: the ledger would pass the largest amount.
+                target
+                    .add_lot(moved)
+                    .map_err(|_| TransferRefusal::TooLarge)?;
+                lots.push((lot.id, moved));
+            }
+            targets.push(((transfer.to, *merchant), target));
         }
+        // Every check passed; nothing was changed before this point.
         if club_amount > Rials::ZERO {
             if let Some(account) = self.state.club.get_mut(&transfer.from) {
                 account.ledger = Rials::ZERO;
@@ -261,36 +296,18 @@ impl Engine {
                 ledger: Rials::ZERO,
                 held: Rials::ZERO,
             });
-            to.ledger = to_ledger.checked_add(club_amount).unwrap_or(Rials::MAX);
+            to.ledger = to_club;
         }
-        let mut lots = Vec::new();
         for merchant in accounts {
-            let Some(account) = self.state.store.get_mut(&(transfer.from, merchant)) else {
-                continue;
-            };
-            let mut moving = Vec::new();
-            for lot in account
-                .lots
-                .iter_mut()
-                .filter(|lot| lot.remaining > Rials::ZERO)
-            {
-                moving.push((lot.id, lot.remaining, lot.expires_at));
-                lot.remaining = Rials::ZERO;
-            }
-            account.ledger = Rials::ZERO;
-            for (old, remaining, expires_at) in moving {
-                let lot = NewLot {
-                    id: LotId(self.state.next_lot),
-                    card: transfer.to,
-                    merchant,
-                    amount: remaining,
-                    expires_at,
-                };
-                self.state.next_lot += 1;
-                self.state.add_lot(lot);
-                lots.push((old, lot));
+            if let Some(account) = self.state.store.get_mut(&(transfer.from, merchant)) {
+                for lot in account.lots.iter_mut() {
+                    lot.remaining = Rials::ZERO;
+                }
+                account.ledger = Rials::ZERO;
             }
         }
+        self.state.store.extend(targets);
+        self.state.next_lot = next_lot;
         self.state.replaced.insert(transfer.from, transfer.to);
         effects.push(Effect::Transfer(Box::new(TransferRecord {
             transfer,
@@ -299,5 +316,64 @@ impl Engine {
             at: now,
         })));
         Ok(CreditOutcome::Applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Goal: a card's replacement never stops a balance at the largest amount. Method: a new
+    //! card whose store credit at a merchant is at the maximum, and an old card with credit
+    //! there; the transfer is refused whole.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::engine::decide::EngineConfig;
+    use crate::engine::state::State;
+
+    fn lot(id: i64, card: CardId, amount: Rials) -> NewLot {
+        NewLot {
+            id: LotId(id),
+            card,
+            merchant: MerchantId::new(3),
+            amount,
+            expires_at: None,
+        }
+    }
+
+    /// The moved lot was added with the new card's ledger stopped at the maximum (its lots
+    /// then summed past it); the transfer is refused and nothing moves.
+    #[test]
+    fn a_transfer_past_the_largest_amount_is_refused_whole() {
+        let (old, new) = (CardId::new(1), CardId::new(2));
+        let mut state = State::default();
+        state
+            .add_lot(lot(1, old, Rials::new(1_000).unwrap()))
+            .unwrap();
+        state.add_lot(lot(2, new, Rials::MAX)).unwrap();
+        state.next_lot = 3;
+        let before = (state.store.clone(), state.club.clone());
+        let mut engine = Engine::new(
+            state,
+            EngineConfig {
+                hold_timeout_ms: 120_000,
+                answered_window_ms: 86_400_000,
+            },
+        );
+        let transfer = Transfer {
+            from: old,
+            to: new,
+            operator: "test".to_owned(),
+            detail: String::new(),
+        };
+        let mut effects = Vec::new();
+        let refused = engine.transfer(transfer, UnixMillis::new(0), &mut effects);
+        assert_eq!(refused, Err(TransferRefusal::TooLarge));
+        assert!(effects.is_empty());
+        assert_eq!(
+            (engine.state.store.clone(), engine.state.club.clone()),
+            before
+        );
+        assert_eq!(engine.state.next_lot, 3);
+        assert!(engine.state.replaced.is_empty());
     }
 }

@@ -13,13 +13,13 @@ use crate::domain::{
     TerminalStatus, UnixMillis,
 };
 use crate::engine::answer::{purchase_answer, to_amount, AmountsText, AnswerFields, Kept};
+use crate::engine::balance::{BalanceFault, Holds};
 use crate::engine::coupon::CouponState;
 use crate::engine::decline::{approved, Decline};
-use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
+use crate::engine::effect::{Effect, NewLot, ReleaseReason};
 use crate::engine::referral::LoyaltyRules;
 use crate::engine::state::{
-    Amounts, Answered, Capture, ClubAccount, Fingerprint, LotId, MessageKey, State, StoreAccount,
-    Txn, TxnId, TxnState,
+    Amounts, Answered, Capture, Fingerprint, LotId, MessageKey, State, Txn, TxnId, TxnState,
 };
 use crate::engine::tier::TierCause;
 use crate::pricing;
@@ -57,6 +57,9 @@ pub struct Decision {
     pub durable: bool,
     /// An earlier answer resent: it may leave only after the batch that made it is durable.
     pub resent: bool,
+    /// Why a `96` was answered when the balances refused the request's operation: for the
+    /// shell to log (the engine does no I/O).
+    pub fault: Option<BalanceFault>,
 }
 
 impl Decision {
@@ -69,6 +72,16 @@ impl Decision {
     pub fn rrn(&self) -> Option<Rrn> {
         self.answer.rrn
     }
+}
+
+/// What a sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// Pending transactions whose holds it released.
+    pub released: usize,
+    /// Those whose holds it could not release, with why: for the shell to log. They stay
+    /// pending, off the sweeper's list.
+    pub faults: Vec<(TxnId, BalanceFault)>,
 }
 
 /// The engine: its state and settings. All methods are pure functions of their inputs.
@@ -139,6 +152,7 @@ impl Engine {
                     answer,
                     durable: false,
                     resent: true,
+                    fault: None,
                 },
                 // The window names a transaction the engine does not hold: never the case
                 // (transactions are not dropped), and answering anything else would not be
@@ -171,6 +185,7 @@ impl Engine {
                     answer,
                     durable: false,
                     resent: false,
+                    fault: None,
                 };
             }
             (Kind::Purchase { code, amount }, Body::Financial(financial)) => {
@@ -235,26 +250,36 @@ impl Engine {
                     answer,
                     durable,
                     resent: false,
+                    fault: None,
                 }
             }
             Err(decline) => self.remember_decline(key, fingerprint, now, decline),
         }
     }
 
-    /// Releases the holds of pending requests whose confirm timeout has passed.
-    pub fn sweep(&mut self, now: UnixMillis, effects: &mut Vec<Effect>, max: usize) -> usize {
-        let due: Vec<TxnId> = self
+    /// Releases the holds of pending requests whose confirm timeout has passed, at most `max`.
+    pub fn sweep(&mut self, now: UnixMillis, effects: &mut Vec<Effect>, max: usize) -> Swept {
+        let due: Vec<(i64, TxnId)> = self
             .state
             .pending
             .iter()
             .take_while(|(at, _)| *at <= now.get())
             .take(max)
-            .map(|(_, id)| id)
             .collect();
-        for id in &due {
-            self.release(*id, ReleaseReason::Expiry, now, effects);
+        let mut swept = Swept::default();
+        for (at, id) in due {
+            match self.release(id, ReleaseReason::Expiry, now, effects) {
+                Ok(()) => swept.released += 1,
+                Err(fault) => {
+                    // Its holds cannot be released as recorded: the transaction stays pending
+                    // and leaves the sweeper's list, so the fault is reported once (again after
+                    // a restart reloads it), not at every sweep.
+                    self.state.pending.remove(&(at, id));
+                    swept.faults.push((id, fault));
+                }
+            }
         }
-        due.len()
+        swept
     }
 
     /// Marks transactions settlement has put in a cycle: from now on a reversal of one is
@@ -312,17 +337,15 @@ impl Engine {
         let funds = pricing::Funds {
             club: if funding.uses_club() {
                 self.state
-                    .club
-                    .get(&card.id)
-                    .map_or(Rials::ZERO, ClubAccount::available)
+                    .club_available(card.id)
+                    .map_err(Decline::Balance)?
             } else {
                 Rials::ZERO
             },
             store_credit: if funding.uses_store_credit() {
                 self.state
-                    .store
-                    .get(&(card.id, merchant.id))
-                    .map_or(Rials::ZERO, |account| account.available(now))
+                    .store_available(card.id, merchant.id, now)
+                    .map_err(Decline::Balance)?
             } else {
                 Rials::ZERO
             },
@@ -365,6 +388,15 @@ impl Engine {
             bank_rest: quote.split.bank_rest(),
             cashback: quote.cashback,
         };
+        // Held before anything else changes: a refused hold leaves the state as it was.
+        self.state
+            .place_holds(Holds {
+                card: card.id,
+                merchant: merchant.id,
+                club: amounts.club,
+                store_credit: amounts.store_credit,
+            })
+            .map_err(Decline::Balance)?;
         let id = TxnId(self.state.next_txn);
         self.state.next_txn += 1;
         let rrn = self.next_rrn();
@@ -389,7 +421,6 @@ impl Engine {
             capture: Capture::none(),
             local_day: day,
         };
-        self.state.place_holds(&txn);
         if let Some((coupon, _)) = txn.coupon {
             self.move_coupon(coupon, CouponState::Held(id), now, effects);
         }
@@ -419,24 +450,28 @@ impl Engine {
         }
         let (merchant, card, _) = checks(context)?;
         let (ledger_kind, available_kind, ledger, available) = match code {
-            ProcessingCode::ClubInquiry => {
-                let account = self.state.club.get(&card.id);
-                (
-                    AmountKind::ClubLedger,
-                    AmountKind::ClubAvailable,
-                    account.map_or(Rials::ZERO, |a| a.ledger),
-                    account.map_or(Rials::ZERO, ClubAccount::available),
-                )
-            }
-            _ => {
-                let account = self.state.store.get(&(card.id, merchant.id));
-                (
-                    AmountKind::StoreCreditLedger,
-                    AmountKind::StoreCreditAvailable,
-                    account.map_or(Rials::ZERO, |a| a.ledger),
-                    account.map_or(Rials::ZERO, |a| a.available(now)),
-                )
-            }
+            ProcessingCode::ClubInquiry => (
+                AmountKind::ClubLedger,
+                AmountKind::ClubAvailable,
+                self.state
+                    .club
+                    .get(&card.id)
+                    .map_or(Rials::ZERO, |a| a.ledger),
+                self.state
+                    .club_available(card.id)
+                    .map_err(Decline::Balance)?,
+            ),
+            _ => (
+                AmountKind::StoreCreditLedger,
+                AmountKind::StoreCreditAvailable,
+                self.state
+                    .store
+                    .get(&(card.id, merchant.id))
+                    .map_or(Rials::ZERO, |a| a.ledger),
+                self.state
+                    .store_available(card.id, merchant.id, now)
+                    .map_err(Decline::Balance)?,
+            ),
         };
         let mut sets = AmountsText::default();
         sets.push(&AmountSet::new(ledger_kind, currency, to_amount(ledger)).encode());
@@ -474,7 +509,7 @@ impl Engine {
         check_same(txn, follow_up)?;
         match txn.state {
             TxnState::Pending | TxnState::Expired => {
-                self.capture(snapshot, id, now, effects);
+                self.capture(snapshot, id, now, effects)?;
                 Ok(Reply::empty())
             }
             // Confirmed again under a new STAN: 00, and nothing more is captured.
@@ -519,8 +554,10 @@ impl Engine {
             txn.state
         };
         match state {
-            TxnState::Pending => self.release(id, ReleaseReason::Reversal, now, effects),
-            TxnState::Confirmed => self.give_back(snapshot, id, now, effects),
+            TxnState::Pending => self
+                .release(id, ReleaseReason::Reversal, now, effects)
+                .map_err(Decline::Balance)?,
+            TxnState::Confirmed => self.give_back(snapshot, id, now, effects)?,
             TxnState::Expired => {
                 self.state.set_state(id, TxnState::Reversed);
                 effects.push(Effect::MarkReversed { txn: id, at: now });
@@ -540,41 +577,40 @@ impl Engine {
     }
 
     /// Captures a pending (or, on the advice path, expired) transaction.
+    ///
+    /// # Errors
+    /// [`Decline::Balance`], nothing changed, when the balances refuse the capture.
     fn capture(
         &mut self,
         snapshot: &Snapshot,
         id: TxnId,
         now: UnixMillis,
         effects: &mut Vec<Effect>,
-    ) {
+    ) -> Result<(), Decline> {
         let Some(txn) = self.state.txns.get(&id).cloned() else {
-            return;
+            return Ok(());
         };
-        let held = txn.state == TxnState::Pending;
-        let (club_held, store_held) = if held {
-            self.state.release_holds(&txn);
-            (txn.amounts.club, txn.amounts.store_credit)
-        } else {
-            (Rials::ZERO, Rials::ZERO)
-        };
-        let mut shortfalls = Vec::new();
-        let club = self.state.take_club(txn.card, txn.amounts.club);
-        if club < txn.amounts.club {
-            shortfalls.push((Account::Club, minus(txn.amounts.club, club)));
-        }
-        let lots = self
-            .state
-            .take_store(txn.card, txn.merchant, txn.amounts.store_credit);
-        let taken = lots
-            .iter()
-            .fold(Rials::ZERO, |sum, (_, amount)| plus(sum, *amount));
-        if taken < txn.amounts.store_credit {
-            shortfalls.push((Account::StoreCredit, minus(txn.amounts.store_credit, taken)));
-        }
+        let wanted = Holds::of(&txn);
+        let pending = txn.state == TxnState::Pending;
+        let held = if pending { wanted } else { wanted.none() };
         let cashback = self.cashback_lot(snapshot, &txn, now);
-        if let Some(lot) = cashback {
-            self.state.add_lot(lot);
+        let captured = self
+            .state
+            .capture(wanted, held, cashback)
+            .map_err(Decline::Balance)?;
+        if cashback.is_some() {
+            self.state.next_lot += 1;
         }
+        if pending {
+            self.state
+                .pending
+                .remove(&(txn.hold_expires_at.get(), txn.id));
+        } else {
+            // Its expiry took its discount out of its rule's spend; confirmed, it counts
+            // again, as a reload of the confirmed transaction counts it.
+            self.state.add_rule_spend(&txn);
+        }
+        let (club, lots, shortfalls) = (captured.club, captured.lots, captured.shortfalls);
         let capture = Capture {
             club,
             lots: lots.clone(),
@@ -588,8 +624,8 @@ impl Engine {
             merchant: txn.merchant,
             gross: txn.amounts.gross,
             discount: txn.amounts.discount,
-            club_held,
-            store_held,
+            club_held: held.club,
+            store_held: held.store_credit,
             club,
             lots,
             shortfalls,
@@ -604,15 +640,17 @@ impl Engine {
         self.state.add_activity(&txn);
         self.recompute_tier(snapshot, &txn, TierCause::Confirm, now, effects);
         self.reward_referral(snapshot, &txn, now, effects);
+        Ok(())
     }
 
-    fn cashback_lot(&mut self, snapshot: &Snapshot, txn: &Txn, now: UnixMillis) -> Option<NewLot> {
+    /// The cashback lot a confirm at `now` issues, with the next lot id (taken by the caller
+    /// once the capture is made).
+    fn cashback_lot(&self, snapshot: &Snapshot, txn: &Txn, now: UnixMillis) -> Option<NewLot> {
         let merchant = snapshot.merchant(txn.merchant)?;
         if !merchant.profile.cashback_allowed || txn.amounts.cashback == Rials::ZERO {
             return None;
         }
         let id = LotId(self.state.next_lot);
-        self.state.next_lot += 1;
         let days = i64::from(merchant.profile.credit_expiry_days);
         let expires_at =
             (days > 0).then(|| UnixMillis::new(now.get() + days * crate::domain::time::DAY_MS));
@@ -625,21 +663,28 @@ impl Engine {
         })
     }
 
+    /// Releases a pending transaction's holds (a reversal, or its hold expired).
+    ///
+    /// # Errors
+    /// [`BalanceFault`], nothing changed, when its holds are not there to release.
     fn release(
         &mut self,
         id: TxnId,
         reason: ReleaseReason,
         now: UnixMillis,
         effects: &mut Vec<Effect>,
-    ) {
+    ) -> Result<(), BalanceFault> {
         let Some(txn) = self.state.txns.get(&id).cloned() else {
-            return;
+            return Ok(());
         };
         if txn.state != TxnState::Pending {
-            return;
+            return Ok(());
         }
-        self.state.release_holds(&txn);
-        self.state.untrack_rule_spend(&txn);
+        self.state.release_holds(Holds::of(&txn))?;
+        self.state
+            .pending
+            .remove(&(txn.hold_expires_at.get(), txn.id));
+        self.state.remove_rule_spend(&txn);
         if let Some((coupon, _)) = txn.coupon {
             self.give_back_coupon(coupon, txn.id, now, effects);
         }
@@ -657,33 +702,38 @@ impl Engine {
             reason,
             at: now,
         });
+        Ok(())
     }
 
     /// Reverses a confirmed, unsettled transaction: returns what it captured and claws back
     /// its cashback (the part already spent becomes an exception, never a negative balance).
+    ///
+    /// # Errors
+    /// [`Decline::Balance`], nothing changed, when the balances refuse the return.
     fn give_back(
         &mut self,
         snapshot: &Snapshot,
         id: TxnId,
         now: UnixMillis,
         effects: &mut Vec<Effect>,
-    ) {
+    ) -> Result<(), Decline> {
         let Some(txn) = self.state.txns.get(&id).cloned() else {
-            return;
+            return Ok(());
         };
-        self.state.return_club(txn.card, txn.capture.club);
-        self.state
-            .return_store(txn.card, txn.merchant, &txn.capture.lots);
-        let (clawback, clawback_shortfall) = match txn.capture.cashback_lot {
-            Some(lot) => {
-                let taken = self
-                    .state
-                    .claw_back(txn.card, txn.merchant, lot, txn.amounts.cashback);
-                (Some((lot, taken)), minus(txn.amounts.cashback, taken))
-            }
-            None => (None, Rials::ZERO),
-        };
-        self.state.untrack_rule_spend(&txn);
+        let returned = self
+            .state
+            .return_capture(
+                txn.card,
+                txn.merchant,
+                txn.capture.club,
+                &txn.capture.lots,
+                txn.capture
+                    .cashback_lot
+                    .map(|lot| (lot, txn.amounts.cashback)),
+            )
+            .map_err(Decline::Balance)?;
+        let (clawback, clawback_shortfall) = (returned.clawback, returned.clawback_shortfall);
+        self.state.remove_rule_spend(&txn);
         self.state.set_state(id, TxnState::Reversed);
         effects.push(Effect::Return {
             txn: id,
@@ -701,6 +751,7 @@ impl Engine {
         self.state.uncount_activity(txn.member, txn.id);
         self.recompute_tier(snapshot, &txn, TierCause::Reversal, now, effects);
         self.reverse_referral(&txn, now, effects);
+        Ok(())
     }
 
     fn next_rrn(&mut self) -> Rrn {
@@ -735,6 +786,10 @@ fn decline(decline: Decline) -> Decision {
         answer: AnswerFields::code(decline.response_code()),
         durable: false,
         resent: false,
+        fault: match decline {
+            Decline::Balance(fault) => Some(fault),
+            _ => None,
+        },
     }
 }
 
@@ -779,8 +834,8 @@ fn checks<'s>(context: &Context<'s>) -> Result<(&'s Merchant, &'s Card, LocalDat
 }
 
 fn check_same(txn: &Txn, follow_up: &FollowUp) -> Result<(), Decline> {
-    let amount = u64::try_from(txn.amounts.gross.get()).unwrap_or(0);
-    if follow_up.code != *txn.code.as_bytes() || follow_up.amount.get() != amount {
+    let amount = u64::try_from(txn.amounts.gross.get()).ok();
+    if follow_up.code != *txn.code.as_bytes() || Some(follow_up.amount.get()) != amount {
         return Err(Decline::FollowUpMismatch);
     }
     Ok(())
@@ -825,14 +880,6 @@ fn fallback_rrn() -> Rrn {
     }
 }
 
-fn plus(a: Rials, b: Rials) -> Rials {
-    a.checked_add(b).unwrap_or(Rials::MAX)
-}
-
-fn minus(a: Rials, b: Rials) -> Rials {
-    a.checked_sub(b).unwrap_or(Rials::ZERO)
-}
-
 /// What a purchase or inquiry is checked against.
 #[derive(Clone, Copy)]
 struct Context<'s> {
@@ -869,15 +916,11 @@ struct Usage<'a> {
 impl pricing::RuleUsage for Usage<'_> {
     fn allows(&self, rule: &crate::domain::Rule, discount: Rials) -> bool {
         if let Some(budget) = rule.terms.budget_rials {
-            let spent = self
-                .state
-                .rule_spent
-                .get(&rule.id)
-                .copied()
-                .unwrap_or(Rials::ZERO);
+            // No entry: the rule has given nothing yet.
+            let spent = self.state.rule_spent.get(&rule.id).copied().unwrap_or(0);
             if spent
-                .checked_add(discount)
-                .is_none_or(|total| total > budget)
+                .checked_add(discount.get())
+                .is_none_or(|total| total > budget.get())
             {
                 return false;
             }
@@ -906,33 +949,6 @@ fn funding(code: ProcessingCode) -> pricing::Funding {
 }
 
 impl State {
-    fn place_holds(&mut self, txn: &Txn) {
-        if txn.amounts.club > Rials::ZERO {
-            let account = self.club.entry(txn.card).or_insert(ClubAccount {
-                ledger: Rials::ZERO,
-                held: Rials::ZERO,
-            });
-            account.held = plus(account.held, txn.amounts.club);
-            assert!(account.held <= account.ledger, "club hold over ledger");
-        }
-        if txn.amounts.store_credit > Rials::ZERO {
-            if let Some(account) = self.store.get_mut(&(txn.card, txn.merchant)) {
-                account.held = plus(account.held, txn.amounts.store_credit);
-                assert!(account.held <= account.ledger, "store hold over ledger");
-            }
-        }
-    }
-
-    fn release_holds(&mut self, txn: &Txn) {
-        if let Some(account) = self.club.get_mut(&txn.card) {
-            account.held = minus(account.held, txn.amounts.club);
-        }
-        if let Some(account) = self.store.get_mut(&(txn.card, txn.merchant)) {
-            account.held = minus(account.held, txn.amounts.store_credit);
-        }
-        self.pending.remove(&(txn.hold_expires_at.get(), txn.id));
-    }
-
     /// Registers a transaction (new or loaded) in the indexes. Its rule's use by the member
     /// that day counts whatever became of it (a reversal does not give the use back), so a
     /// restart or another process's reload counts exactly what the live engine counted.
@@ -956,10 +972,7 @@ impl State {
             txn.state,
             TxnState::Pending | TxnState::Confirmed | TxnState::Settled
         ) {
-            if let Some(rule) = txn.rule {
-                let spent = self.rule_spent.entry(rule).or_insert(Rials::ZERO);
-                *spent = plus(*spent, txn.rule_discount());
-            }
+            self.add_rule_spend(&txn);
         }
         self.count_activity(&txn);
         if by_key {
@@ -967,14 +980,6 @@ impl State {
         }
         let inserted = self.txns.insert(txn);
         assert!(inserted.is_ok(), "a transaction id is never negative");
-    }
-
-    fn untrack_rule_spend(&mut self, txn: &Txn) {
-        if let Some(rule) = txn.rule {
-            if let Some(spent) = self.rule_spent.get_mut(&rule) {
-                *spent = minus(*spent, txn.rule_discount());
-            }
-        }
     }
 
     fn set_state(&mut self, id: TxnId, state: TxnState) {
@@ -988,111 +993,5 @@ impl State {
             txn.state = TxnState::Confirmed;
             txn.capture = capture;
         }
-    }
-
-    fn take_club(&mut self, card: crate::domain::CardId, wanted: Rials) -> Rials {
-        let Some(account) = self.club.get_mut(&card) else {
-            return Rials::ZERO;
-        };
-        let free = account.available();
-        let taken = wanted.min(free);
-        account.ledger = minus(account.ledger, taken);
-        taken
-    }
-
-    fn take_store(
-        &mut self,
-        card: crate::domain::CardId,
-        merchant: crate::domain::MerchantId,
-        wanted: Rials,
-    ) -> Vec<(LotId, Rials)> {
-        let mut taken = Vec::new();
-        let Some(account) = self.store.get_mut(&(card, merchant)) else {
-            return taken;
-        };
-        let mut left = wanted.min(minus(account.ledger, account.held));
-        for lot in account.lots.iter_mut() {
-            if left == Rials::ZERO {
-                break;
-            }
-            let take = left.min(lot.remaining);
-            if take > Rials::ZERO {
-                lot.remaining = minus(lot.remaining, take);
-                left = minus(left, take);
-                taken.push((lot.id, take));
-            }
-        }
-        let total = taken
-            .iter()
-            .fold(Rials::ZERO, |sum, (_, amount)| plus(sum, *amount));
-        account.ledger = minus(account.ledger, total);
-        taken
-    }
-
-    /// Adds a store-credit lot (cashback, a grant, a replacement's moved lot).
-    pub(crate) fn add_lot(&mut self, lot: NewLot) {
-        let account = self
-            .store
-            .entry((lot.card, lot.merchant))
-            .or_insert(StoreAccount {
-                ledger: Rials::ZERO,
-                held: Rials::ZERO,
-                lots: Vec::new(),
-            });
-        account.ledger = plus(account.ledger, lot.amount);
-        account.lots.push(crate::engine::state::Lot {
-            id: lot.id,
-            remaining: lot.amount,
-            expires_at: lot.expires_at,
-        });
-        account.sort_lots();
-    }
-
-    fn return_club(&mut self, card: crate::domain::CardId, amount: Rials) {
-        if amount == Rials::ZERO {
-            return;
-        }
-        let account = self.club.entry(card).or_insert(ClubAccount {
-            ledger: Rials::ZERO,
-            held: Rials::ZERO,
-        });
-        account.ledger = plus(account.ledger, amount);
-    }
-
-    fn return_store(
-        &mut self,
-        card: crate::domain::CardId,
-        merchant: crate::domain::MerchantId,
-        lots: &[(LotId, Rials)],
-    ) {
-        let Some(account) = self.store.get_mut(&(card, merchant)) else {
-            return;
-        };
-        for (id, amount) in lots {
-            if let Some(lot) = account.lots.iter_mut().find(|lot| lot.id == *id) {
-                lot.remaining = plus(lot.remaining, *amount);
-                account.ledger = plus(account.ledger, *amount);
-            }
-        }
-    }
-
-    fn claw_back(
-        &mut self,
-        card: crate::domain::CardId,
-        merchant: crate::domain::MerchantId,
-        lot: LotId,
-        amount: Rials,
-    ) -> Rials {
-        let Some(account) = self.store.get_mut(&(card, merchant)) else {
-            return Rials::ZERO;
-        };
-        let free = minus(account.ledger, account.held);
-        let Some(lot) = account.lots.iter_mut().find(|l| l.id == lot) else {
-            return Rials::ZERO;
-        };
-        let taken = amount.min(lot.remaining).min(free);
-        lot.remaining = minus(lot.remaining, taken);
-        account.ledger = minus(account.ledger, taken);
-        taken
     }
 }

@@ -3,6 +3,8 @@
 use protocol::message::Reject;
 use protocol::ResponseCode;
 
+use crate::engine::balance::BalanceFault;
+
 /// Why the engine refuses a request. Each variant maps to exactly one response code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decline {
@@ -41,6 +43,10 @@ pub enum Decline {
     Insufficient,
     /// The switch could not complete the work (database); nothing was changed.
     System,
+    /// The balances refused the request's operation (a release of more than is held, a
+    /// ledger past the largest amount): a bug or a corrupt state, never valid input. Nothing
+    /// was changed; the shell logs the fault.
+    Balance(BalanceFault),
 }
 
 impl Decline {
@@ -61,7 +67,7 @@ impl Decline {
             Decline::CardExpired => ResponseCode::CardExpired,
             Decline::OverLimit => ResponseCode::OverLimit,
             Decline::Insufficient => ResponseCode::Insufficient,
-            Decline::System => ResponseCode::SystemError,
+            Decline::System | Decline::Balance(_) => ResponseCode::SystemError,
         }
     }
 }

@@ -142,10 +142,12 @@ impl Txn {
     /// the rule's budget.
     pub fn rule_discount(&self) -> Rials {
         let coupon = self.coupon.map_or(Rials::ZERO, |(_, amount)| amount);
-        self.amounts
-            .discount
-            .checked_sub(coupon)
-            .unwrap_or(Rials::ZERO)
+        // Pricing's discount is the rule's plus the coupon's, and the store refuses a row
+        // whose coupon part passes its discount (`store::ledger`).
+        self.amounts.discount.asserted_sub(
+            coupon,
+            "a coupon's part of a discount is at most the discount",
+        )
     }
 }
 
@@ -193,29 +195,10 @@ pub struct StoreAccount {
 }
 
 impl StoreAccount {
-    /// Usable credit at `now`: unexpired lots minus holds, never below zero.
-    pub fn available(&self, now: UnixMillis) -> Rials {
-        let usable = self
-            .lots
-            .iter()
-            .filter(|lot| lot.expires_at.is_none_or(|at| at > now))
-            .fold(Rials::ZERO, |sum, lot| {
-                sum.checked_add(lot.remaining).unwrap_or(Rials::MAX)
-            });
-        usable.checked_sub(self.held).unwrap_or(Rials::ZERO)
-    }
-
     /// Sorts lots into their use order.
     pub fn sort_lots(&mut self) {
         self.lots
             .sort_by_key(|lot| (lot.expires_at.map_or(i64::MAX, UnixMillis::get), lot.id));
-    }
-}
-
-impl ClubAccount {
-    /// Ledger minus holds.
-    pub fn available(&self) -> Rials {
-        self.ledger.checked_sub(self.held).unwrap_or(Rials::ZERO)
     }
 }
 
@@ -256,8 +239,10 @@ pub struct State {
     pub pending: PendingHolds,
     /// Reversals whose original was never seen.
     pub tombstones: HashMap<MessageKey, UnixMillis>,
-    /// Discount given per rule (for budgets), over pending and confirmed transactions.
-    pub rule_spent: HashMap<RuleId, Rials>,
+    /// Discount given per rule in rials (for budgets), over pending and confirmed
+    /// transactions. A sum over any number of transactions, so a total rather than an amount
+    /// ([`State::add_rule_spend`]).
+    pub rule_spent: HashMap<RuleId, i64>,
     /// Uses per (rule, member, local day number), for daily limits.
     pub rule_uses: HashMap<(RuleId, MemberId, i64), u32>,
     /// Credits made, by idempotency key (kept for good: a key is never reused).
@@ -373,7 +358,7 @@ impl State {
     /// Puts a transaction read back from the store (another process changed it) in place of
     /// the one known, keeping the pending index and the rules' spend in step.
     pub fn replace_txn(&mut self, txn: Txn) {
-        if let Some(old) = self.txns.get(&txn.id) {
+        if let Some(old) = self.txns.get(&txn.id).cloned() {
             if let Some(rule) = old.rule {
                 if let Some(uses) = self.rule_uses.get_mut(&(rule, old.member, old.local_day)) {
                     *uses = uses.saturating_sub(1);
@@ -386,17 +371,37 @@ impl State {
                 old.state,
                 TxnState::Pending | TxnState::Confirmed | TxnState::Settled
             );
-            if let (true, Some(rule)) = (counted, old.rule) {
-                if let Some(spent) = self.rule_spent.get_mut(&rule) {
-                    *spent = spent
-                        .checked_sub(old.rule_discount())
-                        .unwrap_or(Rials::ZERO);
-                }
+            if counted {
+                self.remove_rule_spend(&old);
             }
             let member = old.member;
             self.uncount_activity(member, txn.id);
         }
         self.track(txn);
+    }
+
+    /// Counts `txn`'s rule discount against its rule's budget.
+    pub(crate) fn add_rule_spend(&mut self, txn: &Txn) {
+        if let Some(rule) = txn.rule {
+            let spent = self.rule_spent.entry(rule).or_insert(0);
+            // The total is only compared with budgets of at most `Rials::MAX`, so stopping at
+            // `i64::MAX` (past nine million of the largest discounts) changes no comparison;
+            // nothing is taken out that was not put in.
+            *spent = spent.saturating_add(txn.rule_discount().get());
+        }
+    }
+
+    /// Takes `txn`'s rule discount back out of its rule's spend (released or reversed).
+    pub(crate) fn remove_rule_spend(&mut self, txn: &Txn) {
+        if let Some(rule) = txn.rule {
+            let discount = txn.rule_discount().get();
+            let spent = self.rule_spent.entry(rule).or_insert(0);
+            assert!(
+                *spent >= discount,
+                "a rule's spend counts the discount of each of its counted transactions"
+            );
+            *spent -= discount;
+        }
     }
 }
 

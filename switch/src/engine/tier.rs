@@ -130,7 +130,9 @@ impl State {
         if let Some(entries) = self.activity.get_mut(&member) {
             entries.retain(|entry| entry.0 > oldest);
             for (_, _, gross) in entries.iter() {
-                activity.spend = activity.spend.checked_add(*gross).unwrap_or(Rials::MAX);
+                // Only compared with the tiers' thresholds, which are amounts, and recomputed
+                // from the entries each time: stopping at `Rials::MAX` changes no tier.
+                activity.spend = activity.spend.saturating_add(*gross);
                 activity.purchases = activity.purchases.saturating_add(1);
             }
         }

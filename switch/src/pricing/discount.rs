@@ -146,14 +146,16 @@ fn capped(kind: RuleKind, basket_min: Rials, cap: Option<Rials>, gross: Rials) -
 /// (percent) or its amount (fixed), computed on G like a rule's, capped by the coupon's cap and
 /// by what G leaves after the rule's discount (docs/loyalty.md). Zero below its minimum basket.
 pub fn coupon_discount(terms: &CouponTerms, gross: Rials, ruled: Rials) -> Rials {
-    assert!(ruled <= gross, "rule discount above G");
+    let left = gross.asserted_sub(ruled, "rule discount above G");
     let own = capped(
         terms.kind,
         terms.basket_rials_min,
         terms.discount_rials_max,
         gross,
     );
-    own.min(gross.checked_sub(ruled).unwrap_or(Rials::ZERO))
+    // The coupon gives at most what the rule's discount leaves of G (docs/loyalty.md): a
+    // business rule.
+    own.min(left)
 }
 
 /// Whether `purchase` meets every condition of `rule.eligibility`.

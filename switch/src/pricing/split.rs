@@ -97,9 +97,13 @@ impl Split {
     }
 
     /// What the member paid with money: club + bank rest, the base of cashback.
+    ///
+    /// # Panics
+    /// When the sum passes [`Rials::MAX`]: both are parts of one G ([`split`] asserts they add
+    /// up to it), so only a bug does that.
     pub fn member_paid(&self) -> Rials {
-        // Both are parts of one G, so the sum is at most G.
-        self.club.checked_add(self.bank_rest).unwrap_or(Rials::MAX)
+        self.club
+            .asserted_add(self.bank_rest, "club and bank rest are parts of one G")
     }
 }
 
@@ -120,13 +124,16 @@ pub fn split(
     club_available: Rials,
     funding: Funding,
 ) -> Result<Split, Shortfall> {
-    assert!(discount <= gross);
-    let rest = minus(gross, discount);
+    let rest = gross.asserted_sub(discount, "the discount is at most G");
     let (store_credit, club, bank_rest) = match funding {
         Funding::BankOnly => (Rials::ZERO, Rials::ZERO, rest),
         Funding::BankWithStoreCredit => {
             let store_credit = store_credit_available.min(rest);
-            (store_credit, Rials::ZERO, minus(rest, store_credit))
+            (
+                store_credit,
+                Rials::ZERO,
+                after_store_credit(rest, store_credit),
+            )
         }
         Funding::Club => {
             let club = cover(Account::Club, rest, club_available)?;
@@ -138,7 +145,11 @@ pub fn split(
         }
         Funding::Mixed => {
             let store_credit = store_credit_available.min(rest);
-            let club = cover(Account::Club, minus(rest, store_credit), club_available)?;
+            let club = cover(
+                Account::Club,
+                after_store_credit(rest, store_credit),
+                club_available,
+            )?;
             (store_credit, club, Rials::ZERO)
         }
     };
@@ -168,8 +179,7 @@ fn cover(account: Account, needed: Rials, available: Rials) -> Result<Rials, Sho
     }
 }
 
-/// `total − part` where the caller knows `part <= total`.
-fn minus(total: Rials, part: Rials) -> Rials {
-    assert!(part <= total);
-    total.checked_sub(part).unwrap_or(Rials::ZERO)
+/// `rest − store_credit` where the store credit used is `min(available, rest)`.
+fn after_store_credit(rest: Rials, store_credit: Rials) -> Rials {
+    rest.asserted_sub(store_credit, "the store credit used is at most the rest")
 }

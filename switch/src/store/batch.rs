@@ -415,12 +415,15 @@ impl<'a> Plan<'a> {
         cashback: &Option<NewLot>,
         at: i64,
     ) {
-        let store_credit = lots.iter().map(|(_, amount)| amount.get()).sum::<i64>();
+        // The engine's capture takes at most the purchase's store credit, a part of G.
+        let store_credit = lots.iter().fold(Rials::ZERO, |sum, (_, amount)| {
+            sum.asserted_add(*amount, "a capture's lots sum to at most its store credit")
+        });
         let purchase = Message::Purchase {
             gross,
             discount,
             club,
-            store_credit: Rials::new(store_credit).unwrap_or(Rials::ZERO),
+            store_credit,
         };
         self.notices
             .push(Notice::new(format!("capture:{txn}"), card, &purchase, at));

@@ -13,7 +13,7 @@ use sqlx::Row as _;
 
 use crate::domain::{CouponTerms, FeeSchedule, MerchantId, Percent, Rials, RuleKind, UnixMillis};
 use crate::pricing;
-use crate::store::Pool;
+use crate::store::{Pool, StoreError};
 
 /// The rule's terms that gave the discount.
 #[derive(Debug, Clone, Serialize)]
@@ -134,12 +134,14 @@ const TXN_SQL: &str = "SELECT t.id, t.snapshot_version, t.gross_rials, t.discoun
      t.bank_rest_rials, t.state, t.confirmed_at_ms, t.reversed_at_ms, t.created_at_ms, \
      t.rule_id, t.coupon_id, t.merchant_id, t.card_id, c.member_id, c.tier_id \
      FROM transactions t JOIN cards c ON c.id = t.card_id WHERE t.id = $1";
-const RULE_SQL: &str = "SELECT r.code, h.name, h.percent, h.fixed_rials, h.basket_rials_min, \
+const RULE_SQL: &str =
+    "SELECT h.id, r.code, h.name, h.percent, h.fixed_rials, h.basket_rials_min, \
      h.discount_rials_max, h.version FROM rule_terms_history h JOIN rules r ON r.id = h.rule_id \
      WHERE h.rule_id = $1 AND h.version <= $2 ORDER BY h.version DESC, h.id DESC LIMIT 1";
 const COUPON_SQL: &str = "SELECT id, kind, percent, fixed_rials, basket_rials_min, \
      discount_rials_max, merchant_id, expires_at_ms FROM coupons WHERE id = $1";
-const FEE_SQL: &str = "SELECT fee_rate, fee_rials_min, fee_rials_max, cashback_allowed, version \
+const FEE_SQL: &str =
+    "SELECT id, fee_rate, fee_rials_min, fee_rials_max, cashback_allowed, version \
      FROM merchant_terms_history WHERE merchant_id = $1 AND version <= $2 \
      ORDER BY version DESC, id DESC LIMIT 1";
 const GIVEN_TIER_SQL: &str = "SELECT old_tier_id FROM card_tier_history \
@@ -150,46 +152,73 @@ const EARNED_TIER_SQL: &str = "SELECT to_tier_id FROM tier_changes \
 const TIER_SQL: &str = "SELECT code, name, cashback_rate, rank FROM tier_terms_history \
      WHERE tier_id = $1 AND version <= $2 ORDER BY version DESC, id DESC LIMIT 1";
 
-fn rials(value: i64) -> Rials {
-    Rials::new(value).unwrap_or(Rials::ZERO)
+/// `column` of row `id` in `table` as rials: a value that is not an amount (negative, or past
+/// [`Rials::MAX`]) is a corrupt row, never zero.
+fn rials(table: &'static str, id: i64, column: &str, value: i64) -> Result<Rials, StoreError> {
+    Rials::new(value).ok_or_else(|| StoreError::Corrupt {
+        table,
+        id,
+        reason: format!("{column} {value} is not an amount"),
+    })
 }
 
-fn kind(percent: Option<&str>, fixed: Option<i64>) -> Option<RuleKind> {
-    match (percent, fixed) {
+/// [`rials`] of a column read from `row`.
+fn amount_of(
+    row: &crate::store::DbRow,
+    table: &'static str,
+    id: i64,
+    column: &str,
+) -> Result<Rials, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    rials(table, id, column, value)
+}
+
+fn kind(
+    table: &'static str,
+    id: i64,
+    percent: Option<&str>,
+    fixed: Option<i64>,
+) -> Result<Option<RuleKind>, StoreError> {
+    Ok(match (percent, fixed) {
         (Some(text), _) => Percent::parse(text).ok().map(RuleKind::Percent),
-        (None, Some(amount)) => Some(RuleKind::Fixed(rials(amount))),
+        (None, Some(amount)) => Some(RuleKind::Fixed(rials(table, id, "fixed_rials", amount)?)),
         (None, None) => None,
-    }
+    })
 }
 
 /// A transaction's explanation, or `None` when there is no such transaction.
 ///
 /// # Errors
-/// When the database fails.
-pub async fn explain(pool: &Pool, id: i64) -> Result<Option<Explanation>, sqlx::Error> {
+/// When the database fails, or a row holds a money value that is not an amount
+/// ([`StoreError::Corrupt`] naming the table, row and column).
+pub async fn explain(pool: &Pool, id: i64) -> Result<Option<Explanation>, StoreError> {
     let Some(t) = sqlx::query(TXN_SQL).bind(id).fetch_optional(pool).await? else {
         return Ok(None);
     };
+    let table = "transactions";
     let version: i64 = t.try_get("snapshot_version")?;
-    let gross: i64 = t.try_get("gross_rials")?;
-    let discount: i64 = t.try_get("discount_rials")?;
-    let coupon_rials: i64 = t.try_get("coupon_rials")?;
+    let gross = amount_of(&t, table, id, "gross_rials")?;
+    let discount = amount_of(&t, table, id, "discount_rials")?.get();
+    let coupon_rials = amount_of(&t, table, id, "coupon_rials")?.get();
     let rule_id: Option<i64> = t.try_get("rule_id")?;
     let coupon_id: Option<i64> = t.try_get("coupon_id")?;
-    let rule = match rule_id {
-        Some(rule_id) => rule_at(pool, rule_id, version, gross).await?,
-        None => None,
+    let (rule, ruled) = match rule_id {
+        Some(rule_id) => match rule_at(pool, rule_id, version, gross).await? {
+            Some((terms, gives)) => (Some(terms), gives),
+            None => (None, Rials::ZERO),
+        },
+        None => (None, Rials::ZERO),
     };
-    let ruled = rule.as_ref().map_or(0, |r| r.gives_rials);
     let coupon = match coupon_id {
         Some(coupon_id) => coupon_at(pool, coupon_id, gross, ruled).await?,
         None => None,
     };
     let merchant_id: i64 = t.try_get("merchant_id")?;
     let fee = fee_at(pool, merchant_id, version, gross).await?;
-    let club: i64 = t.try_get("club_rials")?;
-    let bank: i64 = t.try_get("bank_rest_rials")?;
-    let store: i64 = t.try_get("store_credit_rials")?;
+    let (gross, ruled) = (gross.get(), ruled.get());
+    let club = amount_of(&t, table, id, "club_rials")?.get();
+    let bank = amount_of(&t, table, id, "bank_rest_rials")?.get();
+    let store = amount_of(&t, table, id, "store_credit_rials")?.get();
     let created: i64 = t.try_get("created_at_ms")?;
     let tier = tier_at(
         pool,
@@ -201,13 +230,15 @@ pub async fn explain(pool: &Pool, id: i64) -> Result<Option<Explanation>, sqlx::
     )
     .await?;
     let allowed = fee.as_ref().is_some_and(|f| f.cashback_allowed);
+    // Both are amounts, so the sum fits; past `Rials::MAX` the row breaks G's split.
+    let member_paid = rials(table, id, "club_rials + bank_rest_rials", club + bank)?;
     let cashback_gives = match (&tier, allowed) {
         (Some(tier), true) => Percent::parse(&tier.cashback_rate)
-            .map_or(0, |rate| pricing::cashback(rate, rials(club + bank)).get()),
+            .map_or(0, |rate| pricing::cashback(rate, member_paid).get()),
         _ => 0,
     };
-    let cashback: i64 = t.try_get("cashback_rials")?;
-    let fee_rials: i64 = t.try_get("fee_rials")?;
+    let cashback = amount_of(&t, table, id, "cashback_rials")?.get();
+    let fee_rials = amount_of(&t, table, id, "fee_rials")?.get();
     let coupon_gives = coupon.as_ref().map_or(0, |c| c.gives_rials);
     let adds_up = ruled + coupon_gives == discount
         && coupon_gives == coupon_rials
@@ -241,8 +272,8 @@ async fn rule_at(
     pool: &Pool,
     rule_id: i64,
     version: i64,
-    gross: i64,
-) -> Result<Option<RuleTermsAt>, sqlx::Error> {
+    gross: Rials,
+) -> Result<Option<(RuleTermsAt, Rials)>, StoreError> {
     let Some(row) = sqlx::query(RULE_SQL)
         .bind(rule_id)
         .bind(version)
@@ -251,22 +282,28 @@ async fn rule_at(
     else {
         return Ok(None);
     };
+    let (table, id) = ("rule_terms_history", row.try_get("id")?);
     let percent: Option<String> = row.try_get("percent")?;
     let fixed: Option<i64> = row.try_get("fixed_rials")?;
     let basket: i64 = row.try_get("basket_rials_min")?;
     let cap: Option<i64> = row.try_get("discount_rials_max")?;
-    let gives = kind(percent.as_deref(), fixed).map_or(0, |kind| {
-        let terms = CouponTerms {
-            kind,
-            basket_rials_min: rials(basket),
-            discount_rials_max: cap.map(rials),
-            merchant: None,
-            expires_at: UnixMillis::new(0),
-        };
-        // A rule's amount is the coupon formula with nothing discounted before it.
-        pricing::coupon_discount(&terms, rials(gross), Rials::ZERO).get()
-    });
-    Ok(Some(RuleTermsAt {
+    let gives = match kind(table, id, percent.as_deref(), fixed)? {
+        Some(kind) => {
+            let terms = CouponTerms {
+                kind,
+                basket_rials_min: rials(table, id, "basket_rials_min", basket)?,
+                discount_rials_max: cap
+                    .map(|cap| rials(table, id, "discount_rials_max", cap))
+                    .transpose()?,
+                merchant: None,
+                expires_at: UnixMillis::new(0),
+            };
+            // A rule's amount is the coupon formula with nothing discounted before it.
+            pricing::coupon_discount(&terms, gross, Rials::ZERO)
+        }
+        None => Rials::ZERO,
+    };
+    let terms = RuleTermsAt {
         code: row.try_get("code")?,
         name: row.try_get("name")?,
         percent,
@@ -274,16 +311,17 @@ async fn rule_at(
         basket_rials_min: basket,
         discount_rials_max: cap,
         version: row.try_get("version")?,
-        gives_rials: gives,
-    }))
+        gives_rials: gives.get(),
+    };
+    Ok(Some((terms, gives)))
 }
 
 async fn coupon_at(
     pool: &Pool,
     coupon_id: i64,
-    gross: i64,
-    ruled: i64,
-) -> Result<Option<CouponAt>, sqlx::Error> {
+    gross: Rials,
+    ruled: Rials,
+) -> Result<Option<CouponAt>, StoreError> {
     let Some(row) = sqlx::query(COUPON_SQL)
         .bind(coupon_id)
         .fetch_optional(pool)
@@ -296,16 +334,23 @@ async fn coupon_at(
     let basket: i64 = row.try_get("basket_rials_min")?;
     let cap: Option<i64> = row.try_get("discount_rials_max")?;
     let merchant: Option<i64> = row.try_get("merchant_id")?;
-    let gives = kind(percent.as_deref(), fixed).map_or(0, |kind| {
-        let terms = CouponTerms {
-            kind,
-            basket_rials_min: rials(basket),
-            discount_rials_max: cap.map(rials),
-            merchant: merchant.map(MerchantId::new),
-            expires_at: UnixMillis::new(0),
-        };
-        pricing::coupon_discount(&terms, rials(gross), rials(ruled.min(gross))).get()
-    });
+    let (table, id) = ("coupons", coupon_id);
+    let gives = match kind(table, id, percent.as_deref(), fixed)? {
+        Some(kind) => {
+            let terms = CouponTerms {
+                kind,
+                basket_rials_min: rials(table, id, "basket_rials_min", basket)?,
+                discount_rials_max: cap
+                    .map(|cap| rials(table, id, "discount_rials_max", cap))
+                    .transpose()?,
+                merchant: merchant.map(MerchantId::new),
+                expires_at: UnixMillis::new(0),
+            };
+            // The rule's discount was recomputed from G by the same formula: at most G.
+            pricing::coupon_discount(&terms, gross, ruled).get()
+        }
+        None => 0,
+    };
     Ok(Some(CouponAt {
         id: coupon_id,
         kind: row.try_get("kind")?,
@@ -321,8 +366,8 @@ async fn fee_at(
     pool: &Pool,
     merchant_id: i64,
     version: i64,
-    gross: i64,
-) -> Result<Option<FeeAt>, sqlx::Error> {
+    gross: Rials,
+) -> Result<Option<FeeAt>, StoreError> {
     let Some(row) = sqlx::query(FEE_SQL)
         .bind(merchant_id)
         .bind(version)
@@ -335,10 +380,13 @@ async fn fee_at(
     let min: i64 = row.try_get("fee_rials_min")?;
     let max: i64 = row.try_get("fee_rials_max")?;
     let allowed: i64 = row.try_get("cashback_allowed")?;
+    let (table, id) = ("merchant_terms_history", row.try_get("id")?);
+    let min_rials = rials(table, id, "fee_rials_min", min)?;
+    let max_rials = rials(table, id, "fee_rials_max", max)?;
     let gives = Percent::parse(&rate)
         .ok()
-        .and_then(|rate| FeeSchedule::new(rate, rials(min), rials(max)).ok())
-        .map_or(-1, |schedule| pricing::fee(rials(gross), &schedule).get());
+        .and_then(|rate| FeeSchedule::new(rate, min_rials, max_rials).ok())
+        .map_or(-1, |schedule| pricing::fee(gross, &schedule).get());
     Ok(Some(FeeAt {
         rate,
         fee_rials_min: min,

@@ -363,9 +363,13 @@ pub(crate) fn txn_from_row(
         cashback: rials(row, "cashback_rials", table)?,
     };
     let card: i64 = row.try_get("card_id")?;
-    let captured_club: Option<i64> = row.try_get("captured_club")?;
+    // No `captures` row: not captured (yet), nothing taken from the club.
+    let captured_club = match row.try_get::<Option<i64>, _>("captured_club")? {
+        Some(club) => amount(club, "club_rials", "captures")?,
+        None => Rials::ZERO,
+    };
     let capture = Capture {
-        club: captured_club.and_then(Rials::new).unwrap_or(Rials::ZERO),
+        club: captured_club,
         lots: lots_by_txn.remove(&id).unwrap_or_default(),
         cashback_lot: row.try_get::<Option<i64>, _>("cashback_lot_id")?.map(LotId),
         at: UnixMillis::new(
@@ -385,7 +389,12 @@ pub(crate) fn txn_from_row(
         amounts,
         rule: row.try_get::<Option<i64>, _>("rule_id")?.map(RuleId::new),
         coupon: match row.try_get::<Option<i64>, _>("coupon_id")? {
-            Some(coupon) => Some((CouponId::new(coupon), rials(row, "coupon_rials", table)?)),
+            // The coupon's part of the discount is at most the discount (`Txn::rule_discount`
+            // relies on it).
+            Some(coupon) => match rials(row, "coupon_rials", table)? {
+                part if part <= amounts.discount => Some((CouponId::new(coupon), part)),
+                _ => return Err(corrupt("coupon_rials")),
+            },
             None => None,
         },
         snapshot_version: u64::try_from(version).map_err(|_| corrupt("snapshot_version"))?,
