@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::api::auth::{Reader, Writer};
 use crate::api::credits::{invalid, only};
@@ -127,45 +127,13 @@ pub async fn put_campaign(
             }
         },
     };
-    let mut from = body
+    let from = body
         .get("starts_on")
         .and_then(|_| date(&body, "starts_on", &mut problems));
-    let mut to = body
+    let to = body
         .get("ends_on")
         .and_then(|_| date(&body, "ends_on", &mut problems));
-    match &occasion {
-        Some(Occasion::Holiday(day)) => {
-            if !state
-                .engagement
-                .calendar
-                .holidays()
-                .any(|(date, _)| date == *day)
-            {
-                problems.push((
-                    "occasion".to_owned(),
-                    format!("{day} is not a holiday of the calendar"),
-                ));
-            }
-            from = from.or(Some(*day));
-            to = to.or(Some(*day));
-        }
-        Some(Occasion::Event(event)) => {
-            let window: Option<(String, String)> =
-                sqlx::query_as("SELECT starts_on, ends_on FROM occasions WHERE code = $1")
-                    .bind(event)
-                    .fetch_optional(&state.pool)
-                    .await
-                    .map_err(ApiError::store)?;
-            match window {
-                Some((starts, ends)) => {
-                    from = from.or_else(|| CivilDate::parse(&starts).ok());
-                    to = to.or_else(|| CivilDate::parse(&ends).ok());
-                }
-                None => problems.push(("occasion".to_owned(), format!("unknown occasion {event}"))),
-            }
-        }
-        _ => {}
-    }
+    let (from, to) = occasion_dates(&state, occasion.as_ref(), (from, to), &mut problems).await?;
     if from.is_none() && !body.contains_key("starts_on") {
         problems.push((
             "starts_on".to_owned(),
@@ -179,33 +147,7 @@ pub async fn put_campaign(
         ));
     }
     window(from, to, &mut problems);
-    let coupon = match body.get("coupon") {
-        None | Some(Value::Null) => None,
-        Some(value) => match serde_json::from_value::<CouponConfig>(value.clone()) {
-            Ok(config) => match config.template() {
-                Ok(template) => {
-                    if matches!(template.kind, RuleKind::Percent(_))
-                        && template.discount_rials_max.is_none()
-                    {
-                        problems.push((
-                            "coupon.discount_rials_max".to_owned(),
-                            "required for a percent coupon, so the campaign has a cost ceiling"
-                                .to_owned(),
-                        ));
-                    }
-                    Some(value.clone())
-                }
-                Err(message) => {
-                    problems.push((format!("coupon.{message}"), "invalid".to_owned()));
-                    None
-                }
-            },
-            Err(error) => {
-                problems.push(("coupon".to_owned(), error.to_string()));
-                None
-            }
-        },
-    };
+    let coupon = coupon_of(&body, &mut problems);
     let sms_fa = text(&body, "sms_fa", &mut problems);
     let sms_en = text(&body, "sms_en", &mut problems);
     if coupon.is_none() && sms_fa.is_none() && sms_en.is_none() && problems.is_empty() {
@@ -218,17 +160,7 @@ pub async fn put_campaign(
     let (Some(segment_id), Some(from), Some(to)) = (segment_id, from, to) else {
         return Err(invalid("segment", "required"));
     };
-    let state_now: Option<String> =
-        sqlx::query_scalar("SELECT state FROM campaigns WHERE code = $1")
-            .bind(&code)
-            .fetch_optional(&state.pool)
-            .await
-            .map_err(ApiError::store)?;
-    if state_now.as_deref().is_some_and(|s| s != "scheduled") {
-        return Err(ApiError::Conflict {
-            message: "the campaign has started; it cannot be changed".to_owned(),
-        });
-    }
+    still_scheduled(&state, &code).await?;
     let detail = Value::Object(body.clone());
     let now = state.clock.now().get();
     let new = save(
@@ -263,6 +195,98 @@ pub async fn put_campaign(
     .await?;
     let (campaign, coupon) = load_campaign(&state, &code).await?;
     Ok(created(new, campaign_view(&campaign, coupon)))
+}
+
+/// An occasion's dates where the request gives none: a holiday's day (which must be a holiday
+/// of the calendar), an event's window (which must exist). Problems are added to `problems`.
+async fn occasion_dates(
+    state: &ApiState,
+    occasion: Option<&Occasion>,
+    (mut from, mut to): (Option<CivilDate>, Option<CivilDate>),
+    problems: &mut Vec<(String, String)>,
+) -> Result<(Option<CivilDate>, Option<CivilDate>), ApiError> {
+    match occasion {
+        Some(Occasion::Holiday(day)) => {
+            if !state
+                .engagement
+                .calendar
+                .holidays()
+                .any(|(date, _)| date == *day)
+            {
+                problems.push((
+                    "occasion".to_owned(),
+                    format!("{day} is not a holiday of the calendar"),
+                ));
+            }
+            from = from.or(Some(*day));
+            to = to.or(Some(*day));
+        }
+        Some(Occasion::Event(event)) => {
+            let window: Option<(String, String)> =
+                sqlx::query_as("SELECT starts_on, ends_on FROM occasions WHERE code = $1")
+                    .bind(event)
+                    .fetch_optional(&state.pool)
+                    .await
+                    .map_err(ApiError::store)?;
+            match window {
+                Some((starts, ends)) => {
+                    from = from.or_else(|| CivilDate::parse(&starts).ok());
+                    to = to.or_else(|| CivilDate::parse(&ends).ok());
+                }
+                None => problems.push(("occasion".to_owned(), format!("unknown occasion {event}"))),
+            }
+        }
+        _ => {}
+    }
+    Ok((from, to))
+}
+
+/// The request's coupon as it will be stored, if it is a valid coupon: a percent coupon must
+/// have a cap, so the campaign has a cost ceiling. Problems are added to `problems`.
+fn coupon_of(body: &Map<String, Value>, problems: &mut Vec<(String, String)>) -> Option<Value> {
+    match body.get("coupon") {
+        None | Some(Value::Null) => None,
+        Some(value) => match serde_json::from_value::<CouponConfig>(value.clone()) {
+            Ok(config) => match config.template() {
+                Ok(template) => {
+                    if matches!(template.kind, RuleKind::Percent(_))
+                        && template.discount_rials_max.is_none()
+                    {
+                        problems.push((
+                            "coupon.discount_rials_max".to_owned(),
+                            "required for a percent coupon, so the campaign has a cost ceiling"
+                                .to_owned(),
+                        ));
+                    }
+                    Some(value.clone())
+                }
+                Err(message) => {
+                    problems.push((format!("coupon.{message}"), "invalid".to_owned()));
+                    None
+                }
+            },
+            Err(error) => {
+                problems.push(("coupon".to_owned(), error.to_string()));
+                None
+            }
+        },
+    }
+}
+
+/// Refuses a change to a campaign that has started (409); a new or scheduled one may change.
+async fn still_scheduled(state: &ApiState, code: &str) -> Result<(), ApiError> {
+    let state_now: Option<String> =
+        sqlx::query_scalar("SELECT state FROM campaigns WHERE code = $1")
+            .bind(code)
+            .fetch_optional(&state.pool)
+            .await
+            .map_err(ApiError::store)?;
+    if state_now.as_deref().is_some_and(|s| s != "scheduled") {
+        return Err(ApiError::Conflict {
+            message: "the campaign has started; it cannot be changed".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// `GET /api/v1/campaigns/{code}/preview`: who it would reach now and what it could cost.
