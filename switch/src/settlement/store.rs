@@ -362,13 +362,9 @@ struct LineRow(i64, String, String, String, [i64; 12]);
 /// of 10,000 merchants is one value of about a megabyte rather than 10,000 rows handed over
 /// one by one (the payout file's read went from about 120 ms to 40).
 async fn load_lines(conn: &mut Conn, cycle: i64, part: Part) -> Result<Vec<Line>, SettleError> {
-    let array = match crate::store::Backend::of_conn(conn) {
-        crate::store::Backend::Sqlite => "json_array",
-        crate::store::Backend::Postgres => "json_build_array",
-    };
-    let amounts = format!(
-        "{array}({})",
-        crate::settlement::cycle::AMOUNT_COLUMNS.join(", ")
+    let amounts = packed::array(
+        crate::store::Backend::of_conn(conn),
+        &crate::settlement::cycle::AMOUNT_COLUMNS.join(", "),
     );
     let packing = Packing {
         table: "settlement_lines",

@@ -67,11 +67,10 @@ impl Packing<'_> {
         } else {
             String::new()
         };
+        let row = array(backend, &columns);
         match backend {
-            Backend::Sqlite => format!("group_concat(json_array({columns}), char(10){order})"),
-            Backend::Postgres => {
-                format!("string_agg(json_build_array({columns})::text, E'\\n'{order})")
-            }
+            Backend::Sqlite => format!("group_concat({row}, char(10){order})"),
+            Backend::Postgres => format!("string_agg({row}::text, E'\\n'{order})"),
         }
     }
 
@@ -180,6 +179,15 @@ pub fn rows<'a, T: Deserialize<'a> + 'a>(
                 reason: error.to_string(),
             })
         })
+}
+
+/// The expression that makes a JSON array of `columns` (SQL expressions, comma-separated) on
+/// `backend`: a packed row, or an array inside one (read as a Rust array).
+pub fn array(backend: Backend, columns: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("json_array({columns})"),
+        Backend::Postgres => format!("json_build_array({columns})"),
+    }
 }
 
 /// The expression that packs the blob `column` as hexadecimal on `backend`.
