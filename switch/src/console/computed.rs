@@ -89,31 +89,30 @@ where
         }
     }
 
+    /// Keeps the outcome of `key`'s computation, then wakes whoever waits for one.
     fn store(&self, key: K, at_ms: i64, result: Result<V, String>) {
-        self.store_locked(key, at_ms, result);
+        {
+            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            if entries.len() >= ENTRIES_MAX && !entries.contains_key(&key) {
+                let oldest = entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.value.as_ref().map_or(i64::MIN, |(at, _)| *at))
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    entries.remove(&oldest);
+                }
+            }
+            let entry = entries.entry(key).or_default();
+            entry.running_since = None;
+            match result {
+                Ok(value) => {
+                    entry.value = Some((at_ms, Arc::new(value)));
+                    entry.error = None;
+                }
+                Err(error) => entry.error = Some(error),
+            }
+        }
         self.stored.notify_waiters();
-    }
-
-    fn store_locked(&self, key: K, at_ms: i64, result: Result<V, String>) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= ENTRIES_MAX && !entries.contains_key(&key) {
-            let oldest = entries
-                .iter()
-                .min_by_key(|(_, e)| e.value.as_ref().map_or(i64::MIN, |(at, _)| *at))
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                entries.remove(&oldest);
-            }
-        }
-        let entry = entries.entry(key).or_default();
-        entry.running_since = None;
-        match result {
-            Ok(value) => {
-                entry.value = Some((at_ms, Arc::new(value)));
-                entry.error = None;
-            }
-            Err(error) => entry.error = Some(error),
-        }
     }
 
     /// Marks `key` as computing unless it is computing already or fresh; the kept value.

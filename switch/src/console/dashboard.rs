@@ -13,6 +13,7 @@ use crate::console::layout::{self, Ctx};
 use crate::console::session::{Refusal, Session};
 use crate::console::ConsoleState;
 use crate::domain::time::{DAY_MS, MINUTE_MS, TEHRAN_UTC_OFFSET_MINUTES};
+use crate::domain::UnixMillis;
 use crate::store::console as store;
 
 /// How long the network's figures of the day are shown before they are read again: 10 s.
@@ -55,8 +56,7 @@ pub async fn figures(
 /// figures are never yesterday's).
 fn day_start(now_ms: i64) -> i64 {
     let (today, _) = i18n::tehran(now_ms);
-    let offset = i64::from(TEHRAN_UTC_OFFSET_MINUTES) * MINUTE_MS;
-    today.days_since_epoch() * DAY_MS - offset
+    UnixMillis::start_of_local_day(today, TEHRAN_UTC_OFFSET_MINUTES).get()
 }
 
 /// The network's figures at `now_ms`, as the kept figures compute them.
