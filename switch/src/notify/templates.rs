@@ -116,14 +116,36 @@ impl Message<'_> {
     /// The text in `locale`.
     pub fn render(&self, locale: Locale) -> String {
         let mut out = String::with_capacity(160);
-        match locale {
-            Locale::En => self.english(&mut out),
-            Locale::Fa => self.persian(&mut out),
+        match self {
+            Message::Coupon {
+                kind,
+                cap,
+                expires_at,
+            } => push_coupon(&mut out, *kind, *cap, *expires_at, locale),
+            Message::Campaign { text } | Message::Reminder { text } => out.push_str(text),
+            Message::Survey {
+                question,
+                scale_min,
+                scale_max,
+                prompt,
+            } => {
+                out.push_str(question);
+                out.push(' ');
+                push_scale(&mut out, *scale_min, *scale_max, locale);
+                if let Some(prompt) = prompt {
+                    out.push(' ');
+                    out.push_str(prompt);
+                }
+            }
+            _ => match locale {
+                Locale::En => self.english(&mut out),
+                Locale::Fa => self.persian(&mut out),
+            },
         }
         out
     }
 
-    /// The English text.
+    /// The English text of a message written per language.
     fn english(&self, out: &mut String) {
         match self {
             Message::Purchase {
@@ -160,11 +182,6 @@ impl Message<'_> {
                 push_rials(out, *amount, Locale::En);
                 out.push_str(" rials of store credit.");
             }
-            Message::Coupon {
-                kind,
-                cap,
-                expires_at,
-            } => push_coupon(out, *kind, *cap, *expires_at, Locale::En),
             Message::StoreCreditExpiring { amount, expires_at } => {
                 push_rials(out, *amount, Locale::En);
                 out.push_str(" rials of your store credit expire after ");
@@ -189,21 +206,11 @@ impl Message<'_> {
                 }
                 (None, _) => out.push_str("Your membership tier has ended."),
             },
-            Message::Campaign { text } | Message::Reminder { text } => out.push_str(text),
-            Message::Survey {
-                question,
-                scale_min,
-                scale_max,
-                prompt,
-            } => {
-                out.push_str(question);
-                out.push(' ');
-                push_scale(out, *scale_min, *scale_max, Locale::En);
-                if let Some(prompt) = prompt {
-                    out.push(' ');
-                    out.push_str(prompt);
-                }
-            }
+            // The same in every language: `render` writes them.
+            Message::Coupon { .. }
+            | Message::Campaign { .. }
+            | Message::Reminder { .. }
+            | Message::Survey { .. } => {}
             Message::SurveyClarify {
                 scale_min,
                 scale_max,
@@ -215,7 +222,7 @@ impl Message<'_> {
         }
     }
 
-    /// The Persian text (Persian digits, Solar Hijri dates).
+    /// The Persian text of a message written per language (Persian digits, Solar Hijri dates).
     fn persian(&self, out: &mut String) {
         match self {
             Message::Purchase {
@@ -250,11 +257,6 @@ impl Message<'_> {
                 push_rials(out, *amount, Locale::Fa);
                 out.push_str(" ریال اعتبار فروشگاهی به شما هدیه داده شد.");
             }
-            Message::Coupon {
-                kind,
-                cap,
-                expires_at,
-            } => push_coupon(out, *kind, *cap, *expires_at, Locale::Fa),
             Message::StoreCreditExpiring { amount, expires_at } => {
                 push_rials(out, *amount, Locale::Fa);
                 out.push_str(" ریال از اعتبار فروشگاهی شما پس از ");
@@ -279,21 +281,11 @@ impl Message<'_> {
                 }
                 (None, _) => out.push_str("سطح عضویت شما به پایان رسید."),
             },
-            Message::Campaign { text } | Message::Reminder { text } => out.push_str(text),
-            Message::Survey {
-                question,
-                scale_min,
-                scale_max,
-                prompt,
-            } => {
-                out.push_str(question);
-                out.push(' ');
-                push_scale(out, *scale_min, *scale_max, Locale::Fa);
-                if let Some(prompt) = prompt {
-                    out.push(' ');
-                    out.push_str(prompt);
-                }
-            }
+            // The same in every language: `render` writes them.
+            Message::Coupon { .. }
+            | Message::Campaign { .. }
+            | Message::Reminder { .. }
+            | Message::Survey { .. } => {}
             Message::SurveyClarify {
                 scale_min,
                 scale_max,
