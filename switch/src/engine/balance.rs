@@ -184,34 +184,9 @@ impl State {
     /// [`BalanceFault`], nothing changed, when an account to hold is not there or a hold would
     /// pass its ledger (pricing covered the parts with what was available, so never).
     pub fn place_holds(&mut self, holds: Holds) -> Result<(), BalanceFault> {
-        let mut club = None;
-        if holds.club > Rials::ZERO {
-            let at = At::club(holds.card);
-            let account = self
-                .club
-                .get_mut(&holds.card)
-                .ok_or_else(|| at.fault(Broken::NoAccount, Rials::ZERO, holds.club))?;
-            let held = at.hold(account.ledger, account.held, holds.club)?;
-            club = Some((account, held));
-        }
-        let mut store = None;
-        if holds.store_credit > Rials::ZERO {
-            let at = At::store(holds.card, holds.merchant);
-            let account = self
-                .store
-                .get_mut(&(holds.card, holds.merchant))
-                .ok_or_else(|| at.fault(Broken::NoAccount, Rials::ZERO, holds.store_credit))?;
-            let held = at.hold(account.ledger, account.held, holds.store_credit)?;
-            store = Some((account, held));
-        }
-        // Every check passed; nothing was changed before this point.
-        if let Some((account, held)) = club {
-            account.held = held;
-        }
-        if let Some((account, held)) = store {
-            account.held = held;
-        }
-        Ok(())
+        self.move_holds(holds, |at, ledger, held, amount| {
+            at.hold(ledger, held, amount)
+        })
     }
 
     /// Releases what a pending transaction holds (a reversal, or its hold expired); the mirror
@@ -221,6 +196,17 @@ impl State {
     /// [`BalanceFault`], nothing changed, when an account is not there or holds less than the
     /// transaction placed on it.
     pub fn release_holds(&mut self, holds: Holds) -> Result<(), BalanceFault> {
+        self.move_holds(holds, |at, _, held, amount| at.release(held, amount))
+    }
+
+    /// Moves the held amounts of `holds` on the club and store accounts by `step` (its
+    /// arguments: where, the ledger, what is held, the amount; its answer: what is held
+    /// after). Every account is checked before any is changed.
+    fn move_holds(
+        &mut self,
+        holds: Holds,
+        step: impl Fn(At, Rials, Rials, Rials) -> Result<Rials, BalanceFault>,
+    ) -> Result<(), BalanceFault> {
         let mut club = None;
         if holds.club > Rials::ZERO {
             let at = At::club(holds.card);
@@ -228,7 +214,7 @@ impl State {
                 .club
                 .get_mut(&holds.card)
                 .ok_or_else(|| at.fault(Broken::NoAccount, Rials::ZERO, holds.club))?;
-            let held = at.release(account.held, holds.club)?;
+            let held = step(at, account.ledger, account.held, holds.club)?;
             club = Some((account, held));
         }
         let mut store = None;
@@ -238,7 +224,7 @@ impl State {
                 .store
                 .get_mut(&(holds.card, holds.merchant))
                 .ok_or_else(|| at.fault(Broken::NoAccount, Rials::ZERO, holds.store_credit))?;
-            let held = at.release(account.held, holds.store_credit)?;
+            let held = step(at, account.ledger, account.held, holds.store_credit)?;
             store = Some((account, held));
         }
         // Every check passed; nothing was changed before this point.
