@@ -11,6 +11,7 @@
 
 pub mod batch;
 pub mod console;
+pub mod direct;
 pub mod explain;
 pub mod ledger;
 pub mod migrations;

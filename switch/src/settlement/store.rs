@@ -386,19 +386,18 @@ async fn load_lines(conn: &mut Conn, cycle: i64, part: Part) -> Result<Vec<Line>
         conn,
         &packing,
         false,
+        None,
         |sql| lines_query(sql, cycle, part),
-        |chunk| {
-            for row in packed::rows::<LineRow>("settlement_lines", chunk) {
-                let LineRow(merchant_id, merchant_code, merchant_name, iban, amounts) =
-                    row.map_err(crate::store::StoreError::from)?;
-                lines.push(Line {
-                    merchant_id,
-                    merchant_code,
-                    merchant_name,
-                    iban,
-                    amounts: Amounts::from_columns(amounts),
-                });
-            }
+        |row| {
+            let LineRow(merchant_id, merchant_code, merchant_name, iban, amounts) =
+                row.parse().map_err(crate::store::StoreError::from)?;
+            lines.push(Line {
+                merchant_id,
+                merchant_code,
+                merchant_name,
+                iban,
+                amounts: Amounts::from_columns(amounts),
+            });
             Ok::<(), crate::store::StoreError>(())
         },
     )

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use crate::store::direct::Direct;
 use crate::store::packed::{self, Packing};
 use crate::store::{Conn, DbRow, Pool};
 use futures_util::TryStreamExt;
@@ -72,6 +73,9 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     let mut conn = pool.acquire().await?;
     // First: whatever another process writes from here on is read back by the next batch.
     state.batch_seq = crate::store::shared::current_seq(&mut conn).await?;
+    // The large tables are read straight from a SQLite file, packed otherwise.
+    let direct = crate::store::direct::Direct::open(&mut conn).await?;
+    let direct = direct.as_ref();
     // The large tables are read packed, a chunk at a time (docs/benchmarks.md, "Restart").
     let club = Packing {
         table: "club_balances",
@@ -83,15 +87,13 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     state
         .club
         .reserve(packed::rows_at_most(&mut conn, &club).await?);
-    packed::read(&mut conn, &club, true, sqlx::query, |chunk| {
-        for row in packed::rows::<(i64, i64, i64)>(club.table, chunk) {
-            let (card, ledger, held) = row?;
-            let account = ClubAccount {
-                ledger: amount(ledger, "ledger_rials", club.table)?,
-                held: amount(held, "held_rials", club.table)?,
-            };
-            state.club.insert(CardId::new(card), account);
-        }
+    packed::read(&mut conn, &club, true, direct, sqlx::query, |row| {
+        let (card, ledger, held): (i64, i64, i64) = row.parse()?;
+        let account = ClubAccount {
+            ledger: amount(ledger, "ledger_rials", club.table)?,
+            held: amount(held, "held_rials", club.table)?,
+        };
+        state.club.insert(CardId::new(card), account);
         Ok::<(), LedgerError>(())
     })
     .await?;
@@ -105,18 +107,16 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     state
         .store
         .reserve(packed::rows_at_most(&mut conn, &stores).await?);
-    packed::read(&mut conn, &stores, true, sqlx::query, |chunk| {
-        for row in packed::rows::<(i64, i64, i64, i64)>(stores.table, chunk) {
-            let (card, merchant, ledger, held) = row?;
-            let account = StoreAccount {
-                ledger: amount(ledger, "ledger_rials", stores.table)?,
-                held: amount(held, "held_rials", stores.table)?,
-                lots: Vec::new(),
-            };
-            state
-                .store
-                .insert((CardId::new(card), MerchantId::new(merchant)), account);
-        }
+    packed::read(&mut conn, &stores, true, direct, sqlx::query, |row| {
+        let (card, merchant, ledger, held): (i64, i64, i64, i64) = row.parse()?;
+        let account = StoreAccount {
+            ledger: amount(ledger, "ledger_rials", stores.table)?,
+            held: amount(held, "held_rials", stores.table)?,
+            lots: Vec::new(),
+        };
+        state
+            .store
+            .insert((CardId::new(card), MerchantId::new(merchant)), account);
         Ok::<(), LedgerError>(())
     })
     .await?;
@@ -134,19 +134,18 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
         ordered: false,
     };
     let mut lot_max = 0_i64;
-    packed::read(&mut conn, &lots, true, sqlx::query, |chunk| {
-        for row in packed::rows::<(i64, i64, i64, i64, Option<i64>)>(lots.table, chunk) {
-            let (id, card, merchant, remaining, expires_at) = row?;
-            lot_max = lot_max.max(id);
-            let lot = Lot {
-                id: LotId(id),
-                remaining: amount(remaining, "remaining_rials", lots.table)?,
-                expires_at: expires_at.map(UnixMillis::new),
-            };
-            let key = (CardId::new(card), MerchantId::new(merchant));
-            if let Some(account) = state.store.get_mut(&key) {
-                account.lots.push(lot);
-            }
+    packed::read(&mut conn, &lots, true, direct, sqlx::query, |row| {
+        let (id, card, merchant, remaining, expires_at): (i64, i64, i64, i64, Option<i64>) =
+            row.parse()?;
+        lot_max = lot_max.max(id);
+        let lot = Lot {
+            id: LotId(id),
+            remaining: amount(remaining, "remaining_rials", lots.table)?,
+            expires_at: expires_at.map(UnixMillis::new),
+        };
+        let key = (CardId::new(card), MerchantId::new(merchant));
+        if let Some(account) = state.store.get_mut(&key) {
+            account.lots.push(lot);
         }
         Ok::<(), LedgerError>(())
     })
@@ -154,7 +153,7 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     for account in state.store.values_mut() {
         account.sort_lots();
     }
-    load_transactions(&mut conn, &mut state).await?;
+    load_transactions(&mut conn, direct, &mut state).await?;
     state.settled_cycle =
         sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(cycle_id) FROM transactions")
             .fetch_one(&mut *conn)
@@ -165,7 +164,7 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
             .fetch_optional(&mut *conn)
             .await?
             .unwrap_or(0);
-    load_windows(&mut conn, &mut state, now).await?;
+    load_windows(&mut conn, direct, &mut state, now).await?;
     for row in sqlx::query(
         "SELECT idempotency_key, card_id, merchant_id, amount_rials FROM balance_credits",
     )
@@ -288,7 +287,11 @@ pub(crate) fn earned_tier_from_row(row: &DbRow) -> Result<(MemberId, Option<Tier
     ))
 }
 
-async fn load_transactions(conn: &mut Conn, state: &mut State) -> Result<(), LedgerError> {
+async fn load_transactions(
+    conn: &mut Conn,
+    direct: Option<&Direct>,
+    state: &mut State,
+) -> Result<(), LedgerError> {
     // Every transaction is loaded: a late confirm or reversal of any of them must find it
     // (to answer `00`, or `12` once settled). At scale this wants a bound (README, notes).
     let mut lots_by_txn: HashMap<i64, Vec<(LotId, Rials)>> = HashMap::new();
@@ -306,45 +309,68 @@ async fn load_transactions(conn: &mut Conn, state: &mut State) -> Result<(), Led
     }
     // The card's member comes by a join: reading the whole card table for it would cost a
     // million rows at a million cards, where the transactions are far fewer.
-    let mut rows = sqlx::query(
-        "SELECT t.*, c.club_rials AS captured_club, k.member_id AS card_member, \
+    let sql = "SELECT t.*, c.club_rials AS captured_club, k.member_id AS card_member, \
          m.utc_offset_minutes AS merchant_utc_offset \
          FROM transactions t LEFT JOIN captures c ON c.txn_id = t.id \
          LEFT JOIN cards k ON k.id = t.card_id \
-         JOIN merchants m ON m.id = t.merchant_id ORDER BY t.id",
-    )
-    .fetch(&mut *conn);
-    let mut member_of: HashMap<i64, i64> = HashMap::new();
-    let mut txn_max = 0_i64;
-    let mut rrn_max = 0_u64;
-    while let Some(row) = rows.try_next().await? {
-        if let Some(member) = row.try_get::<Option<i64>, _>("card_member")? {
-            member_of.insert(row.try_get("card_id")?, member);
+         JOIN merchants m ON m.id = t.merchant_id ORDER BY t.id";
+    let mut load = TxnLoad {
+        lots_by_txn,
+        member_of: HashMap::new(),
+        txn_max: 0,
+        rrn_max: 0,
+    };
+    match direct {
+        Some(direct) => direct.each(sql, |row| load.take(row, state))?,
+        None => {
+            let mut rows = sqlx::query(sql).fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                load.take(&row, state)?;
+            }
         }
-        let txn = txn_from_row(&row, &mut lots_by_txn, &member_of)?;
-        txn_max = txn_max.max(txn.id.0);
-        rrn_max = rrn_max.max(txn.rrn.as_str().parse::<u64>().unwrap_or(0));
-        state.track(txn);
     }
-    state.next_txn = txn_max + 1;
-    state.next_rrn = rrn_max + 1;
+    state.next_txn = load.txn_max + 1;
+    state.next_rrn = load.rrn_max + 1;
     Ok(())
 }
 
+/// What [`load_transactions`] keeps between rows.
+struct TxnLoad {
+    lots_by_txn: HashMap<i64, Vec<(LotId, Rials)>>,
+    member_of: HashMap<i64, i64>,
+    txn_max: i64,
+    rrn_max: u64,
+}
+
+impl TxnLoad {
+    fn take(&mut self, row: &impl Columns, state: &mut State) -> Result<(), LedgerError> {
+        if let Some(member) = row.column::<Option<i64>>("card_member")? {
+            self.member_of.insert(row.column("card_id")?, member);
+        }
+        let txn = txn_from_row(row, &mut self.lots_by_txn, &self.member_of)?;
+        self.txn_max = self.txn_max.max(txn.id.0);
+        self.rrn_max = self
+            .rrn_max
+            .max(txn.rrn.as_str().parse::<u64>().unwrap_or(0));
+        state.track(txn);
+        Ok(())
+    }
+}
+
 pub(crate) fn txn_from_row(
-    row: &DbRow,
+    row: &impl Columns,
     lots_by_txn: &mut HashMap<i64, Vec<(LotId, Rials)>>,
     member_of: &HashMap<i64, i64>,
 ) -> Result<Txn, LedgerError> {
     let table = "transactions";
     let corrupt = |field| LedgerError::Corrupt { table, field };
-    let id: i64 = row.try_get("id")?;
-    let code_text: String = row.try_get("processing_code")?;
+    let id: i64 = row.column("id")?;
+    let code_text: String = row.column("processing_code")?;
     let code = ProcessingCode::parse(code_text.as_bytes()).ok_or(corrupt("processing_code"))?;
-    let rrn_text: String = row.try_get("rrn")?;
+    let rrn_text: String = row.column("rrn")?;
     let rrn = Rrn::parse(rrn_text.as_bytes()).map_err(|_| corrupt("rrn"))?;
-    let cycle: Option<i64> = row.try_get("cycle_id")?;
-    let state_text: String = row.try_get("state")?;
+    let cycle: Option<i64> = row.column("cycle_id")?;
+    let state_text: String = row.column("state")?;
     let state = match (state_text.as_str(), cycle) {
         ("pending", _) => TxnState::Pending,
         ("confirmed", Some(_)) => TxnState::Settled,
@@ -362,33 +388,30 @@ pub(crate) fn txn_from_row(
         bank_rest: rials(row, "bank_rest_rials", table)?,
         cashback: rials(row, "cashback_rials", table)?,
     };
-    let card: i64 = row.try_get("card_id")?;
+    let card: i64 = row.column("card_id")?;
     // No `captures` row: not captured (yet), nothing taken from the club.
-    let captured_club = match row.try_get::<Option<i64>, _>("captured_club")? {
+    let captured_club = match row.column::<Option<i64>>("captured_club")? {
         Some(club) => amount(club, "club_rials", "captures")?,
         None => Rials::ZERO,
     };
     let capture = Capture {
         club: captured_club,
         lots: lots_by_txn.remove(&id).unwrap_or_default(),
-        cashback_lot: row.try_get::<Option<i64>, _>("cashback_lot_id")?.map(LotId),
-        at: UnixMillis::new(
-            row.try_get::<Option<i64>, _>("confirmed_at_ms")?
-                .unwrap_or(0),
-        ),
+        cashback_lot: row.column::<Option<i64>>("cashback_lot_id")?.map(LotId),
+        at: UnixMillis::new(row.column::<Option<i64>>("confirmed_at_ms")?.unwrap_or(0)),
     };
-    let version: i64 = row.try_get("snapshot_version")?;
+    let version: i64 = row.column("snapshot_version")?;
     Ok(Txn {
         id: TxnId(id),
         key: key_from_row(row)?,
-        terminal: TerminalRowId::new(row.try_get("terminal_id")?),
-        merchant: MerchantId::new(row.try_get("merchant_id")?),
+        terminal: TerminalRowId::new(row.column("terminal_id")?),
+        merchant: MerchantId::new(row.column("merchant_id")?),
         card: CardId::new(card),
         member: MemberId::new(member_of.get(&card).copied().unwrap_or(0)),
         code,
         amounts,
-        rule: row.try_get::<Option<i64>, _>("rule_id")?.map(RuleId::new),
-        coupon: match row.try_get::<Option<i64>, _>("coupon_id")? {
+        rule: row.column::<Option<i64>>("rule_id")?.map(RuleId::new),
+        coupon: match row.column::<Option<i64>>("coupon_id")? {
             // The coupon's part of the discount is at most the discount (`Txn::rule_discount`
             // relies on it).
             Some(coupon) => match rials(row, "coupon_rials", table)? {
@@ -400,12 +423,12 @@ pub(crate) fn txn_from_row(
         snapshot_version: u64::try_from(version).map_err(|_| corrupt("snapshot_version"))?,
         rrn,
         state,
-        created_at: UnixMillis::new(row.try_get("created_at_ms")?),
-        hold_expires_at: UnixMillis::new(row.try_get("hold_expires_at_ms")?),
+        created_at: UnixMillis::new(row.column("created_at_ms")?),
+        hold_expires_at: UnixMillis::new(row.column("hold_expires_at_ms")?),
         local_day: {
-            let offset: i64 = row.try_get("merchant_utc_offset")?;
+            let offset: i64 = row.column("merchant_utc_offset")?;
             let offset = i32::try_from(offset).map_err(|_| corrupt("merchant_utc_offset"))?;
-            crate::domain::LocalDateTime::at(UnixMillis::new(row.try_get("created_at_ms")?), offset)
+            crate::domain::LocalDateTime::at(UnixMillis::new(row.column("created_at_ms")?), offset)
                 .date
                 .days_since_epoch()
         },
@@ -415,20 +438,29 @@ pub(crate) fn txn_from_row(
 
 async fn load_windows(
     conn: &mut Conn,
+    direct: Option<&Direct>,
     state: &mut State,
     now: UnixMillis,
 ) -> Result<(), LedgerError> {
-    let mut rows = sqlx::query(
+    let since = now.get() - ANSWERED_WINDOW_MS;
+    let sql = format!(
         "SELECT ksi, mti, stan, transmitted, fingerprint, response, at_ms \
-         FROM answered_messages WHERE at_ms >= $1",
-    )
-    .bind(now.get() - ANSWERED_WINDOW_MS)
-    .fetch(&mut *conn);
-    while let Some(row) = rows.try_next().await? {
-        let (key, fingerprint, answer, at) = answered_from_row(&row)?;
+         FROM answered_messages WHERE at_ms >= {since}"
+    );
+    let mut remember = |row: &dyn AnsweredRow| {
+        let (key, fingerprint, answer, at) = row.answered()?;
         state.remember_answer(key, fingerprint, answer, at);
+        Ok::<(), LedgerError>(())
+    };
+    match direct {
+        Some(direct) => direct.each(&sql, |row| remember(row))?,
+        None => {
+            let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
+                remember(&row)?;
+            }
+        }
     }
-    drop(rows);
     let tombstones = sqlx::query("SELECT ksi, mti, stan, transmitted, at_ms FROM tombstones")
         .fetch_all(&mut *conn)
         .await?;
@@ -440,34 +472,45 @@ async fn load_windows(
     Ok(())
 }
 
+/// A row of `answered_messages` from either driver, for a closure (which cannot be generic).
+trait AnsweredRow {
+    fn answered(&self) -> Result<(MessageKey, Fingerprint, AnswerFields, UnixMillis), LedgerError>;
+}
+
+impl<R: Columns> AnsweredRow for R {
+    fn answered(&self) -> Result<(MessageKey, Fingerprint, AnswerFields, UnixMillis), LedgerError> {
+        answered_from_row(self)
+    }
+}
+
 /// An `answered_messages` row: its key, fingerprint, answer and time.
 pub(crate) fn answered_from_row(
-    row: &DbRow,
+    row: &impl Columns,
 ) -> Result<(MessageKey, Fingerprint, AnswerFields, UnixMillis), LedgerError> {
     let key = key_from_row(row)?;
-    let fingerprint: Vec<u8> = row.try_get("fingerprint")?;
+    let fingerprint: Vec<u8> = row.column("fingerprint")?;
     let fingerprint: [u8; 32] = fingerprint.try_into().map_err(|_| LedgerError::Corrupt {
         table: "answered_messages",
         field: "fingerprint",
     })?;
-    let response: Vec<u8> = row.try_get("response")?;
+    let response: Vec<u8> = row.column("response")?;
     let answer = AnswerFields::from_record(&response).map_err(|_| LedgerError::Corrupt {
         table: "answered_messages",
         field: "response",
     })?;
-    let at = UnixMillis::new(row.try_get("at_ms")?);
+    let at = UnixMillis::new(row.column("at_ms")?);
     Ok((key, fingerprint, answer, at))
 }
 
-pub(crate) fn key_from_row(row: &DbRow) -> Result<MessageKey, LedgerError> {
+pub(crate) fn key_from_row(row: &impl Columns) -> Result<MessageKey, LedgerError> {
     let corrupt = |field| LedgerError::Corrupt {
         table: "message key",
         field,
     };
-    let ksi: String = row.try_get("ksi")?;
-    let mti: String = row.try_get("mti")?;
-    let stan: i64 = row.try_get("stan")?;
-    let transmitted: String = row.try_get("transmitted")?;
+    let ksi: String = row.column("ksi")?;
+    let mti: String = row.column("mti")?;
+    let stan: i64 = row.column("stan")?;
+    let transmitted: String = row.column("transmitted")?;
     Ok(MessageKey {
         ksi: ksi.as_bytes().try_into().map_err(|_| corrupt("ksi"))?,
         mti: Mti::parse(mti.as_bytes()).ok_or(corrupt("mti"))?,
@@ -483,11 +526,44 @@ pub(crate) fn key_from_row(row: &DbRow) -> Result<MessageKey, LedgerError> {
 }
 
 pub(crate) fn rials(
-    row: &DbRow,
+    row: &impl Columns,
     column: &'static str,
     table: &'static str,
 ) -> Result<Rials, LedgerError> {
-    amount(row.try_get(column)?, column, table)
+    amount(row.column(column)?, column, table)
+}
+
+/// The columns of a row, by name: a row of the driver's, or of a direct read
+/// (`store::direct`), so one function reads a table's row either way.
+pub(crate) trait Columns {
+    /// The value of column `name`.
+    fn column<T: ColumnValue>(&self, name: &str) -> Result<T, LedgerError>;
+}
+
+/// A value both drivers decode (integers, text, blobs, and their `Option`s).
+pub(crate) trait ColumnValue:
+    for<'r> sqlx::Decode<'r, crate::store::Db> + sqlx::Type<crate::store::Db> + rusqlite::types::FromSql
+{
+}
+
+impl<T> ColumnValue for T where
+    T: for<'r> sqlx::Decode<'r, crate::store::Db>
+        + sqlx::Type<crate::store::Db>
+        + rusqlite::types::FromSql
+{
+}
+
+impl Columns for DbRow {
+    fn column<T: ColumnValue>(&self, name: &str) -> Result<T, LedgerError> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn column<T: ColumnValue>(&self, name: &str) -> Result<T, LedgerError> {
+        self.get(name)
+            .map_err(|error| LedgerError::Packed(crate::store::packed::PackedError::Direct(error)))
+    }
 }
 
 /// `value` of `column` in `table` as rials, or the row is corrupt.

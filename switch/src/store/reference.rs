@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use crate::store::direct::Direct;
 use crate::store::packed::{self, Packing};
 use crate::store::sql::QueryBuilder;
 use crate::store::{Backend, Conn, Db, DbRow, Pool};
@@ -91,7 +92,21 @@ pub async fn load(pool: &Pool, kek: &Kek) -> Result<LoadedReference, StoreError>
 pub async fn load_records(pool: &Pool, kek: &Kek) -> Result<Fresh, StoreError> {
     let mut tx = pool.begin().await?;
     let mut rows = ReadRows::default();
-    let mut reference = read_selected(&mut tx, kek, Select::All, &mut rows).await?;
+    // The members and cards are read straight from a SQLite file (`store::direct`), on a
+    // second connection: it must see what this transaction sees. Every change of reference
+    // data bumps the version in the change's own transaction, so the same version in both
+    // is the same reference data.
+    let version = read_version(&mut tx).await?.version;
+    let direct = match Direct::open(&mut tx).await? {
+        Some(direct) => {
+            let seen = direct.integer("SELECT version FROM reference_meta WHERE id = 1")?;
+            let seen = seen.and_then(|seen| u64::try_from(seen).ok()).unwrap_or(0);
+            (seen == version).then_some(direct)
+        }
+        None => None,
+    };
+    let mut reference =
+        read_selected(&mut tx, kek, Select::All, &mut rows, direct.as_ref()).await?;
     reference.previous_keys = read_previous_keys(&mut tx, kek, Select::All).await?;
     tx.commit().await?;
     Ok(Fresh { reference, rows })
@@ -249,7 +264,14 @@ pub async fn load_named(
             }],
         });
     }
-    read_selected(conn, kek, Select::Named(names), &mut ReadRows::default()).await
+    read_selected(
+        conn,
+        kek,
+        Select::Named(names),
+        &mut ReadRows::default(),
+        None,
+    )
+    .await
 }
 
 /// One page of one section's records by code (`section` as in the import file: `merchants`,
@@ -273,6 +295,7 @@ pub async fn load_page(
         kek,
         |wanted| if wanted == section { page } else { none },
         &mut ReadRows::default(),
+        None,
     )
     .await?;
     tx.commit().await?;
@@ -1354,7 +1377,7 @@ fn card_status_text(status: CardStatus) -> &'static str {
 
 /// Reads every reference record, id and opening inside the caller's transaction.
 async fn read_all(conn: &mut Conn, kek: &Kek) -> Result<LoadedReference, StoreError> {
-    let mut out = read_selected(conn, kek, Select::All, &mut ReadRows::default()).await?;
+    let mut out = read_selected(conn, kek, Select::All, &mut ReadRows::default(), None).await?;
     let cards: Names = out
         .ids
         .cards
@@ -1372,14 +1395,16 @@ async fn read_all(conn: &mut Conn, kek: &Kek) -> Result<LoadedReference, StoreEr
 }
 
 /// The records `select` takes of each kind, with every tier and group; no openings.
-/// A whole read ([`Select::All`]) also gives each member's and card's row ids in `rows`.
+/// A whole read ([`Select::All`]) also gives each member's and card's row ids in `rows`, and
+/// reads them through `direct` when given (one that sees what `conn` sees).
 async fn read_selected(
     conn: &mut Conn,
     kek: &Kek,
     select: Select<'_>,
     rows: &mut ReadRows,
+    direct: Option<&Direct>,
 ) -> Result<LoadedReference, StoreError> {
-    let mut out = read_sections(conn, kek, |_| select, rows).await?;
+    let mut out = read_sections(conn, kek, |_| select, rows, direct).await?;
     if let Select::Named(_) = select {
         read_referrer_ids(conn, &mut out).await?;
         out.previous_keys = read_previous_keys(conn, kek, select).await?;
@@ -1394,14 +1419,16 @@ async fn read_sections<'a>(
     kek: &Kek,
     pick: impl Fn(&str) -> Select<'a>,
     rows: &mut ReadRows,
+    direct: Option<&Direct>,
 ) -> Result<LoadedReference, StoreError> {
     let mut out = read_version(conn).await?;
     let tiers = read_tiers(conn, &mut out).await?;
     let groups = read_groups(conn, &mut out).await?;
     read_merchants(conn, &mut out, &groups, pick("merchants")).await?;
     read_terminals(conn, &mut out, &groups, kek, pick("terminals")).await?;
-    read_members(conn, &mut out, &mut rows.members, &groups, pick("members")).await?;
-    read_cards(conn, &mut out, &mut rows.cards, &tiers, pick("cards")).await?;
+    let (members, cards) = (pick("members"), pick("cards"));
+    read_members(conn, direct, &mut out, &mut rows.members, &groups, members).await?;
+    read_cards(conn, direct, &mut out, &mut rows.cards, &tiers, cards).await?;
     read_rules(conn, &mut out, &groups, &tiers, pick("rules")).await?;
     Ok(out)
 }
@@ -1730,6 +1757,7 @@ struct MemberRow<'a>(
 
 async fn read_members(
     conn: &mut Conn,
+    direct: Option<&Direct>,
     out: &mut LoadedReference,
     rows_read: &mut Vec<MemberId>,
     groups: &GroupNames,
@@ -1767,44 +1795,44 @@ async fn read_members(
         conn,
         &packing,
         select.whole(),
+        direct,
         |sql| select.query(sql),
-        |chunk| {
-            for row in packed::rows::<MemberRow<'_>>("members", chunk) {
-                let MemberRow(id, code, phone, locale, birth_date, joined_on, referred_by) = row?;
-                let corrupt = |name: &str, invalid: Invalid| {
-                    corrupt("members", id, format_args!("{name} {invalid}"))
-                };
-                let code = Code::parse(&code).map_err(|e| corrupt("code", e))?;
-                let phone = phone
-                    .map(Phone::parse)
+        |row| {
+            let MemberRow(id, code, phone, locale, birth_date, joined_on, referred_by) =
+                row.parse()?;
+            let corrupt = |name: &str, invalid: Invalid| {
+                corrupt("members", id, format_args!("{name} {invalid}"))
+            };
+            let code = Code::parse(&code).map_err(|e| corrupt("code", e))?;
+            let phone = phone
+                .map(Phone::parse)
+                .transpose()
+                .map_err(|e| corrupt("phone", e))?;
+            let locale = Locale::parse(&locale).map_err(|e| corrupt("locale", e))?;
+            let date = |name: &str, text: Option<&str>| {
+                text.map(CivilDate::parse)
                     .transpose()
-                    .map_err(|e| corrupt("phone", e))?;
-                let locale = Locale::parse(&locale).map_err(|e| corrupt("locale", e))?;
-                let date = |name: &str, text: Option<&str>| {
-                    text.map(CivilDate::parse)
-                        .transpose()
-                        .map_err(|e| corrupt(name, e))
-                };
-                let birth_date = date("birth_date", birth_date)?;
-                let joined_on = date("joined_on", joined_on)?;
-                let referred_by = referred_by
-                    .map(Code::parse)
-                    .transpose()
-                    .map_err(|e| corrupt("referred_by", e))?;
-                out.ids.members.insert(code.clone(), MemberId::new(id));
-                if select.whole() {
-                    rows_read.push(MemberId::new(id));
-                }
-                out.data.members.push(MemberRecord {
-                    code,
-                    groups: memberships.remove(&id).unwrap_or_default(),
-                    phone,
-                    locale,
-                    birth_date,
-                    joined_on,
-                    referred_by,
-                });
+                    .map_err(|e| corrupt(name, e))
+            };
+            let birth_date = date("birth_date", birth_date)?;
+            let joined_on = date("joined_on", joined_on)?;
+            let referred_by = referred_by
+                .map(Code::parse)
+                .transpose()
+                .map_err(|e| corrupt("referred_by", e))?;
+            out.ids.members.insert(code.clone(), MemberId::new(id));
+            if select.whole() {
+                rows_read.push(MemberId::new(id));
             }
+            out.data.members.push(MemberRecord {
+                code,
+                groups: memberships.remove(&id).unwrap_or_default(),
+                phone,
+                locale,
+                birth_date,
+                joined_on,
+                referred_by,
+            });
             Ok::<(), StoreError>(())
         },
     )
@@ -1835,6 +1863,7 @@ struct CardRow<'a> {
 
 async fn read_cards(
     conn: &mut Conn,
+    direct: Option<&Direct>,
     out: &mut LoadedReference,
     rows_read: &mut Vec<(CardId, MemberId)>,
     tiers: &Names,
@@ -1876,26 +1905,25 @@ async fn read_cards(
         conn,
         &packing,
         select.whole(),
+        direct,
         |sql| select.query(sql),
-        |chunk| {
-            for row in packed::rows::<CardRow<'_>>("cards", chunk) {
-                let row = row?;
-                let record = card_record(&row, tiers)?;
-                out.ids
-                    .cards
-                    .insert(record.code.clone(), CardId::new(row.id));
-                let member = MemberId::new(row.member_id);
-                if select.whole() {
-                    // A whole read of the cards follows one of the members in the same
-                    // transaction (`read_sections`), and the join found this one: it is
-                    // there already, no lookup.
-                    debug_assert_eq!(out.ids.members.get(&record.member), Some(&member));
-                    rows_read.push((CardId::new(row.id), member));
-                } else if !out.ids.members.contains_key(&record.member) {
-                    out.ids.members.insert(record.member.clone(), member);
-                }
-                out.data.cards.push(record);
+        |row| {
+            let row: CardRow<'_> = row.parse()?;
+            let record = card_record(&row, tiers)?;
+            out.ids
+                .cards
+                .insert(record.code.clone(), CardId::new(row.id));
+            let member = MemberId::new(row.member_id);
+            if select.whole() {
+                // A whole read of the cards follows one of the members in the same
+                // transaction (`read_sections`), and the join found this one: it is
+                // there already, no lookup.
+                debug_assert_eq!(out.ids.members.get(&record.member), Some(&member));
+                rows_read.push((CardId::new(row.id), member));
+            } else if !out.ids.members.contains_key(&record.member) {
+                out.ids.members.insert(record.member.clone(), member);
             }
+            out.data.cards.push(record);
             Ok::<(), StoreError>(())
         },
     )
