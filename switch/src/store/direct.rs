@@ -59,7 +59,8 @@ impl Direct {
             sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
                 .fetch_optional(&mut *conn)
                 .await?;
-        let Some(file) = file.filter(|file| !file.is_empty()) else {
+        // In memory: no file, or (SQLite's `memdb` file system) a name that is not a file.
+        let Some(file) = file.filter(|file| std::path::Path::new(file).is_file()) else {
             return Ok(None);
         };
         let open = || {
@@ -282,6 +283,11 @@ mod tests {
     #[tokio::test]
     async fn an_in_memory_database_is_read_packed() {
         let pool = crate::store::open("sqlite::memory:").await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        assert!(Direct::open(&mut conn).await.unwrap().is_none());
+        // SQLite's `memdb` file system (the simulation's databases) has no file either.
+        let url = "sqlite:///lsw-direct-test?vfs=memdb&mode=rwc";
+        let pool = crate::store::connect(url, 1, "").await.unwrap();
         let mut conn = pool.acquire().await.unwrap();
         assert!(Direct::open(&mut conn).await.unwrap().is_none());
     }

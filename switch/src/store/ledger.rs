@@ -73,8 +73,15 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     let mut conn = pool.acquire().await?;
     // First: whatever another process writes from here on is read back by the next batch.
     state.batch_seq = crate::store::shared::current_seq(&mut conn).await?;
-    // The large tables are read straight from a SQLite file, packed otherwise.
-    let direct = crate::store::direct::Direct::open(&mut conn).await?;
+    // The large tables are read straight from a SQLite file, packed otherwise; directly only
+    // from a connection that sees the batch sequence this one saw.
+    let direct = match Direct::open(&mut conn).await? {
+        Some(direct) => {
+            let seq = direct.integer("SELECT seq FROM batch_sequence WHERE id = 1")?;
+            (seq == Some(state.batch_seq)).then_some(direct)
+        }
+        None => None,
+    };
     let direct = direct.as_ref();
     // The large tables are read packed, a chunk at a time (docs/benchmarks.md, "Restart").
     let club = Packing {
