@@ -110,7 +110,7 @@ impl Kek {
     }
 
     /// The key check value, as key custodians compute it for an AES key: the first 3 bytes
-    /// of a zero block encrypted under it, in hex (`crate::keycheck`).
+    /// of a zero block encrypted under it, in hex (the switch's `keycheck`).
     pub fn check_value(&self) -> String {
         use aes_gcm::aes::cipher::{BlockEncrypt, KeyInit as _};
         let cipher = aes_gcm::aes::Aes256::new((&self.0).into());

@@ -209,7 +209,7 @@ pub struct LoadedReference {
 /// The row ids of a whole read's members and cards, in the order of its records
 /// (`data.members` and `data.cards`), as the store read them beside each record: the snapshot
 /// build takes them instead of looking a million codes up again. They describe one read only;
-/// `crate::store::reference::Fresh` keeps them with the read they belong to, which nothing
+/// the switch's `store::reference::Fresh` keeps them with the read they belong to, which nothing
 /// edits.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReadRows {

@@ -231,7 +231,7 @@ impl Snapshot {
     }
 
     /// [`Snapshot::build`] of a whole read that came with its members' and cards' row ids in
-    /// the order of its records (`crate::store::reference::Fresh`): no code of a member or
+    /// the order of its records (the switch's `store::reference::Fresh`): no code of a member or
     /// card is looked up. Row ids that do not match the records in number are not used (a
     /// defect, logged); in a debug build each is checked against its code's.
     ///

@@ -69,7 +69,7 @@ impl PanTokenKey {
     }
 
     /// The key check value: the first 3 bytes of HMAC-SHA256 of a fixed text that is not a
-    /// PAN, in hex. It tells two keys apart without revealing either (`crate::keycheck`).
+    /// PAN, in hex. It tells two keys apart without revealing either (the switch's `keycheck`).
     pub fn check_value(&self) -> String {
         let mut mac = self.hmac();
         mac.update(b"LSW PAN TOKEN KEY CHECK VALUE");
