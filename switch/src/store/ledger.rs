@@ -83,6 +83,29 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
         None => None,
     };
     let direct = direct.as_ref();
+    state.next_lot = load_balances(&mut conn, direct, &mut state).await? + 1;
+    load_transactions(&mut conn, direct, &mut state).await?;
+    state.settled_cycle =
+        sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(cycle_id) FROM transactions")
+            .fetch_one(&mut *conn)
+            .await?
+            .unwrap_or(0);
+    state.fence_ms =
+        sqlx::query_scalar::<_, i64>("SELECT fence_asked_ms FROM journal_progress WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await?
+            .unwrap_or(0);
+    load_windows(&mut conn, direct, &mut state, now).await?;
+    load_credits_and_loyalty(&mut conn, &mut state).await?;
+    Ok(state)
+}
+
+/// Club balances, store-credit accounts and their lots, into `state`; the largest lot id.
+async fn load_balances(
+    conn: &mut Conn,
+    direct: Option<&Direct>,
+    state: &mut State,
+) -> Result<i64, LedgerError> {
     // The large tables are read packed, a chunk at a time (docs/benchmarks.md, "Restart").
     let club = Packing {
         table: "club_balances",
@@ -93,8 +116,8 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     };
     state
         .club
-        .reserve(packed::rows_at_most(&mut conn, &club).await?);
-    packed::read(&mut conn, &club, true, direct, sqlx::query, |row| {
+        .reserve(packed::rows_at_most(&mut *conn, &club).await?);
+    packed::read(&mut *conn, &club, true, direct, sqlx::query, |row| {
         let (card, ledger, held): (i64, i64, i64) = row.parse()?;
         let account = ClubAccount {
             ledger: amount(ledger, "ledger_rials", club.table)?,
@@ -113,8 +136,8 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     };
     state
         .store
-        .reserve(packed::rows_at_most(&mut conn, &stores).await?);
-    packed::read(&mut conn, &stores, true, direct, sqlx::query, |row| {
+        .reserve(packed::rows_at_most(&mut *conn, &stores).await?);
+    packed::read(&mut *conn, &stores, true, direct, sqlx::query, |row| {
         let (card, merchant, ledger, held): (i64, i64, i64, i64) = row.parse()?;
         let account = StoreAccount {
             ledger: amount(ledger, "ledger_rials", stores.table)?,
@@ -141,7 +164,7 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
         ordered: false,
     };
     let mut lot_max = 0_i64;
-    packed::read(&mut conn, &lots, true, direct, sqlx::query, |row| {
+    packed::read(&mut *conn, &lots, true, direct, sqlx::query, |row| {
         let (id, card, merchant, remaining, expires_at): (i64, i64, i64, i64, Option<i64>) =
             row.parse()?;
         lot_max = lot_max.max(id);
@@ -160,41 +183,26 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     for account in state.store.values_mut() {
         account.sort_lots();
     }
-    load_transactions(&mut conn, direct, &mut state).await?;
-    state.settled_cycle =
-        sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(cycle_id) FROM transactions")
-            .fetch_one(&mut *conn)
-            .await?
-            .unwrap_or(0);
-    state.fence_ms =
-        sqlx::query_scalar::<_, i64>("SELECT fence_asked_ms FROM journal_progress WHERE id = 1")
-            .fetch_optional(&mut *conn)
-            .await?
-            .unwrap_or(0);
-    load_windows(&mut conn, direct, &mut state, now).await?;
+    Ok(lot_max)
+}
+
+/// Operator credits' idempotency keys, card replacements, coupons, referrals and earned tiers.
+async fn load_credits_and_loyalty(conn: &mut Conn, state: &mut State) -> Result<(), LedgerError> {
     for row in sqlx::query(
         "SELECT idempotency_key, card_id, merchant_id, amount_rials FROM balance_credits",
     )
     .fetch_all(&mut *conn)
     .await?
     {
-        let key = crate::engine::credit::CreditKey {
-            card: CardId::new(row.try_get("card_id")?),
-            merchant: row
-                .try_get::<Option<i64>, _>("merchant_id")?
-                .map(MerchantId::new),
-            amount: rials(&row, "amount_rials", "balance_credits")?,
-        };
-        state.credits.insert(row.try_get("idempotency_key")?, key);
+        let (idempotency_key, key) = credit_from_row(&row)?;
+        state.credits.insert(idempotency_key, key);
     }
     for row in sqlx::query("SELECT from_card_id, to_card_id FROM card_replacements")
         .fetch_all(&mut *conn)
         .await?
     {
-        state.replaced.insert(
-            CardId::new(row.try_get("from_card_id")?),
-            CardId::new(row.try_get("to_card_id")?),
-        );
+        let (from, to) = replacement_from_row(&row)?;
+        state.replaced.insert(from, to);
     }
     for row in sqlx::query(COUPON_COLUMNS).fetch_all(&mut *conn).await? {
         let (coupon, key) = coupon_from_row(&row)?;
@@ -211,8 +219,29 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
         let (member, tier) = earned_tier_from_row(&row)?;
         state.earned_tiers.insert(member, tier);
     }
-    state.next_lot = lot_max + 1;
-    Ok(state)
+    Ok(())
+}
+
+/// A `balance_credits` row: its idempotency key and what it credited.
+pub(crate) fn credit_from_row(
+    row: &DbRow,
+) -> Result<(String, crate::engine::credit::CreditKey), LedgerError> {
+    let key = crate::engine::credit::CreditKey {
+        card: CardId::new(row.try_get("card_id")?),
+        merchant: row
+            .try_get::<Option<i64>, _>("merchant_id")?
+            .map(MerchantId::new),
+        amount: rials(row, "amount_rials", "balance_credits")?,
+    };
+    Ok((row.try_get("idempotency_key")?, key))
+}
+
+/// A `card_replacements` row: the card replaced and the card that replaced it.
+pub(crate) fn replacement_from_row(row: &DbRow) -> Result<(CardId, CardId), LedgerError> {
+    Ok((
+        CardId::new(row.try_get("from_card_id")?),
+        CardId::new(row.try_get("to_card_id")?),
+    ))
 }
 
 /// The coupon columns the engine keeps, ending in `FROM coupons` (a caller may add a `WHERE`).

@@ -23,7 +23,6 @@ use std::collections::{HashMap, HashSet};
 use sqlx::Row;
 
 use crate::domain::{CardId, MerchantId, UnixMillis};
-use crate::engine::credit::CreditKey;
 use crate::engine::state::{ClubAccount, Lot, LotId, State, StoreAccount};
 use crate::store::ledger::{self, LedgerError};
 use crate::store::Conn;
@@ -79,7 +78,21 @@ pub async fn refresh(
     before: i64,
 ) -> Result<Refreshed, LedgerError> {
     let mut out = Refreshed::default();
+    refresh_balances(conn, state, after, before, &mut out).await?;
+    refresh_transactions(conn, state, after, before, &mut out).await?;
+    refresh_windows(conn, state, after, before, &mut out).await?;
+    refresh_credits_and_loyalty(conn, state, after, before, &mut out).await?;
+    Ok(out)
+}
 
+/// [`refresh`]: club balances, store-credit accounts and their lots.
+async fn refresh_balances(
+    conn: &mut Conn,
+    state: &mut State,
+    after: i64,
+    before: i64,
+    out: &mut Refreshed,
+) -> Result<(), LedgerError> {
     for row in stamped(
         conn,
         "SELECT card_id, ledger_rials, held_rials FROM club_balances WHERE",
@@ -158,7 +171,17 @@ pub async fn refresh(
             account.sort_lots();
         }
     }
+    Ok(())
+}
 
+/// [`refresh`]: transactions, with what their captures took from lots.
+async fn refresh_transactions(
+    conn: &mut Conn,
+    state: &mut State,
+    after: i64,
+    before: i64,
+    out: &mut Refreshed,
+) -> Result<(), LedgerError> {
     let rows = sqlx::query(
         "SELECT t.*, c.club_rials AS captured_club, k.member_id AS card_member, \
          m.utc_offset_minutes AS merchant_utc_offset \
@@ -202,7 +225,17 @@ pub async fn refresh(
             out.rows += 1;
         }
     }
+    Ok(())
+}
 
+/// [`refresh`]: answered messages and tombstones.
+async fn refresh_windows(
+    conn: &mut Conn,
+    state: &mut State,
+    after: i64,
+    before: i64,
+    out: &mut Refreshed,
+) -> Result<(), LedgerError> {
     for row in stamped(
         conn,
         "SELECT ksi, mti, stan, transmitted, fingerprint, response, at_ms \
@@ -231,7 +264,17 @@ pub async fn refresh(
         );
         out.rows += 1;
     }
+    Ok(())
+}
 
+/// [`refresh`]: credits' keys, card replacements, coupons, referrals and earned tiers.
+async fn refresh_credits_and_loyalty(
+    conn: &mut Conn,
+    state: &mut State,
+    after: i64,
+    before: i64,
+    out: &mut Refreshed,
+) -> Result<(), LedgerError> {
     for row in stamped(
         conn,
         "SELECT idempotency_key, card_id, merchant_id, amount_rials FROM balance_credits WHERE",
@@ -240,14 +283,8 @@ pub async fn refresh(
     )
     .await?
     {
-        let key = CreditKey {
-            card: CardId::new(row.try_get("card_id")?),
-            merchant: row
-                .try_get::<Option<i64>, _>("merchant_id")?
-                .map(MerchantId::new),
-            amount: ledger::rials(&row, "amount_rials", "balance_credits")?,
-        };
-        state.credits.insert(row.try_get("idempotency_key")?, key);
+        let (idempotency_key, key) = ledger::credit_from_row(&row)?;
+        state.credits.insert(idempotency_key, key);
         out.rows += 1;
     }
 
@@ -259,10 +296,8 @@ pub async fn refresh(
     )
     .await?
     {
-        state.replaced.insert(
-            CardId::new(row.try_get("from_card_id")?),
-            CardId::new(row.try_get("to_card_id")?),
-        );
+        let (from, to) = ledger::replacement_from_row(&row)?;
+        state.replaced.insert(from, to);
         out.rows += 1;
     }
 
@@ -292,7 +327,7 @@ pub async fn refresh(
         state.earned_tiers.insert(member, tier);
         out.rows += 1;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The rows of `select` (ending in `WHERE`) stamped by a batch after `after` and before
