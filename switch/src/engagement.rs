@@ -136,16 +136,41 @@ pub async fn run_once(
 /// # Errors
 /// A message when the database fails; reminders written stay written.
 pub async fn reminders(pool: &Pool, now: UnixMillis) -> Result<u64, String> {
-    let err = |e: sqlx::Error| e.to_string();
     let today = LocalDateTime::at(now, TEHRAN_UTC_OFFSET_MINUTES)
         .date
         .days_since_epoch();
-    struct Reminder {
-        days: i64,
-        period: i64,
-        fa: Option<String>,
-        en: Option<String>,
+    let configs = reminder_configs(pool, today).await?;
+    if configs.is_empty() {
+        return Ok(0);
     }
+    let due = due_reminders(pool, &configs, now).await?;
+    write_reminders(pool, &due, now).await
+}
+
+/// An active repurchase reminder of a merchant, with the current period's number.
+struct Reminder {
+    days: i64,
+    period: i64,
+    fa: Option<String>,
+    en: Option<String>,
+}
+
+/// A reminder due to one member.
+struct DueReminder {
+    merchant: i64,
+    member: i64,
+    period: i64,
+    locale: Locale,
+    text: String,
+    phone: String,
+}
+
+/// The active reminders by merchant, with their periods as of `today` (Tehran days).
+async fn reminder_configs(
+    pool: &Pool,
+    today: i64,
+) -> Result<std::collections::HashMap<i64, Reminder>, String> {
+    let err = |e: sqlx::Error| e.to_string();
     let mut configs = std::collections::HashMap::new();
     for row in sqlx::query(
         "SELECT merchant_id, days, period_days, text_fa, text_en FROM reminders WHERE active = 1",
@@ -165,9 +190,16 @@ pub async fn reminders(pool: &Pool, now: UnixMillis) -> Result<u64, String> {
             },
         );
     }
-    if configs.is_empty() {
-        return Ok(0);
-    }
+    Ok(configs)
+}
+
+/// The members due a reminder of `configs` at `now` and not yet sent this period's.
+async fn due_reminders(
+    pool: &Pool,
+    configs: &std::collections::HashMap<i64, Reminder>,
+    now: UnixMillis,
+) -> Result<Vec<DueReminder>, String> {
+    let err = |e: sqlx::Error| e.to_string();
     let candidates = sqlx::query(
         "SELECT p.merchant_id, m.id, m.phone, m.locale, p.last_ms FROM (SELECT t.merchant_id, \
          c.member_id, MAX(t.confirmed_at_ms) AS last_ms FROM transactions t JOIN cards c \
@@ -212,19 +244,33 @@ pub async fn reminders(pool: &Pool, now: UnixMillis) -> Result<u64, String> {
             continue;
         }
         let phone: String = row.try_get("phone").map_err(err)?;
-        due.push((
+        due.push(DueReminder {
             merchant,
             member,
-            config.period,
+            period: config.period,
             locale,
-            text.to_owned(),
+            text: text.to_owned(),
             phone,
-        ));
+        });
     }
+    Ok(due)
+}
+
+/// Writes each due reminder with its outbox row, in short transactions; how many were new.
+async fn write_reminders(pool: &Pool, due: &[DueReminder], now: UnixMillis) -> Result<u64, String> {
+    let err = |e: sqlx::Error| e.to_string();
     let mut written = 0;
     for chunk in due.chunks(REMINDERS_PER_TRANSACTION) {
         let mut tx = crate::store::begin_write(pool).await.map_err(err)?;
-        for (merchant, member, period, locale, text, phone) in chunk {
+        for reminder in chunk {
+            let DueReminder {
+                merchant,
+                member,
+                period,
+                locale,
+                text,
+                phone,
+            } = reminder;
             let message = Message::Reminder { text };
             let key = format!("reminder:{merchant}:{member}:{period}");
             let id: Option<i64> = sqlx::query_scalar(

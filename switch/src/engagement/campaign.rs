@@ -352,14 +352,45 @@ pub async fn run(
     let members = audience(pool, &campaign, now)
         .await
         .map_err(RunError::Store)?;
-    let template = campaign.template();
+    outcome.reached = reach(pool, &campaign, &members, now).await?;
+    outcome.already = u64::try_from(members.len())
+        .unwrap_or(u64::MAX)
+        .saturating_sub(outcome.reached);
+    if let Some(template) = campaign.template() {
+        outcome.coupons =
+            issue_coupons(pool, credits, &campaign, &members, &template, now, operator).await?;
+        link(pool, &campaign, "coupon_id", "coupons").await?;
+    }
+    if campaign.has_sms() {
+        outcome.messages = queue_messages(pool, &campaign, &members, now).await?;
+        link(pool, &campaign, "notification_id", "notifications").await?;
+    }
+    sqlx::query("UPDATE campaigns SET state = 'done', done_at_ms = $1 WHERE id = $2")
+        .bind(now.get())
+        .bind(campaign.id)
+        .execute(pool)
+        .await
+        .map_err(store)?;
+    Ok(outcome)
+}
+
+/// Writes each member of the audience as reached (once), in short transactions of
+/// [`MEMBERS_PER_TRANSACTION`]: how many were new.
+async fn reach(
+    pool: &Pool,
+    campaign: &Campaign,
+    members: &[Member],
+    now: UnixMillis,
+) -> Result<u64, RunError> {
+    let store = |e: sqlx::Error| RunError::Store(e.to_string());
+    let mut reached = 0;
     // Members are written in short transactions of MEMBERS_PER_TRANSACTION each, so the group
     // commit never waits long for the database's write lock (and SQLite pays one sync per
     // chunk, not one per member).
     for chunk in members.chunks(MEMBERS_PER_TRANSACTION) {
         let mut tx = crate::store::begin_write(pool).await.map_err(store)?;
         for member in chunk {
-            outcome.reached += sqlx::query(
+            reached += sqlx::query(
                 "INSERT INTO campaign_members (campaign_id, member_id, at_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (campaign_id, member_id) DO NOTHING",
             )
@@ -375,103 +406,117 @@ pub async fn run(
             .await
             .map_err(store)?;
     }
-    outcome.already = u64::try_from(members.len())
-        .unwrap_or(u64::MAX)
-        .saturating_sub(outcome.reached);
-    if let Some(template) = template {
-        let linked: Vec<i64> = sqlx::query_scalar(
-            "SELECT member_id FROM campaign_members WHERE campaign_id = $1 AND coupon_id IS NOT NULL",
-        )
-        .bind(campaign.id)
-        .fetch_all(pool)
-        .await
-        .map_err(store)?;
-        let linked: std::collections::HashSet<i64> = linked.into_iter().collect();
-        // Coupons are queued together so they share group commits, then awaited.
-        let mut waiting = Vec::new();
-        for member in members.iter().filter(|member| !linked.contains(&member.id)) {
-            let issue = CouponIssue {
-                key: coupon_key(&campaign.code, member.id),
-                member: MemberId::new(member.id),
-                kind: CouponKind::Campaign,
-                terms: template.terms_at(now),
-                // The campaign's own SMS is the member's one message; without one, the
-                // coupon's notice is.
-                card: if campaign.has_sms() {
-                    None
-                } else {
-                    member.card.map(CardId::new)
-                },
-                operator: operator.to_owned(),
-            };
-            let (reply, answer) = oneshot::channel();
-            credits
-                .send(CreditJob {
-                    operation: Operation::Coupon(issue),
-                    reply,
-                })
-                .await
-                .map_err(|_| RunError::Store("the committer is not running".to_owned()))?;
-            waiting.push(answer);
-        }
-        for answer in waiting {
-            match answer.await {
-                Ok(Ok(CreditOutcome::Applied)) => outcome.coupons += 1,
-                Ok(Ok(CreditOutcome::Repeated)) => {}
-                Ok(Err(failure)) => return Err(RunError::Store(failure.to_string())),
-                Err(_) => return Err(RunError::Store("the committer dropped a coupon".to_owned())),
-            }
-        }
-        link(pool, &campaign, "coupon_id", "coupons").await?;
-    }
-    if campaign.has_sms() {
-        let reachable: Vec<(&Member, &str, Locale, &str)> = members
-            .iter()
-            .filter_map(|member| {
-                let phone = member.phone.as_deref()?;
-                let (locale, text) = in_language(
-                    member.locale,
-                    campaign.sms_fa.as_deref(),
-                    campaign.sms_en.as_deref(),
-                )?;
-                Some((member, phone, locale, text))
+    Ok(reached)
+}
+
+/// Issues the campaign's coupon, through the committer, to each member not linked to one yet:
+/// how many were new.
+async fn issue_coupons(
+    pool: &Pool,
+    credits: &mpsc::Sender<CreditJob>,
+    campaign: &Campaign,
+    members: &[Member],
+    template: &CouponTemplate,
+    now: UnixMillis,
+    operator: &str,
+) -> Result<u64, RunError> {
+    let store = |e: sqlx::Error| RunError::Store(e.to_string());
+    let mut issued = 0;
+    let linked: Vec<i64> = sqlx::query_scalar(
+        "SELECT member_id FROM campaign_members WHERE campaign_id = $1 AND coupon_id IS NOT NULL",
+    )
+    .bind(campaign.id)
+    .fetch_all(pool)
+    .await
+    .map_err(store)?;
+    let linked: std::collections::HashSet<i64> = linked.into_iter().collect();
+    // Coupons are queued together so they share group commits, then awaited.
+    let mut waiting = Vec::new();
+    for member in members.iter().filter(|member| !linked.contains(&member.id)) {
+        let issue = CouponIssue {
+            key: coupon_key(&campaign.code, member.id),
+            member: MemberId::new(member.id),
+            kind: CouponKind::Campaign,
+            terms: template.terms_at(now),
+            // The campaign's own SMS is the member's one message; without one, the
+            // coupon's notice is.
+            card: if campaign.has_sms() {
+                None
+            } else {
+                member.card.map(CardId::new)
+            },
+            operator: operator.to_owned(),
+        };
+        let (reply, answer) = oneshot::channel();
+        credits
+            .send(CreditJob {
+                operation: Operation::Coupon(issue),
+                reply,
             })
-            .collect();
-        for chunk in reachable.chunks(MEMBERS_PER_TRANSACTION) {
-            let mut tx = crate::store::begin_write(pool).await.map_err(store)?;
-            for (member, phone, locale, text) in chunk {
-                let message = Message::Campaign { text };
-                outcome.messages += sqlx::query(
-                    "INSERT INTO notifications (idempotency_key, member_id, kind, locale, phone, \
-                     body, created_at_ms, attempts, next_attempt_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $7) \
-                     ON CONFLICT (idempotency_key) DO NOTHING",
-                )
-                .bind(coupon_key(&campaign.code, member.id))
-                .bind(member.id)
-                .bind(message.kind())
-                .bind(locale.as_str())
-                .bind(*phone)
-                .bind(message.render(*locale))
-                .bind(now.get())
-                .execute(&mut *tx)
-                .await
-                .map_err(store)?
-                .rows_affected();
-            }
-            crate::engagement::commit_and_rest(tx)
-                .await
-                .map_err(store)?;
-        }
-        link(pool, &campaign, "notification_id", "notifications").await?;
+            .await
+            .map_err(|_| RunError::Store("the committer is not running".to_owned()))?;
+        waiting.push(answer);
     }
-    sqlx::query("UPDATE campaigns SET state = 'done', done_at_ms = $1 WHERE id = $2")
-        .bind(now.get())
-        .bind(campaign.id)
-        .execute(pool)
-        .await
-        .map_err(store)?;
-    Ok(outcome)
+    for answer in waiting {
+        match answer.await {
+            Ok(Ok(CreditOutcome::Applied)) => issued += 1,
+            Ok(Ok(CreditOutcome::Repeated)) => {}
+            Ok(Err(failure)) => return Err(RunError::Store(failure.to_string())),
+            Err(_) => return Err(RunError::Store("the committer dropped a coupon".to_owned())),
+        }
+    }
+    Ok(issued)
+}
+
+/// Queues the campaign's SMS to each member with a phone and a text in a language they read:
+/// how many were new.
+async fn queue_messages(
+    pool: &Pool,
+    campaign: &Campaign,
+    members: &[Member],
+    now: UnixMillis,
+) -> Result<u64, RunError> {
+    let store = |e: sqlx::Error| RunError::Store(e.to_string());
+    let mut queued = 0;
+    let reachable: Vec<(&Member, &str, Locale, &str)> = members
+        .iter()
+        .filter_map(|member| {
+            let phone = member.phone.as_deref()?;
+            let (locale, text) = in_language(
+                member.locale,
+                campaign.sms_fa.as_deref(),
+                campaign.sms_en.as_deref(),
+            )?;
+            Some((member, phone, locale, text))
+        })
+        .collect();
+    for chunk in reachable.chunks(MEMBERS_PER_TRANSACTION) {
+        let mut tx = crate::store::begin_write(pool).await.map_err(store)?;
+        for (member, phone, locale, text) in chunk {
+            let message = Message::Campaign { text };
+            queued += sqlx::query(
+                "INSERT INTO notifications (idempotency_key, member_id, kind, locale, phone, \
+                 body, created_at_ms, attempts, next_attempt_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $7) \
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(coupon_key(&campaign.code, member.id))
+            .bind(member.id)
+            .bind(message.kind())
+            .bind(locale.as_str())
+            .bind(*phone)
+            .bind(message.render(*locale))
+            .bind(now.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(store)?
+            .rows_affected();
+        }
+        crate::engagement::commit_and_rest(tx)
+            .await
+            .map_err(store)?;
+    }
+    Ok(queued)
 }
 
 /// Members written per transaction by a run.

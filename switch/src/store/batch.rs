@@ -154,126 +154,9 @@ impl<'a> Plan<'a> {
                     self.store_delta(key, 0, txn.amounts.store_credit.get());
                 }
             }
-            Effect::Capture {
-                txn,
-                card,
-                merchant,
-                gross,
-                discount,
-                club_held,
-                store_held,
-                club,
-                lots,
-                shortfalls,
-                cashback,
-                at,
-            } => {
-                let (card, merchant, txn, at) = (card.get(), merchant.get(), txn.0, at.get());
-                self.capture_notices(txn, card, *gross, *discount, *club, lots, cashback, at);
-                self.club_delta(card, -club.get(), -club_held.get());
-                if store_held.get() > 0 {
-                    self.store_delta((card, merchant), 0, -store_held.get());
-                }
-                if club.get() > 0 {
-                    self.movement(card, None, -club.get(), "capture", txn, at);
-                }
-                let mut store_total = 0;
-                for (lot, amount) in lots {
-                    self.take_lot(txn, (card, merchant), lot.0, amount.get(), "capture", at);
-                    self.capture_lots.push((txn, lot.0, amount.get()));
-                    store_total += amount.get();
-                }
-                self.captures.push((txn, at, club.get(), store_total));
-                for (account, shortfall) in shortfalls {
-                    self.exceptions.push((
-                        "advice_shortfall",
-                        txn,
-                        account.as_str(),
-                        shortfall.get(),
-                        at,
-                    ));
-                }
-                if let Some(lot) = cashback {
-                    self.new_lots.push((*lot, Some(txn), "cashback"));
-                    let key = (lot.card.get(), lot.merchant.get());
-                    self.store_delta(key, lot.amount.get(), 0);
-                    self.movement(key.0, Some(key.1), lot.amount.get(), "cashback", txn, at);
-                }
-                let patch = self.patch(txn);
-                patch.state = Some("confirmed");
-                patch.confirmed_at = Some(at);
-                patch.cashback_lot = cashback.map(|lot| lot.id.0);
-            }
-            Effect::Release {
-                txn,
-                card,
-                merchant,
-                club,
-                store_credit,
-                reason,
-                at,
-            } => {
-                self.club_delta(card.get(), 0, -club.get());
-                if store_credit.get() > 0 {
-                    self.store_delta((card.get(), merchant.get()), 0, -store_credit.get());
-                }
-                let patch = self.patch(txn.0);
-                match reason {
-                    ReleaseReason::Reversal => {
-                        patch.state = Some("reversed");
-                        patch.reversed_at = Some(at.get());
-                    }
-                    ReleaseReason::Expiry => {
-                        patch.state = Some("expired");
-                        patch.expired_at = Some(at.get());
-                    }
-                }
-            }
-            Effect::Return {
-                txn,
-                card,
-                merchant,
-                club,
-                lots,
-                clawback,
-                clawback_shortfall,
-                at,
-            } => {
-                let (card, merchant, txn, at) = (card.get(), merchant.get(), txn.0, at.get());
-                self.club_delta(card, club.get(), 0);
-                if club.get() > 0 {
-                    self.movement(card, None, club.get(), "return", txn, at);
-                }
-                for (lot, amount) in lots {
-                    *self.lots.entry(lot.0).or_insert(0) += amount.get();
-                    self.store_delta((card, merchant), amount.get(), 0);
-                    self.movement(card, Some(merchant), amount.get(), "return", txn, at);
-                }
-                if let Some((lot, amount)) = clawback.filter(|(_, amount)| amount.get() > 0) {
-                    self.take_lot(
-                        txn,
-                        (card, merchant),
-                        lot.0,
-                        amount.get(),
-                        "cashback_clawback",
-                        at,
-                    );
-                }
-                if clawback_shortfall.get() > 0 {
-                    let kind = "cashback_clawback_shortfall";
-                    self.exceptions.push((
-                        kind,
-                        txn,
-                        Account::StoreCredit.as_str(),
-                        clawback_shortfall.get(),
-                        at,
-                    ));
-                }
-                self.returned.push((txn, at));
-                let patch = self.patch(txn);
-                patch.state = Some("reversed");
-                patch.reversed_at = Some(at);
-            }
+            Effect::Capture { .. } => self.capture(effect),
+            Effect::Release { .. } => self.release(effect),
+            Effect::Return { .. } => self.give_back(effect),
             Effect::MarkReversed { txn, at } => {
                 let patch = self.patch(txn.0);
                 patch.state = Some("reversed");
@@ -302,20 +185,7 @@ impl<'a> Plan<'a> {
             }
             Effect::Credit(record) => self.credit(record),
             Effect::Transfer(record) => self.transfer(record),
-            Effect::CouponIssued(record) => {
-                if let Some(card) = record.card {
-                    let terms = &record.coupon.terms;
-                    let message = Message::Coupon {
-                        kind: terms.kind,
-                        cap: terms.discount_rials_max,
-                        expires_at: terms.expires_at,
-                    };
-                    let key = format!("coupon:{}", record.coupon.id.get());
-                    let notice = Notice::new(key, card.get(), &message, record.at.get());
-                    self.notices.push(notice);
-                }
-                self.coupon_ops.push(CouponOp::Issue(record));
-            }
+            Effect::CouponIssued(_) => self.coupon_issued(effect),
             Effect::CouponState {
                 coupon, from, to, ..
             } => {
@@ -351,19 +221,187 @@ impl<'a> Plan<'a> {
                     at: at.get(),
                 });
             }
-            Effect::TierChange(change) => {
-                if change.is_visible() {
-                    let message = Message::Tier {
-                        name: change.to_name.as_deref(),
-                        promoted: change.promoted,
-                    };
-                    let key = format!("tier:{}:{}", change.txn.0, change.cause.as_str());
-                    let notice = Notice::new(key, change.card.get(), &message, change.at.get());
-                    self.notices.push(notice);
-                }
-                self.tier_changes.push(change);
+            Effect::TierChange(_) => self.tier_change(effect),
+        }
+    }
+
+    /// A confirm's capture: balances, movements, lots taken, its cashback lot and its notices.
+    fn capture(&mut self, effect: &'a Effect) {
+        // Called for this variant only.
+        let Effect::Capture {
+            txn,
+            card,
+            merchant,
+            gross,
+            discount,
+            club_held,
+            store_held,
+            club,
+            lots,
+            shortfalls,
+            cashback,
+            at,
+        } = effect
+        else {
+            return;
+        };
+        let (card, merchant, txn, at) = (card.get(), merchant.get(), txn.0, at.get());
+        self.capture_notices(txn, card, *gross, *discount, *club, lots, cashback, at);
+        self.club_delta(card, -club.get(), -club_held.get());
+        if store_held.get() > 0 {
+            self.store_delta((card, merchant), 0, -store_held.get());
+        }
+        if club.get() > 0 {
+            self.movement(card, None, -club.get(), "capture", txn, at);
+        }
+        let mut store_total = 0;
+        for (lot, amount) in lots {
+            self.take_lot(txn, (card, merchant), lot.0, amount.get(), "capture", at);
+            self.capture_lots.push((txn, lot.0, amount.get()));
+            store_total += amount.get();
+        }
+        self.captures.push((txn, at, club.get(), store_total));
+        for (account, shortfall) in shortfalls {
+            self.exceptions.push((
+                "advice_shortfall",
+                txn,
+                account.as_str(),
+                shortfall.get(),
+                at,
+            ));
+        }
+        if let Some(lot) = cashback {
+            self.new_lots.push((*lot, Some(txn), "cashback"));
+            let key = (lot.card.get(), lot.merchant.get());
+            self.store_delta(key, lot.amount.get(), 0);
+            self.movement(key.0, Some(key.1), lot.amount.get(), "cashback", txn, at);
+        }
+        let patch = self.patch(txn);
+        patch.state = Some("confirmed");
+        patch.confirmed_at = Some(at);
+        patch.cashback_lot = cashback.map(|lot| lot.id.0);
+    }
+
+    /// A reversal of a captured purchase: what it gave back and what its cashback clawed back.
+    fn give_back(&mut self, effect: &'a Effect) {
+        // Called for this variant only.
+        let Effect::Return {
+            txn,
+            card,
+            merchant,
+            club,
+            lots,
+            clawback,
+            clawback_shortfall,
+            at,
+        } = effect
+        else {
+            return;
+        };
+        let (card, merchant, txn, at) = (card.get(), merchant.get(), txn.0, at.get());
+        self.club_delta(card, club.get(), 0);
+        if club.get() > 0 {
+            self.movement(card, None, club.get(), "return", txn, at);
+        }
+        for (lot, amount) in lots {
+            *self.lots.entry(lot.0).or_insert(0) += amount.get();
+            self.store_delta((card, merchant), amount.get(), 0);
+            self.movement(card, Some(merchant), amount.get(), "return", txn, at);
+        }
+        if let Some((lot, amount)) = clawback.filter(|(_, amount)| amount.get() > 0) {
+            self.take_lot(
+                txn,
+                (card, merchant),
+                lot.0,
+                amount.get(),
+                "cashback_clawback",
+                at,
+            );
+        }
+        if clawback_shortfall.get() > 0 {
+            let kind = "cashback_clawback_shortfall";
+            self.exceptions.push((
+                kind,
+                txn,
+                Account::StoreCredit.as_str(),
+                clawback_shortfall.get(),
+                at,
+            ));
+        }
+        self.returned.push((txn, at));
+        let patch = self.patch(txn);
+        patch.state = Some("reversed");
+        patch.reversed_at = Some(at);
+    }
+
+    /// A hold released, by a reversal or its expiry.
+    fn release(&mut self, effect: &'a Effect) {
+        // Called for this variant only.
+        let Effect::Release {
+            txn,
+            card,
+            merchant,
+            club,
+            store_credit,
+            reason,
+            at,
+        } = effect
+        else {
+            return;
+        };
+        self.club_delta(card.get(), 0, -club.get());
+        if store_credit.get() > 0 {
+            self.store_delta((card.get(), merchant.get()), 0, -store_credit.get());
+        }
+        let patch = self.patch(txn.0);
+        match reason {
+            ReleaseReason::Reversal => {
+                patch.state = Some("reversed");
+                patch.reversed_at = Some(at.get());
+            }
+            ReleaseReason::Expiry => {
+                patch.state = Some("expired");
+                patch.expired_at = Some(at.get());
             }
         }
+    }
+
+    /// A coupon issued, with its notice when it names a card to text.
+    fn coupon_issued(&mut self, effect: &'a Effect) {
+        // Called for this variant only.
+        let Effect::CouponIssued(record) = effect else {
+            return;
+        };
+        if let Some(card) = record.card {
+            let terms = &record.coupon.terms;
+            let message = Message::Coupon {
+                kind: terms.kind,
+                cap: terms.discount_rials_max,
+                expires_at: terms.expires_at,
+            };
+            let key = format!("coupon:{}", record.coupon.id.get());
+            let notice = Notice::new(key, card.get(), &message, record.at.get());
+            self.notices.push(notice);
+        }
+        self.coupon_ops.push(CouponOp::Issue(record));
+    }
+
+    /// A member's tier changed, with its notice when the member can see it.
+    fn tier_change(&mut self, effect: &'a Effect) {
+        // Called for this variant only.
+        let Effect::TierChange(change) = effect else {
+            return;
+        };
+        if change.is_visible() {
+            let message = Message::Tier {
+                name: change.to_name.as_deref(),
+                promoted: change.promoted,
+            };
+            let key = format!("tier:{}:{}", change.txn.0, change.cause.as_str());
+            let notice = Notice::new(key, change.card.get(), &message, change.at.get());
+            self.notices.push(notice);
+        }
+        self.tier_changes.push(change);
     }
 
     /// A top-up raises the club ledger; a grant adds a lot; both are one movement and one
@@ -711,11 +749,7 @@ impl<'a> Plan<'a> {
                 ") AS d JOIN cards c ON c.id = d.column2 JOIN members m ON m.id = c.member_id \
                  WHERE m.phone IS NOT NULL ON CONFLICT (idempotency_key) DO NOTHING",
             );
-            query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
+            execute(conn, query).await?;
         }
         Ok(())
     }
@@ -760,12 +794,8 @@ impl<'a> Plan<'a> {
                     .push_bind(txn.coupon.map(|(coupon, _)| coupon.get()))
                     .push_bind(txn.coupon.map_or(0, |(_, amount)| amount.get()));
             });
-            let done = query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
-            expect_rows(done.rows_affected(), chunk.len(), "transaction insert")?;
+            let done = execute(conn, query).await?;
+            expect_rows(done, chunk.len(), "transaction insert")?;
         }
         let patches: Vec<_> = self.patches.iter().collect();
         for chunk in patches.chunks(ROWS_PER_STATEMENT) {
@@ -785,12 +815,8 @@ impl<'a> Plan<'a> {
                     .push_bind(patch.cashback_lot);
             });
             query.push(") AS d WHERE transactions.id = d.column1");
-            let done = query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
-            expect_rows(done.rows_affected(), chunk.len(), "transaction state")?;
+            let done = execute(conn, query).await?;
+            expect_rows(done, chunk.len(), "transaction state")?;
         }
         Ok(())
     }
@@ -804,11 +830,7 @@ impl<'a> Plan<'a> {
                 row.push_bind(*card).push_bind(0_i64).push_bind(0_i64);
             });
             query.push(" ON CONFLICT (card_id) DO NOTHING");
-            query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
+            execute(conn, query).await?;
         }
         let club: Vec<_> = self.club.iter().filter(|(_, d)| **d != (0, 0)).collect();
         for chunk in club.chunks(ROWS_PER_STATEMENT) {
@@ -820,12 +842,8 @@ impl<'a> Plan<'a> {
                 row.push_bind(**card).push_bind(*ledger).push_bind(*held);
             });
             query.push(") AS d WHERE club_balances.card_id = d.column1");
-            let done = query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
-            expect_rows(done.rows_affected(), chunk.len(), "club balance")?;
+            let done = execute(conn, query).await?;
+            expect_rows(done, chunk.len(), "club balance")?;
         }
         let accounts: Vec<_> = self
             .new_lots
@@ -843,11 +861,7 @@ impl<'a> Plan<'a> {
                     .push_bind(0_i64);
             });
             query.push(" ON CONFLICT (card_id, merchant_id) DO NOTHING");
-            query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
+            execute(conn, query).await?;
         }
         for chunk in self.new_lots.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::new(
@@ -864,11 +878,7 @@ impl<'a> Plan<'a> {
                     .push_bind(*source)
                     .push_bind(*txn);
             });
-            query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
+            execute(conn, query).await?;
         }
         let store: Vec<_> = self.store.iter().filter(|(_, d)| **d != (0, 0)).collect();
         for chunk in store.chunks(ROWS_PER_STATEMENT) {
@@ -886,12 +896,8 @@ impl<'a> Plan<'a> {
                 ") AS d WHERE store_credit_accounts.card_id = d.column1 \
                  AND store_credit_accounts.merchant_id = d.column2",
             );
-            let done = query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
-            expect_rows(done.rows_affected(), chunk.len(), "store credit account")?;
+            let done = execute(conn, query).await?;
+            expect_rows(done, chunk.len(), "store credit account")?;
         }
         let lots: Vec<_> = self.lots.iter().filter(|(_, delta)| **delta != 0).collect();
         for chunk in lots.chunks(ROWS_PER_STATEMENT) {
@@ -902,17 +908,20 @@ impl<'a> Plan<'a> {
                 row.push_bind(**lot).push_bind(**delta);
             });
             query.push(") AS d WHERE store_credit_lots.id = d.column1");
-            let done = query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
-            expect_rows(done.rows_affected(), chunk.len(), "store credit lot")?;
+            let done = execute(conn, query).await?;
+            expect_rows(done, chunk.len(), "store credit lot")?;
         }
         Ok(())
     }
 
     async fn write_records(&self, conn: &mut Conn) -> Result<(), LedgerError> {
+        self.write_ledger_records(conn).await?;
+        self.write_operator_records(conn).await?;
+        self.write_message_records(conn).await
+    }
+
+    /// Movements, captures and the lots they took, returns, exceptions.
+    async fn write_ledger_records(&self, conn: &mut Conn) -> Result<(), LedgerError> {
         for chunk in self.movements.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::new(
                 "INSERT INTO balance_movements (card_id, merchant_id, account, delta_rials, kind, \
@@ -932,11 +941,7 @@ impl<'a> Plan<'a> {
                     .push_bind(m.txn)
                     .push_bind(m.at);
             });
-            query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
+            execute(conn, query).await?;
         }
         for chunk in self.captures.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::new(
@@ -948,11 +953,7 @@ impl<'a> Plan<'a> {
                     .push_bind(*club)
                     .push_bind(*store);
             });
-            query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
+            execute(conn, query).await?;
         }
         for chunk in self.capture_lots.chunks(ROWS_PER_STATEMENT) {
             let mut query =
@@ -960,11 +961,7 @@ impl<'a> Plan<'a> {
             query.push_values(chunk, |mut row, (txn, lot, amount)| {
                 row.push_bind(*txn).push_bind(*lot).push_bind(*amount);
             });
-            query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
+            execute(conn, query).await?;
         }
         for chunk in self.returned.chunks(ROWS_PER_STATEMENT) {
             let mut query =
@@ -975,12 +972,8 @@ impl<'a> Plan<'a> {
             query.push(
                 ") AS d WHERE captures.txn_id = d.column1 AND captures.returned_at_ms IS NULL",
             );
-            let done = query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
-            expect_rows(done.rows_affected(), chunk.len(), "capture return")?;
+            let done = execute(conn, query).await?;
+            expect_rows(done, chunk.len(), "capture return")?;
         }
         for chunk in self.exceptions.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::new(
@@ -995,29 +988,13 @@ impl<'a> Plan<'a> {
             });
             // A late reversal is recorded once per transaction, however often it is resent.
             query.push(" ON CONFLICT DO NOTHING");
-            query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
+            execute(conn, query).await?;
         }
-        for chunk in self.tombstones.chunks(ROWS_PER_STATEMENT) {
-            let mut query =
-                QueryBuilder::new("INSERT INTO tombstones (ksi, mti, stan, transmitted, at_ms) ");
-            query.push_values(chunk, |mut row, (key, at)| {
-                row.push_bind(text(&key.ksi))
-                    .push_bind(key.mti.as_str())
-                    .push_bind(i64::from(key.stan.get()))
-                    .push_bind(text(&key.transmitted))
-                    .push_bind(*at);
-            });
-            query.push(" ON CONFLICT DO NOTHING");
-            query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
-        }
+        Ok(())
+    }
+
+    /// Operators' credits and card replacements, each with its audit row.
+    async fn write_operator_records(&self, conn: &mut Conn) -> Result<(), LedgerError> {
         for record in &self.credits {
             let credit = &record.credit;
             sqlx::query(
@@ -1079,6 +1056,24 @@ impl<'a> Plan<'a> {
             .execute(&mut *conn)
             .await?;
         }
+        Ok(())
+    }
+
+    /// Tombstones and answered messages (the retransmission window).
+    async fn write_message_records(&self, conn: &mut Conn) -> Result<(), LedgerError> {
+        for chunk in self.tombstones.chunks(ROWS_PER_STATEMENT) {
+            let mut query =
+                QueryBuilder::new("INSERT INTO tombstones (ksi, mti, stan, transmitted, at_ms) ");
+            query.push_values(chunk, |mut row, (key, at)| {
+                row.push_bind(text(&key.ksi))
+                    .push_bind(key.mti.as_str())
+                    .push_bind(i64::from(key.stan.get()))
+                    .push_bind(text(&key.transmitted))
+                    .push_bind(*at);
+            });
+            query.push(" ON CONFLICT DO NOTHING");
+            execute(conn, query).await?;
+        }
         for chunk in self.answers.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::new(
                 "INSERT INTO answered_messages (ksi, mti, stan, transmitted, fingerprint, response, at_ms) ",
@@ -1092,14 +1087,21 @@ impl<'a> Plan<'a> {
                     .push_bind(response.as_slice())
                     .push_bind(*at);
             });
-            query
-                .build(Backend::of_conn(conn))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
+            execute(conn, query).await?;
         }
         Ok(())
     }
+}
+
+/// Runs one of the fold's multi-row statements (not kept prepared: its text changes with its
+/// row count); the rows it changed.
+async fn execute(conn: &mut Conn, mut query: QueryBuilder<'_>) -> Result<u64, sqlx::Error> {
+    let done = query
+        .build(Backend::of_conn(conn))
+        .persistent(false)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 fn text(bytes: &[u8]) -> &str {

@@ -226,12 +226,8 @@ enum Term<'s> {
     State(TxnState),
 }
 
-/// The search's statement, after `head` (`EXPLAIN QUERY PLAN ` for [`plans`]).
-///
-/// The page's ids are chosen first, from one index alone where the filters allow (SQLite's
-/// indexes end with the row id, so `(card_id, created_at_ms)` covers the order and the cursor),
-/// and only those rows are joined for their codes.
-fn search_statement(head: &str, search: &Search) -> QueryBuilder<'static> {
+/// The search's filters, in the order they are written: the first leads the index.
+fn search_terms<'s>(search: &'s Search) -> Vec<Term<'s>> {
     let mut terms = Vec::new();
     if let Some(rrn) = &search.rrn {
         terms.push(Term::Rrn(rrn));
@@ -257,6 +253,80 @@ fn search_statement(head: &str, search: &Search) -> QueryBuilder<'static> {
     if let Some(state) = search.state {
         terms.push(Term::State(state));
     }
+    terms
+}
+
+/// Writes one filter of [`search_statement`]; only the first (`lead`) may use an index.
+fn push_term(query: &mut QueryBuilder<'static>, term: &Term<'_>, lead: bool) {
+    let id_column = |column: &str| {
+        if lead {
+            column.to_owned()
+        } else {
+            format!("{column} + 0")
+        }
+    };
+    match term {
+        Term::Rrn(rrn) => {
+            query.push("rrn = ").push_bind((*rrn).to_owned());
+        }
+        Term::CardId(id) => {
+            query.push(&id_column("card_id")).push(" = ").push_bind(*id);
+        }
+        Term::Card(code) => {
+            query
+                .push(&id_column("card_id"))
+                .push(" = (SELECT id FROM cards WHERE code = ")
+                .push_bind((*code).to_owned())
+                .push(")");
+        }
+        Term::BinLast4(bin, last4) => {
+            query
+                .push(&id_column("card_id"))
+                .push(" IN (SELECT id FROM cards WHERE bin = ")
+                .push_bind((*bin).to_owned())
+                .push(" AND last4 = ")
+                .push_bind((*last4).to_owned())
+                .push(")");
+        }
+        Term::Member(id) => {
+            query
+                .push(&id_column("card_id"))
+                .push(" IN (SELECT id FROM cards WHERE member_id = ")
+                .push_bind(*id)
+                .push(")");
+        }
+        Term::Terminal(terminal) => {
+            query
+                .push(&id_column("terminal_id"))
+                .push(" = (SELECT id FROM terminals WHERE terminal_id = ")
+                .push_bind((*terminal).to_owned())
+                .push(")");
+        }
+        Term::Merchant(code) => {
+            query
+                .push(&id_column("merchant_id"))
+                .push(" = (SELECT id FROM merchants WHERE code = ")
+                .push_bind((*code).to_owned())
+                .push(")");
+        }
+        Term::State(state) => {
+            query.push("state = ").push_bind(state.as_str());
+            // transactions_state holds only the rare states; the literal condition is what
+            // lets the planner use it (a confirmed search walks transactions_created).
+            if lead && *state != TxnState::Confirmed {
+                query.push(" AND state <> 'confirmed'");
+            }
+        }
+    }
+}
+
+/// The search's statement, after `head` (`EXPLAIN QUERY PLAN ` for [`plans`]).
+///
+/// The page's ids are chosen first, from one index alone where the filters allow (SQLite's
+/// indexes end with the row id, so `(card_id, created_at_ms)` covers the order and the cursor),
+/// and only those rows are joined for their codes.
+fn search_statement(head: &str, search: &Search) -> QueryBuilder<'static> {
+    let terms = search_terms(search);
     let mut query = QueryBuilder::new(format!(
         "{head}SELECT {ITEM_COLUMNS} FROM (SELECT id FROM transactions WHERE "
     ));
@@ -264,67 +334,7 @@ fn search_statement(head: &str, search: &Search) -> QueryBuilder<'static> {
     // the state the partial index's own condition left out): without statistics SQLite might
     // otherwise walk a merchant's whole history for the few rows of one card.
     for (index, term) in terms.iter().enumerate() {
-        let lead = index == 0;
-        let id_column = |column: &str| {
-            if lead {
-                column.to_owned()
-            } else {
-                format!("{column} + 0")
-            }
-        };
-        match term {
-            Term::Rrn(rrn) => {
-                query.push("rrn = ").push_bind((*rrn).to_owned());
-            }
-            Term::CardId(id) => {
-                query.push(&id_column("card_id")).push(" = ").push_bind(*id);
-            }
-            Term::Card(code) => {
-                query
-                    .push(&id_column("card_id"))
-                    .push(" = (SELECT id FROM cards WHERE code = ")
-                    .push_bind((*code).to_owned())
-                    .push(")");
-            }
-            Term::BinLast4(bin, last4) => {
-                query
-                    .push(&id_column("card_id"))
-                    .push(" IN (SELECT id FROM cards WHERE bin = ")
-                    .push_bind((*bin).to_owned())
-                    .push(" AND last4 = ")
-                    .push_bind((*last4).to_owned())
-                    .push(")");
-            }
-            Term::Member(id) => {
-                query
-                    .push(&id_column("card_id"))
-                    .push(" IN (SELECT id FROM cards WHERE member_id = ")
-                    .push_bind(*id)
-                    .push(")");
-            }
-            Term::Terminal(terminal) => {
-                query
-                    .push(&id_column("terminal_id"))
-                    .push(" = (SELECT id FROM terminals WHERE terminal_id = ")
-                    .push_bind((*terminal).to_owned())
-                    .push(")");
-            }
-            Term::Merchant(code) => {
-                query
-                    .push(&id_column("merchant_id"))
-                    .push(" = (SELECT id FROM merchants WHERE code = ")
-                    .push_bind((*code).to_owned())
-                    .push(")");
-            }
-            Term::State(state) => {
-                query.push("state = ").push_bind(state.as_str());
-                // transactions_state holds only the rare states; the literal condition is what
-                // lets the planner use it (a confirmed search walks transactions_created).
-                if lead && *state != TxnState::Confirmed {
-                    query.push(" AND state <> 'confirmed'");
-                }
-            }
-        }
+        push_term(&mut query, term, index == 0);
         query.push(" AND ");
     }
     if let Some(from) = search.created_from_ms {
