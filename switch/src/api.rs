@@ -198,6 +198,22 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The `/api/v1` routes.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
+        .merge(reference_routes())
+        .merge(loyalty_routes())
+        .merge(engagement_routes())
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fresh_reads,
+        ))
+        .layer(axum::middleware::from_fn(error::json_errors))
+        .with_state(state)
+}
+
+/// The reference data's routes: merchants, terminals, cards, rules, tiers, groups, members,
+/// the audit log and the read views.
+fn reference_routes() -> Router<Arc<ApiState>> {
+    Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/merchants", get(records::merchants::list))
         .route(
@@ -270,6 +286,16 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/members/{code}",
             get(records::members::show).put(records::members::put),
         )
+        .route("/api/v1/transactions", get(views::search))
+        .route("/api/v1/transactions/{id}", get(views::show))
+        .route("/api/v1/transactions/{id}/explanation", get(explain::show))
+        .route("/api/v1/cards/{code}/view", get(views::card))
+        .route("/api/v1/members/{code}/view", get(views::member))
+}
+
+/// The loyalty programme's routes: coupons, credits, reports, surveys and online top-ups.
+fn loyalty_routes() -> Router<Arc<ApiState>> {
+    Router::new()
         .route(
             "/api/v1/members/{code}/coupons",
             get(coupons::list).post(coupons::issue),
@@ -297,6 +323,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/top-up-orders/{reference}", get(top_up::show_order))
         .route("/api/v1/payments/callback", post(top_up::callback))
         .route("/api/v1/reports/top-up-callbacks", get(top_up::report))
+}
+
+/// Member engagement's routes: tags, segments, occasions, campaigns and reminders.
+fn engagement_routes() -> Router<Arc<ApiState>> {
+    Router::new()
         .route("/api/v1/tags", get(engagement::list_tags))
         .route(
             "/api/v1/tags/{code}",
@@ -337,18 +368,6 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/merchants/{code}/reminder",
             get(engagement::show_reminder).put(engagement::put_reminder),
         )
-        .route("/api/v1/transactions", get(views::search))
-        .route("/api/v1/transactions/{id}", get(views::show))
-        .route("/api/v1/transactions/{id}/explanation", get(explain::show))
-        .route("/api/v1/cards/{code}/view", get(views::card))
-        .route("/api/v1/members/{code}/view", get(views::member))
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            fresh_reads,
-        ))
-        .layer(axum::middleware::from_fn(error::json_errors))
-        .with_state(state)
 }
 
 async fn openapi() -> impl axum::response::IntoResponse {

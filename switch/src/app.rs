@@ -110,26 +110,7 @@ pub async fn start(
         config.committer(),
         commit,
     ));
-    let listener = listen(config.listen).map_err(|source| StartError::Listen {
-        addr: config.listen,
-        source,
-    })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: config.listen,
-        source,
-    })?;
-    let admin_listener = TcpListener::bind(config.admin_listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: config.admin_listen,
-            source,
-        })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| StartError::Listen {
-            addr: config.admin_listen,
-            source,
-        })?;
+    let (listener, addr, admin_listener, admin_addr) = bind_listeners(config).await?;
     let shared = Arc::new(Shared {
         snapshots: snapshot_rx,
         pan_key: Arc::new(secrets.pan_key.clone()),
@@ -142,23 +123,11 @@ pub async fn start(
         pool: pool.clone(),
         journal: journal.clone(),
     });
-    let job = crate::loyalty::LoyaltyJob {
-        every: std::time::Duration::from_millis(config.loyalty_every_ms.max(10)),
-        birthday: config
-            .birthday_coupon
-            .as_ref()
-            .and_then(|coupon| coupon.template().ok()),
-        anniversary: config
-            .anniversary_coupon
-            .as_ref()
-            .and_then(|coupon| coupon.template().ok()),
-        expiry_notice_days: config.expiry_notice_days,
-    };
     let loyalty = tokio::spawn(crate::loyalty::run(
         pool.clone(),
         clock.clone(),
         credits.clone(),
-        job,
+        loyalty_job(config),
         shutdown_rx.clone(),
     ));
     let surveys = tokio::spawn(crate::survey::scheduler::run(
@@ -218,6 +187,39 @@ pub async fn start(
         surveys,
         engagement,
     })
+}
+
+/// Binds the terminal port and the admin port, with the addresses they got.
+async fn bind_listeners(
+    config: &Config,
+) -> Result<(TcpListener, SocketAddr, TcpListener, SocketAddr), StartError> {
+    let failed = |addr: SocketAddr| move |source| StartError::Listen { addr, source };
+    let listener = listen(config.listen).map_err(failed(config.listen))?;
+    let addr = listener.local_addr().map_err(failed(config.listen))?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(failed(config.admin_listen))?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(failed(config.admin_listen))?;
+    Ok((listener, addr, admin_listener, admin_addr))
+}
+
+/// The loyalty job's settings: how often it runs, the occasion coupons and the card expiry
+/// notice.
+fn loyalty_job(config: &Config) -> crate::loyalty::LoyaltyJob {
+    crate::loyalty::LoyaltyJob {
+        every: std::time::Duration::from_millis(config.loyalty_every_ms.max(10)),
+        birthday: config
+            .birthday_coupon
+            .as_ref()
+            .and_then(|coupon| coupon.template().ok()),
+        anniversary: config
+            .anniversary_coupon
+            .as_ref()
+            .and_then(|coupon| coupon.template().ok()),
+        expiry_notice_days: config.expiry_notice_days,
+    }
 }
 
 /// What start-up loads before the listeners open.

@@ -9,6 +9,7 @@
 //! - [`ledger`]: transactions, holds, idempotency and effects.
 //! - [`views`]: the operator API's indexed reads (transaction search, card and member views).
 
+pub mod audit;
 pub mod batch;
 pub mod console;
 pub mod direct;

@@ -165,6 +165,86 @@ pub async fn issue(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// The body of a card replacement: the new card's code and PAN, and its expiry if not the old
+/// card's (each as sent, checked as a card record by [`ReplaceRequest::new_card`]).
+struct ReplaceRequest {
+    new_code: Value,
+    pan: Value,
+    expiry: Option<Value>,
+}
+
+impl ReplaceRequest {
+    /// The request in `body`, or the field it does not know.
+    fn parse(body: &Bytes) -> Result<ReplaceRequest, ApiError> {
+        let body = body_object(body)?;
+        if let Some(field) = body
+            .keys()
+            .find(|field| !["new_code", "pan", "expiry"].contains(&field.as_str()))
+        {
+            return Err(ApiError::Invalid {
+                problems: vec![(field.clone(), "unknown field".to_owned())],
+            });
+        }
+        Ok(ReplaceRequest {
+            new_code: body.get("new_code").cloned().unwrap_or(Value::Null),
+            pan: body.get("pan").cloned().unwrap_or(Value::Null),
+            expiry: body.get("expiry").cloned(),
+        })
+    }
+
+    /// The new card: the old card's member and tier, validated as an imported card would be
+    /// (a problem with its code is reported as `new_code`), and not the old card itself.
+    fn new_card(
+        &self,
+        state: &ApiState,
+        change: &Change,
+        old: &CardRecord,
+    ) -> Result<CardRecord, ApiError> {
+        let record = json!({
+            "code": self.new_code,
+            "pan": self.pan,
+            "member": old.member.as_str(),
+            "expiry": self.expiry.clone().unwrap_or_else(|| Value::from(old.expiry.to_string())),
+            "tier": old.tier.as_ref().map(|tier| tier.as_str()),
+        });
+        let data = import::parse_over(
+            json!({ "cards": [record] }),
+            &state.pan_key,
+            &change.current.ids,
+        )
+        .map_err(|error| match ApiError::from_import(error) {
+            ApiError::Invalid { problems } => ApiError::Invalid {
+                problems: problems
+                    .into_iter()
+                    .map(|(field, message)| {
+                        let field = if field == "code" {
+                            "new_code".to_owned()
+                        } else {
+                            field
+                        };
+                        (field, message)
+                    })
+                    .collect(),
+            },
+            other => other,
+        })?;
+        let new = data
+            .cards
+            .first()
+            .ok_or(ApiError::NotFound { what: "card" })?
+            .clone();
+        if new.code == old.code {
+            return Err(ApiError::Invalid {
+                problems: vec![(
+                    "new_code".to_owned(),
+                    "must differ from the old card's".to_owned(),
+                )],
+            });
+        }
+        Ok(new)
+    }
+}
+
 /// `POST /api/v1/cards/{code}/replace` with `{"new_code", "pan", "expiry"?}`: issues the new
 /// card to the same member and tier (expiry: the old card's unless given), blocks the old one,
 /// and moves every balance to the new card: the club balance and each store-credit lot, with its
@@ -182,17 +262,9 @@ pub async fn replace(
     Path(code): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body = body_object(&body)?;
-    if let Some(field) = body
-        .keys()
-        .find(|field| !["new_code", "pan", "expiry"].contains(&field.as_str()))
-    {
-        return Err(ApiError::Invalid {
-            problems: vec![(field.clone(), "unknown field".to_owned())],
-        });
-    }
+    let request = ReplaceRequest::parse(&body)?;
     let mut names = vec![code.clone()];
-    if let Some(new_code) = body.get("new_code").and_then(Value::as_str) {
+    if let Some(new_code) = request.new_code.as_str() {
         names.push(new_code.to_owned());
     }
     let mut change = Change::begin(&state, names).await?;
@@ -200,58 +272,12 @@ pub async fn replace(
         card.code.as_str() == code
     })?
     .clone();
-    let new_code = body.get("new_code").cloned().unwrap_or(Value::Null);
-    let record = json!({
-        "code": new_code,
-        "pan": body.get("pan").cloned().unwrap_or(Value::Null),
-        "member": old.member.as_str(),
-        "expiry": body.get("expiry").cloned().unwrap_or_else(|| Value::from(old.expiry.to_string())),
-        "tier": old.tier.as_ref().map(|tier| tier.as_str()),
-    });
-    let data = import::parse_over(
-        json!({ "cards": [record] }),
-        &state.pan_key,
-        &change.current.ids,
-    )
-    .map_err(|error| match ApiError::from_import(error) {
-        ApiError::Invalid { problems } => ApiError::Invalid {
-            problems: problems
-                .into_iter()
-                .map(|(field, message)| {
-                    let field = if field == "code" {
-                        "new_code".to_owned()
-                    } else {
-                        field
-                    };
-                    (field, message)
-                })
-                .collect(),
-        },
-        other => other,
-    })?;
-    let new = data
-        .cards
-        .first()
-        .ok_or(ApiError::NotFound { what: "card" })?
-        .clone();
-    if new.code == old.code {
-        return Err(ApiError::Invalid {
-            problems: vec![(
-                "new_code".to_owned(),
-                "must differ from the old card's".to_owned(),
-            )],
-        });
-    }
+    let new = request.new_card(&state, &change, &old)?;
     // A card is replaced once: a second replacement by another card is refused before it
     // issues anything.
-    let replaced_by: Option<String> = sqlx::query_scalar(
-        "SELECT n.code FROM card_replacements r JOIN cards o ON o.id = r.from_card_id \
-         JOIN cards n ON n.id = r.to_card_id WHERE o.code = $1",
-    )
-    .bind(&code)
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(ApiError::store)?;
+    let replaced_by = reference::replacement_of(&state.pool, &code)
+        .await
+        .map_err(ApiError::store)?;
     if replaced_by
         .as_deref()
         .is_some_and(|by| by != new.code.as_str())

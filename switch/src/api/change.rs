@@ -18,6 +18,7 @@ use crate::api::ApiState;
 use crate::domain::{LoadedReference, ReferenceData};
 use crate::snapshot::delta::OVERLAY_MAX;
 use crate::snapshot::Snapshot;
+use crate::store::audit;
 use crate::store::reference::{self, ImportOutcome};
 use crate::store::{Conn, StoreError};
 
@@ -172,19 +173,17 @@ impl<'s> Change<'s> {
             state,
             _lock,
             conn,
-            mut names,
+            names,
             current,
         } = self;
         drop(conn);
         let mut tx = crate::store::begin_write(&state.pool)
             .await
             .map_err(ApiError::store)?;
-        let stored: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM reference_meta WHERE id = 1")
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(ApiError::store)?;
-        if u64::try_from(stored.unwrap_or(0)).ok() != Some(current.version) {
+        let stored = reference::stored_version(&mut tx)
+            .await
+            .map_err(ApiError::store)?;
+        if stored != current.version {
             // An import or another switch changed the reference data between the read and
             // this write (this switch's own changes wait for the change lock).
             return Err(ApiError::Conflict {
@@ -200,35 +199,17 @@ impl<'s> Change<'s> {
         }
         let digest: [u8; 32] = hash.finalize().into();
         match &keys {
-            KeyChange::None => {}
+            KeyChange::None => Ok(()),
+            // The current key becomes the previous one before the new key replaces it.
             KeyChange::KeepPrevious {
                 terminal,
                 valid_until_ms,
-            } => {
-                // The current key becomes the previous one before the new key replaces it.
-                sqlx::query(
-                    "INSERT INTO terminal_previous_keys (terminal_id, ksi, tmk_sealed, valid_until_ms) \
-                     SELECT id, ksi, tmk_sealed, $1 FROM terminals WHERE terminal_id = $2 \
-                     ON CONFLICT (terminal_id) DO UPDATE SET ksi = excluded.ksi, \
-                     tmk_sealed = excluded.tmk_sealed, valid_until_ms = excluded.valid_until_ms",
-                )
-                .bind(valid_until_ms)
-                .bind(terminal)
-                .execute(&mut *tx)
-                .await
-                .map_err(ApiError::store)?;
-            }
+            } => reference::keep_previous_key(&mut tx, terminal, *valid_until_ms).await,
             KeyChange::DropPrevious { terminal } => {
-                sqlx::query(
-                    "DELETE FROM terminal_previous_keys WHERE terminal_id = \
-                     (SELECT id FROM terminals WHERE terminal_id = $1)",
-                )
-                .bind(terminal)
-                .execute(&mut *tx)
-                .await
-                .map_err(ApiError::store)?;
+                reference::drop_previous_key(&mut tx, terminal).await
             }
         }
+        .map_err(ApiError::store)?;
         let saved = reference::save_over(&mut tx, data, &current, &digest, &state.kek, now).await;
         let outcome = match saved {
             Ok(outcome) => outcome,
@@ -244,44 +225,24 @@ impl<'s> Change<'s> {
             Err(error) => return Err(ApiError::store(error)),
         };
         for (entry, detail) in entries.iter().zip(&details) {
-            sqlx::query(
-                "INSERT INTO audit_log (at_ms, operator, action, resource, resource_code, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(now.get())
-            .bind(&operator.name)
-            .bind(entry.action)
-            .bind(entry.resource)
-            .bind(&entry.code)
-            .bind(detail)
-            .execute(&mut *tx)
-            .await
-            .map_err(ApiError::store)?;
+            let row = audit::Audited {
+                at_ms: now.get(),
+                operator: &operator.name,
+                action: entry.action,
+                resource: entry.resource,
+                code: &entry.code,
+                detail,
+            };
+            audit::record(&mut tx, &row)
+                .await
+                .map_err(ApiError::store)?;
         }
         tx.commit().await.map_err(ApiError::store)?;
         let changed = !outcome.is_noop() || keys != KeyChange::None;
         // What the change touched, read back after the commit as a whole rebuild would read
         // it (pair assertion: the delta is made from the stored rows, not from the request).
         let touched = if changed {
-            names.extend(codes_of(data));
-            // A card that changed hands leaves its old member to recompute as well: the
-            // members read before the change are read again.
-            names.extend(
-                current
-                    .data
-                    .members
-                    .iter()
-                    .map(|m| m.code.as_str().to_owned()),
-            );
-            names.extend(entries.iter().map(|entry| entry.code.clone()));
-            names.sort_unstable();
-            names.dedup();
-            let mut read = state.pool.begin().await.map_err(ApiError::store)?;
-            let touched = reference::load_named(&mut read, &state.kek, &names)
-                .await
-                .map_err(ApiError::store)?;
-            read.commit().await.map_err(ApiError::store)?;
-            Some(touched)
+            Some(read_back(state, names, data, &current, &entries).await?)
         } else {
             None
         };
@@ -319,6 +280,36 @@ impl<'s> Change<'s> {
         }
         Ok(outcome)
     }
+}
+
+/// What a change touched, read back after its commit as a whole rebuild would read it (pair
+/// assertion: the delta is made from the stored rows, not from the request): the records the
+/// change named or wrote, and the members read before it (a card that changed hands leaves its
+/// old member to recompute as well).
+async fn read_back(
+    state: &ApiState,
+    mut names: Vec<String>,
+    data: &ReferenceData,
+    current: &LoadedReference,
+    entries: &[AuditEntry],
+) -> Result<LoadedReference, ApiError> {
+    names.extend(codes_of(data));
+    names.extend(
+        current
+            .data
+            .members
+            .iter()
+            .map(|m| m.code.as_str().to_owned()),
+    );
+    names.extend(entries.iter().map(|entry| entry.code.clone()));
+    names.sort_unstable();
+    names.dedup();
+    let mut read = state.pool.begin().await.map_err(ApiError::store)?;
+    let touched = reference::load_named(&mut read, &state.kek, &names)
+        .await
+        .map_err(ApiError::store)?;
+    read.commit().await.map_err(ApiError::store)?;
+    Ok(touched)
 }
 
 /// The codes of every record in `data`.

@@ -16,6 +16,7 @@ use crate::api::ApiState;
 use crate::calendar::Calendar;
 use crate::domain::time::TEHRAN_UTC_OFFSET_MINUTES;
 use crate::domain::{CivilDate, LocalDateTime};
+use crate::store::audit;
 
 mod campaigns;
 mod occasions;
@@ -175,23 +176,18 @@ async fn save(
         };
     }
     query.execute(&mut *tx).await.map_err(ApiError::store)?;
-    sqlx::query(
-        "INSERT INTO audit_log (at_ms, operator, action, resource, resource_code, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(state.clock.now().get())
-    .bind(operator)
-    .bind(if exists.is_some() {
-        "replace"
-    } else {
-        "create"
-    })
-    .bind(resource)
-    .bind(code)
-    .bind(detail.to_string())
-    .execute(&mut *tx)
-    .await
-    .map_err(ApiError::store)?;
+    let detail = detail.to_string();
+    let entry = audit::Audited {
+        at_ms: state.clock.now().get(),
+        operator,
+        action: audit::create_or_replace(exists.is_some()),
+        resource,
+        code,
+        detail: &detail,
+    };
+    audit::record(&mut tx, &entry)
+        .await
+        .map_err(ApiError::store)?;
     tx.commit().await.map_err(ApiError::store)?;
     Ok(exists.is_none())
 }

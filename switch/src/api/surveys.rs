@@ -18,6 +18,7 @@ use crate::api::{body_object, column, ApiState};
 use crate::domain::survey::Scale;
 use crate::domain::time::TEHRAN_UTC_OFFSET_MINUTES;
 use crate::domain::{LocalDateTime, UnixMillis};
+use crate::store::audit;
 
 mod replies;
 mod report;
@@ -138,22 +139,18 @@ pub async fn put(
     .execute(&mut *tx)
     .await
     .map_err(ApiError::store)?;
-    sqlx::query(
-        "INSERT INTO audit_log (at_ms, operator, action, resource, resource_code, detail) \
-         VALUES ($1, $2, $3, 'survey', $4, $5)",
-    )
-    .bind(now)
-    .bind(operator.name.as_str())
-    .bind(if before.is_some() {
-        "replace"
-    } else {
-        "create"
-    })
-    .bind(code.as_str())
-    .bind(Value::Object(object).to_string())
-    .execute(&mut *tx)
-    .await
-    .map_err(ApiError::store)?;
+    let detail = Value::Object(object).to_string();
+    let entry = audit::Audited {
+        at_ms: now,
+        operator: operator.name.as_str(),
+        action: audit::create_or_replace(before.is_some()),
+        resource: "survey",
+        code: code.as_str(),
+        detail: &detail,
+    };
+    audit::record(&mut tx, &entry)
+        .await
+        .map_err(ApiError::store)?;
     tx.commit().await.map_err(ApiError::store)?;
     let view = read(&state, merchant, &code)
         .await?

@@ -2173,6 +2173,67 @@ pub async fn ksi_taken(conn: &mut Conn, ksi: &str) -> Result<bool, StoreError> {
     Ok(found.is_some())
 }
 
+/// The stored reference version (0 before the first import), read on `conn`.
+///
+/// # Errors
+/// [`StoreError`] when the database fails or the version is negative.
+pub async fn stored_version(conn: &mut Conn) -> Result<u64, StoreError> {
+    Ok(read_version(conn).await?.version)
+}
+
+/// Keeps terminal `terminal`'s current key as its previous key, valid until `valid_until_ms`
+/// (before a new key replaces it, in the same transaction).
+///
+/// # Errors
+/// [`StoreError`] when the database fails.
+pub async fn keep_previous_key(
+    conn: &mut Conn,
+    terminal: &str,
+    valid_until_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO terminal_previous_keys (terminal_id, ksi, tmk_sealed, valid_until_ms) \
+         SELECT id, ksi, tmk_sealed, $1 FROM terminals WHERE terminal_id = $2 \
+         ON CONFLICT (terminal_id) DO UPDATE SET ksi = excluded.ksi, \
+         tmk_sealed = excluded.tmk_sealed, valid_until_ms = excluded.valid_until_ms",
+    )
+    .bind(valid_until_ms)
+    .bind(terminal)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends terminal `terminal`'s previous key now.
+///
+/// # Errors
+/// [`StoreError`] when the database fails.
+pub async fn drop_previous_key(conn: &mut Conn, terminal: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM terminal_previous_keys WHERE terminal_id = \
+         (SELECT id FROM terminals WHERE terminal_id = $1)",
+    )
+    .bind(terminal)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The code of the card that replaced the card `code`, if one did.
+///
+/// # Errors
+/// [`StoreError`] when the database fails.
+pub async fn replacement_of(pool: &Pool, code: &str) -> Result<Option<String>, StoreError> {
+    let by = sqlx::query_scalar(
+        "SELECT n.code FROM card_replacements r JOIN cards o ON o.id = r.from_card_id \
+         JOIN cards n ON n.id = r.to_card_id WHERE o.code = $1",
+    )
+    .bind(code)
+    .fetch_optional(pool)
+    .await?;
+    Ok(by)
+}
+
 /// The code of the card whose PAN has `token`, if one has (a unique index lookup).
 ///
 /// # Errors

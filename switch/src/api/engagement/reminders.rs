@@ -12,6 +12,7 @@ use crate::api::auth::{Reader, Writer};
 use crate::api::credits::only;
 use crate::api::error::ApiError;
 use crate::api::{body_object, column, ApiState};
+use crate::store::audit;
 
 use super::{created, problems_or, text};
 
@@ -135,22 +136,18 @@ pub async fn put_reminder(
     .execute(&mut *tx)
     .await
     .map_err(ApiError::store)?;
-    sqlx::query(
-        "INSERT INTO audit_log (at_ms, operator, action, resource, resource_code, detail) \
-         VALUES ($1, $2, $3, 'reminder', $4, $5)",
-    )
-    .bind(now)
-    .bind(&operator.name)
-    .bind(if existed.is_some() {
-        "replace"
-    } else {
-        "create"
-    })
-    .bind(&code)
-    .bind(Value::Object(body).to_string())
-    .execute(&mut *tx)
-    .await
-    .map_err(ApiError::store)?;
+    let detail = Value::Object(body).to_string();
+    let entry = audit::Audited {
+        at_ms: now,
+        operator: &operator.name,
+        action: audit::create_or_replace(existed.is_some()),
+        resource: "reminder",
+        code: &code,
+        detail: &detail,
+    };
+    audit::record(&mut tx, &entry)
+        .await
+        .map_err(ApiError::store)?;
     tx.commit().await.map_err(ApiError::store)?;
     let view = reminder_view(&state, id, &code)
         .await?

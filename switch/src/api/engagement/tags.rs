@@ -13,6 +13,7 @@ use crate::api::credits::{invalid, only};
 use crate::api::error::ApiError;
 use crate::api::{body_object, column, ApiState};
 use crate::engagement::audience::{self, TagRule};
+use crate::store::audit;
 
 use super::{check_code, created, name, problems_or, save, t, Bind, TAG_MEMBERS_MAX};
 
@@ -207,17 +208,18 @@ async fn change_members(
             .map_err(ApiError::store)?
             .rows_affected();
     }
-    sqlx::query(
-        "INSERT INTO audit_log (at_ms, operator, action, resource, resource_code, detail) \
-         VALUES ($1, $2, 'assign', 'tag', $3, $4)",
-    )
-    .bind(now)
-    .bind(operator)
-    .bind(tag.1)
-    .bind(json!({"source": source, "added": added, "removed": removed}).to_string())
-    .execute(&mut *tx)
-    .await
-    .map_err(ApiError::store)?;
+    let detail = json!({"source": source, "added": added, "removed": removed}).to_string();
+    let entry = audit::Audited {
+        at_ms: now,
+        operator,
+        action: "assign",
+        resource: "tag",
+        code: tag.1,
+        detail: &detail,
+    };
+    audit::record(&mut tx, &entry)
+        .await
+        .map_err(ApiError::store)?;
     tx.commit().await.map_err(ApiError::store)?;
     Ok((added, removed))
 }
