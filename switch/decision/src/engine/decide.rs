@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 
 use crate::admission::Admitted;
 use crate::domain::{
-    Card, CardStatus, LocalDateTime, Merchant, MerchantStatus, PanToken, Rials, Terminal,
-    TerminalStatus, UnixMillis,
+    Card, CardId, CardStatus, LocalDateTime, Merchant, MerchantId, MerchantStatus, PanToken, Rials,
+    Terminal, TerminalStatus, UnixMillis,
 };
 use crate::engine::answer::{purchase_answer, to_amount, AmountsText, AnswerFields, Kept};
 use crate::engine::balance::{BalanceFault, Holds};
@@ -138,27 +138,8 @@ impl Engine {
         if key_expired {
             return decline(Decline::KeyExpired);
         }
-        let stored = self
-            .state
-            .answered
-            .get(&key)
-            .or_else(|| self.state.answered_volatile.get(&key));
-        if let Some(answered) = stored {
-            if answered.fingerprint != fingerprint {
-                return decline(Decline::DuplicateStan);
-            }
-            return match self.state.kept_answer(&answered.kept) {
-                Some(answer) => Decision {
-                    answer,
-                    durable: false,
-                    resent: true,
-                    fault: None,
-                },
-                // The window names a transaction the engine does not hold: never the case
-                // (transactions are not dropped), and answering anything else would not be
-                // the same answer.
-                None => decline(Decline::System),
-            };
+        if let Some(again) = self.answered_again(&key, fingerprint) {
+            return again;
         }
         let clock_checked = matches!(
             request.mti,
@@ -218,42 +199,86 @@ impl Engine {
         };
         match outcome {
             Ok(reply) => {
-                // An approved confirm or reversal is always stored and held back until its
-                // batch is durable, even when it changes nothing itself ("confirmed again",
-                // "reversed again"): its 00 rests on an earlier confirm or reversal that may
-                // still be in this batch or the one being written, and must not be heard
-                // before that is durable.
                 let follow_up = matches!(kind, Kind::Confirm | Kind::Reversal);
-                let durable = effects.len() > before || follow_up;
-                let answer = reply.answer;
-                let kept = match reply.purchase {
-                    Some((id, currency)) => Kept::Purchase(id, currency),
-                    None => Kept::of(answer, None),
-                };
-                let answered = Answered {
-                    fingerprint,
-                    kept,
-                    at: now,
-                };
-                if durable {
-                    effects.push(Effect::Answer {
-                        key,
-                        fingerprint,
-                        answer,
-                        at: now,
-                    });
-                    self.state.answered.insert(key, answered);
-                } else {
-                    self.state.answered_volatile.insert(key, answered);
-                }
-                Decision {
-                    answer,
-                    durable,
-                    resent: false,
-                    fault: None,
-                }
+                let changed = effects.len() > before;
+                self.remember_reply(key, fingerprint, reply, changed, follow_up, now, effects)
             }
             Err(decline) => self.remember_decline(key, fingerprint, now, decline),
+        }
+    }
+
+    /// The answer a request already answered gets again (docs/protocol.md section 7: the same
+    /// answer to the same message; `94` to another message under its key), if it was answered.
+    #[inline]
+    fn answered_again(&self, key: &MessageKey, fingerprint: Fingerprint) -> Option<Decision> {
+        let answered = self
+            .state
+            .answered
+            .get(key)
+            .or_else(|| self.state.answered_volatile.get(key))?;
+        if answered.fingerprint != fingerprint {
+            return Some(decline(Decline::DuplicateStan));
+        }
+        Some(match self.state.kept_answer(&answered.kept) {
+            Some(answer) => Decision {
+                answer,
+                durable: false,
+                resent: true,
+                fault: None,
+            },
+            // The window names a transaction the engine does not hold: never the case
+            // (transactions are not dropped), and answering anything else would not be
+            // the same answer.
+            None => decline(Decline::System),
+        })
+    }
+
+    /// Keeps an approved reply in the answered window, as durable (its answer joins the batch's
+    /// effects) when the request `changed` anything or is a `follow_up`, and decides it.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn remember_reply(
+        &mut self,
+        key: MessageKey,
+        fingerprint: Fingerprint,
+        reply: Reply,
+        changed: bool,
+        follow_up: bool,
+        now: UnixMillis,
+        effects: &mut Vec<Effect>,
+    ) -> Decision {
+        // An approved confirm or reversal is always stored and held back until its
+        // batch is durable, even when it changes nothing itself ("confirmed again",
+        // "reversed again"): its 00 rests on an earlier confirm or reversal that may
+        // still be in this batch or the one being written, and must not be heard
+        // before that is durable.
+        let durable = changed || follow_up;
+        let answer = reply.answer;
+        let kept = match reply.purchase {
+            Some((id, currency)) => Kept::Purchase(id, currency),
+            None => Kept::of(answer, None),
+        };
+        let answered = Answered {
+            fingerprint,
+            kept,
+            at: now,
+        };
+        if durable {
+            effects.push(Effect::Answer {
+                key,
+                fingerprint,
+                answer,
+                at: now,
+            });
+            self.state.answered.insert(key, answered);
+        } else {
+            self.state.answered_volatile.insert(key, answered);
+        }
+        Decision {
+            answer,
+            durable,
+            resent: false,
+            fault: None,
         }
     }
 
@@ -310,6 +335,33 @@ impl Engine {
         self.state.prune_answered(oldest);
     }
 
+    /// What `funding` may draw on for a purchase of `card` at `merchant`. Only those balances
+    /// are looked up: each lookup is a cache miss in a map of up to a million accounts, and the
+    /// split ignores the others.
+    #[inline]
+    fn funds(
+        &self,
+        funding: pricing::Funding,
+        card: CardId,
+        merchant: MerchantId,
+        now: UnixMillis,
+    ) -> Result<pricing::Funds, Decline> {
+        Ok(pricing::Funds {
+            club: if funding.uses_club() {
+                self.state.club_available(card).map_err(Decline::Balance)?
+            } else {
+                Rials::ZERO
+            },
+            store_credit: if funding.uses_store_credit() {
+                self.state
+                    .store_available(card, merchant, now)
+                    .map_err(Decline::Balance)?
+            } else {
+                Rials::ZERO
+            },
+        })
+    }
+
     fn purchase(
         &mut self,
         context: &Context<'_>,
@@ -331,25 +383,8 @@ impl Engine {
         let (merchant, card, local) = checks(context)?;
         let gross = Rials::new(i64::try_from(amount.get()).map_err(|_| Decline::OverLimit)?)
             .ok_or(Decline::OverLimit)?;
-        // Only the balances this funding may draw on are looked up: each lookup is a cache
-        // miss in a map of up to a million accounts, and the split ignores the others.
         let funding = funding(code);
-        let funds = pricing::Funds {
-            club: if funding.uses_club() {
-                self.state
-                    .club_available(card.id)
-                    .map_err(Decline::Balance)?
-            } else {
-                Rials::ZERO
-            },
-            store_credit: if funding.uses_store_credit() {
-                self.state
-                    .store_available(card.id, merchant.id, now)
-                    .map_err(Decline::Balance)?
-            } else {
-                Rials::ZERO
-            },
-        };
+        let funds = self.funds(funding, card.id, merchant.id, now)?;
         let day = local.date.days_since_epoch();
         let usage = Usage {
             state: &self.state,
