@@ -809,4 +809,179 @@ mod tests {
         assert_eq!(fault.broken, Broken::OverMax);
         assert_eq!(balances(&state), before);
     }
+
+    use proptest::prelude::*;
+
+    /// One step of the property test: an amount is small (the usual case) or near the largest
+    /// (to reach the faults).
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A purchase holds.
+        Place(i64, i64),
+        /// The n-th pending purchase is reversed before its confirm.
+        Release(usize),
+        /// A release of more than is held (a corrupt row).
+        ReleaseAny(i64, i64),
+        /// The n-th pending purchase is confirmed, with a cashback lot; `expired`: its holds
+        /// were swept first and it is captured on the advice path.
+        Capture(usize, Option<i64>, bool),
+        /// The n-th capture is reversed: its takings back, its cashback clawed back.
+        Return(usize),
+        /// An operator's credit.
+        AddLot(i64),
+    }
+
+    fn amount() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            8 => 0_i64..2_000,
+            1 => 999_999_998_000_i64..=999_999_999_999,
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (amount(), amount()).prop_map(|(club, store)| Step::Place(club, store)),
+            (0_usize..8).prop_map(Step::Release),
+            (amount(), amount()).prop_map(|(club, store)| Step::ReleaseAny(club, store)),
+            (0_usize..8, proptest::option::of(amount()), any::<bool>())
+                .prop_map(|(n, cashback, expired)| Step::Capture(n, cashback, expired)),
+            (0_usize..8).prop_map(Step::Return),
+            amount().prop_map(Step::AddLot),
+        ]
+    }
+
+    fn sum(lots: &[(LotId, Rials)]) -> i64 {
+        lots.iter().map(|(_, amount)| amount.get()).sum()
+    }
+
+    /// Every invariant of the two accounts, with what the holds of the pending purchases add
+    /// up to and what the money should total.
+    fn check(state: &State, pending: &[Holds], total: i64) {
+        let (club, store) = balances(state);
+        assert!(
+            club.held <= club.ledger,
+            "club hold over its ledger: {club:?}"
+        );
+        assert!(
+            store.held <= store.ledger,
+            "store hold over its ledger: {store:?}"
+        );
+        let lots: i64 = store.lots.iter().map(|lot| lot.remaining.get()).sum();
+        assert_eq!(
+            store.ledger.get(),
+            lots,
+            "the store ledger is its lots' sum"
+        );
+        let held_club: i64 = pending.iter().map(|holds| holds.club.get()).sum();
+        let held_store: i64 = pending.iter().map(|holds| holds.store_credit.get()).sum();
+        assert_eq!(club.held.get(), held_club, "club held = the pending holds");
+        assert_eq!(
+            store.held.get(),
+            held_store,
+            "store held = the pending holds"
+        );
+        assert_eq!(
+            club.ledger.get() + store.ledger.get(),
+            total,
+            "money is conserved"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Every balance operation, in any order, with any amounts, either keeps every
+        /// invariant (holds within ledgers, the store ledger the sum of its lots, what is held
+        /// the sum of the pending holds, the money total moved only by what the operation
+        /// reports) or is refused as a fault with both accounts exactly as they were.
+        #[test]
+        fn every_operation_keeps_the_invariants_or_changes_nothing(
+            start in (amount(), amount()),
+            steps in proptest::collection::vec(step(), 1..80),
+        ) {
+            let mut state = state(start.0, start.1);
+            let mut total = start.0 + start.1;
+            let mut pending: Vec<Holds> = Vec::new();
+            let mut captures: Vec<(Captured, Option<NewLot>)> = Vec::new();
+            let mut next_lot = 10;
+            for step in steps {
+                let mut before = balances(&state);
+                let result: Result<(), BalanceFault> = match step.clone() {
+                    Step::Place(club, store) => {
+                        let wanted = holds(club, store);
+                        state.place_holds(wanted).map(|()| pending.push(wanted))
+                    }
+                    Step::Release(n) if n < pending.len() => {
+                        let holds = pending.remove(n);
+                        let released = state.release_holds(holds);
+                        prop_assert!(released.is_ok(), "a pending purchase's holds release");
+                        released
+                    }
+                    Step::Release(_) => Ok(()),
+                    Step::ReleaseAny(club, store) => {
+                        // More than is held on one account: a fault, whatever the other.
+                        let (club_account, store_account) = balances(&state);
+                        let over = if club % 2 == 0 {
+                            holds((club_account.held.get() + 1 + club).min(999_999_999_999), store)
+                        } else {
+                            holds(club, (store_account.held.get() + 1 + store).min(999_999_999_999))
+                        };
+                        let released = state.release_holds(over);
+                        prop_assert!(released.is_err(), "released more than is held: {:?}", over);
+                        released
+                    }
+                    Step::Capture(n, back, expired) if n < pending.len() => {
+                        let wanted = pending[n];
+                        if expired {
+                            state.release_holds(wanted).map_err(|fault| {
+                                TestCaseError::fail(format!("sweep: {fault}"))
+                            })?;
+                            pending.remove(n);
+                            check(&state, &pending, total);
+                            // The sweep is a step of its own; the capture starts from here.
+                            before = balances(&state);
+                        }
+                        let held = if expired { wanted.none() } else { wanted };
+                        let lot = back.map(|amount| {
+                            next_lot += 1;
+                            NewLot { id: LotId(next_lot), ..cashback(rials(amount)) }
+                        });
+                        state.capture(wanted, held, lot).map(|captured| {
+                            total -= captured.club.get() + sum(&captured.lots);
+                            total += lot.map_or(0, |lot| lot.amount.get());
+                            if !expired {
+                                pending.remove(n);
+                            }
+                            captures.push((captured, lot));
+                        })
+                    }
+                    Step::Capture(..) => Ok(()),
+                    Step::Return(n) if n < captures.len() => {
+                        let (captured, lot) = captures[n].clone();
+                        let clawback = lot.map(|lot| (lot.id, lot.amount));
+                        state
+                            .return_capture(CARD, MERCHANT, captured.club, &captured.lots, clawback)
+                            .map(|returned| {
+                                total += captured.club.get() + sum(&captured.lots);
+                                total -= returned.clawback.map_or(0, |(_, taken)| taken.get());
+                                let wanted = clawback.map_or(0, |(_, amount)| amount.get());
+                                let taken = returned.clawback.map_or(0, |(_, taken)| taken.get());
+                                assert_eq!(taken + returned.clawback_shortfall.get(), wanted);
+                                captures.remove(n);
+                            })
+                    }
+                    Step::Return(_) => Ok(()),
+                    Step::AddLot(amount) => {
+                        next_lot += 1;
+                        let lot = NewLot { id: LotId(next_lot), ..cashback(rials(amount)) };
+                        state.add_lot(lot).map(|()| total += amount)
+                    }
+                };
+                if result.is_err() {
+                    prop_assert_eq!(balances(&state), before, "a fault changed {:?}", step);
+                }
+                check(&state, &pending, total);
+            }
+        }
+    }
 }
