@@ -3,9 +3,11 @@
 //!
 //! Layout:
 //! - [`templates`]: each message's text in Persian and English (pure).
+//! - [`plan`]: which messages a batch's effects send (pure).
 //! - [`gateway`]: the HTTP/1.1 client of the SMS gateway.
 //! - [`dispatcher`]: the task that sends due outbox rows, with retries and backoff.
 
 pub mod dispatcher;
 pub mod gateway;
+pub mod plan;
 pub mod templates;

@@ -17,14 +17,14 @@ use std::collections::{BTreeMap, HashMap};
 use crate::store::sql::QueryBuilder;
 use crate::store::{Backend, Conn};
 
-use crate::domain::{Locale, MerchantId, Rials, RuleKind, UnixMillis};
+use crate::domain::{MerchantId, Rials, RuleKind, UnixMillis};
 use crate::engine::coupon::{CouponRecord, CouponState};
 use crate::engine::credit::{CreditRecord, TransferRecord};
 use crate::engine::effect::{Account, Effect, NewLot, ReleaseReason};
 use crate::engine::referral::Referral;
 use crate::engine::state::{MessageKey, Txn};
 use crate::engine::tier::TierChange;
-use crate::notify::templates::Message;
+use crate::notify::plan::{self, Notice};
 use crate::store::ledger::LedgerError;
 
 /// Rows per multi-row statement: keeps the bound parameters (at most 28 per row) far below
@@ -39,31 +39,6 @@ struct Patch {
     reversed_at: Option<i64>,
     expired_at: Option<i64>,
     cashback_lot: Option<i64>,
-}
-
-/// An outbox row to write if the card's member has a phone: both languages are rendered, the
-/// database keeps the member's (docs/notifications.md).
-#[derive(Debug, Clone)]
-struct Notice {
-    key: String,
-    card: i64,
-    kind: &'static str,
-    fa: String,
-    en: String,
-    at: i64,
-}
-
-impl Notice {
-    fn new(key: String, card: i64, message: &Message<'_>, at: i64) -> Notice {
-        Notice {
-            key,
-            card,
-            kind: message.kind(),
-            fa: message.render(Locale::Fa),
-            en: message.render(Locale::En),
-            at,
-        }
-    }
 }
 
 /// A coupon row to write, in effect order (an issue comes before the moves of its coupon).
@@ -132,6 +107,7 @@ impl<'a> Plan<'a> {
     pub fn fold(effects: &'a [Effect]) -> Plan<'a> {
         let mut plan = Plan::default();
         for effect in effects {
+            plan::notices(effect, &mut plan.notices);
             plan.add(effect);
         }
         plan
@@ -232,8 +208,6 @@ impl<'a> Plan<'a> {
             txn,
             card,
             merchant,
-            gross,
-            discount,
             club_held,
             store_held,
             club,
@@ -241,12 +215,12 @@ impl<'a> Plan<'a> {
             shortfalls,
             cashback,
             at,
+            ..
         } = effect
         else {
             return;
         };
         let (card, merchant, txn, at) = (card.get(), merchant.get(), txn.0, at.get());
-        self.capture_notices(txn, card, *gross, *discount, *club, lots, cashback, at);
         self.club_delta(card, -club.get(), -club_held.get());
         if store_held.get() > 0 {
             self.store_delta((card, merchant), 0, -store_held.get());
@@ -372,17 +346,6 @@ impl<'a> Plan<'a> {
         let Effect::CouponIssued(record) = effect else {
             return;
         };
-        if let Some(card) = record.card {
-            let terms = &record.coupon.terms;
-            let message = Message::Coupon {
-                kind: terms.kind,
-                cap: terms.discount_rials_max,
-                expires_at: terms.expires_at,
-            };
-            let key = format!("coupon:{}", record.coupon.id.get());
-            let notice = Notice::new(key, card.get(), &message, record.at.get());
-            self.notices.push(notice);
-        }
         self.coupon_ops.push(CouponOp::Issue(record));
     }
 
@@ -392,15 +355,6 @@ impl<'a> Plan<'a> {
         let Effect::TierChange(change) = effect else {
             return;
         };
-        if change.is_visible() {
-            let message = Message::Tier {
-                name: change.to_name.as_deref(),
-                promoted: change.promoted,
-            };
-            let key = format!("tier:{}:{}", change.txn.0, change.cause.as_str());
-            let notice = Notice::new(key, change.card.get(), &message, change.at.get());
-            self.notices.push(notice);
-        }
         self.tier_changes.push(change);
     }
 
@@ -409,20 +363,6 @@ impl<'a> Plan<'a> {
     fn credit(&mut self, record: &'a CreditRecord) {
         let credit = &record.credit;
         let (card, amount, at) = (credit.card.get(), credit.amount.get(), record.at.get());
-        let message = match credit.merchant {
-            None => Message::TopUp {
-                amount: credit.amount,
-            },
-            Some(_) => Message::StoreCredit {
-                amount: credit.amount,
-            },
-        };
-        self.notices.push(Notice::new(
-            format!("credit:{}", credit.key),
-            card,
-            &message,
-            at,
-        ));
         match (credit.merchant, record.lot) {
             (Some(merchant), Some(lot)) => {
                 let key = (card, merchant.get());
@@ -437,43 +377,6 @@ impl<'a> Plan<'a> {
             }
         }
         self.credits.push(record);
-    }
-
-    /// The member's messages of a confirm: the purchase, and the cashback it credited. Keys
-    /// come from the transaction, so a re-applied capture cannot write a second row.
-    #[allow(clippy::too_many_arguments)]
-    fn capture_notices(
-        &mut self,
-        txn: i64,
-        card: i64,
-        gross: Rials,
-        discount: Rials,
-        club: Rials,
-        lots: &[(crate::engine::state::LotId, Rials)],
-        cashback: &Option<NewLot>,
-        at: i64,
-    ) {
-        // The engine's capture takes at most the purchase's store credit, a part of G.
-        let store_credit = lots.iter().fold(Rials::ZERO, |sum, (_, amount)| {
-            sum.asserted_add(*amount, "a capture's lots sum to at most its store credit")
-        });
-        let purchase = Message::Purchase {
-            gross,
-            discount,
-            club,
-            store_credit,
-        };
-        self.notices
-            .push(Notice::new(format!("capture:{txn}"), card, &purchase, at));
-        if let Some(lot) = cashback {
-            let message = Message::Cashback { amount: lot.amount };
-            self.notices.push(Notice::new(
-                format!("cashback:{txn}"),
-                lot.card.get(),
-                &message,
-                at,
-            ));
-        }
     }
 
     /// A replacement: the old card's club balance and lots leave it, the new card's come in,
