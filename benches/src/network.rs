@@ -27,7 +27,7 @@ use switch::domain::{
     MerchantStatus, MinuteWindow, PanToken, PanTokenKey, Percent, ReferenceData, Rials, RuleId,
     RuleKind, RuleTerms, TerminalCode, TerminalRowId, TerminalStatus, TierId, Weekdays, Window,
 };
-use switch::engine::state::{ClubAccount, Lot, LotId, StoreAccount};
+use switch::engine::state::{ClubAccount, Lot, LotId};
 use switch::engine::State;
 
 /// 2026-11-22T18:30:00Z (22:00 in Tehran, a Sunday): the clock every bench runs at.
@@ -111,35 +111,38 @@ pub fn build(shape: &Shape, pan_key: &PanTokenKey) -> Network {
 pub fn state(reference: &LoadedReference) -> State {
     let ids = &reference.ids;
     let mut state = State::default();
-    state.club.reserve(reference.data.club_openings.len());
+    state.reserve_accounts(reference.data.club_openings.len(), 0);
     for opening in &reference.data.club_openings {
         let card = ids.cards[&opening.card];
         let account = ClubAccount {
             ledger: opening.amount,
             held: Rials::ZERO,
         };
-        state.club.insert(card, account);
+        state.load_club(card, account);
     }
     let mut lot = 0_i64;
     for opening in &reference.data.store_credit_openings {
         lot += 1;
-        let key = (ids.cards[&opening.card], ids.merchants[&opening.merchant]);
-        let account = state.store.entry(key).or_insert_with(|| StoreAccount {
-            ledger: Rials::ZERO,
-            held: Rials::ZERO,
-            lots: Vec::new(),
-        });
-        account.ledger = account.ledger.checked_add(opening.amount).expect("ledger");
-        account.lots.push(Lot {
-            id: LotId(lot),
-            remaining: opening.amount,
-            expires_at: opening.expires_at,
-        });
-        account.sort_lots();
+        let (card, merchant) = (ids.cards[&opening.card], ids.merchants[&opening.merchant]);
+        let ledger = state
+            .store
+            .get(&(card, merchant))
+            .map_or(Rials::ZERO, |account| account.ledger)
+            .checked_add(opening.amount)
+            .expect("ledger");
+        state.load_store_account(card, merchant, ledger, Rials::ZERO);
+        let loaded = state.load_lot(
+            card,
+            merchant,
+            Lot {
+                id: LotId(lot),
+                remaining: opening.amount,
+                expires_at: opening.expires_at,
+            },
+        );
+        assert!(loaded, "its account was just loaded");
     }
-    state.next_txn = 1;
-    state.next_rrn = 1;
-    state.next_lot = lot + 1;
+    state.finish_loading();
     state
 }
 

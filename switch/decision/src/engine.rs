@@ -25,6 +25,7 @@ pub mod credit;
 pub mod decide;
 pub mod decline;
 pub mod effect;
+pub mod load;
 pub mod pending;
 pub mod prefetch;
 pub mod referral;

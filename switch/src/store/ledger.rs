@@ -25,8 +25,7 @@ use crate::engine::coupon::{Coupon, CouponState};
 use crate::engine::effect::Effect;
 use crate::engine::referral::Referral;
 use crate::engine::state::{
-    Amounts, Capture, ClubAccount, Lot, LotId, MessageKey, State, StoreAccount, Txn, TxnId,
-    TxnState,
+    Amounts, Capture, ClubAccount, Lot, LotId, MessageKey, State, Txn, TxnId, TxnState,
 };
 use crate::engine::Fingerprint;
 use crate::store::batch::Plan;
@@ -83,7 +82,7 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
         None => None,
     };
     let direct = direct.as_ref();
-    state.next_lot = load_balances(&mut conn, direct, &mut state).await? + 1;
+    load_balances(&mut conn, direct, &mut state).await?;
     load_transactions(&mut conn, direct, &mut state).await?;
     state.settled_cycle =
         sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(cycle_id) FROM transactions")
@@ -97,6 +96,7 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
             .unwrap_or(0);
     load_windows(&mut conn, direct, &mut state, now).await?;
     load_credits_and_loyalty(&mut conn, &mut state).await?;
+    state.finish_loading();
     Ok(state)
 }
 
@@ -105,7 +105,7 @@ async fn load_balances(
     conn: &mut Conn,
     direct: Option<&Direct>,
     state: &mut State,
-) -> Result<i64, LedgerError> {
+) -> Result<(), LedgerError> {
     // The large tables are read packed, a chunk at a time (docs/benchmarks.md, "Restart").
     let club = Packing {
         table: "club_balances",
@@ -114,16 +114,15 @@ async fn load_balances(
         key: "card_id",
         ordered: false,
     };
-    state
-        .club
-        .reserve(packed::rows_at_most(&mut *conn, &club).await?);
+    let club_rows = packed::rows_at_most(&mut *conn, &club).await?;
+    state.reserve_accounts(club_rows, 0);
     packed::read(&mut *conn, &club, true, direct, sqlx::query, |row| {
         let (card, ledger, held): (i64, i64, i64) = row.parse()?;
         let account = ClubAccount {
             ledger: amount(ledger, "ledger_rials", club.table)?,
             held: amount(held, "held_rials", club.table)?,
         };
-        state.club.insert(CardId::new(card), account);
+        state.load_club(CardId::new(card), account);
         Ok::<(), LedgerError>(())
     })
     .await?;
@@ -134,19 +133,16 @@ async fn load_balances(
         key: "card_id",
         ordered: false,
     };
-    state
-        .store
-        .reserve(packed::rows_at_most(&mut *conn, &stores).await?);
+    let store_rows = packed::rows_at_most(&mut *conn, &stores).await?;
+    state.reserve_accounts(0, store_rows);
     packed::read(&mut *conn, &stores, true, direct, sqlx::query, |row| {
         let (card, merchant, ledger, held): (i64, i64, i64, i64) = row.parse()?;
-        let account = StoreAccount {
-            ledger: amount(ledger, "ledger_rials", stores.table)?,
-            held: amount(held, "held_rials", stores.table)?,
-            lots: Vec::new(),
-        };
-        state
-            .store
-            .insert((CardId::new(card), MerchantId::new(merchant)), account);
+        state.load_store_account(
+            CardId::new(card),
+            MerchantId::new(merchant),
+            amount(ledger, "ledger_rials", stores.table)?,
+            amount(held, "held_rials", stores.table)?,
+        );
         Ok::<(), LedgerError>(())
     })
     .await?;
@@ -163,27 +159,19 @@ async fn load_balances(
         key: "id",
         ordered: false,
     };
-    let mut lot_max = 0_i64;
     packed::read(&mut *conn, &lots, true, direct, sqlx::query, |row| {
         let (id, card, merchant, remaining, expires_at): (i64, i64, i64, i64, Option<i64>) =
             row.parse()?;
-        lot_max = lot_max.max(id);
         let lot = Lot {
             id: LotId(id),
             remaining: amount(remaining, "remaining_rials", lots.table)?,
             expires_at: expires_at.map(UnixMillis::new),
         };
-        let key = (CardId::new(card), MerchantId::new(merchant));
-        if let Some(account) = state.store.get_mut(&key) {
-            account.lots.push(lot);
-        }
+        // A lot without its account (never the case: a foreign key) is not loaded.
+        state.load_lot(CardId::new(card), MerchantId::new(merchant), lot);
         Ok::<(), LedgerError>(())
     })
-    .await?;
-    for account in state.store.values_mut() {
-        account.sort_lots();
-    }
-    Ok(lot_max)
+    .await
 }
 
 /// Operator credits' idempotency keys, card replacements, coupons, referrals and earned tiers.
@@ -195,14 +183,14 @@ async fn load_credits_and_loyalty(conn: &mut Conn, state: &mut State) -> Result<
     .await?
     {
         let (idempotency_key, key) = credit_from_row(&row)?;
-        state.credits.insert(idempotency_key, key);
+        state.load_credit(idempotency_key, key);
     }
     for row in sqlx::query("SELECT from_card_id, to_card_id FROM card_replacements")
         .fetch_all(&mut *conn)
         .await?
     {
         let (from, to) = replacement_from_row(&row)?;
-        state.replaced.insert(from, to);
+        state.load_replacement(from, to);
     }
     for row in sqlx::query(COUPON_COLUMNS).fetch_all(&mut *conn).await? {
         let (coupon, key) = coupon_from_row(&row)?;
@@ -210,14 +198,14 @@ async fn load_credits_and_loyalty(conn: &mut Conn, state: &mut State) -> Result<
     }
     for row in sqlx::query(REFERRAL_COLUMNS).fetch_all(&mut *conn).await? {
         let (referred, referral) = referral_from_row(&row)?;
-        state.referrals.insert(referred, referral);
+        state.load_referral(referred, referral);
     }
     for row in sqlx::query("SELECT member_id, tier_id FROM member_tiers")
         .fetch_all(&mut *conn)
         .await?
     {
         let (member, tier) = earned_tier_from_row(&row)?;
-        state.earned_tiers.insert(member, tier);
+        state.load_earned_tier(member, tier);
     }
     Ok(())
 }
@@ -353,8 +341,6 @@ async fn load_transactions(
     let mut load = TxnLoad {
         lots_by_txn,
         member_of: HashMap::new(),
-        txn_max: 0,
-        rrn_max: 0,
     };
     match direct {
         Some(direct) => direct.each(sql, |row| load.take(row, state))?,
@@ -365,8 +351,6 @@ async fn load_transactions(
             }
         }
     }
-    state.next_txn = load.txn_max + 1;
-    state.next_rrn = load.rrn_max + 1;
     Ok(())
 }
 
@@ -374,8 +358,6 @@ async fn load_transactions(
 struct TxnLoad {
     lots_by_txn: HashMap<i64, Vec<(LotId, Rials)>>,
     member_of: HashMap<i64, i64>,
-    txn_max: i64,
-    rrn_max: u64,
 }
 
 impl TxnLoad {
@@ -384,11 +366,7 @@ impl TxnLoad {
             self.member_of.insert(row.column("card_id")?, member);
         }
         let txn = txn_from_row(row, &mut self.lots_by_txn, &self.member_of)?;
-        self.txn_max = self.txn_max.max(txn.id.0);
-        self.rrn_max = self
-            .rrn_max
-            .max(txn.rrn.as_str().parse::<u64>().unwrap_or(0));
-        state.track(txn);
+        state.load_txn(txn);
         Ok(())
     }
 }
@@ -501,9 +479,7 @@ async fn load_windows(
         .fetch_all(&mut *conn)
         .await?;
     for row in tombstones {
-        state
-            .tombstones
-            .insert(key_from_row(&row)?, UnixMillis::new(row.try_get("at_ms")?));
+        state.load_tombstone(key_from_row(&row)?, UnixMillis::new(row.try_get("at_ms")?));
     }
     Ok(())
 }

@@ -18,12 +18,12 @@
 //!   on captures and answers) still refuse anything that slipped through: the batch fails
 //!   whole, is answered `96`, and the process reloads its state.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sqlx::Row;
 
 use crate::domain::{CardId, MerchantId, UnixMillis};
-use crate::engine::state::{ClubAccount, Lot, LotId, State, StoreAccount};
+use crate::engine::state::{ClubAccount, Lot, LotId, State};
 use crate::store::ledger::{self, LedgerError};
 use crate::store::Conn;
 
@@ -105,13 +105,10 @@ async fn refresh_balances(
             ledger: ledger::rials(&row, "ledger_rials", "club_balances")?,
             held: ledger::rials(&row, "held_rials", "club_balances")?,
         };
-        state
-            .club
-            .insert(CardId::new(row.try_get("card_id")?), account);
+        state.load_club(CardId::new(row.try_get("card_id")?), account);
         out.rows += 1;
     }
 
-    let mut touched: HashSet<(CardId, MerchantId)> = HashSet::new();
     for row in stamped(
         conn,
         "SELECT card_id, merchant_id, ledger_rials, held_rials FROM store_credit_accounts WHERE",
@@ -126,14 +123,7 @@ async fn refresh_balances(
         );
         let ledger_rials = ledger::rials(&row, "ledger_rials", "store_credit_accounts")?;
         let held = ledger::rials(&row, "held_rials", "store_credit_accounts")?;
-        let account = state.store.entry(key).or_insert_with(|| StoreAccount {
-            ledger: ledger_rials,
-            held,
-            lots: Vec::new(),
-        });
-        account.ledger = ledger_rials;
-        account.held = held;
-        touched.insert(key);
+        state.load_store_account(key.0, key.1, ledger_rials, held);
         out.rows += 1;
     }
 
@@ -156,20 +146,8 @@ async fn refresh_balances(
                 .try_get::<Option<i64>, _>("expires_at_ms")?
                 .map(UnixMillis::new),
         };
-        state.next_lot = state.next_lot.max(lot.id.0 + 1);
-        if let Some(account) = state.store.get_mut(&key) {
-            match account.lots.iter_mut().find(|known| known.id == lot.id) {
-                Some(known) => *known = lot,
-                None => account.lots.push(lot),
-            }
-            touched.insert(key);
-        }
+        state.load_lot(key.0, key.1, lot);
         out.rows += 1;
-    }
-    for key in &touched {
-        if let Some(account) = state.store.get_mut(key) {
-            account.sort_lots();
-        }
     }
     Ok(())
 }
@@ -217,10 +195,7 @@ async fn refresh_transactions(
         }
         for row in &rows {
             let txn = ledger::txn_from_row(row, &mut lots_by_txn, &member_of)?;
-            state.next_txn = state.next_txn.max(txn.id.0 + 1);
-            let rrn = txn.rrn.as_str().parse::<u64>().unwrap_or(0);
-            state.next_rrn = state.next_rrn.max(rrn + 1);
-            state.replace_txn(txn);
+            state.refresh_txn(txn);
             out.transactions += 1;
             out.rows += 1;
         }
@@ -258,7 +233,7 @@ async fn refresh_windows(
     )
     .await?
     {
-        state.tombstones.insert(
+        state.load_tombstone(
             ledger::key_from_row(&row)?,
             UnixMillis::new(row.try_get("at_ms")?),
         );
@@ -284,7 +259,7 @@ async fn refresh_credits_and_loyalty(
     .await?
     {
         let (idempotency_key, key) = ledger::credit_from_row(&row)?;
-        state.credits.insert(idempotency_key, key);
+        state.load_credit(idempotency_key, key);
         out.rows += 1;
     }
 
@@ -297,7 +272,7 @@ async fn refresh_credits_and_loyalty(
     .await?
     {
         let (from, to) = ledger::replacement_from_row(&row)?;
-        state.replaced.insert(from, to);
+        state.load_replacement(from, to);
         out.rows += 1;
     }
 
@@ -311,7 +286,7 @@ async fn refresh_credits_and_loyalty(
     let referrals = format!("{} WHERE", ledger::REFERRAL_COLUMNS);
     for row in stamped(conn, &referrals, after, before).await? {
         let (referred, referral) = ledger::referral_from_row(&row)?;
-        state.referrals.insert(referred, referral);
+        state.load_referral(referred, referral);
         out.rows += 1;
     }
 
@@ -324,7 +299,7 @@ async fn refresh_credits_and_loyalty(
     .await?
     {
         let (member, tier) = ledger::earned_tier_from_row(&row)?;
-        state.earned_tiers.insert(member, tier);
+        state.load_earned_tier(member, tier);
         out.rows += 1;
     }
     Ok(())
