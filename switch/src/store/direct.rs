@@ -124,9 +124,7 @@ impl Direct {
             Ok(())
         })
     }
-}
 
-impl Direct {
     fn lock(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
         // A read that failed half-way left the connection as it was: take it back.
         self.conn

@@ -100,7 +100,7 @@ pub async fn load(pool: &Pool, now: UnixMillis) -> Result<State, LedgerError> {
     Ok(state)
 }
 
-/// Club balances, store-credit accounts and their lots, into `state`; the largest lot id.
+/// Club balances, store-credit accounts and their lots, into `state`.
 async fn load_balances(
     conn: &mut Conn,
     direct: Option<&Direct>,
@@ -114,8 +114,17 @@ async fn load_balances(
         key: "card_id",
         ordered: false,
     };
-    let club_rows = packed::rows_at_most(&mut *conn, &club).await?;
-    state.reserve_accounts(club_rows, 0);
+    let stores = Packing {
+        table: "store_credit_accounts",
+        columns: &["card_id", "merchant_id", "ledger_rials", "held_rials"],
+        from: "FROM store_credit_accounts WHERE 1 = 1",
+        key: "card_id",
+        ordered: false,
+    };
+    state.reserve_accounts(
+        packed::rows_at_most(&mut *conn, &club).await?,
+        packed::rows_at_most(&mut *conn, &stores).await?,
+    );
     packed::read(&mut *conn, &club, true, direct, sqlx::query, |row| {
         let (card, ledger, held): (i64, i64, i64) = row.parse()?;
         let account = ClubAccount {
@@ -126,15 +135,6 @@ async fn load_balances(
         Ok::<(), LedgerError>(())
     })
     .await?;
-    let stores = Packing {
-        table: "store_credit_accounts",
-        columns: &["card_id", "merchant_id", "ledger_rials", "held_rials"],
-        from: "FROM store_credit_accounts WHERE 1 = 1",
-        key: "card_id",
-        ordered: false,
-    };
-    let store_rows = packed::rows_at_most(&mut *conn, &stores).await?;
-    state.reserve_accounts(0, store_rows);
     packed::read(&mut *conn, &stores, true, direct, sqlx::query, |row| {
         let (card, merchant, ledger, held): (i64, i64, i64, i64) = row.parse()?;
         state.load_store_account(
@@ -318,19 +318,10 @@ async fn load_transactions(
 ) -> Result<(), LedgerError> {
     // Every transaction is loaded: a late confirm or reversal of any of them must find it
     // (to answer `00`, or `12` once settled). At scale this wants a bound (README, notes).
-    let mut lots_by_txn: HashMap<i64, Vec<(LotId, Rials)>> = HashMap::new();
     let taken = sqlx::query("SELECT txn_id, lot_id, taken_rials FROM capture_lots ORDER BY lot_id")
         .fetch_all(&mut *conn)
         .await?;
-    for row in taken {
-        lots_by_txn
-            .entry(row.try_get("txn_id")?)
-            .or_default()
-            .push((
-                LotId(row.try_get("lot_id")?),
-                rials(&row, "taken_rials", "capture_lots")?,
-            ));
-    }
+    let lots_by_txn = lots_by_txn(&taken)?;
     // The card's member comes by a join: reading the whole card table for it would cost a
     // million rows at a million cards, where the transactions are far fewer.
     let sql = "SELECT t.*, c.club_rials AS captured_club, k.member_id AS card_member, \
@@ -339,34 +330,77 @@ async fn load_transactions(
          LEFT JOIN cards k ON k.id = t.card_id \
          JOIN merchants m ON m.id = t.merchant_id ORDER BY t.id";
     let mut load = TxnLoad {
+        state,
         lots_by_txn,
         member_of: HashMap::new(),
     };
+    each_row(conn, direct, sql, &mut load).await
+}
+
+/// The capture lots of `rows` (`txn_id`, `lot_id`, `taken_rials`, in lot order) by transaction.
+pub(crate) fn lots_by_txn(
+    rows: &[DbRow],
+) -> Result<HashMap<i64, Vec<(LotId, Rials)>>, LedgerError> {
+    let mut lots: HashMap<i64, Vec<(LotId, Rials)>> = HashMap::new();
+    for row in rows {
+        lots.entry(row.try_get("txn_id")?).or_default().push((
+            LotId(row.try_get("lot_id")?),
+            rials(row, "taken_rials", "capture_lots")?,
+        ));
+    }
+    Ok(lots)
+}
+
+/// What takes the rows of [`each_row`], one at a time, from either driver.
+trait RowSink {
+    fn take(&mut self, row: &impl Columns) -> Result<(), LedgerError>;
+}
+
+/// Gives every row `sql` selects to `sink`: stepped on the `direct` connection when there is
+/// one, through the driver otherwise. `sql` binds no parameter.
+async fn each_row(
+    conn: &mut Conn,
+    direct: Option<&Direct>,
+    sql: &str,
+    sink: &mut impl RowSink,
+) -> Result<(), LedgerError> {
     match direct {
-        Some(direct) => direct.each(sql, |row| load.take(row, state))?,
+        Some(direct) => direct.each(sql, |row| sink.take(row)),
         None => {
             let mut rows = sqlx::query(sql).fetch(&mut *conn);
             while let Some(row) = rows.try_next().await? {
-                load.take(&row, state)?;
+                sink.take(&row)?;
             }
+            Ok(())
         }
     }
-    Ok(())
 }
 
-/// What [`load_transactions`] keeps between rows.
-struct TxnLoad {
+/// Transactions into a loading state, with what [`load_transactions`] keeps between rows.
+struct TxnLoad<'s> {
+    state: &'s mut State,
     lots_by_txn: HashMap<i64, Vec<(LotId, Rials)>>,
     member_of: HashMap<i64, i64>,
 }
 
-impl TxnLoad {
-    fn take(&mut self, row: &impl Columns, state: &mut State) -> Result<(), LedgerError> {
+impl RowSink for TxnLoad<'_> {
+    fn take(&mut self, row: &impl Columns) -> Result<(), LedgerError> {
         if let Some(member) = row.column::<Option<i64>>("card_member")? {
             self.member_of.insert(row.column("card_id")?, member);
         }
         let txn = txn_from_row(row, &mut self.lots_by_txn, &self.member_of)?;
-        state.load_txn(txn);
+        self.state.load_txn(txn);
+        Ok(())
+    }
+}
+
+/// Answered messages into a loading state.
+struct AnswerLoad<'s>(&'s mut State);
+
+impl RowSink for AnswerLoad<'_> {
+    fn take(&mut self, row: &impl Columns) -> Result<(), LedgerError> {
+        let (key, fingerprint, answer, at) = answered_from_row(row)?;
+        self.0.remember_answer(key, fingerprint, answer, at);
         Ok(())
     }
 }
@@ -461,20 +495,7 @@ async fn load_windows(
         "SELECT ksi, mti, stan, transmitted, fingerprint, response, at_ms \
          FROM answered_messages WHERE at_ms >= {since}"
     );
-    let mut remember = |row: &dyn AnsweredRow| {
-        let (key, fingerprint, answer, at) = row.answered()?;
-        state.remember_answer(key, fingerprint, answer, at);
-        Ok::<(), LedgerError>(())
-    };
-    match direct {
-        Some(direct) => direct.each(&sql, |row| remember(row))?,
-        None => {
-            let mut rows = sqlx::query(&sql).fetch(&mut *conn);
-            while let Some(row) = rows.try_next().await? {
-                remember(&row)?;
-            }
-        }
-    }
+    each_row(conn, direct, &sql, &mut AnswerLoad(state)).await?;
     let tombstones = sqlx::query("SELECT ksi, mti, stan, transmitted, at_ms FROM tombstones")
         .fetch_all(&mut *conn)
         .await?;
@@ -482,17 +503,6 @@ async fn load_windows(
         state.load_tombstone(key_from_row(&row)?, UnixMillis::new(row.try_get("at_ms")?));
     }
     Ok(())
-}
-
-/// A row of `answered_messages` from either driver, for a closure (which cannot be generic).
-trait AnsweredRow {
-    fn answered(&self) -> Result<(MessageKey, Fingerprint, AnswerFields, UnixMillis), LedgerError>;
-}
-
-impl<R: Columns> AnsweredRow for R {
-    fn answered(&self) -> Result<(MessageKey, Fingerprint, AnswerFields, UnixMillis), LedgerError> {
-        answered_from_row(self)
-    }
 }
 
 /// An `answered_messages` row: its key, fingerprint, answer and time.

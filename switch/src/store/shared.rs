@@ -171,24 +171,15 @@ async fn refresh_transactions(
     .fetch_all(&mut *conn)
     .await?;
     if !rows.is_empty() {
-        let mut lots_by_txn: HashMap<i64, Vec<(LotId, crate::domain::Rials)>> = HashMap::new();
-        for row in sqlx::query(
+        let taken = sqlx::query(
             "SELECT l.txn_id, l.lot_id, l.taken_rials FROM capture_lots l \
              JOIN transactions t ON t.id = l.txn_id WHERE t.change_seq > $1 AND t.change_seq < $2 ORDER BY l.lot_id",
         )
         .bind(after)
         .bind(before)
         .fetch_all(&mut *conn)
-        .await?
-        {
-            lots_by_txn
-                .entry(row.try_get("txn_id")?)
-                .or_default()
-                .push((
-                    LotId(row.try_get("lot_id")?),
-                    ledger::rials(&row, "taken_rials", "capture_lots")?,
-                ));
-        }
+        .await?;
+        let mut lots_by_txn = ledger::lots_by_txn(&taken)?;
         let mut member_of: HashMap<i64, i64> = HashMap::new();
         for row in &rows {
             member_of.insert(row.try_get("card_id")?, row.try_get("card_member")?);
